@@ -1,0 +1,2 @@
+//! `lattice-bench`: reproducible benchmarks (lands with the benchmark issue).
+fn main() {}

@@ -1,0 +1,183 @@
+//! Fixed-size identifiers: authors (Ed25519 public keys), entry hashes (blake3), store ids (UUID).
+
+use std::fmt;
+
+/// Why a textual or binary identifier could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{what} must be {expected} lowercase hex characters, got {got} characters")]
+    HexLength { what: &'static str, expected: usize, got: usize },
+    #[error("{what} is not valid hex: {text:?}")]
+    NotHex { what: &'static str, text: String },
+    #[error("{what} must be {expected} bytes, got {got}")]
+    ByteLength { what: &'static str, expected: usize, got: usize },
+    #[error("not a valid UUID: {0:?}")]
+    Uuid(String),
+    #[error("not a valid Ed25519 public key: {0}")]
+    PublicKey(String),
+}
+
+fn parse_hex32(what: &'static str, text: &str) -> Result<[u8; 32], IdError> {
+    if text.len() != 64 {
+        return Err(IdError::HexLength { what, expected: 64, got: text.len() });
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).map_err(|_| IdError::NotHex { what, text: text.to_string() })?;
+    Ok(out)
+}
+
+fn bytes32(what: &'static str, bytes: &[u8]) -> Result<[u8; 32], IdError> {
+    bytes.try_into().map_err(|_| IdError::ByteLength { what, expected: 32, got: bytes.len() })
+}
+
+/// An author: the Ed25519 public key that signs entries. Also the node id on the network.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AuthorId(pub [u8; 32]);
+
+impl AuthorId {
+    /// Parses 64 hex characters (upper or lower case). The key must be a valid curve point.
+    pub fn from_hex(text: &str) -> Result<Self, IdError> {
+        let bytes = parse_hex32("public key", &text.to_ascii_lowercase())?;
+        Self::from_bytes(&bytes)
+    }
+    /// Accepts exactly 32 bytes that form a valid Ed25519 public key.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdError> {
+        let bytes = bytes32("public key", bytes)?;
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| IdError::PublicKey(e.to_string()))?;
+        Ok(AuthorId(bytes))
+    }
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+    /// First 8 hex characters, for logs.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+}
+
+impl fmt::Display for AuthorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+impl fmt::Debug for AuthorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthorId({})", self.short())
+    }
+}
+impl std::str::FromStr for AuthorId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_hex(s)
+    }
+}
+
+/// blake3 hash of an encoded `SignedEntry`. All zeros means "no entry" (prev of seq 1).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    pub const ZERO: Hash = Hash([0; 32]);
+    pub fn of(bytes: &[u8]) -> Self {
+        Hash(*blake3::hash(bytes).as_bytes())
+    }
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdError> {
+        Ok(Hash(bytes32("hash", bytes)?))
+    }
+    pub fn from_hex(text: &str) -> Result<Self, IdError> {
+        Ok(Hash(parse_hex32("hash", &text.to_ascii_lowercase())?))
+    }
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+}
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.short())
+    }
+}
+
+/// A store: a 16-byte UUID, shown in its hyphenated lowercase form.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreId(pub uuid::Uuid);
+
+impl StoreId {
+    pub fn new_random() -> Self {
+        StoreId(uuid::Uuid::new_v4())
+    }
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdError> {
+        let b: [u8; 16] =
+            bytes.try_into().map_err(|_| IdError::ByteLength { what: "store id", expected: 16, got: bytes.len() })?;
+        Ok(StoreId(uuid::Uuid::from_bytes(b)))
+    }
+    pub fn parse(text: &str) -> Result<Self, IdError> {
+        uuid::Uuid::parse_str(text).map(StoreId).map_err(|_| IdError::Uuid(text.to_string()))
+    }
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+impl fmt::Display for StoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.hyphenated())
+    }
+}
+impl fmt::Debug for StoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreId({})", self.0.hyphenated())
+    }
+}
+impl std::str::FromStr for StoreId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn author_hex_round_trip_and_errors() {
+        let id = crate::Identity::generate().author();
+        let text = id.to_hex();
+        assert_eq!(text.len(), 64);
+        assert_eq!(text, text.to_lowercase());
+        assert_eq!(AuthorId::from_hex(&text).unwrap(), id);
+        assert_eq!(AuthorId::from_hex(&text.to_uppercase()).unwrap(), id);
+        assert!(matches!(AuthorId::from_hex("abc"), Err(IdError::HexLength { got: 3, .. })));
+        let bad = "zz".repeat(32);
+        assert!(matches!(AuthorId::from_hex(&bad), Err(IdError::NotHex { .. })));
+        assert!(matches!(AuthorId::from_bytes(&[1; 31]), Err(IdError::ByteLength { got: 31, .. })));
+    }
+
+    #[test]
+    fn store_id_parse() {
+        let s = StoreId::new_random();
+        assert_eq!(StoreId::parse(&s.to_string()).unwrap(), s);
+        assert!(matches!(StoreId::parse("not-a-uuid"), Err(IdError::Uuid(_))));
+        assert!(StoreId::from_bytes(&[0; 15]).is_err());
+    }
+
+    #[test]
+    fn hash_parse() {
+        let h = Hash::of(b"x");
+        assert_eq!(Hash::from_hex(&h.to_hex()).unwrap(), h);
+        assert!(Hash::from_bytes(&[0; 33]).is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! # lattice-net
+//!
+//! Networking over iroh (lands with the networking issue).

@@ -1,0 +1,3 @@
+//! # lattice-node
+//!
+//! The node: data dir, identity, meta.db, root store, store manager (lands with the CLI issue).
