@@ -159,6 +159,10 @@ impl RecordReader {
         self.pos
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The next record before `end`, or `None` at `end`. A record that is cut short or fails
     /// its checksum within the range is corruption: the range was known-good when it was chosen.
     pub fn next_record(&mut self) -> Result<Option<Record>, LogError> {

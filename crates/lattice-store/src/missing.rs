@@ -1,0 +1,76 @@
+//! Streaming the entries a peer lacks, and replaying log tails: both read several author logs
+//! at once and merge them in HLC order, holding one decoded entry per log in memory.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::PathBuf;
+
+use lattice_core::{AuthorId, Hlc, VerifiedEntry};
+
+use crate::error::StoreError;
+use crate::log::RecordReader;
+
+/// A k-way merge of log readers by (HLC, author). Each log is in seq order already; HLCs are
+/// strictly increasing along a log, so the merge keeps every author's order.
+pub(crate) struct HlcMerge {
+    readers: Vec<RecordReader>,
+    heap: BinaryHeap<Reverse<(Hlc, AuthorId, usize)>>,
+    pending: Vec<Option<(u64, VerifiedEntry)>>,
+}
+
+impl HlcMerge {
+    pub(crate) fn new(readers: Vec<RecordReader>) -> Result<Self, StoreError> {
+        let mut merge =
+            HlcMerge { pending: (0..readers.len()).map(|_| None).collect(), readers, heap: BinaryHeap::new() };
+        for i in 0..merge.readers.len() {
+            merge.refill(i)?;
+        }
+        Ok(merge)
+    }
+
+    fn refill(&mut self, i: usize) -> Result<(), StoreError> {
+        if let Some((offset, payload)) = self.readers[i].next_record()? {
+            let entry = VerifiedEntry::from_trusted_log(payload).map_err(|e| StoreError::CorruptLog {
+                path: self.readers[i].path().to_path_buf(),
+                offset,
+                reason: e.to_string(),
+            })?;
+            self.heap.push(Reverse((entry.hlc(), entry.author(), i)));
+            self.pending[i] = Some((offset, entry));
+        }
+        Ok(())
+    }
+
+    /// The next entry in HLC order: its log's path, its offset there, and the entry.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<(PathBuf, u64, VerifiedEntry)>, StoreError> {
+        let Some(Reverse((_, _, i))) = self.heap.pop() else { return Ok(None) };
+        let Some((offset, entry)) = self.pending[i].take() else { return Ok(None) };
+        self.refill(i)?;
+        Ok(Some((self.readers[i].path().to_path_buf(), offset, entry)))
+    }
+}
+
+/// The entries a peer lacks, as a blocking iterator (run it on a blocking thread). Memory is one
+/// entry and one read buffer per author being sent, whatever the number of entries.
+pub struct MissingEntries {
+    merge: HlcMerge,
+    total: u64,
+}
+
+impl MissingEntries {
+    pub(crate) fn new(readers: Vec<RecordReader>, total: u64) -> Result<Self, StoreError> {
+        Ok(MissingEntries { merge: HlcMerge::new(readers)?, total })
+    }
+
+    /// How many entries this reader yields in all.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+impl Iterator for MissingEntries {
+    type Item = Result<VerifiedEntry, StoreError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.merge.next_entry().map(|o| o.map(|(_, _, e)| e)).transpose()
+    }
+}

@@ -1,0 +1,947 @@
+//! The store: one directory, one owner (the actor thread), synchronous.
+//!
+//! Writes happen inside a [`Txn`]: a pair of redb write transactions (state.db, orphans.db)
+//! plus the log appends made since it began. [`Store::commit`] fsyncs each touched log once,
+//! then commits the index without an fsync of its own (the logs are the source of truth and
+//! the index is brought up to date from them at open). That is the group commit: the actor puts
+//! every queued command into one `Txn`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lattice_core::chain::{ChainTip, NextCheck, check_next};
+use lattice_core::heads::{self, Head};
+use lattice_core::hlc::MergeOutcome;
+use lattice_core::proto;
+use lattice_core::{
+    AuthorId, AuthorSyncState, Clock, EntryBuilder, Hash, Hlc, Identity, Op, StoreId, SyncState, VerifiedEntry,
+};
+use prost::Message;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use tokio::sync::broadcast;
+
+use crate::error::{IngestError, StoreError};
+use crate::log::{self, AuthorLog, HEADER_LEN, RecordReader};
+use crate::missing::MissingEntries;
+use crate::tables::{self, AuthorRow, Counters, EntryRow, OrphanRow, Waiting};
+
+/// Tunables of a store. `Default` gives production values.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// How far a remote HLC may pull the local clock ahead of the wall clock.
+    pub max_drift_ms: u64,
+    /// How long an orphan waits for its missing predecessor or parent before it is dropped.
+    pub orphan_ttl: Duration,
+    /// Orphans beyond this count are refused (a peer cannot fill the disk with them).
+    pub max_orphans: u64,
+    /// At most this long between durable (fsynced) index commits; bounds replay at open.
+    pub checkpoint_interval: Duration,
+    /// Added to the wall clock (tests simulate skewed clocks with it).
+    pub clock_offset_ms: i64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_drift_ms: lattice_core::hlc::DEFAULT_MAX_DRIFT_MS,
+            orphan_ttl: Duration::from_secs(3600),
+            max_orphans: 1_000_000,
+            checkpoint_interval: Duration::from_secs(1),
+            clock_offset_ms: 0,
+        }
+    }
+}
+
+/// Keys and values, in key order.
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// What a local write produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteReceipt {
+    pub hash: Hash,
+    pub hlc: Hlc,
+    pub seq: u64,
+}
+
+/// A gap: an entry arrived whose predecessor (`have_seq + 1 ..= need_seq` of `author`) or DAG
+/// parent (`missing_parent`) is not held. The network layer answers with a targeted sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GapInfo {
+    pub author: AuthorId,
+    pub have_seq: u64,
+    pub need_seq: u64,
+    pub missing_parent: Option<Hash>,
+}
+
+/// What became of an ingested entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Applied, together with `released` orphans that were waiting for it.
+    Applied { released: usize },
+    /// Already held.
+    Duplicate,
+    /// Held in orphans.db until the gap closes.
+    Orphaned(GapInfo),
+}
+
+/// Figures for `status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStatus {
+    pub entries: u64,
+    pub authors: u64,
+    pub keys: u64,
+    pub orphans: u64,
+    pub conflicts: u64,
+}
+
+/// A change of a key's visible value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Delete { key: Vec<u8> },
+}
+
+impl WatchEvent {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            WatchEvent::Put { key, .. } | WatchEvent::Delete { key } => key,
+        }
+    }
+}
+
+/// Entries applied by one group commit. `local` holds the ones written on this node, in
+/// commit order (what gossip broadcasts).
+#[derive(Clone, Debug, Default)]
+pub struct Committed {
+    pub local: Vec<VerifiedEntry>,
+    pub remote: usize,
+}
+
+/// Open log writers kept at most; beyond it, untouched ones are closed after a commit.
+const MAX_OPEN_LOGS: usize = 128;
+/// Capacity of the gap and commit broadcast channels; slow subscribers see `Lagged`.
+pub(crate) const EVENT_CAPACITY: usize = 4096;
+
+pub(crate) fn wall_ms(offset_ms: i64) -> u64 {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    now.saturating_add_signed(offset_ms)
+}
+
+/// The writes of one group commit, not yet durable.
+pub(crate) struct Txn {
+    state: WriteTransaction,
+    orphans: WriteTransaction,
+    /// Touched logs and their length before this transaction (to undo on failure).
+    log_lens: HashMap<AuthorId, u64>,
+    /// Per touched key: visible winner before the transaction, and the current winner.
+    changed: BTreeMap<Vec<u8>, (Option<Head>, Option<Head>)>,
+    counters: Counters,
+    local: Vec<VerifiedEntry>,
+    remote: usize,
+    gaps: Vec<GapInfo>,
+    /// Set when a storage error left the transaction half-applied: it must not commit.
+    pub(crate) poisoned: Option<String>,
+}
+
+pub(crate) struct Store {
+    dir: PathBuf,
+    store_id: StoreId,
+    identity: Identity,
+    state: Database,
+    orphans: Database,
+    logs: HashMap<AuthorId, AuthorLog>,
+    clock: Clock,
+    counters: Counters,
+    config: StoreConfig,
+    last_checkpoint: Instant,
+    pub(crate) gaps: broadcast::Sender<GapInfo>,
+    pub(crate) commits: broadcast::Sender<Arc<Committed>>,
+}
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    match Database::create(path) {
+        Ok(db) => Ok(db),
+        Err(e @ redb::DatabaseError::DatabaseAlreadyOpen) => Err(e.into()),
+        Err(e) => {
+            // Both databases are derived or disposable: a damaged one is rebuilt, never trusted.
+            tracing::warn!(path = %path.display(), error = %e, "index unreadable; rebuilding it");
+            std::fs::remove_file(path).map_err(StoreError::io(path))?;
+            Ok(Database::create(path)?)
+        }
+    }
+}
+
+fn author_tip(row: &AuthorRow) -> ChainTip {
+    ChainTip { seq: row.seq, hash: row.hash, hlc: row.hlc }
+}
+
+fn decode_heads(bytes: &[u8]) -> Result<Vec<Head>, StoreError> {
+    let list = proto::HeadList::decode(bytes).map_err(|e| StoreError::CorruptIndex(format!("head list: {e}")))?;
+    list.heads
+        .into_iter()
+        .map(|h| Head::from_proto(h).ok_or_else(|| StoreError::CorruptIndex("malformed head".into())))
+        .collect()
+}
+
+fn encode_heads(heads: &[Head]) -> Vec<u8> {
+    proto::HeadList { heads: heads.iter().map(Head::to_proto).collect() }.encode_to_vec()
+}
+
+fn visible(heads: &[Head]) -> Option<Head> {
+    heads::winner(heads).filter(|h| !h.tombstone).cloned()
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, repairs torn log tails and brings the index up to
+    /// date by replaying only the log records it does not cover yet.
+    pub(crate) fn open(
+        dir: &Path,
+        store_id: StoreId,
+        identity: Identity,
+        config: StoreConfig,
+    ) -> Result<Self, StoreError> {
+        let logs_dir = dir.join("logs");
+        std::fs::create_dir_all(&logs_dir).map_err(StoreError::io(&logs_dir))?;
+        let state_path = dir.join("state.db");
+        let state = open_db(&state_path)?;
+        let orphans = open_db(&dir.join("orphans.db"))?;
+        let (gaps, _) = broadcast::channel(EVENT_CAPACITY);
+        let (commits, _) = broadcast::channel(EVENT_CAPACITY);
+        let mut store = Store {
+            dir: dir.to_path_buf(),
+            store_id,
+            identity,
+            state,
+            orphans,
+            logs: HashMap::new(),
+            clock: Clock::new(config.max_drift_ms),
+            counters: Counters::default(),
+            config,
+            last_checkpoint: Instant::now(),
+            gaps,
+            commits,
+        };
+        store.init_tables()?;
+        store.catch_up()?;
+        Ok(store)
+    }
+
+    fn init_tables(&mut self) -> Result<(), StoreError> {
+        let tx = self.state.begin_write()?;
+        {
+            let mut meta = tx.open_table(tables::META)?;
+            let found = meta.get(tables::META_STORE_ID)?.map(|v| v.value().to_vec());
+            match found {
+                Some(bytes) => {
+                    let found = StoreId::from_bytes(&bytes).map_err(|e| StoreError::CorruptIndex(e.to_string()))?;
+                    if found != self.store_id {
+                        return Err(StoreError::WrongStoreDir { expected: self.store_id, found });
+                    }
+                }
+                None => {
+                    meta.insert(tables::META_STORE_ID, self.store_id.as_bytes().as_slice())?;
+                }
+            }
+            if let Some(c) = meta.get(tables::META_COUNTERS)? {
+                self.counters =
+                    Counters::decode(c.value()).ok_or_else(|| StoreError::CorruptIndex("counters".into()))?;
+            }
+            if let Some(c) = meta.get(tables::META_CLOCK)? {
+                let row = c.value();
+                if row.len() == 12 {
+                    let wall = u64::from_le_bytes(row[..8].try_into().unwrap_or([0; 8]));
+                    let counter = u32::from_le_bytes(row[8..].try_into().unwrap_or([0; 4]));
+                    self.clock = Clock::resume(Hlc::new(wall, counter), self.config.max_drift_ms);
+                }
+            }
+            tx.open_table(tables::KV)?;
+            tx.open_table(tables::AUTHORS)?;
+            tx.open_table(tables::ENTRIES)?;
+        }
+        tx.commit()?;
+        let tx = self.orphans.begin_write()?;
+        tx.open_table(tables::ORPHANS)?;
+        tx.open_multimap_table(tables::WAIT_PREDECESSOR)?;
+        tx.open_multimap_table(tables::WAIT_PARENT)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn log_path(&self, author: &AuthorId) -> PathBuf {
+        self.dir.join("logs").join(format!("{}.log", author.to_hex()))
+    }
+
+    /// Compares every log with the index, truncates torn tails and replays what is not indexed.
+    /// If the index is inconsistent with the logs (a log shorter than indexed, an indexed author
+    /// without a log), it is discarded and rebuilt from the logs.
+    fn catch_up(&mut self) -> Result<(), StoreError> {
+        let logs_dir = self.dir.join("logs");
+        let mut files = Vec::new();
+        for item in std::fs::read_dir(&logs_dir).map_err(StoreError::io(&logs_dir))? {
+            let item = item.map_err(StoreError::io(&logs_dir))?;
+            let name = item.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".log")) else { continue };
+            match AuthorId::from_hex(hex) {
+                Ok(author) => files.push(author),
+                Err(_) => tracing::warn!(file = %item.path().display(), "ignoring a file that is not an author log"),
+            }
+        }
+        let indexed: HashMap<AuthorId, AuthorRow> = self.author_rows()?.into_iter().collect();
+        let consistent = indexed.keys().all(|a| files.contains(a))
+            && files.iter().all(|a| {
+                let len = std::fs::metadata(self.log_path(a)).map(|m| m.len()).unwrap_or(0);
+                indexed.get(a).is_none_or(|row| row.log_len <= len)
+            });
+        let indexed = if consistent {
+            indexed
+        } else {
+            tracing::warn!(store = %self.store_id, "index does not match the logs; rebuilding it from the logs");
+            self.reset_index()?;
+            HashMap::new()
+        };
+        let mut tails = Vec::new();
+        for author in files {
+            let path = self.log_path(&author);
+            let from = indexed.get(&author).map_or(0, |r| r.log_len);
+            let recovered = log::recover(&path, from)?;
+            if recovered.valid_len > from {
+                tails.push((author, RecordReader::open(&path, from, recovered.valid_len)?));
+            }
+        }
+        if !tails.is_empty() {
+            self.replay(tails)?;
+        }
+        Ok(())
+    }
+
+    fn reset_index(&mut self) -> Result<(), StoreError> {
+        let tx = self.state.begin_write()?;
+        tx.delete_table(tables::KV)?;
+        tx.delete_table(tables::META)?;
+        tx.delete_table(tables::AUTHORS)?;
+        tx.delete_table(tables::ENTRIES)?;
+        tx.commit()?;
+        self.counters = Counters::default();
+        self.clock = Clock::new(self.config.max_drift_ms);
+        self.init_tables()
+    }
+
+    /// Applies log records that the index does not cover, merged across authors in HLC order
+    /// (which is causal order whenever clocks stayed within the drift bound). An entry whose
+    /// parent has not been replayed yet waits in memory with the rest of its author's tail; if
+    /// the parent never appears (its log lost an unsynced tail in a crash), the waiting entries
+    /// move to orphans.db and are cut from their log, to be re-fetched by sync.
+    fn replay(&mut self, tails: Vec<(AuthorId, RecordReader)>) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let mut merged = crate::missing::HlcMerge::new(tails.into_iter().map(|(_, r)| r).collect())?;
+        let mut tx = self.begin()?;
+        let mut blocked: HashMap<AuthorId, VecDeque<(u64, VerifiedEntry)>> = HashMap::new();
+        let mut waiting_on: HashMap<Hash, Vec<AuthorId>> = HashMap::new();
+        let mut count = 0u64;
+        while let Some((path, offset, entry)) = merged.next_entry()? {
+            let author = entry.author();
+            if let Some(queue) = blocked.get_mut(&author) {
+                queue.push_back((offset, entry));
+                continue;
+            }
+            let mut ready = VecDeque::from([(author, offset, entry, path)]);
+            while let Some((author, offset, entry, path)) = ready.pop_front() {
+                if let Some(missing) = self.first_missing_parent(&tx, &entry)? {
+                    waiting_on.entry(missing).or_default().push(author);
+                    blocked.entry(author).or_default().push_front((offset, entry));
+                    continue;
+                }
+                let tip = self.author_row(&tx, &author)?;
+                match check_next(self.store_id, tip.map(|r| author_tip(&r)).as_ref(), &entry, false, |_| None) {
+                    Ok(NextCheck::Next) => {}
+                    Ok(other) => {
+                        return Err(StoreError::CorruptLog {
+                            path,
+                            offset,
+                            reason: format!("out of order: {other:?}"),
+                        });
+                    }
+                    Err(e) => return Err(StoreError::CorruptLog { path, offset, reason: e.to_string() }),
+                }
+                let hash = entry.hash();
+                self.apply(&mut tx, &entry, Some(offset))?;
+                count += 1;
+                // Unblock authors that waited for this entry.
+                for waiter in waiting_on.remove(&hash).unwrap_or_default() {
+                    if let Some(mut queue) = blocked.remove(&waiter) {
+                        while let Some((off, e)) = queue.pop_front() {
+                            let p = self.log_path(&waiter);
+                            ready.push_back((waiter, off, e, p));
+                        }
+                    }
+                }
+            }
+        }
+        let mut moved = 0;
+        for (author, queue) in blocked {
+            let Some((first_offset, _)) = queue.front() else { continue };
+            let first_offset = *first_offset;
+            let now = self.now();
+            for (_, entry) in &queue {
+                let missing_parent = self.first_missing_parent(&tx, entry)?;
+                let have_seq = self.author_row(&tx, &author)?.map_or(0, |r| r.seq);
+                let gap = GapInfo { author, have_seq, need_seq: entry.seq() - 1, missing_parent };
+                self.park(&mut tx, entry, gap, now)?;
+                moved += 1;
+            }
+            let path = self.log_path(&author);
+            tracing::warn!(log = %path.display(), offset = first_offset, entries = queue.len(),
+                "log entries cite parents that were lost in a crash; moved them to orphans until sync brings the parents");
+            let mut log = AuthorLog::open_at(&path, first_offset)?;
+            log.sync()?;
+        }
+        self.commit_with(tx, Durability::Immediate)?;
+        tracing::info!(store = %self.store_id, entries = count, orphaned = moved, elapsed_ms = started.elapsed().as_millis() as u64, "replayed log tails");
+        Ok(())
+    }
+
+    pub(crate) fn store_id(&self) -> StoreId {
+        self.store_id
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        wall_ms(self.config.clock_offset_ms)
+    }
+
+    // ---------- transactions ----------
+
+    pub(crate) fn begin(&mut self) -> Result<Txn, StoreError> {
+        Ok(Txn {
+            state: self.state.begin_write()?,
+            orphans: self.orphans.begin_write()?,
+            log_lens: HashMap::new(),
+            changed: BTreeMap::new(),
+            counters: self.counters,
+            local: Vec::new(),
+            remote: 0,
+            gaps: Vec::new(),
+            poisoned: None,
+        })
+    }
+
+    /// Makes the transaction durable (one fsync per touched log), commits the index, and
+    /// returns the visible-value changes for watchers.
+    pub(crate) fn commit(&mut self, tx: Txn) -> Result<Vec<WatchEvent>, StoreError> {
+        let durability = if self.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        self.commit_with(tx, durability)
+    }
+
+    /// Commits with a durable index (used at close, so the next open replays nothing).
+    pub(crate) fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let tx = self.begin()?;
+        self.commit_with(tx, Durability::Immediate).map(|_| ())
+    }
+
+    fn commit_with(&mut self, mut tx: Txn, durability: Durability) -> Result<Vec<WatchEvent>, StoreError> {
+        if let Some(reason) = tx.poisoned.take() {
+            self.abort(tx);
+            return Err(StoreError::Aborted(reason));
+        }
+        for author in tx.log_lens.keys() {
+            if let Some(log) = self.logs.get_mut(author)
+                && let Err(e) = log.sync()
+            {
+                let reason = e.to_string();
+                self.abort(tx);
+                return Err(StoreError::Aborted(reason));
+            }
+        }
+        // From here on the entries are durable in their logs. If the index commit fails, the
+        // next open replays them from the logs; nothing acknowledged can be lost.
+        {
+            let mut meta = tx.state.open_table(tables::META)?;
+            meta.insert(tables::META_COUNTERS, tx.counters.encode().as_slice())?;
+            let last = self.clock.last();
+            let mut clock = [0u8; 12];
+            clock[..8].copy_from_slice(&last.wall_ms.to_le_bytes());
+            clock[8..].copy_from_slice(&last.counter.to_le_bytes());
+            meta.insert(tables::META_CLOCK, clock.as_slice())?;
+        }
+        let Txn { mut state, mut orphans, log_lens, changed, counters, local, remote, gaps, .. } = tx;
+        let durable = matches!(durability, Durability::Immediate);
+        let level = || if durable { Durability::Immediate } else { Durability::None };
+        state.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
+        orphans.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
+        state.commit()?;
+        orphans.commit()?;
+        if matches!(durability, Durability::Immediate) {
+            self.last_checkpoint = Instant::now();
+        }
+        self.counters = counters;
+        if self.logs.len() > MAX_OPEN_LOGS {
+            self.logs.retain(|a, _| log_lens.contains_key(a));
+        }
+        for gap in gaps {
+            let _ = self.gaps.send(gap);
+        }
+        if !local.is_empty() || remote > 0 {
+            let _ = self.commits.send(Arc::new(Committed { local, remote }));
+        }
+        let events = changed
+            .into_iter()
+            .filter_map(|(key, (before, after))| match (before, after) {
+                (_, Some(after)) => Some(WatchEvent::Put { key, value: after.value }),
+                (Some(_), None) => Some(WatchEvent::Delete { key }),
+                (None, None) => None,
+            })
+            .collect();
+        Ok(events)
+    }
+
+    /// Drops a transaction: undoes its log appends and forgets its index changes.
+    pub(crate) fn abort(&mut self, tx: Txn) {
+        for (author, len) in &tx.log_lens {
+            if let Some(log) = self.logs.get_mut(author)
+                && let Err(e) = log.truncate(*len)
+            {
+                tracing::error!(error = %e, "could not undo log append; closing the log, it is repaired at next open");
+                self.logs.remove(author);
+            }
+        }
+        drop(tx);
+    }
+
+    // ---------- lookups inside a transaction ----------
+
+    fn author_row(&self, tx: &Txn, author: &AuthorId) -> Result<Option<AuthorRow>, StoreError> {
+        let authors = tx.state.open_table(tables::AUTHORS)?;
+        let row = authors.get(author.0)?;
+        row.map(|v| AuthorRow::decode(v.value()).ok_or_else(|| StoreError::CorruptIndex("author row".into())))
+            .transpose()
+    }
+
+    fn holds(&self, tx: &Txn, hash: &Hash) -> Result<bool, StoreError> {
+        Ok(tx.state.open_table(tables::ENTRIES)?.get(hash.0)?.is_some())
+    }
+
+    fn first_missing_parent(&self, tx: &Txn, entry: &VerifiedEntry) -> Result<Option<Hash>, StoreError> {
+        let entries = tx.state.open_table(tables::ENTRIES)?;
+        for p in entry.parents() {
+            if entries.get(p.0)?.is_none() {
+                return Ok(Some(*p));
+            }
+        }
+        Ok(None)
+    }
+
+    fn heads_in(&self, tx: &Txn, key: &[u8]) -> Result<Vec<Head>, StoreError> {
+        let kv = tx.state.open_table(tables::KV)?;
+        let found = kv.get(key)?;
+        found.map(|v| decode_heads(v.value())).transpose().map(Option::unwrap_or_default)
+    }
+
+    // ---------- writes ----------
+
+    /// Signs and applies a local write: the next seq of our chain, a fresh HLC, and as parents
+    /// every current head of every key it touches (so the write merges any fork it sees).
+    pub(crate) fn local_write(&mut self, tx: &mut Txn, ops: Vec<Op>) -> Result<WriteReceipt, StoreError> {
+        for (i, op) in ops.iter().enumerate() {
+            lattice_core::entry::check_op(i, op)?;
+        }
+        if ops.is_empty() {
+            return Err(lattice_core::EntryError::NoOps.into());
+        }
+        let me = self.identity.author();
+        let tip = self.author_row(tx, &me)?;
+        let mut parents = Vec::new();
+        for op in &ops {
+            for head in self.heads_in(tx, op.key())? {
+                if !parents.contains(&head.hash) {
+                    parents.push(head.hash);
+                }
+            }
+        }
+        let hlc = self.clock.tick(self.now());
+        let entry = EntryBuilder::new(self.store_id, tip.map_or(1, |t| t.seq + 1))
+            .prev_hash(tip.map_or(Hash::ZERO, |t| t.hash))
+            .timestamp(hlc)
+            .parent_hashes(parents)
+            .ops(ops)
+            .sign(&self.identity)?;
+        self.apply(tx, &entry, None)?;
+        tx.local.push(entry.clone());
+        Ok(WriteReceipt { hash: entry.hash(), hlc, seq: entry.seq() })
+    }
+
+    /// Deletes a key if it has a visible value; otherwise writes nothing and returns `None`.
+    pub(crate) fn local_delete(&mut self, tx: &mut Txn, key: Vec<u8>) -> Result<Option<WriteReceipt>, StoreError> {
+        if visible(&self.heads_in(tx, &key)?).is_none() {
+            return Ok(None);
+        }
+        self.local_write(tx, vec![Op::Delete { key }]).map(Some)
+    }
+
+    /// Handles one verified entry from a peer, then releases, iteratively, every orphan that
+    /// was waiting for it (and for those, and so on).
+    pub(crate) fn ingest(&mut self, tx: &mut Txn, entry: VerifiedEntry) -> Result<IngestOutcome, IngestError> {
+        let now = self.now();
+        let outcome = self.ingest_one(tx, &entry, now)?;
+        if outcome != (IngestOutcome::Applied { released: 0 }) {
+            return Ok(outcome);
+        }
+        let mut released = 0;
+        let mut ready = vec![(entry.author(), entry.seq(), entry.hash())];
+        while let Some((author, seq, hash)) = ready.pop() {
+            for orphan in self.take_waiting(tx, author, seq, hash)? {
+                match self.ingest_one(tx, &orphan, now) {
+                    Ok(IngestOutcome::Applied { .. }) => {
+                        released += 1;
+                        ready.push((orphan.author(), orphan.seq(), orphan.hash()));
+                    }
+                    Ok(_) => {}
+                    Err(IngestError::Store(e)) => return Err(e.into()),
+                    Err(e) => {
+                        tracing::warn!(author = %orphan.author().short(), seq = orphan.seq(), error = %e, "dropping orphan")
+                    }
+                }
+            }
+        }
+        Ok(IngestOutcome::Applied { released })
+    }
+
+    fn ingest_one(&mut self, tx: &mut Txn, entry: &VerifiedEntry, now: u64) -> Result<IngestOutcome, IngestError> {
+        let author = entry.author();
+        let tip = self.author_row(tx, &author)?;
+        let held = self.holds(tx, &entry.hash())?;
+        let tip_hash = tip.map(|t| (t.seq, t.hash));
+        let check = check_next(self.store_id, tip.map(|r| author_tip(&r)).as_ref(), entry, held, |seq| {
+            tip_hash.filter(|(s, _)| *s == seq).map(|(_, h)| h)
+        })?;
+        match check {
+            NextCheck::Duplicate => Ok(IngestOutcome::Duplicate),
+            NextCheck::Gap { have_seq, need_seq } => {
+                let gap = GapInfo { author, have_seq, need_seq, missing_parent: None };
+                self.park(tx, entry, gap, now)?;
+                Ok(IngestOutcome::Orphaned(gap))
+            }
+            NextCheck::Next => {
+                if let Some(parent) = self.first_missing_parent(tx, entry)? {
+                    let seq = entry.seq();
+                    let gap = GapInfo { author, have_seq: seq - 1, need_seq: seq - 1, missing_parent: Some(parent) };
+                    self.park(tx, entry, gap, now)?;
+                    return Ok(IngestOutcome::Orphaned(gap));
+                }
+                if let MergeOutcome::Clamped { ahead_ms } = self.clock.merge(entry.hlc(), now) {
+                    tracing::warn!(author = %author.short(), ahead_ms, "entry's clock is beyond the drift bound; not adopting it");
+                }
+                self.apply(tx, entry, None)?;
+                tx.remote += 1;
+                Ok(IngestOutcome::Applied { released: 0 })
+            }
+        }
+    }
+
+    /// Stores an orphan and indexes what it waits for. A new orphan emits its gap event.
+    fn park(&mut self, tx: &mut Txn, entry: &VerifiedEntry, gap: GapInfo, now: u64) -> Result<(), StoreError> {
+        let waiting = match gap.missing_parent {
+            Some(parent) => Waiting::Parent(parent),
+            None => Waiting::Predecessor { author: gap.author, seq: entry.seq() - 1 },
+        };
+        let mut orphans = tx.orphans.open_table(tables::ORPHANS)?;
+        if orphans.get(entry.hash().0)?.is_some() {
+            return Ok(());
+        }
+        if orphans.len()? >= self.config.max_orphans {
+            tracing::warn!(
+                max = self.config.max_orphans,
+                "orphan buffer full; dropping entry (sync will bring it again)"
+            );
+            return Ok(());
+        }
+        let row = OrphanRow { received_ms: now, seq: entry.seq(), waiting };
+        orphans.insert(entry.hash().0, row.encode_with(entry.bytes()).as_slice())?;
+        match waiting {
+            Waiting::Predecessor { author, seq } => {
+                tx.orphans.open_multimap_table(tables::WAIT_PREDECESSOR)?.insert((author.0, seq), entry.hash().0)?;
+            }
+            Waiting::Parent(parent) => {
+                tx.orphans.open_multimap_table(tables::WAIT_PARENT)?.insert(parent.0, entry.hash().0)?;
+            }
+        }
+        tx.gaps.push(gap);
+        Ok(())
+    }
+
+    /// Removes and returns the orphans waiting for the entry `(author, seq, hash)`.
+    fn take_waiting(
+        &mut self,
+        tx: &mut Txn,
+        author: AuthorId,
+        seq: u64,
+        hash: Hash,
+    ) -> Result<Vec<VerifiedEntry>, StoreError> {
+        let mut hashes = Vec::new();
+        {
+            let mut by_pred = tx.orphans.open_multimap_table(tables::WAIT_PREDECESSOR)?;
+            for h in by_pred.remove_all(&(author.0, seq))? {
+                hashes.push(h?.value());
+            }
+            let mut by_parent = tx.orphans.open_multimap_table(tables::WAIT_PARENT)?;
+            for h in by_parent.remove_all(&hash.0)? {
+                hashes.push(h?.value());
+            }
+        }
+        let mut out = Vec::new();
+        let mut orphans = tx.orphans.open_table(tables::ORPHANS)?;
+        for h in hashes {
+            let Some(value) = orphans.remove(h)? else { continue };
+            match OrphanRow::decode(value.value()).map(|(_, bytes)| VerifiedEntry::from_trusted_log(bytes.to_vec())) {
+                Some(Ok(e)) => out.push(e),
+                _ => tracing::warn!("dropping an unreadable orphan record"),
+            }
+        }
+        // Lowest seq first so a released run applies in one pass.
+        out.sort_by_key(|e| e.seq());
+        Ok(out)
+    }
+
+    /// Drops orphans older than the TTL. Returns how many were dropped.
+    pub(crate) fn expire_orphans(&mut self, tx: &mut Txn) -> Result<u64, StoreError> {
+        let now = self.now();
+        let ttl = self.config.orphan_ttl.as_millis() as u64;
+        let mut expired = Vec::new();
+        {
+            let orphans = tx.orphans.open_table(tables::ORPHANS)?;
+            for item in orphans.iter()? {
+                let (k, v) = item?;
+                if let Some((row, _)) = OrphanRow::decode(v.value())
+                    && now.saturating_sub(row.received_ms) >= ttl
+                {
+                    expired.push((k.value(), row.waiting));
+                }
+            }
+        }
+        let mut orphans = tx.orphans.open_table(tables::ORPHANS)?;
+        let mut by_pred = tx.orphans.open_multimap_table(tables::WAIT_PREDECESSOR)?;
+        let mut by_parent = tx.orphans.open_multimap_table(tables::WAIT_PARENT)?;
+        for (hash, waiting) in &expired {
+            orphans.remove(hash)?;
+            match waiting {
+                Waiting::Predecessor { author, seq } => {
+                    by_pred.remove(&(author.0, *seq), hash)?;
+                }
+                Waiting::Parent(p) => {
+                    by_parent.remove(&p.0, hash)?;
+                }
+            }
+        }
+        if !expired.is_empty() {
+            tracing::info!(count = expired.len(), "expired orphans");
+        }
+        Ok(expired.len() as u64)
+    }
+
+    fn log_mut(&mut self, author: AuthorId, tx: &Txn) -> Result<&mut AuthorLog, StoreError> {
+        if !self.logs.contains_key(&author) {
+            let len = self.author_row(tx, &author)?.map_or(0, |r| r.log_len);
+            let log = AuthorLog::open_at(&self.log_path(&author), len)?;
+            self.logs.insert(author, log);
+        }
+        self.logs.get_mut(&author).ok_or(StoreError::Closed)
+    }
+
+    /// Applies a valid entry whose predecessor and parents are held: appends it to its log
+    /// (unless replaying, `offset` = where it already is), indexes it, and updates the heads of
+    /// every key it touches.
+    fn apply(&mut self, tx: &mut Txn, entry: &VerifiedEntry, offset: Option<u64>) -> Result<(), StoreError> {
+        let result = self.apply_inner(tx, entry, offset);
+        if let Err(e) = &result {
+            tx.poisoned = Some(e.to_string());
+        }
+        result
+    }
+
+    fn apply_inner(&mut self, tx: &mut Txn, entry: &VerifiedEntry, offset: Option<u64>) -> Result<(), StoreError> {
+        let author = entry.author();
+        let record_len = HEADER_LEN + entry.bytes().len() as u64;
+        let offset = match offset {
+            Some(o) => o,
+            None => {
+                let log = self.log_mut(author, tx)?;
+                let before = log.len();
+                let o = log.append(entry.bytes())?;
+                tx.log_lens.entry(author).or_insert(before);
+                o
+            }
+        };
+        let row = EntryRow { author, seq: entry.seq(), offset, record_len: record_len as u32 };
+        tx.state.open_table(tables::ENTRIES)?.insert(entry.hash().0, row.encode().as_slice())?;
+        let author_row = AuthorRow { seq: entry.seq(), hash: entry.hash(), hlc: entry.hlc(), log_len: row.end() };
+        tx.state.open_table(tables::AUTHORS)?.insert(author.0, author_row.encode().as_slice())?;
+        tx.counters.entries += 1;
+
+        // The head an entry leaves on a key is its last operation on that key.
+        let mut last_op: Vec<(&[u8], &Op)> = Vec::new();
+        for op in entry.ops() {
+            match last_op.iter_mut().find(|(k, _)| *k == op.key()) {
+                Some(slot) => slot.1 = op,
+                None => last_op.push((op.key(), op)),
+            }
+        }
+        let mut kv = tx.state.open_table(tables::KV)?;
+        for (key, op) in last_op {
+            let mut heads = match kv.get(key)? {
+                Some(v) => decode_heads(v.value())?,
+                None => Vec::new(),
+            };
+            let before_visible = visible(&heads);
+            let was_conflict = heads.len() > 1;
+            let (value, tombstone) = match op {
+                Op::Put { value, .. } => (value.clone(), false),
+                Op::Delete { .. } => (Vec::new(), true),
+            };
+            let head = Head { value, hlc: entry.hlc(), author, hash: entry.hash(), tombstone };
+            heads::apply(&mut heads, entry.parents(), head);
+            let after_visible = visible(&heads);
+            kv.insert(key, encode_heads(&heads).as_slice())?;
+            match (before_visible.is_some(), after_visible.is_some()) {
+                (false, true) => tx.counters.live_keys += 1,
+                (true, false) => tx.counters.live_keys = tx.counters.live_keys.saturating_sub(1),
+                _ => {}
+            }
+            match (was_conflict, heads.len() > 1) {
+                (false, true) => tx.counters.conflicts += 1,
+                (true, false) => tx.counters.conflicts = tx.counters.conflicts.saturating_sub(1),
+                _ => {}
+            }
+            let slot = tx.changed.entry(key.to_vec()).or_insert_with(|| (before_visible.clone(), None));
+            slot.1 = after_visible;
+        }
+        // Keys whose visible value did not change (e.g. a head that lost) produce no event.
+        tx.changed.retain(|_, (before, after)| before.as_ref().map(|h| h.hash) != after.as_ref().map(|h| h.hash));
+        Ok(())
+    }
+
+    // ---------- reads (committed state) ----------
+
+    pub(crate) fn get_heads(&self, key: &[u8]) -> Result<Vec<Head>, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let kv = tx.open_table(tables::KV)?;
+        let found = kv.get(key)?;
+        found.map(|v| decode_heads(v.value())).transpose().map(Option::unwrap_or_default)
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(visible(&self.get_heads(key)?).map(|h| h.value))
+    }
+
+    /// Visible keys starting with `prefix`, after `after` (exclusive), at most `limit`.
+    pub(crate) fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<KvPairs, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let kv = tx.open_table(tables::KV)?;
+        let start: &[u8] = match after {
+            Some(a) if a > prefix => a,
+            _ => prefix,
+        };
+        let mut out = Vec::new();
+        for item in kv.range::<&[u8]>(start..)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let key = k.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if after == Some(key) {
+                continue;
+            }
+            if let Some(h) = visible(&decode_heads(v.value())?) {
+                out.push((key.to_vec(), h.value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every visible key matching `pattern`, with its value (the initial state of a watch).
+    pub(crate) fn scan_matching(&self, pattern: &regex::bytes::Regex) -> Result<KvPairs, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let kv = tx.open_table(tables::KV)?;
+        let mut out = Vec::new();
+        for item in kv.iter()? {
+            let (k, v) = item?;
+            if pattern.is_match(k.value())
+                && let Some(h) = visible(&decode_heads(v.value())?)
+            {
+                out.push((k.value().to_vec(), h.value));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn status(&self) -> Result<StoreStatus, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let authors = tx.open_table(tables::AUTHORS)?.len()?;
+        let otx = self.orphans.begin_read().map_err(redb::Error::from)?;
+        let orphans = otx.open_table(tables::ORPHANS)?.len()?;
+        Ok(StoreStatus {
+            entries: self.counters.entries,
+            authors,
+            keys: self.counters.live_keys,
+            orphans,
+            conflicts: self.counters.conflicts,
+        })
+    }
+
+    fn author_rows(&self) -> Result<Vec<(AuthorId, AuthorRow)>, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let authors = tx.open_table(tables::AUTHORS)?;
+        let mut out = Vec::new();
+        for item in authors.iter()? {
+            let (k, v) = item?;
+            let row = AuthorRow::decode(v.value()).ok_or_else(|| StoreError::CorruptIndex("author row".into()))?;
+            out.push((AuthorId(k.value()), row));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn sync_state(&self) -> Result<SyncState, StoreError> {
+        let authors =
+            self.author_rows()?.into_iter().map(|(a, r)| (a, AuthorSyncState { seq: r.seq, hash: r.hash })).collect();
+        Ok(SyncState { authors })
+    }
+
+    /// A reader of the entries `remote` lacks, per author in seq order, merged in HLC order.
+    /// It reads the logs directly (up to the lengths committed now), off the actor thread.
+    pub(crate) fn missing_entries(&self, remote: &SyncState) -> Result<MissingEntries, StoreError> {
+        let rows: HashMap<AuthorId, AuthorRow> = self.author_rows()?.into_iter().collect();
+        let ours = SyncState {
+            authors: rows.iter().map(|(a, r)| (*a, AuthorSyncState { seq: r.seq, hash: r.hash })).collect(),
+        };
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let entries = tx.open_table(tables::ENTRIES)?;
+        let mut readers = Vec::new();
+        let mut total = 0;
+        for range in ours.missing_for(remote) {
+            let Some(row) = rows.get(&range.author) else { continue };
+            let from = if range.after_seq == 0 {
+                0
+            } else {
+                let found = entries.get(range.after_hash.0)?.and_then(|v| EntryRow::decode(v.value()));
+                match found {
+                    Some(e) if e.author == range.author && e.seq == range.after_seq => e.end(),
+                    _ => {
+                        tracing::warn!(author = %range.author.short(), seq = range.after_seq,
+                            "peer holds an entry of this author that we do not: a forked author; not sending its log");
+                        continue;
+                    }
+                }
+            };
+            total += range.len();
+            readers.push(RecordReader::open(&self.log_path(&range.author), from, row.log_len)?);
+        }
+        MissingEntries::new(readers, total)
+    }
+}

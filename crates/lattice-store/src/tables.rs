@@ -1,0 +1,215 @@
+//! Every redb table of a store, with its key and value layout. Names carry a version suffix:
+//! a layout change gets a new name (and, since `state.db` is derived, a rebuild from the logs).
+
+use lattice_core::{AuthorId, Hash, Hlc};
+use redb::{MultimapTableDefinition, TableDefinition};
+
+// ---------- state.db: derived from the logs ----------
+
+/// Key: user key bytes. Value: encoded `HeadList` (heads of the key, winner first).
+pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_v1");
+
+/// Key: author public key. Value: [`AuthorRow`] (60 bytes).
+pub const AUTHORS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("authors_v1");
+
+/// Key: entry hash. Value: [`EntryRow`] (52 bytes): where the entry sits in its author's log.
+pub const ENTRIES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("entries_v1");
+
+/// Key: name. Value: bytes (see the `META_*` names).
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
+
+/// 16-byte store id: opening a store directory under another id is refused.
+pub const META_STORE_ID: &str = "store_id";
+/// 12 bytes: the store clock (wall_ms u64 LE, counter u32 LE) at the last commit.
+pub const META_CLOCK: &str = "clock";
+/// 24 bytes: counters (entries, live keys, conflicted keys), u64 LE each.
+pub const META_COUNTERS: &str = "counters";
+
+// ---------- orphans.db: entries waiting for something ----------
+
+/// Key: orphan entry hash. Value: [`OrphanRow`] header + encoded SignedEntry.
+pub const ORPHANS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("orphans_v1");
+/// Key: (author, seq of the missing predecessor). Values: hashes of orphans waiting for it.
+pub const WAIT_PREDECESSOR: MultimapTableDefinition<([u8; 32], u64), [u8; 32]> =
+    MultimapTableDefinition::new("wait_predecessor_v1");
+/// Key: missing DAG parent hash. Values: hashes of orphans waiting for it.
+pub const WAIT_PARENT: MultimapTableDefinition<[u8; 32], [u8; 32]> = MultimapTableDefinition::new("wait_parent_v1");
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut x = [0u8; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+fn arr32(b: &[u8], at: usize) -> [u8; 32] {
+    let mut x = [0u8; 32];
+    x.copy_from_slice(&b[at..at + 32]);
+    x
+}
+
+/// The tip of an author's chain and how far its log is indexed.
+///
+/// Layout: `seq u64 | hash [32] | hlc.wall u64 | hlc.counter u32 | log_len u64` (LE), 60 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthorRow {
+    pub seq: u64,
+    pub hash: Hash,
+    pub hlc: Hlc,
+    /// Bytes of the author's log covered by the index; records past it are replayed at open.
+    pub log_len: u64,
+}
+
+impl AuthorRow {
+    pub const LEN: usize = 60;
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0..8].copy_from_slice(&self.seq.to_le_bytes());
+        b[8..40].copy_from_slice(&self.hash.0);
+        b[40..48].copy_from_slice(&self.hlc.wall_ms.to_le_bytes());
+        b[48..52].copy_from_slice(&self.hlc.counter.to_le_bytes());
+        b[52..60].copy_from_slice(&self.log_len.to_le_bytes());
+        b
+    }
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        (b.len() == Self::LEN).then(|| AuthorRow {
+            seq: u64_at(b, 0),
+            hash: Hash(arr32(b, 8)),
+            hlc: Hlc::new(u64_at(b, 40), u32_at(b, 48)),
+            log_len: u64_at(b, 52),
+        })
+    }
+}
+
+/// Where an entry is stored. Layout: `author [32] | seq u64 | offset u64 | record_len u32`, 52 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryRow {
+    pub author: AuthorId,
+    pub seq: u64,
+    /// Offset of the record in the author's log.
+    pub offset: u64,
+    /// Length of the whole record (header + payload).
+    pub record_len: u32,
+}
+
+impl EntryRow {
+    pub const LEN: usize = 52;
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0..32].copy_from_slice(&self.author.0);
+        b[32..40].copy_from_slice(&self.seq.to_le_bytes());
+        b[40..48].copy_from_slice(&self.offset.to_le_bytes());
+        b[48..52].copy_from_slice(&self.record_len.to_le_bytes());
+        b
+    }
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        (b.len() == Self::LEN).then(|| EntryRow {
+            author: AuthorId(arr32(b, 0)),
+            seq: u64_at(b, 32),
+            offset: u64_at(b, 40),
+            record_len: u32_at(b, 48),
+        })
+    }
+    pub fn end(&self) -> u64 {
+        self.offset + self.record_len as u64
+    }
+}
+
+/// What an orphan waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    /// The author's entry at this seq (the orphan's predecessor).
+    Predecessor { author: AuthorId, seq: u64 },
+    /// A DAG parent, by hash.
+    Parent(Hash),
+}
+
+/// Header of an orphan record. Layout: `received_ms u64 | seq u64 | kind u8 | author_or_parent [32] |
+/// wait_seq u64`, 57 bytes, followed by the encoded SignedEntry. `kind`: 0 predecessor, 1 parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrphanRow {
+    pub received_ms: u64,
+    pub seq: u64,
+    pub waiting: Waiting,
+}
+
+impl OrphanRow {
+    pub const LEN: usize = 57;
+    pub fn encode_with(&self, entry: &[u8]) -> Vec<u8> {
+        let mut b = Vec::with_capacity(Self::LEN + entry.len());
+        b.extend_from_slice(&self.received_ms.to_le_bytes());
+        b.extend_from_slice(&self.seq.to_le_bytes());
+        match self.waiting {
+            Waiting::Predecessor { author, seq } => {
+                b.push(0);
+                b.extend_from_slice(&author.0);
+                b.extend_from_slice(&seq.to_le_bytes());
+            }
+            Waiting::Parent(hash) => {
+                b.push(1);
+                b.extend_from_slice(&hash.0);
+                b.extend_from_slice(&0u64.to_le_bytes());
+            }
+        }
+        b.extend_from_slice(entry);
+        b
+    }
+    /// Splits a stored value into its header and the entry bytes.
+    pub fn decode(b: &[u8]) -> Option<(Self, &[u8])> {
+        if b.len() < Self::LEN {
+            return None;
+        }
+        let who = arr32(b, 17);
+        let waiting = match b[16] {
+            0 => Waiting::Predecessor { author: AuthorId(who), seq: u64_at(b, 49) },
+            1 => Waiting::Parent(Hash(who)),
+            _ => return None,
+        };
+        Some((OrphanRow { received_ms: u64_at(b, 0), seq: u64_at(b, 8), waiting }, &b[Self::LEN..]))
+    }
+}
+
+/// Counters kept in `META_COUNTERS`, updated with every applied entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub entries: u64,
+    pub live_keys: u64,
+    pub conflicts: u64,
+}
+
+impl Counters {
+    pub fn encode(&self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[0..8].copy_from_slice(&self.entries.to_le_bytes());
+        b[8..16].copy_from_slice(&self.live_keys.to_le_bytes());
+        b[16..24].copy_from_slice(&self.conflicts.to_le_bytes());
+        b
+    }
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        (b.len() == 24).then(|| Counters { entries: u64_at(b, 0), live_keys: u64_at(b, 8), conflicts: u64_at(b, 16) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_round_trip() {
+        let a = AuthorRow { seq: 7, hash: Hash([3; 32]), hlc: Hlc::new(99, 4), log_len: 1234 };
+        assert_eq!(AuthorRow::decode(&a.encode()), Some(a));
+        let e = EntryRow { author: AuthorId([9; 32]), seq: 2, offset: 77, record_len: 300 };
+        assert_eq!(EntryRow::decode(&e.encode()), Some(e));
+        for waiting in [Waiting::Predecessor { author: AuthorId([1; 32]), seq: 5 }, Waiting::Parent(Hash([2; 32]))] {
+            let o = OrphanRow { received_ms: 10, seq: 6, waiting };
+            let bytes = o.encode_with(b"entry");
+            assert_eq!(OrphanRow::decode(&bytes), Some((o, &b"entry"[..])));
+        }
+        let c = Counters { entries: 1, live_keys: 2, conflicts: 3 };
+        assert_eq!(Counters::decode(&c.encode()), Some(c));
+        assert_eq!(AuthorRow::decode(&[0; 3]), None);
+    }
+}
