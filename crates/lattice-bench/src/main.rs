@@ -3,6 +3,7 @@
 //! Progress goes to stderr so stdout is only the report.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -40,8 +41,18 @@ struct Args {
     list: bool,
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whatever RUST_BACKTRACE says: the context chain names what failed.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
     if args.list {
         println!("{:<10} the machine's physical limits (always measured)", scenarios::LIMITS);
         for s in SCENARIOS {
