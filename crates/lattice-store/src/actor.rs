@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lattice_core::{AuthorId, Head, Identity, Op, StoreId, SyncState, VerifiedEntry};
+use lattice_core::{AuthorId, EntryError, Head, Identity, Op, StoreId, SyncState, VerifiedEntry};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::{IngestError, StoreError};
@@ -406,9 +406,7 @@ impl SyncStore for StoreHandle {
         self.store_id
     }
     async fn ingest_batch(&self, entries: Vec<Vec<u8>>) -> Result<Vec<Result<IngestOutcome, IngestError>>, StoreError> {
-        let decoded = tokio::task::spawn_blocking(move || VerifiedEntry::decode_batch(entries))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let decoded = verify_in_parallel(entries).await?;
         let mut results: Vec<Option<Result<IngestOutcome, IngestError>>> = Vec::with_capacity(decoded.len());
         let mut valid = Vec::new();
         for d in decoded {
@@ -440,6 +438,29 @@ impl SyncStore for StoreHandle {
     fn subscribe_gaps(&self) -> broadcast::Receiver<GapInfo> {
         self.gaps.subscribe()
     }
+}
+
+/// Below this many entries, one thread verifies the whole batch.
+const PARALLEL_VERIFY_MIN: usize = 256;
+
+/// Decodes and verifies entries on blocking threads, one chunk per core: signature checks are
+/// the cost of ingest, and they are independent.
+async fn verify_in_parallel(mut entries: Vec<Vec<u8>>) -> Result<Vec<Result<VerifiedEntry, EntryError>>, StoreError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunks =
+        if entries.len() < PARALLEL_VERIFY_MIN { 1 } else { cores.min(entries.len() / (PARALLEL_VERIFY_MIN / 2)) };
+    let chunk_len = entries.len().div_ceil(chunks.max(1)).max(1);
+    let mut parts = Vec::new();
+    while !entries.is_empty() {
+        let rest = entries.split_off(chunk_len.min(entries.len()));
+        let chunk = std::mem::replace(&mut entries, rest);
+        parts.push(tokio::task::spawn_blocking(move || VerifiedEntry::decode_batch(chunk)));
+    }
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part.await.map_err(|_| StoreError::Closed)?);
+    }
+    Ok(out)
 }
 
 impl StoreHandle {
