@@ -79,7 +79,7 @@ impl PeerAddr {
         self.addrs.push(addr);
         self
     }
-    pub(crate) fn to_endpoint_addr(&self) -> Result<EndpointAddr, NetError> {
+    pub fn to_endpoint_addr(&self) -> Result<EndpointAddr, NetError> {
         let key = iroh::PublicKey::from_bytes(&self.id.0)
             .map_err(|e| NetError::BadAddress { text: self.id.to_hex(), reason: e.to_string() })?;
         Ok(self.addrs.iter().fold(EndpointAddr::new(key), |a, s| a.with_ip_addr(*s)))
