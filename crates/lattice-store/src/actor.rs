@@ -252,6 +252,7 @@ pub struct StoreHandle {
     author: AuthorId,
     gaps: broadcast::Sender<GapInfo>,
     commits: broadcast::Sender<Arc<Committed>>,
+    replayed_on_open: u64,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
@@ -269,6 +270,7 @@ impl StoreHandle {
         let store = Store::open(dir, store_id, identity, config)?;
         let gaps = store.gaps.clone();
         let commits = store.commits.clone();
+        let replayed_on_open = store.replayed;
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
         let actor = Actor { store, commands: rx, watchers: Vec::new(), last_expiry: Instant::now() };
         let thread = std::thread::Builder::new()
@@ -281,12 +283,19 @@ impl StoreHandle {
             author,
             gaps,
             commits,
+            replayed_on_open,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
     }
 
     pub fn store_id(&self) -> StoreId {
         self.store_id
+    }
+
+    /// How many log records this open replayed into the index: 0 after a clean close, more
+    /// after a crash (the records written since the last durable index commit).
+    pub fn replayed_on_open(&self) -> u64 {
+        self.replayed_on_open
     }
 
     /// The local author (this node's identity) that signs writes.

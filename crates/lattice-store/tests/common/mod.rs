@@ -109,3 +109,15 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
+
+/// A temporary directory on a RAM-backed file system when there is one (`/dev/shm`), else in
+/// the default temp dir: for tests that make many fsynced writes but test logic, not disks.
+pub fn fast_tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::tempdir_in(shm)
+    {
+        return dir;
+    }
+    tempfile::tempdir().unwrap()
+}
