@@ -11,7 +11,10 @@ use iroh::{Endpoint, EndpointAddr, NetReportConfig, RelayMode, SecretKey};
 use lattice_core::{AuthorId, Identity};
 
 use crate::error::NetError;
+use crate::faults::Faults;
+use crate::policy::MeshConfig;
 use crate::sync::SyncConfig;
+use std::sync::Arc;
 
 /// How a node finds peers beyond the addresses it is given.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +47,9 @@ pub struct NetConfig {
     pub discovery: Discovery,
     pub connect_timeout: Duration,
     pub sync: SyncConfig,
+    pub mesh: MeshConfig,
+    /// Test-only traffic faults (no-ops unless built with `fault-injection`).
+    pub faults: Arc<Faults>,
 }
 
 impl Default for NetConfig {
@@ -53,6 +59,8 @@ impl Default for NetConfig {
             discovery: Discovery::None,
             connect_timeout: Duration::from_secs(5),
             sync: SyncConfig::default(),
+            mesh: MeshConfig::default(),
+            faults: Arc::default(),
         }
     }
 }

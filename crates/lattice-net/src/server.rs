@@ -14,16 +14,19 @@ use iroh::Endpoint;
 use iroh::address_lookup::memory::MemoryLookup;
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+use iroh_gossip::Gossip;
 use lattice_core::proto::{self, peer_message::Message as Msg};
 use lattice_core::{AuthorId, Identity, StoreId};
 use lattice_store::SyncStore;
+use std::collections::HashMap;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
-use crate::endpoint::{self, Discovery, NetConfig, PeerAddr};
+use crate::endpoint::{self, NetConfig, PeerAddr};
 use crate::error::NetError;
 use crate::framing::{self, FrameReceiver, FrameSender};
+use crate::mesh::{GossipGate, Mesh};
+use crate::policy::PeerHealth;
 use crate::sync::{self, SyncOutcome, SyncProgress};
 
 /// ALPN of the join and sync protocol.
@@ -60,13 +63,11 @@ pub trait NodeContext: Send + Sync + 'static {
     fn peer_event(&self, _event: PeerEvent) {}
 }
 
-struct SyncHandler<C> {
-    ctx: Arc<C>,
-    config: NetConfig,
-    cancel: CancellationToken,
+struct SyncHandler<C: NodeContext> {
+    mesh: Arc<Mesh<C>>,
 }
 
-impl<C> std::fmt::Debug for SyncHandler<C> {
+impl<C: NodeContext> std::fmt::Debug for SyncHandler<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SyncHandler")
     }
@@ -79,17 +80,23 @@ fn author_of(conn: &Connection) -> AuthorId {
 impl<C: NodeContext> ProtocolHandler for SyncHandler<C> {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = author_of(&conn);
+        let mesh = &self.mesh;
+        if mesh.config.faults.blocks(peer) {
+            conn.close(1u32.into(), b"partitioned");
+            return Ok(());
+        }
         let joined = Arc::new(AtomicBool::new(false));
         let mut streams = JoinSet::new();
-        self.ctx.peer_event(PeerEvent::Connected { peer, addr: None });
+        mesh.heard_from(peer);
+        mesh.ctx.peer_event(PeerEvent::Connected { peer, addr: None });
         loop {
             tokio::select! {
-                _ = self.cancel.cancelled() => break,
+                _ = mesh.cancel.cancelled() => break,
                 next = conn.accept_bi() => match next {
                     Ok((send, recv)) => {
-                        let (tx, rx) = framing::split(send, recv, peer, self.config.sync.idle_timeout);
-                        let ctx = self.ctx.clone();
-                        let config = self.config.clone();
+                        let (tx, rx) = framing::split(send, recv, peer, mesh.config.sync.idle_timeout);
+                        let ctx = mesh.ctx.clone();
+                        let config = mesh.config.clone();
                         let joined = joined.clone();
                         streams.spawn(async move { serve_stream(ctx, config, peer, joined, tx, rx).await });
                     }
@@ -99,7 +106,7 @@ impl<C: NodeContext> ProtocolHandler for SyncHandler<C> {
             }
         }
         // Let running sessions end on their own (the connection is gone or we are stopping).
-        if self.cancel.is_cancelled() {
+        if mesh.cancel.is_cancelled() {
             streams.abort_all();
         }
         while streams.join_next().await.is_some() {}
@@ -173,25 +180,28 @@ async fn serve_stream<C: NodeContext>(
     }
 }
 
-/// The node's network presence: endpoint + router + protocol handlers.
+/// The node's network presence: endpoint + router + protocol handlers + the mesh tasks.
 pub struct LatticeServer<C: NodeContext> {
-    ctx: Arc<C>,
     router: Router,
-    lookup: MemoryLookup,
-    config: NetConfig,
-    cancel: CancellationToken,
+    mesh: Arc<Mesh<C>>,
 }
 
 impl<C: NodeContext> LatticeServer<C> {
-    /// Binds the endpoint and starts accepting connections.
+    /// Binds the endpoint, starts accepting connections (sync + gossip) and the mesh tasks
+    /// (sync scheduler, anti-entropy). Stores join the mesh with [`Self::open_store`].
     pub async fn bind(ctx: Arc<C>, identity: &Identity, config: NetConfig) -> Result<Self, NetError> {
         let lookup = MemoryLookup::new();
-        let endpoint = endpoint::bind(identity, &config, lookup.clone(), vec![SYNC_ALPN.to_vec()]).await?;
-        let cancel = CancellationToken::new();
-        let handler = SyncHandler { ctx: ctx.clone(), config: config.clone(), cancel: cancel.clone() };
-        let router = Router::builder(endpoint).accept(SYNC_ALPN, handler).spawn();
+        let alpns = vec![SYNC_ALPN.to_vec(), iroh_gossip::ALPN.to_vec()];
+        let endpoint = endpoint::bind(identity, &config, lookup.clone(), alpns).await?;
+        let gossip = Gossip::builder().max_message_size(config.mesh.max_gossip_bytes).spawn(endpoint.clone());
+        let mesh = Mesh::new(ctx, endpoint.clone(), lookup, gossip, config);
+        let router = Router::builder(endpoint)
+            .accept(SYNC_ALPN, SyncHandler { mesh: mesh.clone() })
+            .accept(iroh_gossip::ALPN, GossipGate { mesh: mesh.clone() })
+            .spawn();
+        mesh.start();
         tracing::info!(node = %identity.author(), addrs = ?router.endpoint().bound_sockets(), "network up");
-        Ok(LatticeServer { ctx, router, lookup, config, cancel })
+        Ok(LatticeServer { router, mesh })
     }
 
     pub fn node_id(&self) -> AuthorId {
@@ -203,7 +213,7 @@ impl<C: NodeContext> LatticeServer<C> {
     }
 
     pub fn context(&self) -> &Arc<C> {
-        &self.ctx
+        &self.mesh.ctx
     }
 
     /// The addresses this node listens on.
@@ -211,46 +221,45 @@ impl<C: NodeContext> LatticeServer<C> {
         self.router.endpoint().bound_sockets()
     }
 
-    /// This node as `NODE_ID@ADDR` (the first bound address).
+    /// This node as `NODE_ID@ADDR`.
     pub fn peer_addr(&self) -> PeerAddr {
         self.listen_addrs().into_iter().fold(PeerAddr::new(self.node_id()), PeerAddr::with_addr)
     }
 
     /// Remembers direct addresses for a peer (used by every later connect to it).
     pub fn add_peer_addr(&self, peer: &PeerAddr) {
-        if peer.addrs.is_empty() {
-            return;
-        }
-        if let Ok(addr) = peer.to_endpoint_addr() {
-            self.lookup.add_endpoint_info(addr);
-        }
+        self.mesh.add_addr(peer);
+    }
+
+    /// The mesh's members (the node derives them from `/nodes/` in the root store). Gossip
+    /// topics join new members; anti-entropy and gap filling choose among them.
+    pub fn set_peers(&self, peers: Vec<PeerAddr>) {
+        self.mesh.set_peers(peers);
+    }
+
+    /// Puts a store on the mesh: its gossip topic, gap filling, anti-entropy.
+    pub fn open_store(&self, store: C::Store) {
+        self.mesh.open_store(store);
+    }
+
+    /// Takes a store off the mesh (e.g. archived).
+    pub fn close_store(&self, id: StoreId) {
+        self.mesh.close_store(id);
+    }
+
+    /// Asks the scheduler for a sync of one store (or all) with a peer (or one it picks).
+    pub fn request_sync(&self, store: Option<StoreId>, peer: Option<AuthorId>) {
+        self.mesh.submit(store, peer, false);
+    }
+
+    /// Reachability per peer (for `peers`: last success, last failure, backoff).
+    pub fn peer_health(&self) -> HashMap<AuthorId, PeerHealth> {
+        self.mesh.health.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// Connects to a peer, within the connect timeout.
     pub async fn connect(&self, peer: &PeerAddr) -> Result<PeerConnection, NetError> {
-        self.add_peer_addr(peer);
-        let known = !peer.addrs.is_empty()
-            || self
-                .lookup
-                .get_endpoint_info(
-                    iroh::PublicKey::from_bytes(&peer.id.0)
-                        .map_err(|e| NetError::BadAddress { text: peer.id.to_hex(), reason: e.to_string() })?,
-                )
-                .is_some();
-        if !known && self.config.discovery == Discovery::None {
-            return Err(NetError::NoAddress(peer.id));
-        }
-        let addr = peer.to_endpoint_addr()?;
-        let timeout = self.config.connect_timeout;
-        let connecting = self.router.endpoint().connect(addr, SYNC_ALPN);
-        let conn = tokio::select! {
-            _ = self.cancel.cancelled() => return Err(NetError::Shutdown),
-            r = tokio::time::timeout(timeout, connecting) => r
-                .map_err(|_| NetError::Timeout { peer: peer.id, what: "connecting", secs: timeout.as_secs() })?
-                .map_err(|e| NetError::Connect { peer: peer.id, reason: e.to_string() })?,
-        };
-        self.ctx.peer_event(PeerEvent::Connected { peer: peer.id, addr: peer.addrs.first().copied() });
-        Ok(PeerConnection { conn, peer: peer.id, config: self.config.clone() })
+        self.mesh.connect(peer).await
     }
 
     /// Syncs the given stores with one peer, each over its own stream, all concurrently.
@@ -260,22 +269,28 @@ impl<C: NodeContext> LatticeServer<C> {
         stores: Vec<C::Store>,
     ) -> Result<Vec<(StoreId, Result<SyncOutcome, NetError>)>, NetError> {
         let conn = self.connect(peer).await?;
-        let mut results = Vec::new();
         let runs = stores.iter().map(|s| async { (s.store_id(), conn.sync(s, None).await) });
-        for (store, result) in futures::future::join_all(runs).await {
-            match &result {
-                Ok(outcome) => self.ctx.peer_event(PeerEvent::Synced { peer: peer.id, store, outcome: *outcome }),
-                Err(e) => self.ctx.peer_event(PeerEvent::SyncFailed { peer: peer.id, store, error: e.to_string() }),
+        let results = futures::future::join_all(runs).await;
+        for (store, result) in &results {
+            let ctx = &self.mesh.ctx;
+            match result {
+                Ok(outcome) => ctx.peer_event(PeerEvent::Synced { peer: peer.id, store: *store, outcome: *outcome }),
+                Err(e) => ctx.peer_event(PeerEvent::SyncFailed { peer: peer.id, store: *store, error: e.to_string() }),
             }
-            results.push((store, result));
         }
         conn.close();
         Ok(results)
     }
 
-    /// Stops accepting, ends running sessions, closes the router and the endpoint.
+    /// Stops the mesh tasks, ends running sessions, shuts down gossip, closes the router and
+    /// the endpoint. Returns once every task it started has finished.
     pub async fn shutdown(&self) {
-        self.cancel.cancel();
+        self.mesh.cancel.cancel();
+        self.mesh.tracker.close();
+        self.mesh.tracker.wait().await;
+        if let Err(e) = self.mesh.gossip.shutdown().await {
+            tracing::debug!(error = %e, "gossip shutdown");
+        }
         if let Err(e) = self.router.shutdown().await {
             tracing::warn!(error = %e, "router shutdown");
         }
@@ -290,6 +305,10 @@ pub struct PeerConnection {
 }
 
 impl PeerConnection {
+    pub(crate) fn new(conn: Connection, peer: AuthorId, config: NetConfig) -> Self {
+        PeerConnection { conn, peer, config }
+    }
+
     pub fn peer(&self) -> AuthorId {
         self.peer
     }

@@ -332,11 +332,6 @@ impl StoreHandle {
     pub async fn expire_orphans(&self) -> Result<u64, StoreError> {
         self.request(|reply| Command::ExpireOrphans { reply }).await?
     }
-
-    /// Entries applied by each group commit (the local ones are what gossip broadcasts).
-    pub fn subscribe_commits(&self) -> broadcast::Receiver<Arc<Committed>> {
-        self.commits.subscribe()
-    }
 }
 
 /// What applications may do with a store. The network layer never sees this trait.
@@ -380,6 +375,10 @@ pub trait SyncStore: Send + Sync + Clone + 'static {
     fn missing_entries(&self, remote: SyncState) -> impl Future<Output = Result<MissingEntries, StoreError>> + Send;
     /// Gap events: an entry arrived whose predecessor or parent is missing.
     fn subscribe_gaps(&self) -> broadcast::Receiver<GapInfo>;
+    /// Entries applied by each group commit (the local ones are what gossip broadcasts).
+    fn subscribe_commits(&self) -> broadcast::Receiver<Arc<Committed>>;
+    /// Entries waiting in the orphan buffer.
+    fn orphan_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 impl KvStore for StoreHandle {
@@ -446,6 +445,12 @@ impl SyncStore for StoreHandle {
     }
     fn subscribe_gaps(&self) -> broadcast::Receiver<GapInfo> {
         self.gaps.subscribe()
+    }
+    fn subscribe_commits(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.commits.subscribe()
+    }
+    async fn orphan_count(&self) -> Result<u64, StoreError> {
+        Ok(self.status().await?.orphans)
     }
 }
 

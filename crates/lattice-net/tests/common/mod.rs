@@ -62,6 +62,57 @@ impl TestNode {
     }
 }
 
+/// A fast-healing mesh config for tests: short anti-entropy and backoff.
+pub fn mesh_config() -> NetConfig {
+    let mut c = NetConfig::loopback();
+    c.mesh.anti_entropy_interval = std::time::Duration::from_millis(300);
+    c.mesh.backoff_base = std::time::Duration::from_millis(50);
+    c.mesh.backoff_max = std::time::Duration::from_millis(500);
+    c.mesh.stale_after = std::time::Duration::from_secs(2);
+    c.connect_timeout = std::time::Duration::from_secs(2);
+    c
+}
+
+/// Polls `check` until it holds or the deadline passes.
+pub async fn eventually<F, Fut>(what: &str, secs: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// Starts a node on the mesh: serves with `config`, joins `peers`, puts its stores on the mesh.
+pub async fn join_mesh(node: &Arc<TestNode>, config: NetConfig) -> LatticeServer<TestNode> {
+    let server = node.serve_with(config).await;
+    for store in node.stores.lock().unwrap().values() {
+        server.open_store(store.clone());
+    }
+    server
+}
+
+/// Tells every server about every other (as the root store's `/nodes/` would), limited to the
+/// pairs `linked` allows, and marks those pairs active on both sides.
+pub fn link(nodes: &[(&Arc<TestNode>, &LatticeServer<TestNode>)], linked: impl Fn(usize, usize) -> bool) {
+    for (i, (node, server)) in nodes.iter().enumerate() {
+        let mut peers = Vec::new();
+        for (j, (other, other_server)) in nodes.iter().enumerate() {
+            if i != j && linked(i, j) {
+                node.set_peer(other.identity.author(), PeerStatus::Active);
+                peers.push(other_server.peer_addr());
+            }
+        }
+        server.set_peers(peers);
+    }
+}
+
 /// Makes two nodes active members of each other's mesh.
 pub fn befriend(a: &TestNode, b: &TestNode) {
     a.set_peer(b.identity.author(), PeerStatus::Active);
