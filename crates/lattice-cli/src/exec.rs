@@ -58,8 +58,10 @@ impl Failure {
     pub fn code(&self) -> i32 {
         exit_code(self.kind)
     }
+    /// `error: ...` on one line: a multi-line message is folded.
     pub fn line(&self) -> String {
-        format!("error: {}", self.message)
+        let parts: Vec<&str> = self.message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        format!("error: {}", parts.join(" "))
     }
 }
 

@@ -27,6 +27,9 @@ pub enum NodeError {
     /// A store (or other named thing) that does not exist; the message names it.
     #[error("{0}")]
     NotFound(String),
+    /// Something by that name exists already (a store name among live stores).
+    #[error("{0}")]
+    Exists(String),
     /// Malformed input; the message says what is wrong.
     #[error("{0}")]
     Invalid(String),

@@ -271,7 +271,7 @@ impl Node {
         let _guard = self.control.lock().await;
         let decls = self.declarations().await?;
         if let Some((id, _)) = decls.iter().find(|(_, d)| d.is_live() && d.name.as_deref() == Some(name)) {
-            return Err(NodeError::Invalid(format!("a store named {name:?} already exists ({id})")));
+            return Err(NodeError::Exists(format!("a store named {name:?} already exists ({id})")));
         }
         let id = StoreId::new_random();
         let now = rfc3339(now_ms());
@@ -415,7 +415,12 @@ impl Node {
         store: &StoreRef,
         pattern: &str,
     ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, mpsc::Receiver<WatchEvent>), NodeError> {
-        regex::Regex::new(pattern).map_err(|e| NodeError::Invalid(format!("invalid pattern: {e}")))?;
+        regex::bytes::Regex::new(pattern).map_err(|e| {
+            // regex errors span several lines (pattern, caret, reason): keep the reason.
+            let text = e.to_string();
+            let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+            NodeError::Invalid(format!("invalid pattern {pattern:?}: {}", reason.trim().trim_start_matches("error: ")))
+        })?;
         Ok(self.handle(store).await?.watch(pattern).await?)
     }
 }

@@ -46,7 +46,7 @@ async fn init_declares_root_and_default() {
 async fn stores_create_use_delete_and_reserved_prefixes() {
     let (_tmp, dir, node) = fresh().await;
     let info = node.create_store("photos").await.unwrap();
-    assert!(matches!(node.create_store("photos").await, Err(NodeError::Invalid(_))));
+    assert!(matches!(node.create_store("photos").await, Err(NodeError::Exists(_))));
     assert!(matches!(node.create_store("root").await, Err(NodeError::Invalid(_))));
     let by_uuid = node.resolve(Some(&info.id.to_string())).await.unwrap();
     assert_eq!(by_uuid.name, "photos");
