@@ -226,14 +226,16 @@ async fn serve_connection(stream: UnixStream, engine: Arc<Engine>, cancel: Cance
                 }
             };
             let (out, mut rx) = Out::channel();
+            let opts = RunOptions { shell, local: false, stop: Some(cancel.clone()) };
             let run = async {
-                let code = engine.run(&cli, stdin, RunOptions { shell, local: false }, &out).await;
+                let code = engine.run(&cli, stdin, opts, &out).await;
                 drop(out);
                 code
             };
             // Relays output as it is produced; stops reading (which closes `out`) if the client
             // goes away, so a `watch` for a departed client ends.
-            let relay = async {
+            // `rx` moves in, so it is dropped (closing `out`) as soon as the relay ends.
+            let relay = async move {
                 loop {
                     tokio::select! {
                         reply = rx.recv() => match reply {

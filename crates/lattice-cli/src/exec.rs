@@ -32,12 +32,15 @@ pub enum Role {
 }
 
 /// How a command was issued.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// From a shell line: text output ends with a newline even for raw `get` values.
     pub shell: bool,
     /// Issued in this process (not over the socket): Ctrl-C stops a `watch`.
     pub local: bool,
+    /// Cancelled when whoever issued the command stops (the control server shutting down):
+    /// a `watch` then ends.
+    pub stop: Option<CancellationToken>,
 }
 
 /// An error as the user sees it: one line and an exit code.
@@ -471,6 +474,7 @@ impl Engine {
                 _ = out.closed() => return Ok(0),
                 _ = self.cancel.cancelled() => return Ok(0),
                 _ = interrupted(opts.local) => return Ok(0),
+                _ = stopped(opts.stop.as_ref()) => return Ok(0),
             }
         }
     }
@@ -482,6 +486,14 @@ async fn interrupted(enabled: bool) {
         return;
     }
     std::future::pending::<()>().await
+}
+
+/// Resolves when `token` is cancelled; never without one.
+async fn stopped(token: Option<&CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn watch_line(event: &lattice_store::WatchEvent, json: bool) -> String {

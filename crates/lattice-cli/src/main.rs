@@ -124,7 +124,8 @@ async fn oneshot(cli: Cli, argv: Vec<String>) -> i32 {
             } else {
                 None
             };
-            let code = daemon::run_here(&engine, &cli, stdin, RunOptions { shell: false, local: true }).await;
+            let code =
+                daemon::run_here(&engine, &cli, stdin, RunOptions { shell: false, local: true, stop: None }).await;
             if let Some(server) = server {
                 server.stop().await;
             }
