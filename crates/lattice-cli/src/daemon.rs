@@ -99,9 +99,9 @@ fn print_reply(reply: &Reply) {
 
 /// Sends one command to the owner and relays its output; returns its exit code. Ctrl-C ends the
 /// wait (the owner notices the closed connection and stops the command, e.g. a `watch`).
-pub async fn forward(stream: UnixStream, argv: Vec<String>, stdin: Option<Vec<u8>>, shell: bool) -> i32 {
+pub async fn forward(stream: UnixStream, argv: Vec<String>, stdin: Option<Vec<u8>>, terminal: bool) -> i32 {
     let mut conn = protocol::framed(stream);
-    let request = Request::Run { version: PROTOCOL_VERSION, argv, stdin, shell };
+    let request = Request::Run { version: PROTOCOL_VERSION, argv, stdin, terminal };
     if let Err(e) = protocol::send(&mut conn, &request).await {
         eprintln!("error: cannot reach the lattice process that owns this data dir: {e}");
         return 1;
@@ -217,7 +217,7 @@ async fn serve_connection(stream: UnixStream, engine: Arc<Engine>, cancel: Cance
             );
             let _ = reply_error(&mut conn, line, 1).await;
         }
-        Request::Run { argv, stdin, shell, .. } => {
+        Request::Run { argv, stdin, terminal, .. } => {
             let cli = match parse_words(&argv) {
                 Ok(cli) => cli,
                 Err(e) => {
@@ -226,7 +226,7 @@ async fn serve_connection(stream: UnixStream, engine: Arc<Engine>, cancel: Cance
                 }
             };
             let (out, mut rx) = Out::channel();
-            let opts = RunOptions { shell, local: false, stop: Some(cancel.clone()) };
+            let opts = RunOptions { terminal, local: false, stop: Some(cancel.clone()) };
             let run = async {
                 let code = engine.run(&cli, stdin, opts, &out).await;
                 drop(out);

@@ -34,8 +34,9 @@ pub enum Role {
 /// How a command was issued.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
-    /// From a shell line: text output ends with a newline even for raw `get` values.
-    pub shell: bool,
+    /// Output is read line by line (a shell, or a terminal): a raw `get` value gets a final
+    /// newline if it lacks one. Off for pipes and files, so `get k > file` is byte-exact.
+    pub terminal: bool,
     /// Issued in this process (not over the socket): Ctrl-C stops a `watch`.
     pub local: bool,
     /// Cancelled when whoever issued the command stops (the control server shutting down):
@@ -453,7 +454,7 @@ impl Engine {
         let mut bytes = visible.unwrap_or_default();
         if heads.len() > 1 {
             bytes.extend_from_slice(format!("  ({} heads)\n", heads.len()).as_bytes());
-        } else if opts.shell && !bytes.ends_with(b"\n") {
+        } else if opts.terminal && !bytes.ends_with(b"\n") {
             bytes.push(b'\n');
         }
         out.bytes(bytes);

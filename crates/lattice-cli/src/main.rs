@@ -26,7 +26,7 @@ mod shell;
 mod words;
 
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -111,6 +111,8 @@ async fn oneshot(cli: Cli, argv: Vec<String>) -> i32 {
         }
         _ => None,
     };
+    // A person reading a terminal gets a final newline after a raw value; pipes get exact bytes.
+    let terminal = std::io::stdout().is_terminal();
     match daemon::claim(&dir).await {
         Ok(Claim::Own(lock)) => {
             let watch = matches!(command, Command::Watch { .. });
@@ -124,8 +126,8 @@ async fn oneshot(cli: Cli, argv: Vec<String>) -> i32 {
             } else {
                 None
             };
-            let code =
-                daemon::run_here(&engine, &cli, stdin, RunOptions { shell: false, local: true, stop: None }).await;
+            let opts = RunOptions { terminal, local: true, stop: None };
+            let code = daemon::run_here(&engine, &cli, stdin, opts).await;
             if let Some(server) = server {
                 server.stop().await;
             }
@@ -134,7 +136,7 @@ async fn oneshot(cli: Cli, argv: Vec<String>) -> i32 {
                 Err(e) => fail(&e).max(code),
             }
         }
-        Ok(Claim::Forward(stream)) => daemon::forward(stream, argv, stdin, false).await,
+        Ok(Claim::Forward(stream)) => daemon::forward(stream, argv, stdin, terminal).await,
         Err(e) => fail(&e),
     }
 }

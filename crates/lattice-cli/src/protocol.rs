@@ -7,7 +7,7 @@
 //! the socket; the owner stops a command whose client has gone.
 //!
 //! ```text
-//! -> {"type":"run","version":1,"argv":["put","k","-"],"stdin":"AAEC","shell":false}
+//! -> {"type":"run","version":1,"argv":["put","k","-"],"stdin":"AAEC","terminal":false}
 //! <- {"type":"stdout","data":"b2sK"}            (base64: output is bytes)
 //! <- {"type":"stderr","line":"error: ..."}
 //! <- {"type":"exit","code":0}
@@ -38,9 +38,9 @@ pub enum Request {
         argv: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_b64")]
         stdin: Option<Vec<u8>>,
-        /// The line comes from a shell (output suited to a terminal session) rather than argv.
+        /// The client shows output line by line (a shell or a terminal), see `RunOptions`.
         #[serde(default)]
-        shell: bool,
+        terminal: bool,
     },
     /// Which store a shell prompt should show.
     Prompt { version: u32 },
@@ -163,17 +163,17 @@ mod tests {
             version: 1,
             argv: vec!["put".into(), "k".into(), "-".into()],
             stdin: Some(vec![0, 1, 2]),
-            shell: false,
+            terminal: false,
         };
         let text = serde_json::to_string(&req).unwrap();
-        assert_eq!(text, r#"{"type":"run","version":1,"argv":["put","k","-"],"stdin":"AAEC","shell":false}"#);
+        assert_eq!(text, r#"{"type":"run","version":1,"argv":["put","k","-"],"stdin":"AAEC","terminal":false}"#);
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);
         let reply = Reply::Stdout { data: b"ok\n".to_vec() };
         let text = serde_json::to_string(&reply).unwrap();
         assert_eq!(text, r#"{"type":"stdout","data":"b2sK"}"#);
         assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), reply);
         let no_stdin: Request = serde_json::from_str(r#"{"type":"run","version":1,"argv":[]}"#).unwrap();
-        assert!(matches!(no_stdin, Request::Run { stdin: None, shell: false, .. }));
+        assert!(matches!(no_stdin, Request::Run { stdin: None, terminal: false, .. }));
     }
 
     #[tokio::test]

@@ -204,7 +204,7 @@ impl Session<'_> {
             eprintln!("error: --data-dir cannot change inside the shell; start another shell for another data dir");
             return Some(2);
         }
-        let opts = RunOptions { shell: true, local: true, stop: None };
+        let opts = RunOptions { terminal: true, local: true, stop: None };
         Some(match &self.backend {
             Backend::Local { engine, .. } => self.rt.block_on(daemon::run_here(engine, &cli, None, opts)),
             Backend::Remote => self.rt.block_on(async {

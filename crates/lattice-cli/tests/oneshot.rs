@@ -266,3 +266,21 @@ fn conflicting_heads_are_marked() {
     l.run(&["put", "k", "merged"]).ok();
     assert_eq!(l.run(&["get", "k"]).ok().stdout, b"merged");
 }
+
+/// One owner at a time: concurrent one-shot commands wait for the lock in turn; none fails.
+#[test]
+fn concurrent_one_shot_commands_take_turns() {
+    let l = Lattice::init();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let mut cmd = l.command(&["put", &format!("c{i}"), &format!("v{i}")]);
+            cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+            cmd.stderr(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(l.run(&["list", "c"]).ok().out().lines().count(), 8);
+}

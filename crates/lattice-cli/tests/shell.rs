@@ -214,3 +214,14 @@ fn second_terminal_shell_forwards_to_the_first() {
     first.send("exit\r");
     first.finish();
 }
+
+/// On a terminal a raw `get` value ends with a newline (a pipe gets the exact bytes instead).
+#[test]
+fn one_shot_get_on_a_terminal_ends_the_line() {
+    let l = Lattice::init();
+    l.run(&["put", "a", "1"]).ok();
+    let mut pty = Pty::spawn(&l, &["get", "a"]);
+    pty.expect("1\r\n");
+    pty.finish();
+    assert_eq!(l.run(&["get", "a"]).ok().stdout, b"1");
+}
