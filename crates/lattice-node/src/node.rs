@@ -152,6 +152,16 @@ impl Node {
     pub fn node_id(&self) -> AuthorId {
         self.identity.author()
     }
+    /// The node's key pair (the network layer derives its endpoint key from it).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+    /// The raw handle of store `id`, opened if needed: for the network layer (`SyncStore`) and
+    /// node-internal control-plane writes. It bypasses the reserved-prefix check, so commands
+    /// that users drive go through [`put`](Self::put) / [`delete`](Self::delete) instead.
+    pub async fn store_handle(&self, id: StoreId) -> Result<StoreHandle, NodeError> {
+        self.stores.get(id).await
+    }
     pub fn data_dir(&self) -> &DataDir {
         &self.dir
     }
