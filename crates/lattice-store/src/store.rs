@@ -390,6 +390,10 @@ impl Store {
                 }
             }
         }
+        let stale = self.drop_held_orphans(&mut tx)?;
+        if stale > 0 {
+            tracing::info!(count = stale, "dropped orphans that the replay applied from the logs");
+        }
         let mut moved = 0;
         for (author, queue) in blocked {
             let Some((first_offset, _)) = queue.front() else { continue };
@@ -748,10 +752,40 @@ impl Store {
                 }
             }
         }
+        self.remove_orphans(tx, &expired)?;
+        if !expired.is_empty() {
+            tracing::info!(count = expired.len(), "expired orphans");
+        }
+        Ok(expired.len() as u64)
+    }
+
+    /// Drops orphans that are held after all. orphans.db commits with the index, so after a
+    /// crash it may still hold orphans that were released (and logged) after its last durable
+    /// commit, and that the replay has just applied from the logs.
+    fn drop_held_orphans(&mut self, tx: &mut Txn) -> Result<u64, StoreError> {
+        let mut held = Vec::new();
+        {
+            let orphans = tx.orphans.open_table(tables::ORPHANS)?;
+            let entries = tx.state.open_table(tables::ENTRIES)?;
+            for item in orphans.iter()? {
+                let (k, v) = item?;
+                if entries.get(k.value())?.is_some()
+                    && let Some((row, _)) = OrphanRow::decode(v.value())
+                {
+                    held.push((k.value(), row.waiting));
+                }
+            }
+        }
+        self.remove_orphans(tx, &held)?;
+        Ok(held.len() as u64)
+    }
+
+    /// Removes orphans and their wait-index rows.
+    fn remove_orphans(&mut self, tx: &mut Txn, which: &[([u8; 32], Waiting)]) -> Result<(), StoreError> {
         let mut orphans = tx.orphans.open_table(tables::ORPHANS)?;
         let mut by_pred = tx.orphans.open_multimap_table(tables::WAIT_PREDECESSOR)?;
         let mut by_parent = tx.orphans.open_multimap_table(tables::WAIT_PARENT)?;
-        for (hash, waiting) in &expired {
+        for (hash, waiting) in which {
             orphans.remove(hash)?;
             match waiting {
                 Waiting::Predecessor { author, seq } => {
@@ -762,10 +796,7 @@ impl Store {
                 }
             }
         }
-        if !expired.is_empty() {
-            tracing::info!(count = expired.len(), "expired orphans");
-        }
-        Ok(expired.len() as u64)
+        Ok(())
     }
 
     fn log_mut(&mut self, author: AuthorId, tx: &Txn) -> Result<&mut AuthorLog, StoreError> {

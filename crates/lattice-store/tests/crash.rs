@@ -24,6 +24,8 @@ const ENV_STORE: &str = "LATTICE_CRASH_CHILD_STORE";
 const ENV_SEED: &str = "LATTICE_CRASH_CHILD_SEED";
 const ENV_TRIAL: &str = "LATTICE_CRASH_CHILD_TRIAL";
 const ENV_CHECKPOINT_MS: &str = "LATTICE_CRASH_CHILD_CHECKPOINT_MS";
+/// Optional: a file of hex-encoded entries (one a line) the child ingests before writing.
+const ENV_INGEST: &str = "LATTICE_CRASH_CHILD_INGEST";
 /// The child stops by itself after this many puts if nobody kills it.
 const CHILD_MAX_PUTS: u64 = 5_000;
 /// Concurrent writer tasks in the child.
@@ -61,6 +63,13 @@ fn child_writer() {
     let config = StoreConfig { checkpoint_interval: checkpoint, ..Default::default() };
     runtime().block_on(async {
         let s = StoreHandle::open(Path::new(&dir), sid, id, config).unwrap();
+        if let Ok(file) = std::env::var(ENV_INGEST) {
+            let entries = std::fs::read_to_string(file).unwrap().lines().map(|l| hex::decode(l).unwrap()).collect();
+            for res in s.ingest_batch(entries).await.unwrap() {
+                res.unwrap();
+            }
+            println!("ingested");
+        }
         // Several writers, so a kill can land in a group commit of several entries.
         let next = Arc::new(AtomicU64::new(0));
         let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
@@ -94,8 +103,9 @@ struct Subject {
 }
 
 impl Subject {
-    fn new(dir: &Path) -> Self {
-        Subject { dir: dir.to_path_buf(), sid: StoreId::new_random(), id: Identity::generate() }
+    /// A new store in `tmp/store` (the child's input files go next to it).
+    fn new(tmp: &tempfile::TempDir) -> Self {
+        Subject { dir: tmp.path().join("store"), sid: StoreId::new_random(), id: Identity::generate() }
     }
 
     fn open(&self) -> StoreHandle {
@@ -109,7 +119,18 @@ impl Subject {
     /// Runs the child writer for `trial`, SIGKILLs it once it has reported `kill_after` acks,
     /// and returns the indices of the puts whose acks were seen.
     fn crash_child(&self, trial: u32, checkpoint_ms: u64, kill_after: usize) -> BTreeSet<u64> {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        self.crash_child_with(trial, checkpoint_ms, kill_after, &[])
+    }
+
+    /// [`Self::crash_child`], the child first ingesting `ingest` (acks imply it is committed).
+    fn crash_child_with(&self, trial: u32, checkpoint_ms: u64, kill_after: usize, ingest: &[Vec<u8>]) -> BTreeSet<u64> {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        if !ingest.is_empty() {
+            let file = self.dir.with_extension("ingest");
+            std::fs::write(&file, ingest.iter().map(hex::encode).collect::<Vec<_>>().join("\n")).unwrap();
+            command.env(ENV_INGEST, &file);
+        }
+        let mut child = command
             .args(["--exact", "child_writer", "--nocapture", "--ignored", "--test-threads=1"])
             .env(ENV_DIR, &self.dir)
             .env(ENV_STORE, self.sid.to_string())
@@ -213,7 +234,7 @@ fn test_rng() -> StdRng {
 #[test]
 fn every_acknowledged_put_survives_sigkill_and_a_rebuild_gives_the_same_store() {
     let tmp = tempfile::tempdir().unwrap();
-    let subject = Subject::new(tmp.path());
+    let subject = Subject::new(&tmp);
     let mut rng = test_rng();
     let mut expected = BTreeMap::new();
     let rt = runtime();
@@ -231,7 +252,7 @@ fn every_acknowledged_put_survives_sigkill_and_a_rebuild_gives_the_same_store() 
 #[test]
 fn a_crash_after_the_last_checkpoint_replays_the_unindexed_tail() {
     let tmp = tempfile::tempdir().unwrap();
-    let subject = Subject::new(tmp.path());
+    let subject = Subject::new(&tmp);
     let rt = runtime();
     // A clean close, then a reopen: nothing to replay.
     rt.block_on(async {
@@ -269,7 +290,7 @@ fn record_offsets(path: &Path) -> Vec<(u64, Vec<u8>)> {
 #[test]
 fn a_log_torn_inside_its_last_record_reopens_with_the_earlier_entries_intact() {
     let tmp = tempfile::tempdir().unwrap();
-    let subject = Subject::new(tmp.path());
+    let subject = Subject::new(&tmp);
     let mut rng = test_rng();
     let rt = runtime();
     let mut expected = BTreeMap::new();
@@ -322,4 +343,40 @@ fn a_log_torn_inside_its_last_record_reopens_with_the_earlier_entries_intact() {
             s.close().await.unwrap();
         });
     }
+}
+
+#[test]
+fn orphans_released_after_the_last_checkpoint_are_not_left_behind_by_a_crash() {
+    // Orphans parked and checkpointed; then a child ingests their predecessor (releasing them,
+    // all in the logs, index not checkpointed) and is killed. The replay applies them from the
+    // logs; orphans.db, rolled back to the checkpoint, must not keep them as orphans.
+    let tmp = tempfile::tempdir().unwrap();
+    let subject = Subject::new(&tmp);
+    let rt = runtime();
+    let mut r = common::Chain::new(subject.sid);
+    let (e1, e2, e3) = (r.put("r1", "1"), r.put("r2", "2"), r.put("r3", "3"));
+    rt.block_on(async {
+        let s = subject.open();
+        s.ingest_batch(vec![e3.bytes().to_vec(), e2.bytes().to_vec()]).await.unwrap();
+        assert_eq!(s.status().await.unwrap().orphans, 2);
+        s.close().await.unwrap();
+    });
+    subject.crash_child_with(0, 3_600_000, 3, &[e1.bytes().to_vec()]);
+    rt.block_on(async {
+        let s = subject.open();
+        assert!(s.replayed_on_open() >= 3 + 3, "the release was not checkpointed: it is replayed");
+        assert_eq!(s.sync_state().await.unwrap().authors[&r.id.author()].seq, 3);
+        assert_eq!(s.get(b"r3").await.unwrap(), Some(b"3".to_vec()));
+        let st = s.status().await.unwrap();
+        assert_eq!(st.orphans, 0, "applied entries are still counted as orphans: {st:?}");
+        let before = snapshot(&s).await;
+        s.close().await.unwrap();
+        let s = subject.open();
+        assert_eq!(snapshot(&s).await, before);
+        // Re-sending them is a no-op.
+        for e in [&e2, &e3] {
+            assert_eq!(s.ingest(e.bytes().to_vec()).await.unwrap(), lattice_store::IngestOutcome::Duplicate);
+        }
+        assert_eq!(snapshot(&s).await, before);
+    });
 }
