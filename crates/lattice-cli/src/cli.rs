@@ -36,13 +36,13 @@ pub enum Command {
     Status,
     /// Run the node in the foreground (owns the data dir; other commands are forwarded to it)
     Serve {
-        /// Address for peer connections (networking lands later; accepted and not used yet)
+        /// Address for peer connections (UDP/QUIC) [default: 0.0.0.0:0, an ephemeral port]
         #[arg(long, value_name = "ADDR")]
         bind: Option<SocketAddr>,
-        /// Address of the HTTP API (lands later; accepted and not used yet)
+        /// Address of the HTTP API (lands with the HTTP issue; accepted and not used yet)
         #[arg(long, value_name = "ADDR")]
         http: Option<SocketAddr>,
-        /// How peers are found (networking lands later)
+        /// How peers are found: direct addresses only (none), or opt-in mdns / n0 (relays + DNS)
         #[arg(long, value_enum, default_value_t = Discovery::None)]
         discovery: Discovery,
     },
@@ -96,6 +96,31 @@ pub enum Command {
     Watch {
         #[arg(allow_hyphen_values = true, value_name = "REGEX")]
         pattern: String,
+    },
+    /// Invite a node into the mesh (it may then `join`)
+    Invite {
+        #[arg(value_name = "PUBKEY")]
+        pubkey: String,
+    },
+    /// List the mesh's nodes: status, last seen, last sync
+    Peers,
+    /// Remove a node from the mesh: its connections are refused from then on
+    Remove {
+        #[arg(value_name = "PUBKEY")]
+        pubkey: String,
+    },
+    /// Join the mesh of a node that invited this one (from a fresh data dir)
+    Join {
+        #[arg(value_name = "NODE_ID[@HOST:PORT]")]
+        peer: String,
+        /// This node's name in the mesh [default: the host name]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Sync once: with one peer, or with every member of the mesh
+    Sync {
+        #[arg(value_name = "NODE_ID")]
+        peer: Option<String>,
     },
 }
 

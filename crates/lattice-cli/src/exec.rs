@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
+use lattice_core::AuthorId;
 use lattice_core::winner;
-use lattice_node::{DataDir, DirLock, ErrorKind, Node, NodeError, StoreRef};
+use lattice_net::{NetConfig, PeerAddr, SyncProgress};
+use lattice_node::{DataDir, DirLock, ErrorKind, Network, Node, NodeError, StoreRef};
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -89,12 +91,51 @@ pub struct Engine {
     lock: Arc<DirLock>,
     role: Role,
     node: Mutex<Option<Arc<Node>>>,
+    /// The node on the network, started by `serve` and the shell, or for one command (join, sync).
+    net: Mutex<Option<Arc<Network>>>,
+    net_config: NetConfig,
     cancel: CancellationToken,
 }
 
 impl Engine {
     pub fn new(dir: DataDir, lock: DirLock, role: Role) -> Arc<Engine> {
-        Arc::new(Engine { dir, lock: Arc::new(lock), role, node: Mutex::new(None), cancel: CancellationToken::new() })
+        Engine::with_network(dir, lock, role, NetConfig::default())
+    }
+
+    pub fn with_network(dir: DataDir, lock: DirLock, role: Role, net_config: NetConfig) -> Arc<Engine> {
+        Arc::new(Engine {
+            dir,
+            lock: Arc::new(lock),
+            role,
+            node: Mutex::new(None),
+            net: Mutex::new(None),
+            net_config,
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    /// The node's network, started on first use (a long-running owner starts it eagerly).
+    pub async fn network(&self) -> Result<Arc<Network>, NodeError> {
+        let node = self.node().await?;
+        let mut slot = self.net.lock().await;
+        if let Some(net) = slot.as_ref() {
+            return Ok(net.clone());
+        }
+        let net = Arc::new(Network::start(node, self.net_config.clone()).await?);
+        *slot = Some(net.clone());
+        Ok(net)
+    }
+
+    /// The addresses the network listens on (empty when it is not running).
+    pub async fn listen_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.net.lock().await.as_ref().map(|n| n.listen_addrs()).unwrap_or_default()
+    }
+
+    async fn stop_network(&self) {
+        let net = self.net.lock().await.take();
+        if let Some(net) = net {
+            net.shutdown().await;
+        }
     }
 
     pub fn dir(&self) -> &DataDir {
@@ -127,9 +168,10 @@ impl Engine {
         })
     }
 
-    /// Ends running watches and closes every open store.
+    /// Ends running watches, leaves the network and closes every open store.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
         self.cancel.cancel();
+        self.stop_network().await;
         let node = self.node.lock().await.take();
         match node {
             Some(node) => node.shutdown().await,
@@ -299,7 +341,179 @@ impl Engine {
                 Ok(0)
             }
             Command::Watch { pattern } => self.watch(cli, pattern, opts, out).await,
+            Command::Invite { pubkey } => {
+                let peer = parse_node_id(pubkey)?;
+                self.node().await?.invite(peer).await?;
+                if json {
+                    out.json(&json!({ "node_id": peer.to_hex(), "status": "invited" }));
+                } else {
+                    out.line(format_args!(
+                        "invited {peer}; it can now run `lattice join {}@HOST:PORT`",
+                        self.node().await?.node_id()
+                    ));
+                }
+                Ok(0)
+            }
+            Command::Remove { pubkey } => {
+                let peer = parse_node_id(pubkey)?;
+                self.node().await?.remove_peer(peer).await?;
+                if json {
+                    out.json(&json!({ "node_id": peer.to_hex(), "status": "removed" }));
+                } else {
+                    out.line(format_args!("removed {peer}"));
+                }
+                Ok(0)
+            }
+            Command::Peers => self.peers(json, out).await,
+            Command::Join { peer, name } => self.join(peer, name.clone(), json, opts, out).await,
+            Command::Sync { peer } => self.sync(peer.as_deref(), json, opts, out).await,
         }
+    }
+
+    async fn peers(&self, json: bool, out: &Out) -> Result<i32, Failure> {
+        let node = self.node().await?;
+        let me = node.node_id();
+        let health = match self.net.lock().await.as_ref() {
+            Some(net) => net.server().peer_health(),
+            None => Default::default(),
+        };
+        let mut rows = Vec::new();
+        let mut items = Vec::new();
+        for (id, record) in node.node_records().await? {
+            let local = node.meta().peer(id)?;
+            let info = record.info.unwrap_or_default();
+            let status = record.status.unwrap_or_else(|| "unknown".into());
+            let name = if id == me { format!("{} (this node)", info.name) } else { info.name.clone() };
+            let backoff = health.get(&id).filter(|h| h.failures > 0).map(|h| h.failures);
+            items.push(json!({
+                "node_id": id.to_hex(), "name": info.name, "status": status,
+                "hostname": info.hostname, "added_at": info.added_at, "added_by": info.added_by,
+                "addrs": if local.addrs.is_empty() { info.addrs.clone() } else { local.addrs.clone() },
+                "last_seen": local.last_seen, "last_sync": local.last_sync, "last_sync_ok": local.last_sync_ok,
+                "consecutive_failures": backoff,
+            }));
+            rows.push(vec![
+                id.to_hex(),
+                name,
+                status,
+                local.last_seen.clone().unwrap_or_else(|| "-".into()),
+                local.last_sync.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        if json {
+            out.json(&json!({ "peers": items }));
+        } else {
+            out.bytes(table(&["NODE ID", "NAME", "STATUS", "LAST SEEN", "LAST SYNC"], &rows));
+        }
+        Ok(0)
+    }
+
+    async fn join(
+        &self,
+        peer: &str,
+        name: Option<String>,
+        json: bool,
+        opts: RunOptions,
+        out: &Out,
+    ) -> Result<i32, Failure> {
+        let peer: PeerAddr = peer.parse().map_err(|e: lattice_net::NetError| Failure::usage(e.to_string()))?;
+        let mut slot = self.node.lock().await;
+        let node = match slot.take() {
+            Some(node) => node,
+            None if self.dir.is_initialised() => Arc::new(Node::open(self.dir.clone(), self.lock.clone()).await?),
+            None => Arc::new(Node::init(self.dir.clone(), self.lock.clone(), name.clone()).await?),
+        };
+        self.stop_network().await;
+        let (progress, bar) = progress_bar(opts.local);
+        let joined = lattice_node::network::join(node, peer.clone(), name, self.net_config.clone(), progress).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let node = joined?;
+        let root = node.root_store().id;
+        let current = node.current_store().await?;
+        *slot = Some(node);
+        drop(slot);
+        if self.role != Role::OneShot {
+            self.network().await?;
+        }
+        if json {
+            out.json(&json!({
+                "joined": peer.id.to_hex(), "root_store": root.to_string(),
+                "current_store": current.as_ref().map(|s| s.name.clone()),
+            }));
+        } else {
+            out.line(format_args!("joined the mesh of {} (root store {root})", peer.id));
+            if let Some(store) = current {
+                out.line(format_args!("current store: {} ({})", store.name, store.id));
+            }
+        }
+        Ok(0)
+    }
+
+    async fn sync(&self, peer: Option<&str>, json: bool, opts: RunOptions, out: &Out) -> Result<i32, Failure> {
+        let peer = peer.map(parse_node_id).transpose()?;
+        let net = self.network().await?;
+        let (progress, bar) = progress_bar(opts.local);
+        let results = net.sync(peer, progress).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let results = results?;
+        let node = self.node().await?;
+        let mut names = std::collections::HashMap::new();
+        for info in node.list_stores(true).await? {
+            names.insert(info.id, info.name);
+        }
+        names.insert(node.root_store().id, "root".to_string());
+        let failed = results
+            .iter()
+            .filter(|r| r.result.is_err() || r.result.as_ref().is_ok_and(|v| v.iter().any(|(_, s)| s.is_err())))
+            .count();
+        if json {
+            let peers: Vec<Value> = results
+                .iter()
+                .map(|r| match &r.result {
+                    Ok(stores) => json!({
+                        "node_id": r.peer.to_hex(), "ok": stores.iter().all(|(_, s)| s.is_ok()),
+                        "stores": stores.iter().map(|(id, s)| match s {
+                            Ok(o) => json!({"uuid": id.to_string(), "name": names.get(id), "received": o.received,
+                                "applied": o.applied, "sent": o.sent, "rejected": o.rejected}),
+                            Err(e) => json!({"uuid": id.to_string(), "name": names.get(id), "error": e}),
+                        }).collect::<Vec<_>>(),
+                    }),
+                    Err(e) => json!({ "node_id": r.peer.to_hex(), "ok": false, "error": e }),
+                })
+                .collect();
+            out.json(&json!({ "peers": peers }));
+        } else if results.is_empty() {
+            out.line("no peers to sync with (invite one, or join a mesh)");
+        } else {
+            for r in &results {
+                match &r.result {
+                    Ok(stores) => {
+                        let received: u64 =
+                            stores.iter().filter_map(|(_, s)| s.as_ref().ok()).map(|o| o.received).sum();
+                        let sent: u64 = stores.iter().filter_map(|(_, s)| s.as_ref().ok()).map(|o| o.sent).sum();
+                        let errors: Vec<String> = stores
+                            .iter()
+                            .filter_map(|(id, s)| {
+                                let name = names.get(id).cloned().unwrap_or_else(|| id.to_string());
+                                s.as_ref().err().map(|e| format!("store {name}: {e}"))
+                            })
+                            .collect();
+                        if errors.is_empty() {
+                            out.line(format_args!("synced with {}: {received} entries received, {sent} sent", r.peer));
+                        } else {
+                            // One line per peer, whatever the number of stores.
+                            out.err(format_args!("sync with {} failed: {}", r.peer, errors.join("; ")));
+                        }
+                    }
+                    Err(e) => out.err(format_args!("sync with {} failed: {e}", r.peer)),
+                }
+            }
+        }
+        Ok(if failed > 0 && (peer.is_some() || failed == results.len()) { 1 } else { 0 })
     }
 
     fn role_name(&self) -> &'static str {
@@ -344,7 +558,21 @@ impl Engine {
     }
 
     async fn status(&self, json: bool, out: &Out) -> Result<i32, Failure> {
-        let status = self.node().await?.status().await?;
+        let node = self.node().await?;
+        let status = node.status().await?;
+        let listen = self.listen_addrs().await;
+        let me = node.node_id();
+        let peer_list: Vec<(AuthorId, String, String)> = node
+            .node_records()
+            .await?
+            .into_iter()
+            .filter(|(id, _)| *id != me)
+            .map(|(id, r)| (id, r.info.map(|i| i.name).unwrap_or_default(), r.status.unwrap_or_default()))
+            .collect();
+        let peers_json: Vec<Value> = peer_list
+            .iter()
+            .map(|(id, name, st)| json!({"node_id": id.to_hex(), "name": name, "status": st}))
+            .collect();
         let daemon = (self.role != Role::OneShot).then(std::process::id);
         if json {
             let stores: Vec<Value> = status
@@ -365,8 +593,8 @@ impl Engine {
                 "daemon": daemon.is_some(),
                 "daemon_pid": daemon,
                 "stores": stores,
-                "peers": [],
-                "listen_addrs": [],
+                "peers": peers_json,
+                "listen_addrs": listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             }));
             return Ok(0);
         }
@@ -382,7 +610,20 @@ impl Engine {
         out.line(format_args!("data dir:      {}", status.data_dir.display()));
         out.line(format_args!("current store: {current}"));
         out.line(format_args!("daemon:        {daemon}"));
-        out.line("peers:         none (networking is not enabled yet)");
+        if listen.is_empty() {
+            out.line("listening:     not on the network (run `lattice serve`)");
+        } else {
+            let addrs: Vec<String> = listen.iter().map(|a| a.to_string()).collect();
+            out.line(format_args!("listening:     {}", addrs.join(", ")));
+        }
+        if peer_list.is_empty() {
+            out.line("peers:         none");
+        } else {
+            out.line("peers:");
+            for (id, name, st) in &peer_list {
+                out.line(format_args!("  {id}  {st}  {name}"));
+            }
+        }
         out.line("stores:");
         let rows: Vec<Vec<String>> = status
             .stores
@@ -479,6 +720,33 @@ impl Engine {
             }
         }
     }
+}
+
+fn parse_node_id(text: &str) -> Result<AuthorId, Failure> {
+    AuthorId::from_hex(text).map_err(|e| Failure::usage(format!("invalid node id {text:?}: {e}")))
+}
+
+/// A progress bar on stderr for a long sync, when a person is watching this process.
+fn progress_bar(local: bool) -> (Option<tokio::sync::watch::Sender<SyncProgress>>, Option<indicatif::ProgressBar>) {
+    use std::io::IsTerminal;
+    if !local || !std::io::stderr().is_terminal() {
+        return (None, None);
+    }
+    let (tx, mut rx) = tokio::sync::watch::channel(SyncProgress::default());
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} syncing {pos}/{len} entries ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let b = bar.clone();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let p = *rx.borrow();
+            b.set_length(p.expected.max(p.received));
+            b.set_position(p.received);
+        }
+    });
+    (Some(tx), Some(bar))
 }
 
 /// Resolves on Ctrl-C when `enabled`, never otherwise.

@@ -30,6 +30,7 @@ use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use clap::Parser;
+use lattice_net::NetConfig;
 use lattice_node::{DataDir, NodeError};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -62,8 +63,16 @@ fn main() -> ExitCode {
     let code = match &cli.command {
         None => shell::run(&rt, cli),
         Some(Command::Serve { bind, http, discovery }) => {
-            let networking = bind.is_some() || http.is_some() || *discovery != cli::Discovery::None;
-            rt.block_on(serve(&cli, networking))
+            let mut net = NetConfig::default();
+            if let Some(bind) = bind {
+                net.bind = *bind;
+            }
+            net.discovery = match discovery {
+                cli::Discovery::None => lattice_net::Discovery::None,
+                cli::Discovery::Mdns => lattice_net::Discovery::Mdns,
+                cli::Discovery::N0 => lattice_net::Discovery::N0,
+            };
+            rt.block_on(serve(&cli, net, http.is_some()))
         }
         Some(_) => {
             let args = argv.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
@@ -93,7 +102,7 @@ async fn oneshot(cli: Cli, argv: Vec<String>) -> i32 {
         Ok(dir) => dir,
         Err(e) => return fail(&e),
     };
-    if matches!(command, Command::Init { .. }) {
+    if matches!(command, Command::Init { .. } | Command::Join { .. }) {
         if let Err(e) = dir.create() {
             return fail(&e);
         }
@@ -142,7 +151,7 @@ async fn oneshot(cli: Cli, argv: Vec<String>) -> i32 {
 }
 
 /// `lattice serve`: own the data dir in the foreground until SIGINT/SIGTERM.
-async fn serve(cli: &Cli, networking: bool) -> i32 {
+async fn serve(cli: &Cli, net: NetConfig, http: bool) -> i32 {
     let dir = match DataDir::resolve(cli.data_dir.as_deref()) {
         Ok(dir) => dir,
         Err(e) => return fail(&e),
@@ -162,10 +171,18 @@ async fn serve(cli: &Cli, networking: bool) -> i32 {
             return 1;
         }
     };
-    let engine = Engine::new(dir.clone(), lock, Role::Serve);
+    let engine = Engine::with_network(dir.clone(), lock, Role::Serve, net);
     let node = match engine.node().await {
         Ok(node) => node,
         Err(e) => return fail(&e),
+    };
+    // The network first: once the socket answers, `status` shows the listen addresses.
+    let network = match engine.network().await {
+        Ok(network) => network,
+        Err(e) => {
+            let _ = engine.shutdown().await;
+            return fail(&e);
+        }
     };
     let server = match ControlServer::start(engine.clone()) {
         Ok(server) => server,
@@ -174,14 +191,17 @@ async fn serve(cli: &Cli, networking: bool) -> i32 {
             return fail(&e);
         }
     };
+    let addrs: Vec<String> = network.listen_addrs().iter().map(|a| a.to_string()).collect();
     eprintln!(
-        "lattice: serving {} as node {} on {} (Ctrl-C to stop)",
+        "lattice: serving {} as node {} on {} and {} (Ctrl-C to stop)",
         dir.path().display(),
         node.node_id(),
-        dir.socket().display()
+        dir.socket().display(),
+        addrs.join(", ")
     );
-    if networking {
-        eprintln!("lattice: networking lands later: --bind, --http and --discovery are accepted but not used yet");
+    drop(network);
+    if http {
+        eprintln!("lattice: the HTTP API lands with its own issue: --http is accepted but not used yet");
     }
     drop(node);
     tokio::select! {

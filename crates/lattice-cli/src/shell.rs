@@ -66,6 +66,14 @@ pub fn run(rt: &Runtime, cli: Cli) -> i32 {
                 eprintln!("error: {e}");
                 return exit_code(e.kind());
             }
+            // An interactive shell is a node on the network, like `serve` (a piped one starts
+            // the network only for the commands that need it).
+            if dir.is_initialised()
+                && std::io::stdin().is_terminal()
+                && let Err(e) = rt.block_on(engine.network())
+            {
+                eprintln!("warning: not on the network: {e}");
+            }
             match rt.block_on(async { ControlServer::start(engine.clone()) }) {
                 Ok(server) => Backend::Local { engine, server },
                 Err(e) => {

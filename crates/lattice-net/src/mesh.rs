@@ -48,6 +48,12 @@ pub(crate) struct Job {
     fill_gap: bool,
 }
 
+/// What a store's gossip task listens to, subscribed when the store joins the mesh.
+struct TopicInputs {
+    commits: tokio::sync::broadcast::Receiver<Arc<lattice_store::Committed>>,
+    gaps: tokio::sync::broadcast::Receiver<lattice_store::GapInfo>,
+}
+
 /// Jobs with the same key are not run twice at once.
 type JobKey = (Option<StoreId>, Option<AuthorId>);
 
@@ -172,8 +178,10 @@ impl<C: NodeContext> Mesh<C> {
             }
             stores.insert(id, (store.clone(), cancel.clone()));
         }
+        // Subscribe before returning, so no commit made after `open_store` is missed.
+        let events = TopicInputs { commits: store.subscribe_commits(), gaps: store.subscribe_gaps() };
         let me = self.clone();
-        self.tracker.spawn(async move { me.run_topic(store, cancel).await });
+        self.tracker.spawn(async move { me.run_topic(store, events, cancel).await });
         self.submit(Some(id), None, false);
     }
 
@@ -193,11 +201,10 @@ impl<C: NodeContext> Mesh<C> {
         self.stores.lock().ok()?.get(&id).map(|(s, _)| s.clone())
     }
 
-    async fn run_topic(self: Arc<Self>, store: C::Store, cancel: CancellationToken) {
+    async fn run_topic(self: Arc<Self>, store: C::Store, inputs: TopicInputs, cancel: CancellationToken) {
         let id = store.store_id();
         let topic = topic_for(id);
-        let mut commits = store.subscribe_commits();
-        let mut gaps = store.subscribe_gaps();
+        let TopicInputs { mut commits, mut gaps } = inputs;
         let mut peers = self.peers.subscribe();
         'subscribe: while !cancel.is_cancelled() {
             let bootstrap: Vec<EndpointId> = self.active_peers().into_iter().filter_map(endpoint_id).collect();

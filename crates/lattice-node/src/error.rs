@@ -48,6 +48,8 @@ pub enum NodeError {
     Corrupt(String),
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error(transparent)]
+    Net(#[from] lattice_net::NetError),
 }
 
 fn pid_suffix(pid: Option<u32>) -> String {
@@ -61,7 +63,8 @@ impl NodeError {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            NodeError::NotFound(_) => ErrorKind::NotFound,
+            NodeError::NotFound(_) | NodeError::Net(lattice_net::NetError::NoAddress(_)) => ErrorKind::NotFound,
+            NodeError::Net(lattice_net::NetError::BadAddress { .. }) => ErrorKind::Usage,
             NodeError::Invalid(_)
             | NodeError::Store(StoreError::InvalidEntry(_))
             | NodeError::Store(StoreError::InvalidPattern(_)) => ErrorKind::Usage,

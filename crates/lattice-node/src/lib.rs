@@ -12,6 +12,8 @@
 //! - [`stores`]: [`StoreManager`], one store actor per open store, opened lazily.
 //! - [`node`]: [`Node`], init/open, the control plane (create/list/delete/use stores, status)
 //!   and the guarded key-value path (reserved prefixes of the root store are refused).
+//! - [`network`]: [`Network`] (the node on iroh: members from `/nodes/`, stores from
+//!   `/stores/`, `sync`) and [`network::join`].
 //! - [`time`]: wall-clock timestamps for the control plane (RFC 3339).
 //! - [`error`]: [`NodeError`] and its [`ErrorKind`] (the CLI's exit codes).
 //!
@@ -22,6 +24,7 @@ pub mod datadir;
 pub mod error;
 pub mod lock;
 pub mod meta;
+pub mod network;
 pub mod node;
 pub mod root;
 pub mod stores;
@@ -31,6 +34,7 @@ pub mod time;
 pub use datadir::DataDir;
 pub use error::{ErrorKind, NodeError};
 pub use lock::DirLock;
-pub use meta::{LocalState, MetaDb};
+pub use meta::{LocalState, MetaDb, PeerRecord};
+pub use network::{Network, PeerSync};
 pub use node::{DEFAULT_STORE_NAME, Node, NodeStatus, StoreInfo, StoreRef};
 pub use stores::StoreManager;

@@ -5,12 +5,12 @@
 
 use std::path::Path;
 
-use lattice_core::StoreId;
+use lattice_core::{AuthorId, StoreId};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::error::NodeError;
 use crate::tables::{
-    LOCAL_STORES, SCHEMA_VERSION, SETTING_CURRENT_STORE, SETTING_ROOT_STORE, SETTING_SCHEMA, SETTINGS,
+    LOCAL_STORES, PEERS, SCHEMA_VERSION, SETTING_CURRENT_STORE, SETTING_ROOT_STORE, SETTING_SCHEMA, SETTINGS,
 };
 
 /// Whether a store's data is live on this node or archived.
@@ -34,6 +34,22 @@ impl LocalState {
             _ => None,
         }
     }
+}
+
+/// What this node knows locally about a peer (`meta.db`, table `peers_v1`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerRecord {
+    /// Direct addresses the peer was reached at or announced (`host:port`).
+    #[serde(default)]
+    pub addrs: Vec<String>,
+    /// RFC 3339 time of the last connection either way.
+    #[serde(default)]
+    pub last_seen: Option<String>,
+    /// RFC 3339 time and result of the last sync (`ok: N received, M sent` or the error).
+    #[serde(default)]
+    pub last_sync: Option<String>,
+    #[serde(default)]
+    pub last_sync_ok: Option<bool>,
 }
 
 /// An open `meta.db`.
@@ -110,6 +126,36 @@ impl MetaDb {
     pub fn root_store(&self) -> Result<StoreId, NodeError> {
         self.store_setting(SETTING_ROOT_STORE)?
             .ok_or_else(|| NodeError::Corrupt("meta.db does not name a root store".into()))
+    }
+
+    /// Makes `root` this node's root store (used when joining a mesh).
+    pub fn set_root_store(&self, root: StoreId) -> Result<(), NodeError> {
+        self.set_setting(SETTING_ROOT_STORE, Some(root.as_bytes().as_slice()))
+    }
+
+    /// What this node knows locally about a peer (addresses, last contact).
+    pub fn peer(&self, id: AuthorId) -> Result<PeerRecord, NodeError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = match tx.open_table(PEERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(PeerRecord::default()),
+            Err(e) => return Err(db_err(e)),
+        };
+        let value = table.get(id.0.as_slice()).map_err(db_err)?;
+        Ok(value.and_then(|v| serde_json::from_str(v.value()).ok()).unwrap_or_default())
+    }
+
+    /// Updates the local record of a peer.
+    pub fn update_peer(&self, id: AuthorId, f: impl FnOnce(&mut PeerRecord)) -> Result<(), NodeError> {
+        let mut record = self.peer(id)?;
+        f(&mut record);
+        let text = serde_json::to_string(&record).map_err(|e| NodeError::Corrupt(format!("peer record: {e}")))?;
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = tx.open_table(PEERS).map_err(db_err)?;
+            table.insert(id.0.as_slice(), text.as_str()).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
     }
 
     pub fn current_store(&self) -> Result<Option<StoreId>, NodeError> {

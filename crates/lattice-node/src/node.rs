@@ -14,7 +14,8 @@ use crate::error::NodeError;
 use crate::lock::DirLock;
 use crate::meta::{LocalState, MetaDb};
 use crate::root::{
-    self, NodeInfo, ROOT_NAME, STORES_PREFIX, StoreDecl, StoreField, node_info_key, node_status_key, store_key,
+    self, NODES_PREFIX, NodeInfo, NodeRecord, ROOT_NAME, STORES_PREFIX, StoreDecl, StoreField, node_info_key,
+    node_status_key, store_key,
 };
 use crate::stores::StoreManager;
 use crate::time::{now_ms, rfc3339};
@@ -114,7 +115,13 @@ impl Node {
         let written = async {
             let root_handle = stores.get(root_id).await?;
             let now = rfc3339(now_ms());
-            let info = NodeInfo { name, hostname: root::hostname(), added_at: now.clone(), added_by: me.to_hex() };
+            let info = NodeInfo {
+                name,
+                hostname: root::hostname(),
+                added_at: now.clone(),
+                added_by: me.to_hex(),
+                addrs: vec![],
+            };
             let info = serde_json::to_vec(&info).map_err(|e| NodeError::Corrupt(format!("node info: {e}")))?;
             let mut ops = vec![Op::put(node_info_key(me), info), Op::put(node_status_key(me), "active")];
             ops.extend(declare_ops(default_id, DEFAULT_STORE_NAME, &now, me));
@@ -179,8 +186,9 @@ impl Node {
     }
 
     /// Brings local data in line with the root store: live declared stores are active here,
-    /// deleted ones are archived. Runs at open and after every control-plane change.
-    async fn reconcile(&self) -> Result<(), NodeError> {
+    /// deleted ones are archived. Runs at open, after every control-plane change, and whenever
+    /// a peer's change to `/stores/` arrives.
+    pub async fn reconcile(&self) -> Result<(), NodeError> {
         let decls = self.declarations().await?;
         let local: BTreeMap<StoreId, LocalState> = self.meta.local_stores()?.into_iter().collect();
         for (id, decl) in &decls {
@@ -362,6 +370,141 @@ impl Node {
         })
     }
 
+    // ---- the mesh: peers ------------------------------------------------------------------------
+
+    pub fn meta(&self) -> &MetaDb {
+        &self.meta
+    }
+
+    /// Every node the root store knows, with its status and info.
+    pub async fn node_records(&self) -> Result<BTreeMap<AuthorId, NodeRecord>, NodeError> {
+        let root = self.stores.get(self.root).await?;
+        Ok(root::parse_node_records(&list_all(&root, NODES_PREFIX.as_bytes()).await?))
+    }
+
+    /// A node's status in the root store (`invited`, `active`, `removed`), if any.
+    pub async fn node_status(&self, peer: AuthorId) -> Result<Option<String>, NodeError> {
+        let root = self.stores.get(self.root).await?;
+        let value = root.get(node_status_key(peer).as_bytes()).await?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Invites a node: `/nodes/{pk}/status = invited` (it may then join).
+    pub async fn invite(&self, peer: AuthorId) -> Result<(), NodeError> {
+        if peer == self.node_id() {
+            return Err(NodeError::Invalid("a node cannot invite itself".into()));
+        }
+        let _guard = self.control.lock().await;
+        if self.node_status(peer).await?.as_deref() == Some("active") {
+            return Err(NodeError::Exists(format!("node {peer} is already an active member")));
+        }
+        let root = self.stores.get(self.root).await?;
+        let mut ops = vec![Op::put(node_status_key(peer), "invited")];
+        if root.get(node_info_key(peer).as_bytes()).await?.is_none() {
+            let info = NodeInfo {
+                name: String::new(),
+                hostname: String::new(),
+                added_at: rfc3339(now_ms()),
+                added_by: self.node_id().to_hex(),
+                addrs: vec![],
+            };
+            ops.push(Op::put(node_info_key(peer), json_bytes(&info)?));
+        }
+        root.batch(ops).await?;
+        Ok(())
+    }
+
+    /// Removes a node from the mesh: `/nodes/{pk}/status = removed`; its connections are refused.
+    pub async fn remove_peer(&self, peer: AuthorId) -> Result<(), NodeError> {
+        if peer == self.node_id() {
+            return Err(NodeError::Invalid("a node cannot remove itself".into()));
+        }
+        let _guard = self.control.lock().await;
+        if self.node_status(peer).await?.is_none() {
+            return Err(NodeError::NotFound(format!("node {peer} is not in this mesh")));
+        }
+        self.stores.get(self.root).await?.put(node_status_key(peer).into_bytes(), b"removed".to_vec()).await?;
+        Ok(())
+    }
+
+    /// Writes this node's own record: info (name, hostname, addresses; who added it is kept)
+    /// and `status = active`. Done after joining and whenever the listen addresses change.
+    pub async fn publish_self(&self, name: Option<String>, addrs: Vec<String>) -> Result<(), NodeError> {
+        let me = self.node_id();
+        let root = self.stores.get(self.root).await?;
+        let old: Option<NodeInfo> =
+            root.get(node_info_key(me).as_bytes()).await?.and_then(|v| serde_json::from_slice(&v).ok());
+        let status = self.node_status(me).await?;
+        let info = NodeInfo {
+            name: name
+                .or_else(|| old.as_ref().map(|o| o.name.clone()).filter(|n| !n.is_empty()))
+                .unwrap_or_else(root::hostname),
+            hostname: root::hostname(),
+            added_at: old.as_ref().map(|o| o.added_at.clone()).unwrap_or_else(|| rfc3339(now_ms())),
+            added_by: old.as_ref().map(|o| o.added_by.clone()).unwrap_or_else(|| me.to_hex()),
+            addrs,
+        };
+        if old.as_ref() == Some(&info) && status.as_deref() == Some("active") {
+            return Ok(());
+        }
+        root.batch(vec![Op::put(node_info_key(me), json_bytes(&info)?), Op::put(node_status_key(me), "active")])
+            .await?;
+        Ok(())
+    }
+
+    /// The root store and every live store held here: what this node serves and syncs.
+    pub async fn active_store_ids(&self) -> Result<Vec<StoreId>, NodeError> {
+        let decls = self.declarations().await?;
+        let mut out = vec![self.root];
+        for (id, state) in self.meta.local_stores()? {
+            if id != self.root && state == LocalState::Active && decls.get(&id).is_some_and(|d| d.is_live()) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// True if nothing but this node has ever written to its root store (a fresh `init`):
+    /// such a node may join another mesh.
+    pub async fn is_fresh(&self) -> Result<bool, NodeError> {
+        let root = self.stores.get(self.root).await?;
+        let state = lattice_store::SyncStore::sync_state(&root).await?;
+        Ok(state.authors.keys().all(|a| *a == self.node_id()))
+    }
+
+    /// Makes `root` this node's root store, archiving the stores of the mesh it leaves (only
+    /// allowed for a fresh node, see [`is_fresh`](Self::is_fresh)). The node must be reopened.
+    pub async fn switch_root(self, root: StoreId) -> Result<(DataDir, Arc<DirLock>), NodeError> {
+        let Node { dir, meta, stores, _lock, .. } = self;
+        stores.close_all().await?;
+        for (id, state) in meta.local_stores()? {
+            if state == LocalState::Active && id != root {
+                let from = dir.store(id);
+                if from.exists() {
+                    std::fs::create_dir_all(dir.archive_dir())
+                        .map_err(|e| NodeError::io(format!("cannot create {}", dir.archive_dir().display()), e))?;
+                    std::fs::rename(&from, dir.archived_store(id))
+                        .map_err(|e| NodeError::io(format!("cannot archive {}", from.display()), e))?;
+                }
+                meta.set_local_state(id, LocalState::Archived)?;
+            }
+        }
+        meta.set_local_state(root, LocalState::Active)?;
+        meta.set_root_store(root)?;
+        meta.set_current_store(None)?;
+        Ok((dir, _lock))
+    }
+
+    /// After joining: makes the mesh's `default` store current if none is.
+    pub async fn pick_default_store(&self) -> Result<(), NodeError> {
+        if self.current_store().await?.is_none()
+            && let Ok(store) = self.resolve(Some(DEFAULT_STORE_NAME)).await
+        {
+            self.meta.set_current_store(Some(store.id))?;
+        }
+        Ok(())
+    }
+
     // ---- key-value path (what users may do) ----------------------------------------------------
 
     async fn handle(&self, store: &StoreRef) -> Result<StoreHandle, NodeError> {
@@ -433,6 +576,10 @@ impl Node {
         })?;
         Ok(self.handle(store).await?.watch(pattern).await?)
     }
+}
+
+fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, NodeError> {
+    serde_json::to_vec(value).map_err(|e| NodeError::Corrupt(format!("json: {e}")))
 }
 
 /// The ops that declare store `id` in the root store.

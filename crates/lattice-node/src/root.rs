@@ -29,6 +29,34 @@ pub fn node_info_key(node: AuthorId) -> String {
 pub fn node_status_key(node: AuthorId) -> String {
     format!("/nodes/{}/status", node.to_hex())
 }
+/// Where node records live: `/nodes/{pubkey}/{info|status}`.
+pub const NODES_PREFIX: &str = "/nodes/";
+
+/// A node as the root store describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub status: Option<String>,
+    pub info: Option<NodeInfo>,
+}
+
+/// Groups the visible items under `/nodes/` by node id; unparsable keys are skipped.
+pub fn parse_node_records(items: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<AuthorId, NodeRecord> {
+    let mut out: BTreeMap<AuthorId, NodeRecord> = BTreeMap::new();
+    for (key, value) in items {
+        let Some(rest) = key.strip_prefix(NODES_PREFIX.as_bytes()) else { continue };
+        let Ok(rest) = std::str::from_utf8(rest) else { continue };
+        let Some((id, field)) = rest.split_once('/') else { continue };
+        let Ok(id) = AuthorId::from_hex(id) else { continue };
+        let record = out.entry(id).or_default();
+        match field {
+            "status" => record.status = Some(String::from_utf8_lossy(value).into_owned()),
+            "info" => record.info = serde_json::from_slice(value).ok(),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// `/stores/{uuid}/{field}`.
 pub fn store_key(id: StoreId, field: StoreField) -> String {
     format!("{STORES_PREFIX}{id}/{}", field.as_str())
@@ -55,12 +83,16 @@ impl StoreField {
 }
 
 /// The value of `/nodes/{pubkey}/info`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub name: String,
     pub hostname: String,
     pub added_at: String,
     pub added_by: String,
+    /// Direct addresses the node listens on (`host:port`), published by the node itself so
+    /// members can reach each other without discovery. An extension of DESIGN.md's fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<String>,
 }
 
 /// A store as the root store declares it. Fields a peer has not written yet are `None`.

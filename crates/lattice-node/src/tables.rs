@@ -14,7 +14,11 @@ pub const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("setting
 /// or `"archived"` (deleted from the mesh, data moved to `archive/{uuid}`).
 pub const LOCAL_STORES: TableDefinition<&[u8], &str> = TableDefinition::new("local_stores_v1");
 
-/// `SETTINGS` key: the root store's uuid. Written once, by `init`.
+/// Key: a peer's node id (32 bytes). Value: JSON `PeerRecord` (what this node knows of the peer
+/// locally: direct addresses it was reached at, last seen, last sync result). Never replicated.
+pub const PEERS: TableDefinition<&[u8], &str> = TableDefinition::new("peers_v1");
+
+/// `SETTINGS` key: the root store's uuid. Written by `init`, replaced by `join`.
 pub const SETTING_ROOT_STORE: &str = "root_store";
 /// `SETTINGS` key: the uuid of the store commands use when no `--store` is given.
 pub const SETTING_CURRENT_STORE: &str = "current_store";

@@ -1,0 +1,382 @@
+//! The node on the network: a [`Network`] binds the node's [`LatticeServer`], keeps the mesh's
+//! member list in step with `/nodes/` of the root store, materialises stores declared in
+//! `/stores/`, and runs `join` and `sync` for the CLI.
+//!
+//! The network layer sees the node only through [`NodeCtx`] (a `NodeContext`): statuses from the
+//! root store, active stores as `SyncStore`s, and peer events recorded in `meta.db`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lattice_core::{AuthorId, StoreId};
+use lattice_net::{
+    LatticeServer, NetConfig, NetError, NodeContext, PeerAddr, PeerEvent, PeerStatus, SyncOutcome, SyncProgress,
+};
+use lattice_store::{KvStore, StoreHandle};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::time::{now_ms, rfc3339};
+
+/// How long one peer may take for a whole `sync` before it is skipped.
+pub const PEER_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the network layer may ask of the node.
+pub struct NodeCtx {
+    node: Arc<Node>,
+}
+
+impl NodeContext for NodeCtx {
+    type Store = StoreHandle;
+
+    fn root_store_id(&self) -> Option<StoreId> {
+        Some(self.node.root_store().id)
+    }
+
+    async fn peer_status(&self, peer: AuthorId) -> PeerStatus {
+        match self.node.node_status(peer).await {
+            Ok(Some(s)) => match s.as_str() {
+                "active" => PeerStatus::Active,
+                "invited" => PeerStatus::Invited,
+                "removed" => PeerStatus::Removed,
+                _ => PeerStatus::Unknown,
+            },
+            _ => PeerStatus::Unknown,
+        }
+    }
+
+    async fn store(&self, id: StoreId) -> Option<StoreHandle> {
+        let active = self.node.active_store_ids().await.ok()?;
+        if !active.contains(&id) {
+            return None;
+        }
+        self.node.store_handle(id).await.ok()
+    }
+
+    fn peer_event(&self, event: PeerEvent) {
+        let now = rfc3339(now_ms());
+        let meta = self.node.meta();
+        let result = match event {
+            PeerEvent::Connected { peer, addr } => meta.update_peer(peer, |r| {
+                r.last_seen = Some(now);
+                if let Some(a) = addr.map(|a| a.to_string())
+                    && !r.addrs.contains(&a)
+                {
+                    r.addrs.insert(0, a);
+                }
+            }),
+            PeerEvent::Synced { peer, store, outcome } => meta.update_peer(peer, |r| {
+                r.last_seen = Some(now.clone());
+                r.last_sync = Some(format!("{now} ok ({store}: {} received, {} sent)", outcome.received, outcome.sent));
+                r.last_sync_ok = Some(true);
+            }),
+            PeerEvent::SyncFailed { peer, store, error } => meta.update_peer(peer, |r| {
+                r.last_sync = Some(format!("{now} failed ({store}: {error})"));
+                r.last_sync_ok = Some(false);
+            }),
+            PeerEvent::Refused { .. } => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot record peer activity in meta.db");
+        }
+    }
+}
+
+/// The result of syncing one store with a peer (the error as text).
+pub type StoreSync = (StoreId, Result<SyncOutcome, String>);
+
+/// The result of syncing with one peer: per store, or why the peer could not be reached.
+#[derive(Debug)]
+pub struct PeerSync {
+    pub peer: AuthorId,
+    pub result: Result<Vec<StoreSync>, String>,
+}
+
+/// A node's network presence. Stop it with [`shutdown`](Self::shutdown) before the node.
+pub struct Network {
+    node: Arc<Node>,
+    server: Arc<LatticeServer<NodeCtx>>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Network {
+    /// Binds the endpoint, publishes this node's addresses, joins the mesh with every active
+    /// store, and follows changes to `/nodes/` and `/stores/`.
+    pub async fn start(node: Arc<Node>, config: NetConfig) -> Result<Network, NodeError> {
+        let ctx = Arc::new(NodeCtx { node: node.clone() });
+        let identity = node.identity().clone();
+        let server = Arc::new(LatticeServer::bind(ctx, &identity, config).await?);
+        let network = Network { node, server, cancel: CancellationToken::new(), tasks: TaskTracker::new() };
+        // Announce our addresses before the stores join the mesh: their first sync carries it.
+        network.publish_addrs().await?;
+        network.refresh_peers().await?;
+        network.refresh_stores().await?;
+        network.follow_root().await?;
+        Ok(network)
+    }
+
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.server.listen_addrs()
+    }
+
+    pub fn server(&self) -> &LatticeServer<NodeCtx> {
+        &self.server
+    }
+
+    /// Publishes this node's addresses in its `/nodes/{self}/info` (only once it is a member).
+    pub async fn publish_addrs(&self) -> Result<(), NodeError> {
+        let me = self.node.node_id();
+        if self.node.node_status(me).await?.as_deref() == Some("active") {
+            self.node.publish_self(None, self.advertised_addrs()).await?;
+        }
+        Ok(())
+    }
+
+    fn advertised_addrs(&self) -> Vec<String> {
+        self.listen_addrs().iter().filter(|a| !a.ip().is_unspecified()).map(|a| a.to_string()).collect()
+    }
+
+    /// Members (active or invited) with every address known for them: announced in the root
+    /// store, or remembered locally in `meta.db`.
+    async fn members(&self) -> Result<Vec<PeerAddr>, NodeError> {
+        let me = self.node.node_id();
+        let mut out = Vec::new();
+        for (id, record) in self.node.node_records().await? {
+            if id == me || !matches!(record.status.as_deref(), Some("active") | Some("invited")) {
+                continue;
+            }
+            let mut addrs: Vec<String> = self.node.meta().peer(id)?.addrs;
+            addrs.extend(record.info.map(|i| i.addrs).unwrap_or_default());
+            let mut peer = PeerAddr::new(id);
+            for a in addrs {
+                if let Ok(a) = a.parse::<SocketAddr>()
+                    && !peer.addrs.contains(&a)
+                {
+                    peer.addrs.push(a);
+                }
+            }
+            out.push(peer);
+        }
+        Ok(out)
+    }
+
+    async fn refresh_peers(&self) -> Result<(), NodeError> {
+        let members = self.members().await?;
+        self.server.set_peers(members);
+        Ok(())
+    }
+
+    /// Puts every active store on the mesh (and takes archived ones off).
+    async fn refresh_stores(&self) -> Result<(), NodeError> {
+        let active = self.node.active_store_ids().await?;
+        for id in &active {
+            self.server.open_store(self.node.store_handle(*id).await?);
+        }
+        for (id, state) in self.node.meta().local_stores()? {
+            if state == crate::LocalState::Archived {
+                self.server.close_store(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Watches `/nodes/` and `/stores/` of the root store: members and stores follow the mesh.
+    async fn follow_root(&self) -> Result<(), NodeError> {
+        let root = self.node.store_handle(self.node.root_store().id).await?;
+        let (_, mut events) = root.watch("^/(nodes|stores)/").await?;
+        let node = self.node.clone();
+        let server = self.server.clone();
+        let cancel = self.cancel.clone();
+        let me = Network { node: node.clone(), server, cancel: cancel.clone(), tasks: TaskTracker::new() };
+        self.tasks.spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    e = events.recv() => match e { Some(e) => e, None => return },
+                };
+                let mut nodes = event.key().starts_with(b"/nodes/");
+                let mut stores = !nodes;
+                // Fold a burst of changes (a sync brings many) into one refresh.
+                while let Ok(e) = events.try_recv() {
+                    nodes |= e.key().starts_with(b"/nodes/");
+                    stores |= e.key().starts_with(b"/stores/");
+                }
+                if nodes && let Err(e) = me.refresh_peers().await {
+                    tracing::warn!(error = %e, "cannot refresh the member list");
+                }
+                if stores {
+                    if let Err(e) = node.reconcile().await {
+                        tracing::warn!(error = %e, "cannot materialise declared stores");
+                    }
+                    if let Err(e) = me.refresh_stores().await {
+                        tracing::warn!(error = %e, "cannot put stores on the mesh");
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// One round of sync of every active store, with one peer or with every member at once
+    /// (each bounded by [`PEER_SYNC_TIMEOUT`], so an offline peer is skipped, not waited for).
+    pub async fn sync(
+        &self,
+        peer: Option<AuthorId>,
+        progress: Option<watch::Sender<SyncProgress>>,
+    ) -> Result<Vec<PeerSync>, NodeError> {
+        let members = self.members().await?;
+        let targets: Vec<PeerAddr> = match peer {
+            Some(p) => vec![members.iter().find(|m| m.id == p).cloned().ok_or_else(|| {
+                NodeError::NotFound(format!("node {p} is not a member of this mesh (see `lattice peers`)"))
+            })?],
+            None => members,
+        };
+        let mut stores = Vec::new();
+        for id in self.node.active_store_ids().await? {
+            stores.push(self.node.store_handle(id).await?);
+        }
+        let runs = targets.into_iter().map(|target| {
+            let stores = stores.clone();
+            let progress = progress.clone();
+            async move {
+                let peer = target.id;
+                let run = async {
+                    let conn = self.server.connect(&target).await?;
+                    let mut results = Vec::new();
+                    for store in &stores {
+                        let r = conn.sync(store, progress.clone()).await;
+                        match &r {
+                            Ok(o) => self.server.context().peer_event(PeerEvent::Synced {
+                                peer,
+                                store: store.store_id(),
+                                outcome: *o,
+                            }),
+                            Err(e) => self.server.context().peer_event(PeerEvent::SyncFailed {
+                                peer,
+                                store: store.store_id(),
+                                error: e.to_string(),
+                            }),
+                        }
+                        results.push((store.store_id(), r.map_err(|e| e.to_string())));
+                    }
+                    conn.close();
+                    Ok::<_, NetError>(results)
+                };
+                let result = match tokio::time::timeout(PEER_SYNC_TIMEOUT, run).await {
+                    Ok(Ok(r)) => Ok(r),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("timed out after {} s", PEER_SYNC_TIMEOUT.as_secs())),
+                };
+                PeerSync { peer, result }
+            }
+        });
+        let results = futures::future::join_all(runs).await;
+        // Declarations that arrived with the root store become local stores right away.
+        self.node.reconcile().await?;
+        Ok(results)
+    }
+
+    /// Stops following the root store, then shuts the server down (mesh tasks, router, endpoint).
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.server.shutdown().await;
+    }
+}
+
+/// Waits (briefly) until `node` has no other owner: tasks of a network that was just shut down
+/// drop their references as they finish.
+async fn sole_owner(mut node: Arc<Node>) -> Result<Node, NodeError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match Arc::try_unwrap(node) {
+            Ok(node) => return Ok(node),
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                node = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(_) => return Err(NodeError::Invalid("the node is busy (commands are running); retry the join".into())),
+        }
+    }
+}
+
+/// Joins the mesh of `peer` from a fresh node (one whose root store holds only its own entries):
+/// asks for the mesh's root store id, switches this node to it, fetches the root store,
+/// declares itself active, then fetches every declared store. Returns the reopened node.
+pub async fn join(
+    node: Arc<Node>,
+    peer: PeerAddr,
+    name: Option<String>,
+    config: NetConfig,
+    progress: Option<watch::Sender<SyncProgress>>,
+) -> Result<Arc<Node>, NodeError> {
+    if peer.id == node.node_id() {
+        return Err(NodeError::Invalid("a node cannot join itself".into()));
+    }
+    // 1. Ask for the root store id (a short-lived endpoint; the node is still on its own mesh).
+    let network = Network::start(node.clone(), config.clone()).await?;
+    let asked = async {
+        let conn = network.server.connect(&peer).await?;
+        let name_text = name.clone().unwrap_or_else(crate::root::hostname);
+        let root = conn.join(&name_text, &crate::root::hostname()).await?;
+        conn.close();
+        Ok::<_, NetError>(root)
+    }
+    .await;
+    network.shutdown().await;
+    drop(network);
+    let root = asked?;
+    let node = if root == node.root_store().id {
+        node
+    } else {
+        if !node.is_fresh().await? {
+            return Err(NodeError::Exists(format!(
+                "this node already belongs to mesh {} with data of other nodes; join from a fresh data dir",
+                node.root_store().id
+            )));
+        }
+        let node = sole_owner(node).await?;
+        let (dir, lock) = node.switch_root(root).await?;
+        Arc::new(Node::open(dir, lock).await?)
+    };
+    node.meta().update_peer(peer.id, |r| {
+        for a in &peer.addrs {
+            let a = a.to_string();
+            if !r.addrs.contains(&a) {
+                r.addrs.insert(0, a);
+            }
+        }
+    })?;
+    // 2. Fetch the root store, declare ourselves, push that, then fetch every declared store.
+    let network = Network::start(node.clone(), config).await?;
+    let result = async {
+        let root_handle = node.store_handle(root).await?;
+        let conn = network.server.connect(&peer).await?;
+        conn.sync(&root_handle, progress.clone()).await?;
+        node.publish_self(name, network.advertised_addrs()).await?;
+        conn.sync(&root_handle, None).await?;
+        conn.close();
+        node.reconcile().await?;
+        node.pick_default_store().await?;
+        let mut seen = HashSet::new();
+        seen.insert(root);
+        let results = network.sync(Some(peer.id), progress).await?;
+        for r in results {
+            if let Err(e) = r.result {
+                return Err(NodeError::Invalid(format!("joined, but syncing the stores failed: {e}")));
+            }
+        }
+        Ok::<_, NodeError>(())
+    }
+    .await;
+    network.shutdown().await;
+    result?;
+    Ok(node)
+}
