@@ -119,7 +119,12 @@ impl Lattice {
 
     /// Starts `lattice serve` and waits until its control socket accepts connections.
     pub fn serve(&self) -> Child {
-        let mut cmd = self.command(&["serve", "--bind", "127.0.0.1:0"]);
+        self.serve_at("127.0.0.1:0")
+    }
+
+    /// Starts `lattice serve --bind ADDR` and waits until its control socket accepts connections.
+    pub fn serve_at(&self, addr: &str) -> Child {
+        let mut cmd = self.command(&["serve", "--bind", addr]);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let socket = self.socket();
