@@ -88,6 +88,12 @@ impl FrameReceiver {
         }
     }
 
+    /// Waits until the peer finishes the stream (or it breaks, or the idle timeout passes),
+    /// discarding anything else it sends.
+    pub async fn wait_end(&mut self) {
+        while let Ok(Some(_)) = self.recv().await {}
+    }
+
     /// The next message, which must exist.
     pub async fn expect(&mut self) -> Result<Msg, NetError> {
         match self.recv().await? {

@@ -177,7 +177,7 @@ async fn exchange<S: SyncStore>(
     };
     let receive = async {
         let (ingest_tx, mut ingest_rx) = mpsc::channel::<Vec<Vec<u8>>>(PIPELINE_DEPTH);
-        let read = async move {
+        let read = async {
             let ingest_tx = ingest_tx;
             loop {
                 match rx.recv().await? {
@@ -225,6 +225,9 @@ async fn exchange<S: SyncStore>(
     let mut outcome = received?;
     outcome.sent = sent?;
     tx.finish().await;
+    // The peer finishes its side only once it has received and ingested all we sent: waiting
+    // for that end means closing the connection afterwards cannot drop our last entries.
+    rx.wait_end().await;
     if outcome.rejected > 0 {
         tracing::warn!(%peer, rejected = outcome.rejected, "peer sent entries that were rejected");
     }
