@@ -4,6 +4,7 @@
 pub mod entries;
 pub mod fixtures;
 pub mod store_kv;
+pub mod store_sync;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -76,6 +77,21 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario { name: "store.get", about: "random gets of existing keys, 1 and 8 tasks", run: store_kv::get },
     Scenario { name: "store.list_100k", about: "paging through every key, 1000 per page", run: store_kv::list },
+    Scenario {
+        name: "store.ingest",
+        about: "ingest_batch of pre-signed entries from many authors, 1 and 2 streams",
+        run: store_sync::ingest,
+    },
+    Scenario {
+        name: "store.rebuild",
+        about: "open after state.db was deleted: rebuild the index from the logs",
+        run: store_sync::rebuild,
+    },
+    Scenario {
+        name: "store.open_indexed",
+        about: "open of the large store after a clean close",
+        run: store_sync::open_indexed,
+    },
 ];
 
 /// The scenarios `only` names (all of them when `only` is empty), in registry order. Unknown
