@@ -170,7 +170,20 @@ impl EntryBuilder {
         let signed =
             proto::SignedEntry { entry_bytes, signature: signature.to_vec(), author_id: identity.author().0.to_vec() };
         // Re-validating our own output keeps one definition of "valid".
-        VerifiedEntry::decode_inner(signed.encode_to_vec())
+        VerifiedEntry::parse(signed.encode_to_vec(), false).map(|(entry, _)| entry)
+    }
+}
+
+/// What verifying one signature needs, taken apart once while decoding.
+struct SignatureParts {
+    message: Vec<u8>,
+    signature: Signature,
+    key: VerifyingKey,
+}
+
+impl SignatureParts {
+    fn verify(&self) -> Result<(), EntryError> {
+        self.key.verify_strict(&self.message, &self.signature).map_err(|_| EntryError::BadSignature)
     }
 }
 
@@ -191,90 +204,68 @@ pub struct VerifiedEntry {
 impl VerifiedEntry {
     /// Decodes an encoded `SignedEntry` and verifies its signature.
     pub fn decode(bytes: Vec<u8>) -> Result<Self, EntryError> {
-        let entry = Self::decode_inner(bytes)?;
-        entry.verify_signature()?;
-        Ok(entry)
+        let (entry, sig) = Self::parse(bytes, true)?;
+        match sig {
+            Some(sig) => sig.verify().map(|()| entry),
+            None => Err(EntryError::BadSignature),
+        }
     }
 
     /// Decodes a record read back from this node's own log. The log's checksum guards against
     /// corruption and every record was verified before it was written, so the signature is not
     /// checked again: replay runs at decode speed, not at signature-verification speed.
     pub fn from_trusted_log(bytes: Vec<u8>) -> Result<Self, EntryError> {
-        Self::decode_inner(bytes)
+        Self::parse(bytes, false).map(|(entry, _)| entry)
     }
 
     /// Decodes many entries, verifying their signatures as one Ed25519 batch (about twice as
     /// fast as one by one). If the batch fails, each entry is checked alone, so one bad
     /// entry never condemns its neighbours.
     pub fn decode_batch(items: Vec<Vec<u8>>) -> Vec<Result<Self, EntryError>> {
-        let mut decoded: Vec<Result<Self, EntryError>> = items.into_iter().map(Self::decode_inner).collect();
-        let ok: Vec<&Self> = decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
-        if ok.is_empty() {
-            return decoded;
-        }
-        let mut messages = Vec::with_capacity(ok.len());
-        let mut signatures = Vec::with_capacity(ok.len());
-        let mut keys = Vec::with_capacity(ok.len());
-        let mut parse_ok = true;
-        for e in &ok {
-            match e.signature_parts() {
-                Ok((msg, sig, key)) => {
-                    messages.push(msg);
-                    signatures.push(sig);
-                    keys.push(key);
-                }
-                Err(_) => parse_ok = false,
-            }
-        }
-        let batch_ok = parse_ok
+        let parsed: Vec<Result<(Self, Option<SignatureParts>), EntryError>> =
+            items.into_iter().map(|b| Self::parse(b, true)).collect();
+        let parts: Vec<&SignatureParts> = parsed.iter().filter_map(|r| r.as_ref().ok()?.1.as_ref()).collect();
+        let batch_ok = !parts.is_empty()
             && ed25519_dalek::verify_batch(
-                &messages.iter().map(|m| m.as_slice()).collect::<Vec<_>>(),
-                &signatures,
-                &keys,
+                &parts.iter().map(|p| p.message.as_slice()).collect::<Vec<_>>(),
+                &parts.iter().map(|p| p.signature).collect::<Vec<_>>(),
+                &parts.iter().map(|p| p.key).collect::<Vec<_>>(),
             )
             .is_ok();
-        if !batch_ok {
-            for r in decoded.iter_mut() {
-                if let Ok(e) = r
-                    && let Err(err) = e.verify_signature()
-                {
-                    *r = Err(err);
+        parsed
+            .into_iter()
+            .map(|r| {
+                let (entry, sig) = r?;
+                match sig {
+                    Some(_) if batch_ok => Ok(entry),
+                    Some(sig) => sig.verify().map(|()| entry),
+                    None => Err(EntryError::BadSignature),
                 }
-            }
-        }
-        decoded
+            })
+            .collect()
     }
 
-    fn signed(&self) -> Result<proto::SignedEntry, EntryError> {
-        proto::SignedEntry::decode(self.bytes.as_slice()).map_err(|e| EntryError::Malformed(e.to_string()))
-    }
-
-    fn signature_parts(&self) -> Result<(Vec<u8>, Signature, VerifyingKey), EntryError> {
-        let signed = self.signed()?;
-        let sig: [u8; 64] =
-            signed.signature.as_slice().try_into().map_err(|_| EntryError::SignatureLength(signed.signature.len()))?;
-        let key = VerifyingKey::from_bytes(&self.author.0).map_err(|_| EntryError::AuthorKey)?;
-        Ok((signed.entry_bytes, Signature::from_bytes(&sig), key))
-    }
-
-    fn verify_signature(&self) -> Result<(), EntryError> {
-        let (msg, sig, key) = self.signature_parts()?;
-        key.verify_strict(&msg, &sig).map_err(|_| EntryError::BadSignature)
-    }
-
-    fn decode_inner(bytes: Vec<u8>) -> Result<Self, EntryError> {
+    /// Decodes and checks structure and limits; with `want_signature`, also returns what is
+    /// needed to verify the signature (the signed bytes, the signature, the author's key).
+    fn parse(bytes: Vec<u8>, want_signature: bool) -> Result<(Self, Option<SignatureParts>), EntryError> {
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(EntryError::EntryTooLarge { size: bytes.len(), max: MAX_ENTRY_BYTES });
         }
         let signed = proto::SignedEntry::decode(bytes.as_slice()).map_err(|e| EntryError::Malformed(e.to_string()))?;
         let author_bytes: [u8; 32] =
             signed.author_id.as_slice().try_into().map_err(|_| EntryError::AuthorLength(signed.author_id.len()))?;
-        if VerifyingKey::from_bytes(&author_bytes).is_err() {
-            return Err(EntryError::AuthorKey);
-        }
-        if signed.signature.len() != 64 {
-            return Err(EntryError::SignatureLength(signed.signature.len()));
-        }
+        let signature: [u8; 64] =
+            signed.signature.as_slice().try_into().map_err(|_| EntryError::SignatureLength(signed.signature.len()))?;
+        let key = if want_signature {
+            // Weak (small-order) keys are refused so batch and single verification agree.
+            let key = VerifyingKey::from_bytes(&author_bytes).map_err(|_| EntryError::AuthorKey)?;
+            if key.is_weak() {
+                return Err(EntryError::AuthorKey);
+            }
+            Some(key)
+        } else {
+            None
+        };
         let entry =
             proto::Entry::decode(signed.entry_bytes.as_slice()).map_err(|e| EntryError::Malformed(e.to_string()))?;
         if entry.version != ENTRY_VERSION {
@@ -312,17 +303,15 @@ impl VerifiedEntry {
             ops.push(op);
         }
         let hash = Hash::of(&bytes);
-        Ok(VerifiedEntry {
-            bytes,
-            hash,
-            author: AuthorId(author_bytes),
-            store_id,
-            seq: entry.seq,
-            prev_hash,
-            hlc,
-            parents,
-            ops,
-        })
+        let seq = entry.seq;
+        let parts = key.map(|key| SignatureParts {
+            message: signed.entry_bytes,
+            signature: Signature::from_bytes(&signature),
+            key,
+        });
+        let entry =
+            VerifiedEntry { bytes, hash, author: AuthorId(author_bytes), store_id, seq, prev_hash, hlc, parents, ops };
+        Ok((entry, parts))
     }
 
     /// The encoded `SignedEntry`: what goes into logs and onto the wire.

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lattice_core::{AuthorId, Head, Identity, Op, StoreId, SyncState, VerifiedEntry};
+use lattice_core::{AuthorId, EntryError, Head, Identity, Op, StoreId, SyncState, VerifiedEntry};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::{IngestError, StoreError};
@@ -252,6 +252,7 @@ pub struct StoreHandle {
     author: AuthorId,
     gaps: broadcast::Sender<GapInfo>,
     commits: broadcast::Sender<Arc<Committed>>,
+    replayed_on_open: u64,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
@@ -269,6 +270,7 @@ impl StoreHandle {
         let store = Store::open(dir, store_id, identity, config)?;
         let gaps = store.gaps.clone();
         let commits = store.commits.clone();
+        let replayed_on_open = store.replayed;
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
         let actor = Actor { store, commands: rx, watchers: Vec::new(), last_expiry: Instant::now() };
         let thread = std::thread::Builder::new()
@@ -281,12 +283,19 @@ impl StoreHandle {
             author,
             gaps,
             commits,
+            replayed_on_open,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
     }
 
     pub fn store_id(&self) -> StoreId {
         self.store_id
+    }
+
+    /// How many log records this open replayed into the index: 0 after a clean close, more
+    /// after a crash (the records written since the last durable index commit).
+    pub fn replayed_on_open(&self) -> u64 {
+        self.replayed_on_open
     }
 
     /// The local author (this node's identity) that signs writes.
@@ -322,11 +331,6 @@ impl StoreHandle {
     /// Drops orphans older than the configured TTL now (the actor also does it periodically).
     pub async fn expire_orphans(&self) -> Result<u64, StoreError> {
         self.request(|reply| Command::ExpireOrphans { reply }).await?
-    }
-
-    /// Entries applied by each group commit (the local ones are what gossip broadcasts).
-    pub fn subscribe_commits(&self) -> broadcast::Receiver<Arc<Committed>> {
-        self.commits.subscribe()
     }
 }
 
@@ -371,6 +375,10 @@ pub trait SyncStore: Send + Sync + Clone + 'static {
     fn missing_entries(&self, remote: SyncState) -> impl Future<Output = Result<MissingEntries, StoreError>> + Send;
     /// Gap events: an entry arrived whose predecessor or parent is missing.
     fn subscribe_gaps(&self) -> broadcast::Receiver<GapInfo>;
+    /// Entries applied by each group commit (the local ones are what gossip broadcasts).
+    fn subscribe_commits(&self) -> broadcast::Receiver<Arc<Committed>>;
+    /// Entries waiting in the orphan buffer.
+    fn orphan_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 impl KvStore for StoreHandle {
@@ -406,9 +414,7 @@ impl SyncStore for StoreHandle {
         self.store_id
     }
     async fn ingest_batch(&self, entries: Vec<Vec<u8>>) -> Result<Vec<Result<IngestOutcome, IngestError>>, StoreError> {
-        let decoded = tokio::task::spawn_blocking(move || VerifiedEntry::decode_batch(entries))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let decoded = verify_in_parallel(entries).await?;
         let mut results: Vec<Option<Result<IngestOutcome, IngestError>>> = Vec::with_capacity(decoded.len());
         let mut valid = Vec::new();
         for d in decoded {
@@ -440,6 +446,35 @@ impl SyncStore for StoreHandle {
     fn subscribe_gaps(&self) -> broadcast::Receiver<GapInfo> {
         self.gaps.subscribe()
     }
+    fn subscribe_commits(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.commits.subscribe()
+    }
+    async fn orphan_count(&self) -> Result<u64, StoreError> {
+        Ok(self.status().await?.orphans)
+    }
+}
+
+/// Below this many entries, one thread verifies the whole batch.
+const PARALLEL_VERIFY_MIN: usize = 256;
+
+/// Decodes and verifies entries on blocking threads, one chunk per core: signature checks are
+/// the cost of ingest, and they are independent.
+async fn verify_in_parallel(mut entries: Vec<Vec<u8>>) -> Result<Vec<Result<VerifiedEntry, EntryError>>, StoreError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunks =
+        if entries.len() < PARALLEL_VERIFY_MIN { 1 } else { cores.min(entries.len() / (PARALLEL_VERIFY_MIN / 2)) };
+    let chunk_len = entries.len().div_ceil(chunks.max(1)).max(1);
+    let mut parts = Vec::new();
+    while !entries.is_empty() {
+        let rest = entries.split_off(chunk_len.min(entries.len()));
+        let chunk = std::mem::replace(&mut entries, rest);
+        parts.push(tokio::task::spawn_blocking(move || VerifiedEntry::decode_batch(chunk)));
+    }
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part.await.map_err(|_| StoreError::Closed)?);
+    }
+    Ok(out)
 }
 
 impl StoreHandle {

@@ -157,6 +157,8 @@ pub(crate) struct Store {
     counters: Counters,
     config: StoreConfig,
     last_checkpoint: Instant,
+    /// Log records read back by the replay at open (0 if the index was up to date).
+    pub(crate) replayed: u64,
     pub(crate) gaps: broadcast::Sender<GapInfo>,
     pub(crate) commits: broadcast::Sender<Arc<Committed>>,
 }
@@ -221,6 +223,7 @@ impl Store {
             counters: Counters::default(),
             config,
             last_checkpoint: Instant::now(),
+            replayed: 0,
             gaps,
             commits,
         };
@@ -349,6 +352,12 @@ impl Store {
             }
             let mut ready = VecDeque::from([(author, offset, entry, path)]);
             while let Some((author, offset, entry, path)) = ready.pop_front() {
+                if let Some(queue) = blocked.get_mut(&author) {
+                    // An earlier entry of this author waits again (for another parent): keep
+                    // the rest of its log behind it.
+                    queue.push_back((offset, entry));
+                    continue;
+                }
                 if let Some(missing) = self.first_missing_parent(&tx, &entry)? {
                     waiting_on.entry(missing).or_default().push(author);
                     blocked.entry(author).or_default().push_front((offset, entry));
@@ -368,6 +377,7 @@ impl Store {
                 }
                 let hash = entry.hash();
                 self.apply(&mut tx, &entry, Some(offset))?;
+                self.replay_clock(&entry);
                 count += 1;
                 // Unblock authors that waited for this entry.
                 for waiter in waiting_on.remove(&hash).unwrap_or_default() {
@@ -379,6 +389,10 @@ impl Store {
                     }
                 }
             }
+        }
+        let stale = self.drop_held_orphans(&mut tx)?;
+        if stale > 0 {
+            tracing::info!(count = stale, "dropped orphans that the replay applied from the logs");
         }
         let mut moved = 0;
         for (author, queue) in blocked {
@@ -399,8 +413,23 @@ impl Store {
             log.sync()?;
         }
         self.commit_with(tx, Durability::Immediate)?;
+        self.replayed = count + moved;
         tracing::info!(store = %self.store_id, entries = count, orphaned = moved, elapsed_ms = started.elapsed().as_millis() as u64, "replayed log tails");
         Ok(())
+    }
+
+    /// Moves the clock past a replayed entry as its first commit did: the clock saved in the
+    /// index may predate it (a crash) or be gone (a rebuild). Our own entries are adopted
+    /// outright, so the next local write extends our chain with a larger HLC; others are merged
+    /// (the drift bound still applies).
+    fn replay_clock(&mut self, entry: &VerifiedEntry) {
+        if entry.author() == self.identity.author() {
+            if entry.hlc() > self.clock.last() {
+                self.clock = Clock::resume(entry.hlc(), self.config.max_drift_ms);
+            }
+        } else {
+            let _ = self.clock.merge(entry.hlc(), self.now());
+        }
     }
 
     pub(crate) fn store_id(&self) -> StoreId {
@@ -723,10 +752,40 @@ impl Store {
                 }
             }
         }
+        self.remove_orphans(tx, &expired)?;
+        if !expired.is_empty() {
+            tracing::info!(count = expired.len(), "expired orphans");
+        }
+        Ok(expired.len() as u64)
+    }
+
+    /// Drops orphans that are held after all. orphans.db commits with the index, so after a
+    /// crash it may still hold orphans that were released (and logged) after its last durable
+    /// commit, and that the replay has just applied from the logs.
+    fn drop_held_orphans(&mut self, tx: &mut Txn) -> Result<u64, StoreError> {
+        let mut held = Vec::new();
+        {
+            let orphans = tx.orphans.open_table(tables::ORPHANS)?;
+            let entries = tx.state.open_table(tables::ENTRIES)?;
+            for item in orphans.iter()? {
+                let (k, v) = item?;
+                if entries.get(k.value())?.is_some()
+                    && let Some((row, _)) = OrphanRow::decode(v.value())
+                {
+                    held.push((k.value(), row.waiting));
+                }
+            }
+        }
+        self.remove_orphans(tx, &held)?;
+        Ok(held.len() as u64)
+    }
+
+    /// Removes orphans and their wait-index rows.
+    fn remove_orphans(&mut self, tx: &mut Txn, which: &[([u8; 32], Waiting)]) -> Result<(), StoreError> {
         let mut orphans = tx.orphans.open_table(tables::ORPHANS)?;
         let mut by_pred = tx.orphans.open_multimap_table(tables::WAIT_PREDECESSOR)?;
         let mut by_parent = tx.orphans.open_multimap_table(tables::WAIT_PARENT)?;
-        for (hash, waiting) in &expired {
+        for (hash, waiting) in which {
             orphans.remove(hash)?;
             match waiting {
                 Waiting::Predecessor { author, seq } => {
@@ -737,10 +796,7 @@ impl Store {
                 }
             }
         }
-        if !expired.is_empty() {
-            tracing::info!(count = expired.len(), "expired orphans");
-        }
-        Ok(expired.len() as u64)
+        Ok(())
     }
 
     fn log_mut(&mut self, author: AuthorId, tx: &Txn) -> Result<&mut AuthorLog, StoreError> {

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use lattice_core::{Identity, StoreId, SyncState, VerifiedEntry};
-use lattice_store::{StoreConfig, StoreHandle, SyncStore};
+use lattice_core::{EntryBuilder, Hash, Hlc, Identity, Op, StoreId, SyncState, VerifiedEntry};
+use lattice_store::{KvPairs, KvStore, StoreConfig, StoreHandle, StoreStatus, SyncStore};
 
 pub fn open(dir: &Path, store_id: StoreId, id: &Identity) -> StoreHandle {
     StoreHandle::open(dir, store_id, id.clone(), StoreConfig::default()).unwrap()
@@ -27,4 +27,97 @@ pub async fn sync_into(from: &StoreHandle, to: &StoreHandle) -> usize {
         r.unwrap();
     }
     n
+}
+
+/// Everything a reader can observe about a store, for "nothing changed" comparisons.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub sync_state: SyncState,
+    pub list: KvPairs,
+    pub status: StoreStatus,
+}
+
+pub async fn snapshot(s: &StoreHandle) -> Snapshot {
+    Snapshot {
+        sync_state: s.sync_state().await.unwrap(),
+        list: s.list(b"", None, usize::MAX).await.unwrap(),
+        status: s.status().await.unwrap(),
+    }
+}
+
+/// One author's chain of hand-built entries (a remote peer the tests impersonate).
+pub struct Chain {
+    pub id: Identity,
+    pub store: StoreId,
+    pub entries: Vec<VerifiedEntry>,
+    /// Wall time of the next entry's HLC (ms); each entry takes the next millisecond.
+    pub wall: u64,
+}
+
+impl Chain {
+    pub fn new(store: StoreId) -> Self {
+        Chain { id: Identity::generate(), store, entries: Vec::new(), wall: 1_000 }
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    pub fn last_hash(&self) -> Hash {
+        self.entries.last().map_or(Hash::ZERO, |e| e.hash())
+    }
+
+    pub fn last_hlc(&self) -> Hlc {
+        self.entries.last().map_or(Hlc::ZERO, |e| e.hlc())
+    }
+
+    /// The builder of the next entry (seq, prev_hash and HLC filled in), without appending it.
+    pub fn builder(&self) -> EntryBuilder {
+        EntryBuilder::new(self.store, self.seq() + 1).prev_hash(self.last_hash()).timestamp(Hlc::new(self.wall, 0))
+    }
+
+    /// Appends the next entry, citing `parents`, and returns it.
+    pub fn next_with(&mut self, parents: Vec<Hash>, ops: Vec<Op>) -> VerifiedEntry {
+        let e = self.builder().parent_hashes(parents).ops(ops).sign(&self.id).unwrap();
+        self.wall += 1;
+        self.entries.push(e.clone());
+        e
+    }
+
+    /// Appends the next entry: one put of `key`, no parents.
+    pub fn put(&mut self, key: &str, value: &str) -> VerifiedEntry {
+        self.next_with(Vec::new(), vec![Op::put(key, value)])
+    }
+
+    pub fn bytes(&self) -> Vec<Vec<u8>> {
+        self.entries.iter().map(|e| e.bytes().to_vec()).collect()
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `secs` seconds.
+pub async fn poll_until<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// A temporary directory on a RAM-backed file system when there is one (`/dev/shm`), else in
+/// the default temp dir: for tests that make many fsynced writes but test logic, not disks.
+pub fn fast_tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::tempdir_in(shm)
+    {
+        return dir;
+    }
+    tempfile::tempdir().unwrap()
 }

@@ -1,0 +1,162 @@
+//! The command model: one clap parser for argv and for shell lines alike.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Lattice: a local-first, peer-to-peer, replicated key-value store.
+///
+/// With no command, `lattice` starts the interactive shell (commands are the same, plus quit).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "lattice", version, propagate_version = true, disable_help_subcommand = false)]
+pub struct Cli {
+    /// Data dir [default: $LATTICE_DATA_DIR, else the platform data dir]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The store to act on, by name or uuid (`root` is the root store) [default: the current store]
+    #[arg(long, global = true, value_name = "NAME|UUID")]
+    pub store: Option<String>,
+    /// Print one JSON document per command, for scripts
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Create the identity, the root store and a store named "default"
+    Init {
+        /// This node's name in the mesh [default: the host name]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Node id, data dir, current store, per-store figures, daemon
+    Status,
+    /// Run the node in the foreground (owns the data dir; other commands are forwarded to it)
+    Serve {
+        /// Address for peer connections (networking lands later; accepted and not used yet)
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<SocketAddr>,
+        /// Address of the HTTP API (lands later; accepted and not used yet)
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
+        /// How peers are found (networking lands later)
+        #[arg(long, value_enum, default_value_t = Discovery::None)]
+        discovery: Discovery,
+    },
+    /// Declare a new store in the mesh
+    CreateStore {
+        /// 1-64 letters, digits, '-', '_' or '.'
+        name: String,
+    },
+    /// List the declared stores (never the root store)
+    ListStores {
+        /// Also list deleted stores, as "archived"
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete a store from the mesh; its local data moves to archive/
+    DeleteStore {
+        #[arg(value_name = "NAME|UUID")]
+        store: String,
+    },
+    /// Make a store the current one
+    Use {
+        #[arg(value_name = "NAME|UUID")]
+        store: String,
+    },
+    /// Write a value ("-" reads it from stdin, binary-safe)
+    Put {
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Read a value ("not found" and exit 1 if the key has none)
+    Get {
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+        /// Show every head with its author, HLC and hash
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Delete a key
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+    },
+    /// List keys and values, in key order
+    List {
+        #[arg(allow_hyphen_values = true)]
+        prefix: Option<String>,
+    },
+    /// Print put/delete events for keys matching a regex until interrupted
+    Watch {
+        #[arg(allow_hyphen_values = true, value_name = "REGEX")]
+        pattern: String,
+    },
+}
+
+/// `--discovery`: how peers are found (DESIGN.md section 6).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovery {
+    /// Direct addresses only
+    None,
+    /// Local network (mDNS)
+    Mdns,
+    /// Relays and DNS discovery
+    N0,
+}
+
+/// The names the shell completes (subcommands plus the shell's own words).
+pub fn command_names() -> Vec<String> {
+    use clap::CommandFactory;
+    let mut names: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
+    names.extend(["help", "quit", "exit"].map(String::from));
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Parses one command from words (argv without the program name, or a split shell line).
+pub fn parse_words<I, S>(words: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(std::iter::once(std::ffi::OsString::from("lattice")).chain(words.into_iter().map(Into::into)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_anywhere_and_hyphen_values() {
+        let cli = parse_words(["put", "k", "-5", "--store", "s", "--json"]).unwrap();
+        assert_eq!(cli.command, Some(Command::Put { key: "k".into(), value: "-5".into() }));
+        assert_eq!(cli.store.as_deref(), Some("s"));
+        assert!(cli.json);
+        let cli = parse_words(["put", "k", "-"]).unwrap();
+        assert_eq!(cli.command, Some(Command::Put { key: "k".into(), value: "-".into() }));
+        assert!(parse_words(["put", "k"]).is_err());
+        assert!(parse_words(["serve", "--bind", "not-an-addr"]).is_err());
+        assert_eq!(parse_words(Vec::<String>::new()).unwrap().command, None);
+    }
+
+    #[test]
+    fn names_include_commands_and_shell_words() {
+        let names = command_names();
+        for n in ["init", "put", "get", "list-stores", "watch", "quit", "exit", "help"] {
+            assert!(names.contains(&n.to_string()), "{n}");
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! One sync session for one store over one bidirectional stream.
+//!
+//! ```text
+//! initiator                                   responder
+//!   SyncRequest { store, state_I }  ───────▶
+//!                                  ◀───────   SyncRequest { store, state_R, sending }
+//!   SyncEntries … SyncDone          ───────▶  (concurrently)
+//!                                  ◀───────   SyncEntries … SyncDone
+//! ```
+//!
+//! Each side streams what the other lacks (per author in seq order, merged across authors in
+//! HLC order) in frames of at most [`BATCH_BYTES`], and ingests what it receives batch by batch,
+//! so an interrupted session keeps everything received so far. Memory is bounded by a few
+//! batches in flight on each side, whatever the size of the store.
+
+use std::time::Duration;
+
+use lattice_core::proto::{self, peer_message::Message as Msg};
+use lattice_core::{AuthorId, StoreId, SyncState};
+use lattice_store::{IngestError, IngestOutcome, SyncStore};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::NetError;
+use crate::framing::{FrameReceiver, FrameSender};
+
+/// Target size of one `SyncEntries` frame.
+pub const BATCH_BYTES: usize = 1024 * 1024;
+/// Batches buffered between the log reader and the socket, and between socket and ingest.
+const PIPELINE_DEPTH: usize = 4;
+
+/// Knobs of a session.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// Longest silence tolerated while waiting for the peer.
+    pub idle_timeout: Duration,
+    /// Fault injection: the sender stops (without `SyncDone`) after this many batches.
+    #[cfg(feature = "fault-injection")]
+    pub cut_after_batches: Option<u64>,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            idle_timeout: Duration::from_secs(30),
+            #[cfg(feature = "fault-injection")]
+            cut_after_batches: None,
+        }
+    }
+}
+
+/// What one session did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub sent: u64,
+    pub received: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub orphaned: u64,
+    pub rejected: u64,
+}
+
+/// Live progress of the receiving side: entries received so far and (once the responder has
+/// said so) how many to expect.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    pub received: u64,
+    pub expected: u64,
+}
+
+fn protocol(peer: AuthorId, reason: impl Into<String>) -> NetError {
+    NetError::Protocol { peer, reason: reason.into() }
+}
+
+/// Runs the initiator side for `store`.
+pub async fn initiate<S: SyncStore>(
+    store: &S,
+    peer: AuthorId,
+    mut tx: FrameSender,
+    mut rx: FrameReceiver,
+    config: &SyncConfig,
+    progress: Option<watch::Sender<SyncProgress>>,
+) -> Result<SyncOutcome, NetError> {
+    let ours = store.sync_state().await?;
+    tx.send(Msg::SyncRequest(proto::SyncRequest {
+        store_id: store.store_id().as_bytes().to_vec(),
+        state: Some(ours.to_proto()),
+        sending: 0,
+    }))
+    .await?;
+    let Msg::SyncRequest(reply) = rx.expect().await? else {
+        return Err(protocol(peer, "expected the peer's sync state"));
+    };
+    let theirs = parse_state(peer, store.store_id(), &reply)?;
+    if let Some(p) = &progress {
+        p.send_replace(SyncProgress { received: 0, expected: reply.sending });
+    }
+    let missing = store.missing_entries(theirs).await?;
+    exchange(store, peer, tx, rx, missing, config, progress).await
+}
+
+/// Runs the responder side, after the initiator's `SyncRequest` was read.
+pub async fn respond<S: SyncStore>(
+    store: &S,
+    peer: AuthorId,
+    request: proto::SyncRequest,
+    mut tx: FrameSender,
+    rx: FrameReceiver,
+    config: &SyncConfig,
+) -> Result<SyncOutcome, NetError> {
+    let theirs = parse_state(peer, store.store_id(), &request)?;
+    let ours = store.sync_state().await?;
+    let missing = store.missing_entries(theirs).await?;
+    tx.send(Msg::SyncRequest(proto::SyncRequest {
+        store_id: store.store_id().as_bytes().to_vec(),
+        state: Some(ours.to_proto()),
+        sending: missing.total(),
+    }))
+    .await?;
+    exchange(store, peer, tx, rx, missing, config, None).await
+}
+
+/// The store a `SyncRequest` names.
+pub fn requested_store(peer: AuthorId, request: &proto::SyncRequest) -> Result<StoreId, NetError> {
+    StoreId::from_bytes(&request.store_id).map_err(|e| protocol(peer, format!("bad store id: {e}")))
+}
+
+fn parse_state(peer: AuthorId, store: StoreId, request: &proto::SyncRequest) -> Result<SyncState, NetError> {
+    if requested_store(peer, request)? != store {
+        return Err(protocol(peer, "sync state is for another store"));
+    }
+    let state = request.state.as_ref().ok_or_else(|| protocol(peer, "sync request without a state"))?;
+    SyncState::from_proto(state).map_err(|e| protocol(peer, e.to_string()))
+}
+
+/// Streams `missing` to the peer while ingesting what the peer streams to us.
+async fn exchange<S: SyncStore>(
+    store: &S,
+    peer: AuthorId,
+    mut tx: FrameSender,
+    mut rx: FrameReceiver,
+    missing: lattice_store::MissingEntries,
+    #[allow(unused_variables)] config: &SyncConfig,
+    progress: Option<watch::Sender<SyncProgress>>,
+) -> Result<SyncOutcome, NetError> {
+    let send = async {
+        let (batches_tx, mut batches) = mpsc::channel::<Result<Vec<Vec<u8>>, NetError>>(PIPELINE_DEPTH);
+        let reader = tokio::task::spawn_blocking(move || read_batches(missing, batches_tx));
+        let mut sent = 0u64;
+        let mut frames = 0u64;
+        let mut result = Ok(());
+        while let Some(batch) = batches.recv().await {
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            #[cfg(feature = "fault-injection")]
+            if config.cut_after_batches.is_some_and(|n| frames >= n) {
+                tracing::warn!(%peer, frames, "fault injection: cutting the sync short");
+                return Err(NetError::Connection { peer, reason: "cut by fault injection".into() });
+            }
+            sent += batch.len() as u64;
+            frames += 1;
+            if let Err(e) = tx.send(Msg::SyncEntries(proto::SyncEntries { entries: batch })).await {
+                result = Err(e);
+                break;
+            }
+        }
+        drop(batches);
+        let _ = reader.await;
+        result?;
+        tx.send(Msg::SyncDone(proto::SyncDone { sent })).await?;
+        tracing::debug!(%peer, sent, frames, "sent entries");
+        Ok::<u64, NetError>(sent)
+    };
+    let receive = async {
+        let (ingest_tx, mut ingest_rx) = mpsc::channel::<Vec<Vec<u8>>>(PIPELINE_DEPTH);
+        let read = async move {
+            let ingest_tx = ingest_tx;
+            loop {
+                match rx.recv().await? {
+                    Some(Msg::SyncEntries(e)) => {
+                        if ingest_tx.send(e.entries).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Some(Msg::SyncDone(_)) => return Ok(()),
+                    Some(Msg::Error(e)) => return Err(NetError::Refused { peer, message: e.message }),
+                    Some(_) => return Err(protocol(peer, "unexpected message during sync")),
+                    None => return Err(NetError::Connection { peer, reason: "stream closed before SyncDone".into() }),
+                }
+            }
+        };
+        let ingest = async {
+            let mut outcome = SyncOutcome::default();
+            while let Some(batch) = ingest_rx.recv().await {
+                outcome.received += batch.len() as u64;
+                for result in store.ingest_batch(batch).await? {
+                    match result {
+                        Ok(IngestOutcome::Applied { released }) => outcome.applied += 1 + released as u64,
+                        Ok(IngestOutcome::Duplicate) => outcome.duplicates += 1,
+                        Ok(IngestOutcome::Orphaned(_)) => outcome.orphaned += 1,
+                        Err(IngestError::Store(e)) => return Err(NetError::Store(e)),
+                        Err(e) => {
+                            outcome.rejected += 1;
+                            tracing::warn!(%peer, error = %e, "rejected an entry from peer");
+                        }
+                    }
+                }
+                if let Some(p) = &progress {
+                    p.send_modify(|p| p.received = outcome.received);
+                }
+            }
+            Ok::<SyncOutcome, NetError>(outcome)
+        };
+        let (read, ingest) = tokio::join!(read, ingest);
+        // Whatever was ingested stays ingested, even if the stream broke.
+        let outcome = ingest?;
+        read?;
+        Ok::<SyncOutcome, NetError>(outcome)
+    };
+    let (sent, received) = tokio::join!(send, receive);
+    let mut outcome = received?;
+    outcome.sent = sent?;
+    tx.finish().await;
+    if outcome.rejected > 0 {
+        tracing::warn!(%peer, rejected = outcome.rejected, "peer sent entries that were rejected");
+    }
+    Ok(outcome)
+}
+
+/// Reads the missing entries off the logs into batches of about [`BATCH_BYTES`] (blocking).
+fn read_batches(missing: lattice_store::MissingEntries, out: mpsc::Sender<Result<Vec<Vec<u8>>, NetError>>) {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for entry in missing {
+        match entry {
+            Ok(e) => {
+                let e = e.into_bytes();
+                if bytes + e.len() > BATCH_BYTES && !batch.is_empty() {
+                    if out.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+                        return;
+                    }
+                    bytes = 0;
+                }
+                bytes += e.len();
+                batch.push(e);
+            }
+            Err(e) => {
+                let _ = out.blocking_send(Err(NetError::Store(e)));
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = out.blocking_send(Ok(batch));
+    }
+}

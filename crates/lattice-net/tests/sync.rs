@@ -1,0 +1,142 @@
+//! Two and three nodes syncing over iroh on 127.0.0.1, in-process.
+
+mod common;
+
+use common::{TestNode, befriend, dump, write_many};
+use lattice_core::{StoreId, SyncState};
+use lattice_net::{NetConfig, NetError, PeerStatus};
+use lattice_store::{KvStore, SyncStore};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writes_b_syncs_same_state() {
+    let root = StoreId::new_random();
+    let (a, b) = (TestNode::new(root), TestNode::new(root));
+    befriend(&a, &b);
+    write_many(&a.store(root), "k", 300).await;
+    let (sa, sb) = (a.serve().await, b.serve().await);
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)]).await.unwrap();
+    let outcome = results[0].1.as_ref().unwrap();
+    assert_eq!((outcome.received, outcome.applied, outcome.rejected), (300, 300, 0));
+    assert_eq!(dump(&a.store(root)).await, dump(&b.store(root)).await);
+    assert_eq!(b.store(root).sync_state().await.unwrap(), a.store(root).sync_state().await.unwrap());
+
+    // Concurrent writes to one key, then one sync session carries both directions.
+    a.store(root).put(b"x".to_vec(), b"from-a".to_vec()).await.unwrap();
+    b.store(root).put(b"x".to_vec(), b"from-b".to_vec()).await.unwrap();
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)]).await.unwrap();
+    let outcome = results[0].1.as_ref().unwrap();
+    assert_eq!((outcome.sent, outcome.received), (1, 1));
+    let (ha, hb) = (a.store(root).get_heads(b"x").await.unwrap(), b.store(root).get_heads(b"x").await.unwrap());
+    assert_eq!(ha.len(), 2);
+    assert_eq!(ha, hb);
+    assert_eq!(a.store(root).get(b"x").await.unwrap(), b.store(root).get(b"x").await.unwrap());
+    sa.shutdown().await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_node_gets_a_entries_from_b_only() {
+    let root = StoreId::new_random();
+    let (a, b, c) = (TestNode::new(root), TestNode::new(root), TestNode::new(root));
+    befriend(&a, &b);
+    befriend(&b, &c);
+    write_many(&a.store(root), "a", 50).await;
+    write_many(&b.store(root), "b", 20).await;
+    let (sa, sb, sc) = (a.serve().await, b.serve().await, c.serve().await);
+    sb.sync_stores(&sa.peer_addr(), vec![b.store(root)]).await.unwrap();
+    let results = sc.sync_stores(&sb.peer_addr(), vec![c.store(root)]).await.unwrap();
+    assert_eq!(results[0].1.as_ref().unwrap().applied, 70);
+    assert_eq!(dump(&c.store(root)).await, dump(&a.store(root)).await);
+    assert_eq!(c.store(root).status().await.unwrap().authors, 2);
+    for s in [sa, sb, sc] {
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninvited_and_removed_nodes_are_refused() {
+    let root = StoreId::new_random();
+    let (a, stranger) = (TestNode::new(root), TestNode::new(root));
+    write_many(&a.store(root), "secret", 5).await;
+    let (sa, ss) = (a.serve().await, stranger.serve().await);
+    let conn = ss.connect(&sa.peer_addr()).await.unwrap();
+    assert!(matches!(conn.join("stranger", "host").await, Err(NetError::Refused { .. })));
+    let err = conn.sync(&stranger.store(root), None).await.unwrap_err();
+    assert!(matches!(err, NetError::Refused { .. }), "{err}");
+    assert!(dump(&stranger.store(root)).await.is_empty());
+
+    // Invited: may join, and sync on the connection it joined with.
+    a.set_peer(stranger.identity.author(), PeerStatus::Invited);
+    let conn = ss.connect(&sa.peer_addr()).await.unwrap();
+    assert_eq!(conn.join("friend", "host").await.unwrap(), root);
+    conn.sync(&stranger.store(root), None).await.unwrap();
+    assert_eq!(dump(&stranger.store(root)).await.len(), 5);
+    // A fresh connection from a node that is only invited cannot sync without joining.
+    let conn = ss.connect(&sa.peer_addr()).await.unwrap();
+    assert!(matches!(conn.sync(&stranger.store(root), None).await, Err(NetError::Refused { .. })));
+
+    // Removed: refused from then on, even on an open connection.
+    a.set_peer(stranger.identity.author(), PeerStatus::Active);
+    let conn = ss.connect(&sa.peer_addr()).await.unwrap();
+    conn.sync(&stranger.store(root), None).await.unwrap();
+    a.set_peer(stranger.identity.author(), PeerStatus::Removed);
+    assert!(matches!(conn.sync(&stranger.store(root), None).await, Err(NetError::Refused { .. })));
+    assert!(matches!(conn.join("again", "host").await, Err(NetError::Refused { .. })));
+    sa.shutdown().await;
+    ss.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_store_and_missing_address_are_clear_errors() {
+    let root = StoreId::new_random();
+    let (a, b) = (TestNode::new(root), TestNode::new(root));
+    befriend(&a, &b);
+    let other = StoreId::new_random();
+    let b_other = b.open_store(other);
+    let (sa, sb) = (a.serve().await, b.serve().await);
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b_other]).await.unwrap();
+    let err = results[0].1.as_ref().unwrap_err();
+    assert!(err.to_string().contains("not active"), "{err}");
+    let no_addr = lattice_net::PeerAddr::new(lattice_core::Identity::generate().author());
+    assert!(matches!(sb.connect(&no_addr).await, Err(NetError::NoAddress(_))));
+    sa.shutdown().await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_cut_midway_keeps_progress_and_next_sync_completes() {
+    let root = StoreId::new_random();
+    let (a, b) = (TestNode::new(root), TestNode::new(root));
+    befriend(&a, &b);
+    // Values of ~2 KiB so a few thousand entries span several 1 MiB batches.
+    let sa_store = a.store(root);
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..16 {
+        let s = sa_store.clone();
+        tasks.spawn(async move {
+            for i in (t..2000).step_by(16) {
+                s.put(format!("big{i:05}").into_bytes(), vec![b'x'; 2048]).await.unwrap();
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut cut = NetConfig::loopback();
+    cut.sync.cut_after_batches = Some(2);
+    let sa = a.serve_with(cut).await;
+    let sb = b.serve().await;
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)]).await.unwrap();
+    assert!(results[0].1.is_err(), "the cut session reports an error");
+    let partial = b.store(root).status().await.unwrap().entries;
+    assert!(partial > 0 && partial < 2000, "kept {partial} entries of the cut session");
+    sa.shutdown().await;
+
+    let sa = a.serve().await;
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)]).await.unwrap();
+    let outcome = results[0].1.as_ref().unwrap();
+    assert_eq!(outcome.received, 2000 - partial, "the next sync resumes where the cut one stopped");
+    assert_eq!(dump(&b.store(root)).await, dump(&a.store(root)).await);
+    assert_eq!(b.store(root).sync_state().await.unwrap(), a.store(root).sync_state().await.unwrap());
+    assert_ne!(b.store(root).sync_state().await.unwrap(), SyncState::default());
+    sa.shutdown().await;
+    sb.shutdown().await;
+}

@@ -1,0 +1,180 @@
+//! `meta.db`: the node's local metadata (root store id, current store, local store table).
+//!
+//! Tables are declared in [`crate::tables`]. Every write commits with redb's default (immediate)
+//! durability: these writes are rare and must survive a crash.
+
+use std::path::Path;
+
+use lattice_core::StoreId;
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use crate::error::NodeError;
+use crate::tables::{
+    LOCAL_STORES, SCHEMA_VERSION, SETTING_CURRENT_STORE, SETTING_ROOT_STORE, SETTING_SCHEMA, SETTINGS,
+};
+
+/// Whether a store's data is live on this node or archived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalState {
+    Active,
+    Archived,
+}
+
+impl LocalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalState::Active => "active",
+            LocalState::Archived => "archived",
+        }
+    }
+    fn parse(text: &str) -> Option<LocalState> {
+        match text {
+            "active" => Some(LocalState::Active),
+            "archived" => Some(LocalState::Archived),
+            _ => None,
+        }
+    }
+}
+
+/// An open `meta.db`.
+pub struct MetaDb {
+    db: Database,
+}
+
+fn db_err(e: impl Into<redb::Error>) -> NodeError {
+    NodeError::Meta(e.into())
+}
+
+impl MetaDb {
+    /// Creates a new `meta.db` at `path` with its tables, the schema version and the root store.
+    pub fn create(path: &Path, root: StoreId) -> Result<MetaDb, NodeError> {
+        let db = Database::create(path).map_err(db_err)?;
+        let meta = MetaDb { db };
+        let tx = meta.db.begin_write().map_err(db_err)?;
+        {
+            let mut settings = tx.open_table(SETTINGS).map_err(db_err)?;
+            settings.insert(SETTING_SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db_err)?;
+            settings.insert(SETTING_ROOT_STORE, root.as_bytes().as_slice()).map_err(db_err)?;
+            tx.open_table(LOCAL_STORES).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(meta)
+    }
+
+    /// Opens an existing `meta.db`, refusing a schema it does not know.
+    pub fn open(path: &Path) -> Result<MetaDb, NodeError> {
+        let db = Database::open(path).map_err(db_err)?;
+        let meta = MetaDb { db };
+        let schema = meta.setting(SETTING_SCHEMA)?.and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok());
+        match schema.map(u32::from_le_bytes) {
+            Some(SCHEMA_VERSION) => Ok(meta),
+            Some(other) => Err(NodeError::Corrupt(format!(
+                "{} has schema version {other}; this lattice understands version {SCHEMA_VERSION}",
+                path.display()
+            ))),
+            None => Err(NodeError::Corrupt(format!("{} has no schema version", path.display()))),
+        }
+    }
+
+    fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, NodeError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = match tx.open_table(SETTINGS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_err(e)),
+        };
+        Ok(table.get(name).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    fn set_setting(&self, name: &str, value: Option<&[u8]>) -> Result<(), NodeError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = tx.open_table(SETTINGS).map_err(db_err)?;
+            match value {
+                Some(v) => drop(table.insert(name, v).map_err(db_err)?),
+                None => drop(table.remove(name).map_err(db_err)?),
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    fn store_setting(&self, name: &str) -> Result<Option<StoreId>, NodeError> {
+        match self.setting(name)? {
+            None => Ok(None),
+            Some(bytes) => StoreId::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|e| NodeError::Corrupt(format!("meta.db setting {name}: {e}"))),
+        }
+    }
+
+    pub fn root_store(&self) -> Result<StoreId, NodeError> {
+        self.store_setting(SETTING_ROOT_STORE)?
+            .ok_or_else(|| NodeError::Corrupt("meta.db does not name a root store".into()))
+    }
+
+    pub fn current_store(&self) -> Result<Option<StoreId>, NodeError> {
+        self.store_setting(SETTING_CURRENT_STORE)
+    }
+
+    pub fn set_current_store(&self, id: Option<StoreId>) -> Result<(), NodeError> {
+        self.set_setting(SETTING_CURRENT_STORE, id.as_ref().map(|id| id.as_bytes().as_slice()))
+    }
+
+    /// Every store this node holds data for, in uuid order.
+    pub fn local_stores(&self) -> Result<Vec<(StoreId, LocalState)>, NodeError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(LOCAL_STORES).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let id =
+                StoreId::from_bytes(k.value()).map_err(|e| NodeError::Corrupt(format!("meta.db local store: {e}")))?;
+            let state = LocalState::parse(v.value())
+                .ok_or_else(|| NodeError::Corrupt(format!("meta.db: store {id} has unknown state {:?}", v.value())))?;
+            out.push((id, state));
+        }
+        Ok(out)
+    }
+
+    pub fn local_state(&self, id: StoreId) -> Result<Option<LocalState>, NodeError> {
+        Ok(self.local_stores()?.into_iter().find(|(s, _)| *s == id).map(|(_, state)| state))
+    }
+
+    pub fn set_local_state(&self, id: StoreId, state: LocalState) -> Result<(), NodeError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = tx.open_table(LOCAL_STORES).map_err(db_err)?;
+            table.insert(id.as_bytes().as_slice(), state.as_str()).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_and_local_stores_survive_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("meta.db");
+        let root = StoreId::new_random();
+        let other = StoreId::new_random();
+        {
+            let meta = MetaDb::create(&path, root).unwrap();
+            assert_eq!(meta.current_store().unwrap(), None);
+            meta.set_current_store(Some(other)).unwrap();
+            meta.set_local_state(root, LocalState::Active).unwrap();
+            meta.set_local_state(other, LocalState::Active).unwrap();
+            meta.set_local_state(other, LocalState::Archived).unwrap();
+        }
+        let meta = MetaDb::open(&path).unwrap();
+        assert_eq!(meta.root_store().unwrap(), root);
+        assert_eq!(meta.current_store().unwrap(), Some(other));
+        assert_eq!(meta.local_state(other).unwrap(), Some(LocalState::Archived));
+        assert_eq!(meta.local_state(root).unwrap(), Some(LocalState::Active));
+        assert_eq!(meta.local_stores().unwrap().len(), 2);
+        meta.set_current_store(None).unwrap();
+        assert_eq!(meta.current_store().unwrap(), None);
+    }
+}

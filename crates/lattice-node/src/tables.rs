@@ -1,0 +1,25 @@
+//! Every redb table of `meta.db`, in one place. Names carry a version: a change of key or value
+//! layout gets a new name and a numbered migration in [`crate::meta`], never a silent reinterpretation.
+//!
+//! `meta.db` is local to this node and never replicated: what the mesh agrees on lives in the root
+//! store; this file only says which store is the root, which one the CLI uses, and what is on disk.
+
+use redb::TableDefinition;
+
+/// Key: a setting name, one of the `SETTING_*` constants below.
+/// Value: the setting's bytes (a 16-byte store uuid, or a little-endian `u32` for the schema).
+pub const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings_v1");
+
+/// Key: a store uuid (16 bytes). Value: its local state, `"active"` (data under `stores/{uuid}`)
+/// or `"archived"` (deleted from the mesh, data moved to `archive/{uuid}`).
+pub const LOCAL_STORES: TableDefinition<&[u8], &str> = TableDefinition::new("local_stores_v1");
+
+/// `SETTINGS` key: the root store's uuid. Written once, by `init`.
+pub const SETTING_ROOT_STORE: &str = "root_store";
+/// `SETTINGS` key: the uuid of the store commands use when no `--store` is given.
+pub const SETTING_CURRENT_STORE: &str = "current_store";
+/// `SETTINGS` key: the schema version of this file, `u32` LE.
+pub const SETTING_SCHEMA: &str = "schema";
+
+/// The schema version this code writes and understands.
+pub const SCHEMA_VERSION: u32 = 1;

@@ -1,0 +1,333 @@
+//! Convergence: replicas that end up holding the same entries hold the same state, whatever
+//! the order, duplication and loss of deliveries on the way; and a single store behaves like a
+//! map (through restarts and index rebuilds).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{all_entries, snapshot};
+use lattice_core::{Identity, Op, StoreId};
+use lattice_store::{IngestOutcome, KvStore, StoreConfig, StoreHandle, SyncStore};
+use proptest::prelude::*;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+const REPLICAS: usize = 3;
+const KEYS: u8 = 4;
+
+fn key(k: u8) -> Vec<u8> {
+    format!("k{k}").into_bytes()
+}
+
+#[derive(Clone, Debug)]
+enum WriteOp {
+    Put(u8, u8),
+    Delete(u8),
+}
+
+impl WriteOp {
+    fn to_op(&self) -> Op {
+        match self {
+            WriteOp::Put(k, v) => Op::put(key(*k), vec![*v]),
+            WriteOp::Delete(k) => Op::delete(key(*k)),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// One op goes through `put`/`delete`; several through `batch`.
+    Write { replica: usize, ops: Vec<WriteOp> },
+    /// Some of `from`'s entries reach `to`: shuffled, some duplicated, some dropped.
+    Deliver { from: usize, to: usize, seed: u64 },
+}
+
+fn write_op() -> impl Strategy<Value = WriteOp> {
+    prop_oneof![
+        3 => (0..KEYS, any::<u8>()).prop_map(|(k, v)| WriteOp::Put(k, v)),
+        1 => (0..KEYS).prop_map(WriteOp::Delete),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0..REPLICAS, prop::collection::vec(write_op(), 1..4)).prop_map(|(replica, ops)| Step::Write { replica, ops }),
+        2 => (0..REPLICAS, 1..REPLICAS, any::<u64>())
+            .prop_map(|(from, d, seed)| Step::Deliver { from, to: (from + d) % REPLICAS, seed }),
+    ]
+}
+
+async fn write(s: &StoreHandle, ops: &[WriteOp]) {
+    match ops {
+        [WriteOp::Put(k, v)] => drop(s.put(key(*k), vec![*v]).await.unwrap()),
+        [WriteOp::Delete(k)] => drop(s.delete(key(*k)).await.unwrap()),
+        _ => drop(s.batch(ops.iter().map(WriteOp::to_op).collect()).await.unwrap()),
+    }
+}
+
+/// Ingests `entries` into `to` in one or more batches; every entry must be accepted
+/// (applied, held as an orphan, or a duplicate): they are all valid.
+async fn ingest_all(to: &StoreHandle, entries: Vec<Vec<u8>>, rng: &mut StdRng) {
+    let mut rest = entries.as_slice();
+    while !rest.is_empty() {
+        let n = rng.random_range(1..=rest.len());
+        let (batch, tail) = rest.split_at(n);
+        for res in to.ingest_batch(batch.to_vec()).await.unwrap() {
+            let outcome = res.expect("a valid entry was refused");
+            assert!(matches!(
+                outcome,
+                IngestOutcome::Applied { .. } | IngestOutcome::Duplicate | IngestOutcome::Orphaned(_)
+            ));
+        }
+        rest = tail;
+    }
+}
+
+async fn deliver(from: &StoreHandle, to: &StoreHandle, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut entries = Vec::new();
+    for e in all_entries(from).await {
+        if rng.random_bool(0.3) {
+            continue; // lost
+        }
+        if rng.random_bool(0.2) {
+            entries.push(e.bytes().to_vec()); // duplicated
+        }
+        entries.push(e.into_bytes());
+    }
+    entries.shuffle(&mut rng);
+    ingest_all(to, entries, &mut rng).await;
+}
+
+/// What each replica exposes, compared across replicas.
+type Observed = (Vec<Vec<lattice_core::Head>>, Vec<Option<Vec<u8>>>, common::Snapshot);
+
+async fn observe(s: &StoreHandle) -> Observed {
+    let mut heads = Vec::new();
+    let mut values = Vec::new();
+    for k in 0..KEYS {
+        heads.push(s.get_heads(&key(k)).await.unwrap());
+        values.push(s.get(&key(k)).await.unwrap());
+    }
+    (heads, values, snapshot(s).await)
+}
+
+/// Clock offsets a replica may run with: behind, on time, ahead within the drift bound (60 s)
+/// and ahead beyond it.
+const SKEWS: [i64; 4] = [-90_000, 0, 30_000, 150_000];
+
+async fn run_replicas(steps: Vec<Step>, skews: [usize; REPLICAS], final_seed: u64) {
+    let dir = common::fast_tempdir();
+    let sid = StoreId::new_random();
+    let ids: Vec<Identity> = (0..REPLICAS).map(|_| Identity::generate()).collect();
+    let config = |i: usize| StoreConfig { clock_offset_ms: SKEWS[skews[i]], ..StoreConfig::default() };
+    let open = |i: usize| StoreHandle::open(&dir.path().join(i.to_string()), sid, ids[i].clone(), config(i)).unwrap();
+    let mut stores: Vec<StoreHandle> = (0..REPLICAS).map(open).collect();
+    for step in &steps {
+        match step {
+            Step::Write { replica, ops } => write(&stores[*replica], ops).await,
+            Step::Deliver { from, to, seed } => deliver(&stores[*from], &stores[*to], *seed).await,
+        }
+    }
+    let mut rng = StdRng::seed_from_u64(final_seed);
+    full_exchange(&stores, &mut rng).await;
+    let first = observe(&stores[0]).await;
+    for s in &stores[1..] {
+        assert_eq!(observe(s).await, first, "replicas diverged");
+    }
+    // Every write landed everywhere, nothing is left waiting, and the counters match the data.
+    let writes: u64 = steps.iter().filter(|s| matches!(s, Step::Write { .. })).count() as u64;
+    for s in &stores {
+        let st = s.status().await.unwrap();
+        assert_eq!(st.orphans, 0);
+        assert!(st.entries <= writes);
+        assert_eq!(st.entries, s.sync_state().await.unwrap().total_entries());
+        assert_eq!(st.keys, s.list(b"", None, usize::MAX).await.unwrap().len() as u64);
+        let mut conflicted = 0;
+        for k in 0..KEYS {
+            conflicted += u64::from(s.get_heads(&key(k)).await.unwrap().len() > 1);
+        }
+        assert_eq!(st.conflicts, conflicted);
+    }
+
+    // Each replica rebuilds its index from its logs: same state. A write made after the
+    // rebuild is valid (its chain continues) and the replicas converge again.
+    for (i, s) in stores.iter_mut().enumerate() {
+        s.close().await.unwrap();
+        std::fs::remove_file(dir.path().join(i.to_string()).join("state.db")).unwrap();
+        *s = open(i);
+        assert_eq!(observe(s).await, first, "rebuilding replica {i}'s index changed it");
+    }
+    let mut receipts = Vec::new();
+    for (i, s) in stores.iter().enumerate() {
+        let k = key(i as u8 % KEYS);
+        let heads = s.get_heads(&k).await.unwrap();
+        let r = s.put(k, b"after rebuild".to_vec()).await.unwrap();
+        if skews.iter().all(|x| *x == skews[0]) {
+            // Clocks agree, so no remote clock was clamped: a write after seeing an entry is later.
+            assert!(heads.iter().all(|h| h.hlc < r.hlc), "a write after a rebuild is later than what it supersedes");
+        }
+        receipts.push(r);
+    }
+    full_exchange(&stores, &mut rng).await;
+    let again = observe(&stores[0]).await;
+    for s in &stores[1..] {
+        assert_eq!(observe(s).await, again, "replicas diverged after the rebuild");
+    }
+    for s in stores {
+        let st = s.status().await.unwrap();
+        assert_eq!(st.orphans, 0);
+        s.close().await.unwrap();
+    }
+}
+
+/// Every replica receives every entry of every other, in a random order.
+async fn full_exchange(stores: &[StoreHandle], rng: &mut StdRng) {
+    let mut everything = Vec::new();
+    for s in stores {
+        everything.push(all_entries(s).await.into_iter().map(|e| e.into_bytes()).collect::<Vec<_>>());
+    }
+    for (i, to) in stores.iter().enumerate() {
+        let mut entries: Vec<Vec<u8>> =
+            everything.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, e)| e.clone()).collect();
+        entries.shuffle(rng);
+        ingest_all(to, entries, rng).await;
+    }
+}
+
+/// 32 cases by default (fast); `PROPTEST_CASES=n` runs more.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn three_skewed_replicas_converge_after_lossy_shuffled_deliveries_and_a_full_exchange(
+        steps in prop::collection::vec(step(), 1..40),
+        skews in [0..SKEWS.len(), 0..SKEWS.len(), 0..SKEWS.len()],
+        final_seed in any::<u64>(),
+    ) {
+        runtime().block_on(run_replicas(steps, skews, final_seed));
+    }
+}
+
+// ---------- a single store against a map ----------
+
+const MODEL_KEYS: [&str; 6] = ["a", "a/1", "a/2", "ab", "b", "b/1"];
+
+#[derive(Clone, Debug)]
+enum ModelStep {
+    Put(usize, u8),
+    Delete(usize),
+    Batch(Vec<(usize, Option<u8>)>),
+    Reopen,
+    List { prefix: usize, after: Option<usize>, limit: usize },
+}
+
+fn model_step() -> impl Strategy<Value = ModelStep> {
+    let k = 0..MODEL_KEYS.len();
+    prop_oneof![
+        4 => (k.clone(), any::<u8>()).prop_map(|(k, v)| ModelStep::Put(k, v)),
+        2 => k.clone().prop_map(ModelStep::Delete),
+        2 => prop::collection::vec((k.clone(), prop::option::of(any::<u8>())), 1..5).prop_map(ModelStep::Batch),
+        1 => Just(ModelStep::Reopen),
+        2 => (0..3usize, prop::option::of(k), 1..4usize)
+            .prop_map(|(prefix, after, limit)| ModelStep::List { prefix, after, limit }),
+    ]
+}
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn model_list(m: &Model, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    m.iter()
+        .filter(|(k, _)| k.starts_with(prefix) && after.is_none_or(|a| k.as_slice() > a))
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+async fn check_against(s: &StoreHandle, m: &Model) {
+    for k in MODEL_KEYS {
+        assert_eq!(s.get(k.as_bytes()).await.unwrap().as_ref(), m.get(k.as_bytes()), "get {k}");
+    }
+    assert_eq!(s.list(b"", None, usize::MAX).await.unwrap(), model_list(m, b"", None, usize::MAX));
+    assert_eq!(s.status().await.unwrap().keys, m.len() as u64);
+}
+
+async fn run_model(steps: Vec<ModelStep>) {
+    let dir = common::fast_tempdir();
+    let sid = StoreId::new_random();
+    let id = Identity::generate();
+    let open = || StoreHandle::open(dir.path(), sid, id.clone(), StoreConfig::default()).unwrap();
+    let mut s = open();
+    let mut m = Model::new();
+    let mut written = 0u64;
+    for step in steps {
+        match step {
+            ModelStep::Put(k, v) => {
+                s.put(MODEL_KEYS[k].into(), vec![v]).await.unwrap();
+                m.insert(MODEL_KEYS[k].into(), vec![v]);
+                written += 1;
+            }
+            ModelStep::Delete(k) => {
+                let r = s.delete(MODEL_KEYS[k].into()).await.unwrap();
+                let was = m.remove(MODEL_KEYS[k].as_bytes());
+                assert_eq!(r.is_some(), was.is_some(), "delete writes iff the key was visible");
+                written += u64::from(r.is_some());
+            }
+            ModelStep::Batch(ops) => {
+                let mut batch = Vec::new();
+                for (k, v) in ops {
+                    match v {
+                        Some(v) => {
+                            batch.push(Op::put(MODEL_KEYS[k], vec![v]));
+                            m.insert(MODEL_KEYS[k].into(), vec![v]);
+                        }
+                        None => {
+                            batch.push(Op::delete(MODEL_KEYS[k]));
+                            m.remove(MODEL_KEYS[k].as_bytes());
+                        }
+                    }
+                }
+                s.batch(batch).await.unwrap();
+                written += 1;
+            }
+            ModelStep::Reopen => {
+                s.close().await.unwrap();
+                s = open();
+            }
+            ModelStep::List { prefix, after, limit } => {
+                let prefix = ["", "a", "a/"][prefix].as_bytes();
+                let after = after.map(|a| MODEL_KEYS[a].as_bytes().to_vec());
+                let got = s.list(prefix, after.clone(), limit).await.unwrap();
+                assert_eq!(got, model_list(&m, prefix, after.as_deref(), limit), "list {prefix:?} after {after:?}");
+            }
+        }
+        check_against(&s, &m).await;
+        let st = s.status().await.unwrap();
+        assert_eq!((st.entries, st.conflicts, st.orphans), (written, 0, 0));
+    }
+    let before = snapshot(&s).await;
+    s.close().await.unwrap();
+    std::fs::remove_file(dir.path().join("state.db")).unwrap();
+    let s = open();
+    assert_eq!(snapshot(&s).await, before, "rebuilding state.db from the logs changed the store");
+    check_against(&s, &m).await;
+    s.close().await.unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_single_store_matches_a_map_through_reopens_and_a_rebuild(steps in prop::collection::vec(model_step(), 1..40)) {
+        runtime().block_on(run_model(steps));
+    }
+}
