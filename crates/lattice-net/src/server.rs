@@ -152,16 +152,18 @@ async fn serve_stream<C: NodeContext>(
             tx.finish().await;
         }
         Msg::SyncRequest(req) => {
-            let allowed =
-                status == PeerStatus::Active || (status == PeerStatus::Invited && joined.load(Ordering::SeqCst));
-            if !allowed {
-                let reason = refuse(format!("node {peer} is not an active member of this mesh ({status:?})"));
-                return tx.refuse(reason).await;
-            }
             let store_id = match sync::requested_store(peer, &req) {
                 Ok(s) => s,
                 Err(e) => return tx.refuse(e.to_string()).await,
             };
+            // An invited node may fetch the root store (to learn the mesh, then declare itself
+            // active); any other sync needs an active member, or one that joined on this connection.
+            let joining = status == PeerStatus::Invited
+                && (joined.load(Ordering::SeqCst) || ctx.root_store_id() == Some(store_id));
+            if status != PeerStatus::Active && !joining {
+                let reason = refuse(format!("node {peer} is not an active member of this mesh ({status:?})"));
+                return tx.refuse(reason).await;
+            }
             let Some(store) = ctx.store(store_id).await else {
                 return tx.refuse(format!("store {store_id} is not active on this node")).await;
             };

@@ -138,6 +138,8 @@ pub(crate) struct Txn {
     log_lens: HashMap<AuthorId, u64>,
     /// Per touched key: visible winner before the transaction, and the current winner.
     changed: BTreeMap<Vec<u8>, (Option<Head>, Option<Head>)>,
+    /// Whether `changed` is kept (not during the replay at open: no watcher exists yet).
+    track_changes: bool,
     counters: Counters,
     local: Vec<VerifiedEntry>,
     remote: usize,
@@ -341,6 +343,7 @@ impl Store {
         let started = Instant::now();
         let mut merged = crate::missing::HlcMerge::new(tails.into_iter().map(|(_, r)| r).collect())?;
         let mut tx = self.begin()?;
+        tx.track_changes = false;
         let mut blocked: HashMap<AuthorId, VecDeque<(u64, VerifiedEntry)>> = HashMap::new();
         let mut waiting_on: HashMap<Hash, Vec<AuthorId>> = HashMap::new();
         let mut count = 0u64;
@@ -448,6 +451,7 @@ impl Store {
             orphans: self.orphans.begin_write()?,
             log_lens: HashMap::new(),
             changed: BTreeMap::new(),
+            track_changes: true,
             counters: self.counters,
             local: Vec::new(),
             remote: 0,
@@ -872,11 +876,15 @@ impl Store {
                 (true, false) => tx.counters.conflicts = tx.counters.conflicts.saturating_sub(1),
                 _ => {}
             }
-            let slot = tx.changed.entry(key.to_vec()).or_insert_with(|| (before_visible.clone(), None));
-            slot.1 = after_visible;
+            if tx.track_changes {
+                // Keys whose visible value did not change (e.g. a head that lost) produce no
+                // event. Only this key's slot changes here, so only it is checked.
+                let before = tx.changed.remove(key).map_or(before_visible, |(before, _)| before);
+                if before.as_ref().map(|h| h.hash) != after_visible.as_ref().map(|h| h.hash) {
+                    tx.changed.insert(key.to_vec(), (before, after_visible));
+                }
+            }
         }
-        // Keys whose visible value did not change (e.g. a head that lost) produce no event.
-        tx.changed.retain(|_, (before, after)| before.as_ref().map(|h| h.hash) != after.as_ref().map(|h| h.hash));
         Ok(())
     }
 
