@@ -54,9 +54,9 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     if args.list {
-        println!("{:<10} the machine's physical limits (always measured)", scenarios::LIMITS);
+        println!("{:<20} the machine's physical limits (always measured)", scenarios::LIMITS);
         for s in SCENARIOS {
-            println!("{:<10} {}", s.name, s.about);
+            println!("{:<20} {}", s.name, s.about);
         }
         return Ok(());
     }
@@ -79,7 +79,7 @@ fn run(args: Args) -> Result<()> {
     eprintln!("measuring limits in {}", data_dir.display());
     let limits = Limits::measure(&data_dir, budget)?;
     let mut results = limits.rows();
-    let ctx = Ctx { mode, data_dir, limits, budget };
+    let ctx = Ctx::new(mode, data_dir, limits, budget);
     for scenario in selected {
         eprintln!("running {}", scenario.name);
         results.extend((scenario.run)(&ctx).with_context(|| format!("scenario {}", scenario.name))?);

@@ -28,7 +28,9 @@ fn limits_and_scenarios_give_positive_figures() {
     // The fsync probe cleans up after itself.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 
-    let ctx = Ctx { mode: Mode::Quick, data_dir: dir.path().to_path_buf(), limits, budget: TINY };
+    let mut ctx = Ctx::new(Mode::Quick, dir.path().to_path_buf(), limits, TINY);
+    // Stores of a few hundred entries: the store scenarios run end to end in a debug build.
+    ctx.scale = 0.01;
     for scenario in SCENARIOS {
         let rows = (scenario.run)(&ctx).unwrap();
         assert!(!rows.is_empty(), "{} gave no rows", scenario.name);

@@ -2,8 +2,12 @@
 //! rows; adding one is a module here plus a line in [`SCENARIOS`].
 
 pub mod entries;
+pub mod fixtures;
+pub mod store_kv;
+pub mod store_sync;
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::{Result, bail};
 
@@ -12,7 +16,8 @@ use crate::measure::Budget;
 use crate::report::{Mode, Row};
 
 /// What a scenario may use: the mode, a private directory on the measured disk, the limits
-/// measured in this run (for [`Row::ratio_to`]) and the time budget of one figure.
+/// measured in this run (for [`Row::ratio_to`]), the time budget of one figure, and fixtures
+/// that several scenarios share.
 #[derive(Debug)]
 pub struct Ctx {
     pub mode: Mode,
@@ -20,6 +25,28 @@ pub struct Ctx {
     pub data_dir: PathBuf,
     pub limits: Limits,
     pub budget: Budget,
+    /// Share of the mode's data sizes (stores, entry counts) the scenarios use: 1 in real runs,
+    /// small in tests.
+    pub scale: f64,
+    pub shared: Shared,
+}
+
+impl Ctx {
+    pub fn new(mode: Mode, data_dir: PathBuf, limits: Limits, budget: Budget) -> Self {
+        Ctx { mode, data_dir, limits, budget, scale: 1.0, shared: Shared::default() }
+    }
+
+    /// `quick` or `full` by mode, times [`Ctx::scale`], at least 1.
+    pub fn size(&self, quick: u64, full: u64) -> u64 {
+        ((self.mode.pick(quick, full) as f64 * self.scale).ceil() as u64).max(1)
+    }
+}
+
+/// Fixtures expensive enough to build once per run, built by the first scenario that needs them.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The large multi-author store of `store.rebuild` and `store.open_indexed`.
+    pub big_store: Mutex<Option<fixtures::BigStore>>,
 }
 
 /// One registered scenario.
@@ -36,11 +63,36 @@ pub struct Scenario {
 pub const LIMITS: &str = "limits";
 
 /// Every scenario, in the order they run.
-pub const SCENARIOS: &[Scenario] = &[Scenario {
-    name: "entries",
-    about: "entry sign + encode, decode + verify (single and batch), trusted decode",
-    run: entries::run,
-}];
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "entries",
+        about: "entry sign + encode, decode + verify (single and batch), trusted decode",
+        run: entries::run,
+    },
+    Scenario { name: "store.put_single", about: "one writer, sequential durable puts", run: store_kv::put_single },
+    Scenario {
+        name: "store.put_64",
+        about: "64 concurrent writer tasks, durable puts (group commit)",
+        run: store_kv::put_64,
+    },
+    Scenario { name: "store.get", about: "random gets of existing keys, 1 and 8 tasks", run: store_kv::get },
+    Scenario { name: "store.list_100k", about: "paging through every key, 1000 per page", run: store_kv::list },
+    Scenario {
+        name: "store.ingest",
+        about: "ingest_batch of pre-signed entries from many authors, 1 and 2 streams",
+        run: store_sync::ingest,
+    },
+    Scenario {
+        name: "store.rebuild",
+        about: "open after state.db was deleted: rebuild the index from the logs",
+        run: store_sync::rebuild,
+    },
+    Scenario {
+        name: "store.open_indexed",
+        about: "open of the large store after a clean close",
+        run: store_sync::open_indexed,
+    },
+];
 
 /// The scenarios `only` names (all of them when `only` is empty), in registry order. Unknown
 /// names are an error that lists the known ones.
