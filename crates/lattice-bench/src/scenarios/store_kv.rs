@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use lattice_core::StoreId;
+use lattice_store::SyncStore;
 use lattice_store::{KvStore, StoreHandle};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
