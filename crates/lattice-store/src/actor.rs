@@ -126,9 +126,8 @@ impl Actor {
     /// Runs one group commit. Returns the close reply if a close was requested.
     fn run_batch(&mut self, mut batch: Vec<Command>) -> Option<oneshot::Sender<Result<(), StoreError>>> {
         let mut reads = Vec::new();
-        let mut pending = Vec::new();
+        let mut writes = Vec::new();
         let mut close = None;
-        let mut tx = None;
         if self.last_expiry.elapsed() >= EXPIRY_INTERVAL {
             // Nobody waits for this reply: expiry rides along with the batch.
             self.last_expiry = Instant::now();
@@ -136,56 +135,71 @@ impl Actor {
             batch.push(Command::ExpireOrphans { reply });
         }
         for cmd in batch {
-            let is_write = matches!(
-                cmd,
-                Command::Write { .. } | Command::Delete { .. } | Command::Ingest { .. } | Command::ExpireOrphans { .. }
-            );
-            if !is_write {
-                match cmd {
-                    Command::Close { reply } => close = Some(reply),
-                    other => reads.push(other),
-                }
-                continue;
+            match cmd {
+                Command::Write { .. }
+                | Command::Delete { .. }
+                | Command::Ingest { .. }
+                | Command::ExpireOrphans { .. } => writes.push(cmd),
+                Command::Close { reply } => close = Some(reply),
+                other => reads.push(other),
             }
-            if tx.is_none() {
-                match self.store.begin() {
-                    Ok(t) => tx = Some(t),
-                    Err(e) => {
-                        let msg = e.to_string();
-                        Self::fail_write(cmd, &msg);
-                        continue;
-                    }
-                }
-            }
-            let Some(t) = tx.as_mut() else { continue };
-            pending.push(match cmd {
-                Command::Write { ops, reply } => Pending::Write(reply, self.store.local_write(t, ops)),
-                Command::Delete { key, reply } => Pending::Delete(reply, self.store.local_delete(t, key)),
-                Command::Ingest { entries, reply } => {
-                    let results = entries.into_iter().map(|e| self.store.ingest(t, e)).collect();
-                    Pending::Ingest(reply, results)
-                }
-                Command::ExpireOrphans { reply } => Pending::Expire(reply, self.store.expire_orphans(t)),
-                _ => continue,
-            });
         }
-        if let Some(t) = tx {
-            match self.store.commit(t) {
-                Ok(events) => {
-                    self.notify(events);
-                    pending.into_iter().for_each(|p| p.answer(None));
-                }
-                Err(e) => {
-                    tracing::error!(store = %self.store.store_id(), error = %e, "group commit failed");
-                    let msg = e.to_string();
-                    pending.into_iter().for_each(|p| p.answer(Some(&msg)));
-                }
-            }
+        if !writes.is_empty() {
+            self.run_writes(writes);
         }
         for cmd in reads {
             self.read(cmd);
         }
         close
+    }
+
+    /// Runs the writes of a batch in one transaction (each table opened once) and commits it.
+    fn run_writes(&mut self, writes: Vec<Command>) {
+        let mut tx = match self.store.begin() {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = e.to_string();
+                writes.into_iter().for_each(|cmd| Self::fail_write(cmd, &msg));
+                return;
+            }
+        };
+        let mut pending = Vec::with_capacity(writes.len());
+        let opened = match tx.split() {
+            Ok((mut t, w)) => {
+                for cmd in writes {
+                    pending.push(match cmd {
+                        Command::Write { ops, reply } => Pending::Write(reply, self.store.local_write(&mut t, w, ops)),
+                        Command::Delete { key, reply } => {
+                            Pending::Delete(reply, self.store.local_delete(&mut t, w, key))
+                        }
+                        Command::Ingest { entries, reply } => {
+                            let results = entries.into_iter().map(|e| self.store.ingest(&mut t, w, e)).collect();
+                            Pending::Ingest(reply, results)
+                        }
+                        Command::ExpireOrphans { reply } => Pending::Expire(reply, self.store.expire_orphans(&mut t)),
+                        _ => continue,
+                    });
+                }
+                Ok(())
+            }
+            Err(e) => Err((e.to_string(), writes)),
+        };
+        if let Err((msg, writes)) = opened {
+            self.store.abort(tx);
+            writes.into_iter().for_each(|cmd| Self::fail_write(cmd, &msg));
+            return;
+        }
+        match self.store.commit(tx) {
+            Ok(events) => {
+                self.notify(events);
+                pending.into_iter().for_each(|p| p.answer(None));
+            }
+            Err(e) => {
+                tracing::error!(store = %self.store.store_id(), error = %e, "group commit failed");
+                let msg = e.to_string();
+                pending.into_iter().for_each(|p| p.answer(Some(&msg)));
+            }
+        }
     }
 
     fn fail_write(cmd: Command, msg: &str) {

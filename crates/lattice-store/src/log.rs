@@ -9,7 +9,8 @@
 //! 36      len   payload: one encoded SignedEntry
 //! ```
 //!
-//! A record is durable once [`AuthorLog::sync`] returns after it was appended. At open, records
+//! [`AuthorLog::append`] buffers records in memory; [`AuthorLog::sync`] writes them with one
+//! write and fsyncs. A record is durable once `sync` returns after it was appended. At open, records
 //! past the indexed prefix are re-read: a short or checksum-failing record at the end of the
 //! file is a torn write from a crash and is truncated with a warning; a bad record followed by a
 //! valid one is corruption in the middle and is an error naming the file and offset.
@@ -40,20 +41,33 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
 
 /// Encodes one record (header + payload).
 pub fn encode_record(payload: &[u8]) -> Vec<u8> {
-    debug_assert!(payload.len() <= MAX_PAYLOAD as usize);
     let mut out = Vec::with_capacity(HEADER_LEN as usize + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(blake3::hash(payload).as_bytes());
-    out.extend_from_slice(payload);
+    encode_record_into(payload, &mut out);
     out
 }
 
-/// An author log opened for appending.
+/// Appends the encoding of one record (header + payload) to `out`.
+fn encode_record_into(payload: &[u8], out: &mut Vec<u8>) {
+    debug_assert!(payload.len() <= MAX_PAYLOAD as usize);
+    out.reserve(HEADER_LEN as usize + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(blake3::hash(payload).as_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Buffered appends beyond this many bytes are written out early (still fsynced only by `sync`).
+const MAX_PENDING: usize = 4 << 20;
+
+/// An author log opened for appending. Appends are buffered in memory and written with one
+/// write by [`AuthorLog::flush`] (or [`AuthorLog::sync`]).
 #[derive(Debug)]
 pub struct AuthorLog {
     path: PathBuf,
     file: File,
-    len: u64,
+    /// Bytes in the file.
+    written: u64,
+    /// Records appended after `written`, not yet written to the file.
+    pending: Vec<u8>,
 }
 
 impl AuthorLog {
@@ -65,45 +79,84 @@ impl AuthorLog {
         if actual != len {
             file.set_len(len).map_err(io(path))?;
         }
-        Ok(AuthorLog { path: path.to_path_buf(), file, len })
+        Ok(AuthorLog { path: path.to_path_buf(), file, written: len, pending: Vec::new() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Length of the log, counting appended records not yet written to the file.
     pub fn len(&self) -> u64 {
-        self.len
+        self.written + self.pending.len() as u64
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    /// Appends one record (not yet durable) and returns its offset.
+    /// Appends one record (buffered: not yet written, not yet durable) and returns its offset.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, LogError> {
-        let offset = self.len;
-        let record = encode_record(payload);
-        self.file.write_all_at(&record, offset).map_err(io(&self.path))?;
-        self.len += record.len() as u64;
+        let offset = self.len();
+        encode_record_into(payload, &mut self.pending);
+        if self.pending.len() >= MAX_PENDING {
+            self.flush()?;
+        }
         Ok(offset)
     }
 
-    /// Makes every appended record durable.
-    pub fn sync(&mut self) -> Result<(), LogError> {
-        self.file.sync_data().map_err(io(&self.path))
-    }
-
-    /// Drops everything from `len` on (used to undo a group commit whose fsync failed).
-    pub fn truncate(&mut self, len: u64) -> Result<(), LogError> {
-        self.file.set_len(len).map_err(io(&self.path))?;
-        self.len = len;
+    /// Writes the buffered records to the file (one write; not yet durable).
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all_at(&self.pending, self.written).map_err(io(&self.path))?;
+        self.written += self.pending.len() as u64;
+        if self.pending.capacity() > MAX_PENDING {
+            self.pending = Vec::new();
+        } else {
+            self.pending.clear();
+        }
         Ok(())
     }
 
-    /// Reads the record at `offset`, checking its checksum.
+    /// Writes the buffered records and makes every appended record durable.
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        self.flush()?;
+        self.file.sync_data().map_err(io(&self.path))
+    }
+
+    /// Drops everything from `len` on, buffered or written (used to undo a group commit whose
+    /// write or fsync failed).
+    pub fn truncate(&mut self, len: u64) -> Result<(), LogError> {
+        self.pending.clear();
+        self.file.set_len(len).map_err(io(&self.path))?;
+        self.written = len;
+        Ok(())
+    }
+
+    /// Reads the record at `offset`, checking its checksum (buffered records included).
     pub fn read_at(&self, offset: u64) -> Result<Vec<u8>, LogError> {
-        read_record_at(&self.file, &self.path, offset)
+        match offset.checked_sub(self.written) {
+            Some(at) => {
+                let at = at as usize;
+                let corrupt = |reason| LogError::Corrupt { path: self.path.clone(), offset, reason };
+                let header: &[u8; HEADER_LEN as usize] = self
+                    .pending
+                    .get(at..at + HEADER_LEN as usize)
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or_else(|| corrupt("record header cut short"))?;
+                let (len, sum) = parse_header(header);
+                let start = at + HEADER_LEN as usize;
+                let payload =
+                    self.pending.get(start..start + len as usize).ok_or_else(|| corrupt("record cut short"))?;
+                if blake3::hash(payload).as_bytes() != &sum {
+                    return Err(corrupt("checksum mismatch"));
+                }
+                Ok(payload.to_vec())
+            }
+            None => read_record_at(&self.file, &self.path, offset),
+        }
     }
 }
 
@@ -307,6 +360,32 @@ mod tests {
         // Reading from the middle resumes at a record boundary.
         let from: Vec<_> = RecordReader::open(&path, offsets[2], len).unwrap().map(|r| r.unwrap().1).collect();
         assert_eq!(from, p[2..].to_vec());
+    }
+
+    #[test]
+    fn appends_are_buffered_until_flush_and_undone_by_truncate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let p = payloads();
+        let mut log = AuthorLog::open_at(&path, 0).unwrap();
+        let first = log.append(&p[0]).unwrap();
+        log.sync().unwrap();
+        let durable = log.len();
+        let offsets: Vec<u64> = p[1..].iter().map(|x| log.append(x).unwrap()).collect();
+        // Offsets and length count the buffered records; the file does not hold them yet.
+        assert_eq!(offsets[0], durable);
+        assert_eq!(log.len(), durable + p[1..].iter().map(|x| HEADER_LEN + x.len() as u64).sum::<u64>());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), durable);
+        assert_eq!(log.read_at(first).unwrap(), p[0]);
+        assert_eq!(log.read_at(offsets[2]).unwrap(), p[3]);
+        // Undo: the buffered records are gone, and appends resume at the old end.
+        log.truncate(durable).unwrap();
+        assert_eq!(log.len(), durable);
+        assert_eq!(log.append(&p[4]).unwrap(), durable);
+        log.flush().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), log.len());
+        log.sync().unwrap();
+        assert_eq!(read_all(&path), vec![p[0].clone(), p[4].clone()]);
     }
 
     #[test]

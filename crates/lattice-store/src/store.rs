@@ -1,10 +1,12 @@
 //! The store: one directory, one owner (the actor thread), synchronous.
 //!
 //! Writes happen inside a [`Txn`]: a pair of redb write transactions (state.db, orphans.db)
-//! plus the log appends made since it began. [`Store::commit`] fsyncs each touched log once,
-//! then commits the index without an fsync of its own (the logs are the source of truth and
-//! the index is brought up to date from them at open). That is the group commit: the actor puts
-//! every queued command into one `Txn`.
+//! plus a [`Work`] (the per-batch state: log lengths to undo, changed keys, counters, ...).
+//! While a batch runs, its tables are opened once ([`Tables`], borrowed from the `Txn`) and
+//! log appends are buffered in memory. [`Store::commit`] writes and fsyncs each touched log
+//! once, then commits the index without an fsync of its own (the logs are the source of truth
+//! and the index is brought up to date from them at open). That is the group commit: the actor
+//! puts every queued command into one `Txn`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -19,11 +21,14 @@ use lattice_core::{
     AuthorId, AuthorSyncState, Clock, EntryBuilder, Hash, Hlc, Identity, Op, StoreId, SyncState, VerifiedEntry,
 };
 use prost::Message;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{
+    Database, Durability, MultimapTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    WriteTransaction,
+};
 use tokio::sync::broadcast;
 
 use crate::error::{IngestError, StoreError};
-use crate::log::{self, AuthorLog, HEADER_LEN, RecordReader};
+use crate::log::{self, AuthorLog, HEADER_LEN, LogError, RecordReader};
 use crate::missing::MissingEntries;
 use crate::tables::{self, AuthorRow, Counters, EntryRow, OrphanRow, Waiting};
 
@@ -134,6 +139,29 @@ pub(crate) fn wall_ms(offset_ms: i64) -> u64 {
 pub(crate) struct Txn {
     state: WriteTransaction,
     orphans: WriteTransaction,
+    work: Work,
+}
+
+impl Txn {
+    /// Opens the tables of the batch (each once) and hands them out with the batch state.
+    pub(crate) fn split(&mut self) -> Result<(Tables<'_>, &mut Work), StoreError> {
+        let Txn { state, orphans, work } = self;
+        Ok((Tables::open(state, orphans)?, work))
+    }
+}
+
+/// The tables of one group commit, opened once for the whole batch.
+pub(crate) struct Tables<'t> {
+    kv: Table<'t, &'static [u8], &'static [u8]>,
+    authors: Table<'t, [u8; 32], &'static [u8]>,
+    entries: Table<'t, [u8; 32], &'static [u8]>,
+    orphans: Table<'t, [u8; 32], &'static [u8]>,
+    wait_predecessor: MultimapTable<'t, ([u8; 32], u64), [u8; 32]>,
+    wait_parent: MultimapTable<'t, [u8; 32], [u8; 32]>,
+}
+
+/// The per-batch state of a group commit (besides the redb transactions).
+pub(crate) struct Work {
     /// Touched logs and their length before this transaction (to undo on failure).
     log_lens: HashMap<AuthorId, u64>,
     /// Per touched key: visible winner before the transaction, and the current winner.
@@ -146,6 +174,43 @@ pub(crate) struct Txn {
     gaps: Vec<GapInfo>,
     /// Set when a storage error left the transaction half-applied: it must not commit.
     pub(crate) poisoned: Option<String>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(state: &'t WriteTransaction, orphans: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            kv: state.open_table(tables::KV)?,
+            authors: state.open_table(tables::AUTHORS)?,
+            entries: state.open_table(tables::ENTRIES)?,
+            orphans: orphans.open_table(tables::ORPHANS)?,
+            wait_predecessor: orphans.open_multimap_table(tables::WAIT_PREDECESSOR)?,
+            wait_parent: orphans.open_multimap_table(tables::WAIT_PARENT)?,
+        })
+    }
+
+    fn author_row(&self, author: &AuthorId) -> Result<Option<AuthorRow>, StoreError> {
+        let row = self.authors.get(author.0)?;
+        row.map(|v| AuthorRow::decode(v.value()).ok_or_else(|| StoreError::CorruptIndex("author row".into())))
+            .transpose()
+    }
+
+    fn holds(&self, hash: &Hash) -> Result<bool, StoreError> {
+        Ok(self.entries.get(hash.0)?.is_some())
+    }
+
+    fn first_missing_parent(&self, entry: &VerifiedEntry) -> Result<Option<Hash>, StoreError> {
+        for p in entry.parents() {
+            if self.entries.get(p.0)?.is_none() {
+                return Ok(Some(*p));
+            }
+        }
+        Ok(None)
+    }
+
+    fn heads_in(&self, key: &[u8]) -> Result<Vec<Head>, StoreError> {
+        let found = self.kv.get(key)?;
+        found.map(|v| decode_heads(v.value())).transpose().map(Option::unwrap_or_default)
+    }
 }
 
 pub(crate) struct Store {
@@ -342,8 +407,25 @@ impl Store {
     fn replay(&mut self, tails: Vec<(AuthorId, RecordReader)>) -> Result<(), StoreError> {
         let started = Instant::now();
         let mut merged = crate::missing::HlcMerge::new(tails.into_iter().map(|(_, r)| r).collect())?;
-        let mut tx = self.begin()?;
-        tx.track_changes = false;
+        let mut txn = self.begin()?;
+        txn.work.track_changes = false;
+        let (count, moved) = {
+            let (mut t, w) = txn.split()?;
+            self.replay_into(&mut merged, &mut t, w)?
+        };
+        self.commit_with(txn, Durability::Immediate)?;
+        self.replayed = count + moved;
+        tracing::info!(store = %self.store_id, entries = count, orphaned = moved, elapsed_ms = started.elapsed().as_millis() as u64, "replayed log tails");
+        Ok(())
+    }
+
+    /// The body of [`Store::replay`]: applies the merged tails. Returns (applied, orphaned).
+    fn replay_into(
+        &mut self,
+        merged: &mut crate::missing::HlcMerge,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+    ) -> Result<(u64, u64), StoreError> {
         let mut blocked: HashMap<AuthorId, VecDeque<(u64, VerifiedEntry)>> = HashMap::new();
         let mut waiting_on: HashMap<Hash, Vec<AuthorId>> = HashMap::new();
         let mut count = 0u64;
@@ -361,12 +443,12 @@ impl Store {
                     queue.push_back((offset, entry));
                     continue;
                 }
-                if let Some(missing) = self.first_missing_parent(&tx, &entry)? {
+                if let Some(missing) = t.first_missing_parent(&entry)? {
                     waiting_on.entry(missing).or_default().push(author);
                     blocked.entry(author).or_default().push_front((offset, entry));
                     continue;
                 }
-                let tip = self.author_row(&tx, &author)?;
+                let tip = t.author_row(&author)?;
                 match check_next(self.store_id, tip.map(|r| author_tip(&r)).as_ref(), &entry, false, |_| None) {
                     Ok(NextCheck::Next) => {}
                     Ok(other) => {
@@ -379,7 +461,7 @@ impl Store {
                     Err(e) => return Err(StoreError::CorruptLog { path, offset, reason: e.to_string() }),
                 }
                 let hash = entry.hash();
-                self.apply(&mut tx, &entry, Some(offset))?;
+                self.apply(t, w, &entry, Some(offset))?;
                 self.replay_clock(&entry);
                 count += 1;
                 // Unblock authors that waited for this entry.
@@ -393,7 +475,7 @@ impl Store {
                 }
             }
         }
-        let stale = self.drop_held_orphans(&mut tx)?;
+        let stale = Self::drop_held_orphans(t)?;
         if stale > 0 {
             tracing::info!(count = stale, "dropped orphans that the replay applied from the logs");
         }
@@ -403,10 +485,10 @@ impl Store {
             let first_offset = *first_offset;
             let now = self.now();
             for (_, entry) in &queue {
-                let missing_parent = self.first_missing_parent(&tx, entry)?;
-                let have_seq = self.author_row(&tx, &author)?.map_or(0, |r| r.seq);
+                let missing_parent = t.first_missing_parent(entry)?;
+                let have_seq = t.author_row(&author)?.map_or(0, |r| r.seq);
                 let gap = GapInfo { author, have_seq, need_seq: entry.seq() - 1, missing_parent };
-                self.park(&mut tx, entry, gap, now)?;
+                self.park(t, w, entry, gap, now)?;
                 moved += 1;
             }
             let path = self.log_path(&author);
@@ -415,10 +497,7 @@ impl Store {
             let mut log = AuthorLog::open_at(&path, first_offset)?;
             log.sync()?;
         }
-        self.commit_with(tx, Durability::Immediate)?;
-        self.replayed = count + moved;
-        tracing::info!(store = %self.store_id, entries = count, orphaned = moved, elapsed_ms = started.elapsed().as_millis() as u64, "replayed log tails");
-        Ok(())
+        Ok((count, moved))
     }
 
     /// Moves the clock past a replayed entry as its first commit did: the clock saved in the
@@ -449,18 +528,20 @@ impl Store {
         Ok(Txn {
             state: self.state.begin_write()?,
             orphans: self.orphans.begin_write()?,
-            log_lens: HashMap::new(),
-            changed: BTreeMap::new(),
-            track_changes: true,
-            counters: self.counters,
-            local: Vec::new(),
-            remote: 0,
-            gaps: Vec::new(),
-            poisoned: None,
+            work: Work {
+                log_lens: HashMap::new(),
+                changed: BTreeMap::new(),
+                track_changes: true,
+                counters: self.counters,
+                local: Vec::new(),
+                remote: 0,
+                gaps: Vec::new(),
+                poisoned: None,
+            },
         })
     }
 
-    /// Makes the transaction durable (one fsync per touched log), commits the index, and
+    /// Makes the transaction durable (one write and one fsync per touched log), commits the index, and
     /// returns the visible-value changes for watchers.
     pub(crate) fn commit(&mut self, tx: Txn) -> Result<Vec<WatchEvent>, StoreError> {
         let durability = if self.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
@@ -478,31 +559,27 @@ impl Store {
     }
 
     fn commit_with(&mut self, mut tx: Txn, durability: Durability) -> Result<Vec<WatchEvent>, StoreError> {
-        if let Some(reason) = tx.poisoned.take() {
+        if let Some(reason) = tx.work.poisoned.take() {
             self.abort(tx);
             return Err(StoreError::Aborted(reason));
         }
-        for author in tx.log_lens.keys() {
-            if let Some(log) = self.logs.get_mut(author)
-                && let Err(e) = log.sync()
-            {
-                let reason = e.to_string();
-                self.abort(tx);
-                return Err(StoreError::Aborted(reason));
-            }
+        if let Err(e) = self.sync_logs(&tx.work.log_lens) {
+            self.abort(tx);
+            return Err(StoreError::Aborted(e.to_string()));
         }
         // From here on the entries are durable in their logs. If the index commit fails, the
         // next open replays them from the logs; nothing acknowledged can be lost.
         {
             let mut meta = tx.state.open_table(tables::META)?;
-            meta.insert(tables::META_COUNTERS, tx.counters.encode().as_slice())?;
+            meta.insert(tables::META_COUNTERS, tx.work.counters.encode().as_slice())?;
             let last = self.clock.last();
             let mut clock = [0u8; 12];
             clock[..8].copy_from_slice(&last.wall_ms.to_le_bytes());
             clock[8..].copy_from_slice(&last.counter.to_le_bytes());
             meta.insert(tables::META_CLOCK, clock.as_slice())?;
         }
-        let Txn { mut state, mut orphans, log_lens, changed, counters, local, remote, gaps, .. } = tx;
+        let Txn { mut state, mut orphans, work } = tx;
+        let Work { log_lens, changed, counters, local, remote, gaps, .. } = work;
         let durable = matches!(durability, Durability::Immediate);
         let level = || if durable { Durability::Immediate } else { Durability::None };
         state.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
@@ -533,9 +610,19 @@ impl Store {
         Ok(events)
     }
 
+    /// Writes the buffered appends of every touched log and fsyncs it.
+    fn sync_logs(&mut self, touched: &HashMap<AuthorId, u64>) -> Result<(), LogError> {
+        for (author, log) in self.logs.iter_mut() {
+            if touched.contains_key(author) {
+                log.sync()?;
+            }
+        }
+        Ok(())
+    }
+
     /// Drops a transaction: undoes its log appends and forgets its index changes.
     pub(crate) fn abort(&mut self, tx: Txn) {
-        for (author, len) in &tx.log_lens {
+        for (author, len) in &tx.work.log_lens {
             if let Some(log) = self.logs.get_mut(author)
                 && let Err(e) = log.truncate(*len)
             {
@@ -546,40 +633,16 @@ impl Store {
         drop(tx);
     }
 
-    // ---------- lookups inside a transaction ----------
-
-    fn author_row(&self, tx: &Txn, author: &AuthorId) -> Result<Option<AuthorRow>, StoreError> {
-        let authors = tx.state.open_table(tables::AUTHORS)?;
-        let row = authors.get(author.0)?;
-        row.map(|v| AuthorRow::decode(v.value()).ok_or_else(|| StoreError::CorruptIndex("author row".into())))
-            .transpose()
-    }
-
-    fn holds(&self, tx: &Txn, hash: &Hash) -> Result<bool, StoreError> {
-        Ok(tx.state.open_table(tables::ENTRIES)?.get(hash.0)?.is_some())
-    }
-
-    fn first_missing_parent(&self, tx: &Txn, entry: &VerifiedEntry) -> Result<Option<Hash>, StoreError> {
-        let entries = tx.state.open_table(tables::ENTRIES)?;
-        for p in entry.parents() {
-            if entries.get(p.0)?.is_none() {
-                return Ok(Some(*p));
-            }
-        }
-        Ok(None)
-    }
-
-    fn heads_in(&self, tx: &Txn, key: &[u8]) -> Result<Vec<Head>, StoreError> {
-        let kv = tx.state.open_table(tables::KV)?;
-        let found = kv.get(key)?;
-        found.map(|v| decode_heads(v.value())).transpose().map(Option::unwrap_or_default)
-    }
-
     // ---------- writes ----------
 
     /// Signs and applies a local write: the next seq of our chain, a fresh HLC, and as parents
     /// every current head of every key it touches (so the write merges any fork it sees).
-    pub(crate) fn local_write(&mut self, tx: &mut Txn, ops: Vec<Op>) -> Result<WriteReceipt, StoreError> {
+    pub(crate) fn local_write(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        ops: Vec<Op>,
+    ) -> Result<WriteReceipt, StoreError> {
         for (i, op) in ops.iter().enumerate() {
             lattice_core::entry::check_op(i, op)?;
         }
@@ -587,10 +650,10 @@ impl Store {
             return Err(lattice_core::EntryError::NoOps.into());
         }
         let me = self.identity.author();
-        let tip = self.author_row(tx, &me)?;
+        let tip = t.author_row(&me)?;
         let mut parents = Vec::new();
         for op in &ops {
-            for head in self.heads_in(tx, op.key())? {
+            for head in t.heads_in(op.key())? {
                 if !parents.contains(&head.hash) {
                     parents.push(head.hash);
                 }
@@ -603,32 +666,42 @@ impl Store {
             .parent_hashes(parents)
             .ops(ops)
             .sign(&self.identity)?;
-        self.apply(tx, &entry, None)?;
-        tx.local.push(entry.clone());
+        self.apply(t, w, &entry, None)?;
+        w.local.push(entry.clone());
         Ok(WriteReceipt { hash: entry.hash(), hlc, seq: entry.seq() })
     }
 
     /// Deletes a key if it has a visible value; otherwise writes nothing and returns `None`.
-    pub(crate) fn local_delete(&mut self, tx: &mut Txn, key: Vec<u8>) -> Result<Option<WriteReceipt>, StoreError> {
-        if visible(&self.heads_in(tx, &key)?).is_none() {
+    pub(crate) fn local_delete(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        key: Vec<u8>,
+    ) -> Result<Option<WriteReceipt>, StoreError> {
+        if visible(&t.heads_in(&key)?).is_none() {
             return Ok(None);
         }
-        self.local_write(tx, vec![Op::Delete { key }]).map(Some)
+        self.local_write(t, w, vec![Op::Delete { key }]).map(Some)
     }
 
     /// Handles one verified entry from a peer, then releases, iteratively, every orphan that
     /// was waiting for it (and for those, and so on).
-    pub(crate) fn ingest(&mut self, tx: &mut Txn, entry: VerifiedEntry) -> Result<IngestOutcome, IngestError> {
+    pub(crate) fn ingest(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        entry: VerifiedEntry,
+    ) -> Result<IngestOutcome, IngestError> {
         let now = self.now();
-        let outcome = self.ingest_one(tx, &entry, now)?;
+        let outcome = self.ingest_one(t, w, &entry, now)?;
         if outcome != (IngestOutcome::Applied { released: 0 }) {
             return Ok(outcome);
         }
         let mut released = 0;
         let mut ready = vec![(entry.author(), entry.seq(), entry.hash())];
         while let Some((author, seq, hash)) = ready.pop() {
-            for orphan in self.take_waiting(tx, author, seq, hash)? {
-                match self.ingest_one(tx, &orphan, now) {
+            for orphan in Self::take_waiting(t, author, seq, hash)? {
+                match self.ingest_one(t, w, &orphan, now) {
                     Ok(IngestOutcome::Applied { .. }) => {
                         released += 1;
                         ready.push((orphan.author(), orphan.seq(), orphan.hash()));
@@ -644,10 +717,16 @@ impl Store {
         Ok(IngestOutcome::Applied { released })
     }
 
-    fn ingest_one(&mut self, tx: &mut Txn, entry: &VerifiedEntry, now: u64) -> Result<IngestOutcome, IngestError> {
+    fn ingest_one(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        entry: &VerifiedEntry,
+        now: u64,
+    ) -> Result<IngestOutcome, IngestError> {
         let author = entry.author();
-        let tip = self.author_row(tx, &author)?;
-        let held = self.holds(tx, &entry.hash())?;
+        let tip = t.author_row(&author)?;
+        let held = t.holds(&entry.hash())?;
         let tip_hash = tip.map(|t| (t.seq, t.hash));
         let check = check_next(self.store_id, tip.map(|r| author_tip(&r)).as_ref(), entry, held, |seq| {
             tip_hash.filter(|(s, _)| *s == seq).map(|(_, h)| h)
@@ -656,33 +735,40 @@ impl Store {
             NextCheck::Duplicate => Ok(IngestOutcome::Duplicate),
             NextCheck::Gap { have_seq, need_seq } => {
                 let gap = GapInfo { author, have_seq, need_seq, missing_parent: None };
-                self.park(tx, entry, gap, now)?;
+                self.park(t, w, entry, gap, now)?;
                 Ok(IngestOutcome::Orphaned(gap))
             }
             NextCheck::Next => {
-                if let Some(parent) = self.first_missing_parent(tx, entry)? {
+                if let Some(parent) = t.first_missing_parent(entry)? {
                     let seq = entry.seq();
                     let gap = GapInfo { author, have_seq: seq - 1, need_seq: seq - 1, missing_parent: Some(parent) };
-                    self.park(tx, entry, gap, now)?;
+                    self.park(t, w, entry, gap, now)?;
                     return Ok(IngestOutcome::Orphaned(gap));
                 }
                 if let MergeOutcome::Clamped { ahead_ms } = self.clock.merge(entry.hlc(), now) {
                     tracing::warn!(author = %author.short(), ahead_ms, "entry's clock is beyond the drift bound; not adopting it");
                 }
-                self.apply(tx, entry, None)?;
-                tx.remote += 1;
+                self.apply(t, w, entry, None)?;
+                w.remote += 1;
                 Ok(IngestOutcome::Applied { released: 0 })
             }
         }
     }
 
     /// Stores an orphan and indexes what it waits for. A new orphan emits its gap event.
-    fn park(&mut self, tx: &mut Txn, entry: &VerifiedEntry, gap: GapInfo, now: u64) -> Result<(), StoreError> {
+    fn park(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        entry: &VerifiedEntry,
+        gap: GapInfo,
+        now: u64,
+    ) -> Result<(), StoreError> {
         let waiting = match gap.missing_parent {
             Some(parent) => Waiting::Parent(parent),
             None => Waiting::Predecessor { author: gap.author, seq: entry.seq() - 1 },
         };
-        let mut orphans = tx.orphans.open_table(tables::ORPHANS)?;
+        let orphans = &mut t.orphans;
         if orphans.get(entry.hash().0)?.is_some() {
             return Ok(());
         }
@@ -697,39 +783,33 @@ impl Store {
         orphans.insert(entry.hash().0, row.encode_with(entry.bytes()).as_slice())?;
         match waiting {
             Waiting::Predecessor { author, seq } => {
-                tx.orphans.open_multimap_table(tables::WAIT_PREDECESSOR)?.insert((author.0, seq), entry.hash().0)?;
+                t.wait_predecessor.insert((author.0, seq), entry.hash().0)?;
             }
             Waiting::Parent(parent) => {
-                tx.orphans.open_multimap_table(tables::WAIT_PARENT)?.insert(parent.0, entry.hash().0)?;
+                t.wait_parent.insert(parent.0, entry.hash().0)?;
             }
         }
-        tx.gaps.push(gap);
+        w.gaps.push(gap);
         Ok(())
     }
 
     /// Removes and returns the orphans waiting for the entry `(author, seq, hash)`.
     fn take_waiting(
-        &mut self,
-        tx: &mut Txn,
+        t: &mut Tables<'_>,
         author: AuthorId,
         seq: u64,
         hash: Hash,
     ) -> Result<Vec<VerifiedEntry>, StoreError> {
         let mut hashes = Vec::new();
-        {
-            let mut by_pred = tx.orphans.open_multimap_table(tables::WAIT_PREDECESSOR)?;
-            for h in by_pred.remove_all(&(author.0, seq))? {
-                hashes.push(h?.value());
-            }
-            let mut by_parent = tx.orphans.open_multimap_table(tables::WAIT_PARENT)?;
-            for h in by_parent.remove_all(&hash.0)? {
-                hashes.push(h?.value());
-            }
+        for h in t.wait_predecessor.remove_all(&(author.0, seq))? {
+            hashes.push(h?.value());
+        }
+        for h in t.wait_parent.remove_all(&hash.0)? {
+            hashes.push(h?.value());
         }
         let mut out = Vec::new();
-        let mut orphans = tx.orphans.open_table(tables::ORPHANS)?;
         for h in hashes {
-            let Some(value) = orphans.remove(h)? else { continue };
+            let Some(value) = t.orphans.remove(h)? else { continue };
             match OrphanRow::decode(value.value()).map(|(_, bytes)| VerifiedEntry::from_trusted_log(bytes.to_vec())) {
                 Some(Ok(e)) => out.push(e),
                 _ => tracing::warn!("dropping an unreadable orphan record"),
@@ -741,22 +821,19 @@ impl Store {
     }
 
     /// Drops orphans older than the TTL. Returns how many were dropped.
-    pub(crate) fn expire_orphans(&mut self, tx: &mut Txn) -> Result<u64, StoreError> {
+    pub(crate) fn expire_orphans(&mut self, t: &mut Tables<'_>) -> Result<u64, StoreError> {
         let now = self.now();
         let ttl = self.config.orphan_ttl.as_millis() as u64;
         let mut expired = Vec::new();
-        {
-            let orphans = tx.orphans.open_table(tables::ORPHANS)?;
-            for item in orphans.iter()? {
-                let (k, v) = item?;
-                if let Some((row, _)) = OrphanRow::decode(v.value())
-                    && now.saturating_sub(row.received_ms) >= ttl
-                {
-                    expired.push((k.value(), row.waiting));
-                }
+        for item in t.orphans.iter()? {
+            let (k, v) = item?;
+            if let Some((row, _)) = OrphanRow::decode(v.value())
+                && now.saturating_sub(row.received_ms) >= ttl
+            {
+                expired.push((k.value(), row.waiting));
             }
         }
-        self.remove_orphans(tx, &expired)?;
+        Self::remove_orphans(t, &expired)?;
         if !expired.is_empty() {
             tracing::info!(count = expired.len(), "expired orphans");
         }
@@ -766,46 +843,39 @@ impl Store {
     /// Drops orphans that are held after all. orphans.db commits with the index, so after a
     /// crash it may still hold orphans that were released (and logged) after its last durable
     /// commit, and that the replay has just applied from the logs.
-    fn drop_held_orphans(&mut self, tx: &mut Txn) -> Result<u64, StoreError> {
+    fn drop_held_orphans(t: &mut Tables<'_>) -> Result<u64, StoreError> {
         let mut held = Vec::new();
-        {
-            let orphans = tx.orphans.open_table(tables::ORPHANS)?;
-            let entries = tx.state.open_table(tables::ENTRIES)?;
-            for item in orphans.iter()? {
-                let (k, v) = item?;
-                if entries.get(k.value())?.is_some()
-                    && let Some((row, _)) = OrphanRow::decode(v.value())
-                {
-                    held.push((k.value(), row.waiting));
-                }
+        for item in t.orphans.iter()? {
+            let (k, v) = item?;
+            if t.entries.get(k.value())?.is_some()
+                && let Some((row, _)) = OrphanRow::decode(v.value())
+            {
+                held.push((k.value(), row.waiting));
             }
         }
-        self.remove_orphans(tx, &held)?;
+        Self::remove_orphans(t, &held)?;
         Ok(held.len() as u64)
     }
 
     /// Removes orphans and their wait-index rows.
-    fn remove_orphans(&mut self, tx: &mut Txn, which: &[([u8; 32], Waiting)]) -> Result<(), StoreError> {
-        let mut orphans = tx.orphans.open_table(tables::ORPHANS)?;
-        let mut by_pred = tx.orphans.open_multimap_table(tables::WAIT_PREDECESSOR)?;
-        let mut by_parent = tx.orphans.open_multimap_table(tables::WAIT_PARENT)?;
+    fn remove_orphans(t: &mut Tables<'_>, which: &[([u8; 32], Waiting)]) -> Result<(), StoreError> {
         for (hash, waiting) in which {
-            orphans.remove(hash)?;
+            t.orphans.remove(hash)?;
             match waiting {
                 Waiting::Predecessor { author, seq } => {
-                    by_pred.remove(&(author.0, *seq), hash)?;
+                    t.wait_predecessor.remove(&(author.0, *seq), hash)?;
                 }
                 Waiting::Parent(p) => {
-                    by_parent.remove(&p.0, hash)?;
+                    t.wait_parent.remove(&p.0, hash)?;
                 }
             }
         }
         Ok(())
     }
 
-    fn log_mut(&mut self, author: AuthorId, tx: &Txn) -> Result<&mut AuthorLog, StoreError> {
+    fn log_mut(&mut self, author: AuthorId, t: &Tables<'_>) -> Result<&mut AuthorLog, StoreError> {
         if !self.logs.contains_key(&author) {
-            let len = self.author_row(tx, &author)?.map_or(0, |r| r.log_len);
+            let len = t.author_row(&author)?.map_or(0, |r| r.log_len);
             let log = AuthorLog::open_at(&self.log_path(&author), len)?;
             self.logs.insert(author, log);
         }
@@ -815,32 +885,44 @@ impl Store {
     /// Applies a valid entry whose predecessor and parents are held: appends it to its log
     /// (unless replaying, `offset` = where it already is), indexes it, and updates the heads of
     /// every key it touches.
-    fn apply(&mut self, tx: &mut Txn, entry: &VerifiedEntry, offset: Option<u64>) -> Result<(), StoreError> {
-        let result = self.apply_inner(tx, entry, offset);
+    fn apply(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        entry: &VerifiedEntry,
+        offset: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let result = self.apply_inner(t, w, entry, offset);
         if let Err(e) = &result {
-            tx.poisoned = Some(e.to_string());
+            w.poisoned = Some(e.to_string());
         }
         result
     }
 
-    fn apply_inner(&mut self, tx: &mut Txn, entry: &VerifiedEntry, offset: Option<u64>) -> Result<(), StoreError> {
+    fn apply_inner(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        entry: &VerifiedEntry,
+        offset: Option<u64>,
+    ) -> Result<(), StoreError> {
         let author = entry.author();
         let record_len = HEADER_LEN + entry.bytes().len() as u64;
         let offset = match offset {
             Some(o) => o,
             None => {
-                let log = self.log_mut(author, tx)?;
+                let log = self.log_mut(author, t)?;
                 let before = log.len();
                 let o = log.append(entry.bytes())?;
-                tx.log_lens.entry(author).or_insert(before);
+                w.log_lens.entry(author).or_insert(before);
                 o
             }
         };
         let row = EntryRow { author, seq: entry.seq(), offset, record_len: record_len as u32 };
-        tx.state.open_table(tables::ENTRIES)?.insert(entry.hash().0, row.encode().as_slice())?;
+        t.entries.insert(entry.hash().0, row.encode().as_slice())?;
         let author_row = AuthorRow { seq: entry.seq(), hash: entry.hash(), hlc: entry.hlc(), log_len: row.end() };
-        tx.state.open_table(tables::AUTHORS)?.insert(author.0, author_row.encode().as_slice())?;
-        tx.counters.entries += 1;
+        t.authors.insert(author.0, author_row.encode().as_slice())?;
+        w.counters.entries += 1;
 
         // The head an entry leaves on a key is its last operation on that key.
         let mut last_op: Vec<(&[u8], &Op)> = Vec::new();
@@ -850,7 +932,7 @@ impl Store {
                 None => last_op.push((op.key(), op)),
             }
         }
-        let mut kv = tx.state.open_table(tables::KV)?;
+        let kv = &mut t.kv;
         for (key, op) in last_op {
             let mut heads = match kv.get(key)? {
                 Some(v) => decode_heads(v.value())?,
@@ -867,21 +949,21 @@ impl Store {
             let after_visible = visible(&heads);
             kv.insert(key, encode_heads(&heads).as_slice())?;
             match (before_visible.is_some(), after_visible.is_some()) {
-                (false, true) => tx.counters.live_keys += 1,
-                (true, false) => tx.counters.live_keys = tx.counters.live_keys.saturating_sub(1),
+                (false, true) => w.counters.live_keys += 1,
+                (true, false) => w.counters.live_keys = w.counters.live_keys.saturating_sub(1),
                 _ => {}
             }
             match (was_conflict, heads.len() > 1) {
-                (false, true) => tx.counters.conflicts += 1,
-                (true, false) => tx.counters.conflicts = tx.counters.conflicts.saturating_sub(1),
+                (false, true) => w.counters.conflicts += 1,
+                (true, false) => w.counters.conflicts = w.counters.conflicts.saturating_sub(1),
                 _ => {}
             }
-            if tx.track_changes {
+            if w.track_changes {
                 // Keys whose visible value did not change (e.g. a head that lost) produce no
                 // event. Only this key's slot changes here, so only it is checked.
-                let before = tx.changed.remove(key).map_or(before_visible, |(before, _)| before);
+                let before = w.changed.remove(key).map_or(before_visible, |(before, _)| before);
                 if before.as_ref().map(|h| h.hash) != after_visible.as_ref().map(|h| h.hash) {
-                    tx.changed.insert(key.to_vec(), (before, after_visible));
+                    w.changed.insert(key.to_vec(), (before, after_visible));
                 }
             }
         }
