@@ -146,6 +146,9 @@ pub(crate) async fn bind(
             return Err(bind_err("mDNS discovery is not built into this binary; use --discovery none or n0".into()));
         }
     };
+    // Test builds: partitions refuse and cut connections at the endpoint (see `faults`).
+    #[cfg(feature = "fault-injection")]
+    let builder = builder.hooks(crate::faults::FaultHook(config.faults.clone()));
     builder
         .secret_key(secret)
         .address_lookup(lookup)
