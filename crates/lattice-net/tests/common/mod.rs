@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use lattice_core::{AuthorId, Identity, StoreId};
-use lattice_net::{LatticeServer, NetConfig, NodeContext, PeerStatus};
+use lattice_net::{Faults, LatticeServer, NetConfig, NodeContext, PeerStatus};
 use lattice_store::{KvStore, StoreConfig, StoreHandle};
 
 pub struct TestNode {
@@ -14,6 +14,8 @@ pub struct TestNode {
     pub stores: Mutex<HashMap<StoreId, StoreHandle>>,
     pub peers: Mutex<HashMap<AuthorId, PeerStatus>>,
     pub dir: tempfile::TempDir,
+    /// The config every store of this node opens with (e.g. a skewed clock).
+    pub store_config: StoreConfig,
 }
 
 impl NodeContext for TestNode {
@@ -31,20 +33,29 @@ impl NodeContext for TestNode {
 
 impl TestNode {
     pub fn new(root: StoreId) -> Arc<Self> {
+        Self::with_store_config(root, StoreConfig::default())
+    }
+    /// A node whose stores open with `store_config` (e.g. `clock_offset_ms` for clock skew).
+    pub fn with_store_config(root: StoreId, store_config: StoreConfig) -> Arc<Self> {
         let node = Arc::new(TestNode {
             identity: Identity::generate(),
             root,
             stores: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
             dir: tempfile::tempdir().unwrap(),
+            store_config,
         });
         node.open_store(root);
         node
     }
     pub fn open_store(&self, id: StoreId) -> StoreHandle {
-        let handle =
-            StoreHandle::open(&self.dir.path().join(id.to_string()), id, self.identity.clone(), StoreConfig::default())
-                .unwrap();
+        let handle = StoreHandle::open(
+            &self.dir.path().join(id.to_string()),
+            id,
+            self.identity.clone(),
+            self.store_config.clone(),
+        )
+        .unwrap();
         self.stores.lock().unwrap().insert(id, handle.clone());
         handle
     }
@@ -60,6 +71,14 @@ impl TestNode {
     pub async fn serve_with(self: &Arc<Self>, config: NetConfig) -> LatticeServer<TestNode> {
         LatticeServer::bind(self.clone(), &self.identity.clone(), config).await.unwrap()
     }
+}
+
+/// `mesh_config()` with fault rules of its own (`mesh_config().clone()` shares one `Faults`).
+pub fn faulty_mesh_config() -> (NetConfig, Arc<Faults>) {
+    let mut c = mesh_config();
+    let faults = Arc::new(Faults::default());
+    c.faults = faults.clone();
+    (c, faults)
 }
 
 /// A fast-healing mesh config for tests: short anti-entropy and backoff.
