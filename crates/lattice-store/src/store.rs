@@ -126,6 +126,8 @@ pub struct Committed {
 
 /// Open log writers kept at most; beyond it, untouched ones are closed after a commit.
 const MAX_OPEN_LOGS: usize = 128;
+/// Threads (the actor's included) that write and fsync the touched logs of a commit.
+const SYNC_THREADS: usize = 8;
 /// Capacity of the gap and commit broadcast channels; slow subscribers see `Lagged`.
 pub(crate) const EVENT_CAPACITY: usize = 4096;
 
@@ -610,14 +612,27 @@ impl Store {
         Ok(events)
     }
 
-    /// Writes the buffered appends of every touched log and fsyncs it.
+    /// Writes the buffered appends of every touched log and fsyncs it. With several logs, the
+    /// fsyncs run in parallel (up to [`SYNC_THREADS`] at once); every one must succeed.
     fn sync_logs(&mut self, touched: &HashMap<AuthorId, u64>) -> Result<(), LogError> {
-        for (author, log) in self.logs.iter_mut() {
-            if touched.contains_key(author) {
-                log.sync()?;
-            }
+        let mut logs: Vec<&mut AuthorLog> =
+            self.logs.iter_mut().filter(|(author, _)| touched.contains_key(author)).map(|(_, log)| log).collect();
+        if logs.len() <= 1 {
+            return logs.into_iter().try_for_each(AuthorLog::sync);
         }
-        Ok(())
+        let per_thread = logs.len().div_ceil(SYNC_THREADS.min(logs.len()));
+        let mut chunks = logs.chunks_mut(per_thread);
+        let mine = chunks.next().unwrap_or_default();
+        std::thread::scope(|scope| {
+            let others: Vec<_> =
+                chunks.map(|chunk| scope.spawn(move || chunk.iter_mut().try_for_each(|log| log.sync()))).collect();
+            let mut result = mine.iter_mut().try_for_each(|log| log.sync());
+            for handle in others {
+                let done = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                result = result.and(done);
+            }
+            result
+        })
     }
 
     /// Drops a transaction: undoes its log appends and forgets its index changes.
