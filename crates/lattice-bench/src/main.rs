@@ -11,7 +11,8 @@ use clap::Parser;
 use lattice_bench::limits::Limits;
 use lattice_bench::measure::Budget;
 use lattice_bench::report::{Mode, Report};
-use lattice_bench::scenarios::{self, Ctx, SCENARIOS};
+use lattice_bench::scenarios::{self, Ctx, SCENARIOS, net_sync};
+use lattice_core::StoreId;
 
 /// Time budget of one figure in quick mode (CI smoke: the whole run well under two minutes).
 const QUICK_BUDGET: Duration = Duration::from_millis(1000);
@@ -39,6 +40,25 @@ struct Args {
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
+    #[command(subcommand)]
+    internal: Option<Internal>,
+}
+
+/// Roles the benchmark runs itself in as a child process; not for people.
+#[derive(clap::Subcommand, Debug)]
+enum Internal {
+    /// The receiving node of `sync.two_node`: prints its report as JSON on stdout.
+    #[command(name = "__sync-receiver", hide = true)]
+    SyncReceiver {
+        #[arg(long)]
+        peer: String,
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        expect: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +73,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    if let Some(Internal::SyncReceiver { peer, store, dir, expect }) = args.internal {
+        let store = StoreId::parse(&store).with_context(|| format!("bad store id {store:?}"))?;
+        let report = net_sync::receive(&net_sync::ReceiverArgs { peer, store, dir, expect })?;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
     if args.list {
         println!("{:<20} the machine's physical limits (always measured)", scenarios::LIMITS);
         for s in SCENARIOS {
@@ -79,7 +105,8 @@ fn run(args: Args) -> Result<()> {
     eprintln!("measuring limits in {}", data_dir.display());
     let limits = Limits::measure(&data_dir, budget)?;
     let mut results = limits.rows();
-    let ctx = Ctx::new(mode, data_dir, limits, budget);
+    let mut ctx = Ctx::new(mode, data_dir, limits, budget);
+    ctx.exe = Some(std::env::current_exe().context("locating the lattice-bench executable")?);
     for scenario in selected {
         eprintln!("running {}", scenario.name);
         results.extend((scenario.run)(&ctx).with_context(|| format!("scenario {}", scenario.name))?);

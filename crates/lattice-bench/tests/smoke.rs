@@ -31,6 +31,8 @@ fn limits_and_scenarios_give_positive_figures() {
     let mut ctx = Ctx::new(Mode::Quick, dir.path().to_path_buf(), limits, TINY);
     // Stores of a few hundred entries: the store scenarios run end to end in a debug build.
     ctx.scale = 0.01;
+    // `sync.two_node` runs its receiver as a child process of the bench binary.
+    ctx.exe = Some(env!("CARGO_BIN_EXE_lattice-bench").into());
     for scenario in SCENARIOS {
         let rows = (scenario.run)(&ctx).unwrap();
         assert!(!rows.is_empty(), "{} gave no rows", scenario.name);

@@ -1,6 +1,6 @@
 //! Building blocks of the store scenarios: runtimes, scratch stores, keys and values, stores
-//! filled through local batch writes, pre-signed entries from many authors, and the large store
-//! shared by `store.rebuild` and `store.open_indexed`.
+//! filled through local batch writes, pre-signed entries from many authors, and the large
+//! multi-author stores shared by `store.rebuild`, `store.open_indexed` and `sync.two_node`.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
@@ -187,17 +187,15 @@ pub struct BigStore {
 }
 
 /// The large store of `spec`'s shape (`spec.store` is ignored), built on first use by signing
-/// its entries on [`SIGNING_THREADS`] threads while ingesting them batch by batch.
+/// its entries on [`SIGNING_THREADS`] threads while ingesting them batch by batch. Stores are
+/// shared by shape (authors × entries per author), so scenarios asking for the same shape reuse
+/// one store.
 pub fn big_store(ctx: &Ctx, spec: Signing) -> Result<BigStore> {
-    let mut shared = ctx.shared.big_store.lock().map_err(|_| anyhow::anyhow!("a scenario panicked"))?;
-    if let Some(big) = shared.as_ref() {
-        ensure!(
-            big.spec.authors == spec.authors && big.spec.per_author == spec.per_author,
-            "the shared large store has another shape"
-        );
+    let mut shared = ctx.shared.big_stores.lock().map_err(|_| anyhow::anyhow!("a scenario panicked"))?;
+    if let Some(big) = shared.iter().find(|b| b.spec.authors == spec.authors && b.spec.per_author == spec.per_author) {
         return Ok(big.clone());
     }
-    let dir = ctx.data_dir.join("big-store");
+    let dir = ctx.data_dir.join(format!("big-store-{}x{}", spec.authors, spec.per_author));
     let store_id = StoreId::new_random();
     let spec = Signing { store: store_id, ..spec };
     let rt = runtime(1)?;
@@ -209,6 +207,6 @@ pub fn big_store(ctx: &Ctx, spec: Signing) -> Result<BigStore> {
     ensure!(entries == spec.total(), "built {} entries, the store counts {entries}", spec.total());
     close(&rt, store)?;
     let big = BigStore { dir, store_id, spec, build };
-    *shared = Some(big.clone());
+    shared.push(big.clone());
     Ok(big)
 }

@@ -1,8 +1,12 @@
 //! The scenario registry. A scenario is a name and a function from the run's [`Ctx`] to report
 //! rows; adding one is a module here plus a line in [`SCENARIOS`].
 
+pub mod compare;
 pub mod entries;
 pub mod fixtures;
+pub mod gossip;
+pub mod net_node;
+pub mod net_sync;
 pub mod store_kv;
 pub mod store_sync;
 
@@ -28,12 +32,16 @@ pub struct Ctx {
     /// Share of the mode's data sizes (stores, entry counts) the scenarios use: 1 in real runs,
     /// small in tests.
     pub scale: f64,
+    /// The `lattice-bench` executable, which scenarios that need a child process run with a
+    /// hidden subcommand (`sync.two_node`'s receiver). Set by the binary to itself; tests set
+    /// the built binary.
+    pub exe: Option<PathBuf>,
     pub shared: Shared,
 }
 
 impl Ctx {
     pub fn new(mode: Mode, data_dir: PathBuf, limits: Limits, budget: Budget) -> Self {
-        Ctx { mode, data_dir, limits, budget, scale: 1.0, shared: Shared::default() }
+        Ctx { mode, data_dir, limits, budget, scale: 1.0, exe: None, shared: Shared::default() }
     }
 
     /// `quick` or `full` by mode, times [`Ctx::scale`], at least 1.
@@ -45,8 +53,9 @@ impl Ctx {
 /// Fixtures expensive enough to build once per run, built by the first scenario that needs them.
 #[derive(Debug, Default)]
 pub struct Shared {
-    /// The large multi-author store of `store.rebuild` and `store.open_indexed`.
-    pub big_store: Mutex<Option<fixtures::BigStore>>,
+    /// The large multi-author stores (`store.rebuild`, `store.open_indexed`, the sender of
+    /// `sync.two_node`), one per shape.
+    pub big_stores: Mutex<Vec<fixtures::BigStore>>,
 }
 
 /// One registered scenario.
@@ -83,14 +92,29 @@ pub const SCENARIOS: &[Scenario] = &[
         run: store_sync::ingest,
     },
     Scenario {
+        name: "store.open_indexed",
+        about: "open of the large store after a clean close",
+        run: store_sync::open_indexed,
+    },
+    Scenario {
         name: "store.rebuild",
         about: "open after state.db was deleted: rebuild the index from the logs",
         run: store_sync::rebuild,
     },
     Scenario {
-        name: "store.open_indexed",
-        about: "open of the large store after a clean close",
-        run: store_sync::open_indexed,
+        name: "sync.two_node",
+        about: "full sync of a 16-author store between two nodes on loopback (receiver in a child process)",
+        run: net_sync::run,
+    },
+    Scenario {
+        name: "gossip.convergence",
+        about: "10-node full mesh: time until a put reaches every node by gossip (p50/p99/max)",
+        run: gossip::run,
+    },
+    Scenario {
+        name: "compare.iroh_docs",
+        about: "iroh-docs side by side: 1-writer set_bytes vs store.put_single, sync vs sync.two_node",
+        run: compare::run,
     },
 ];
 
