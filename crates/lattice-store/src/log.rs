@@ -272,7 +272,9 @@ pub fn recover(path: &Path, from: u64) -> Result<Recovery, LogError> {
             reason: "log is shorter than its index says",
         });
     }
-    let mut pos = from;
+    // The common case, whole records up to the end, is checked reading sequentially through a
+    // buffer; the first bad record (if any) is examined below with positioned reads.
+    let mut pos = scan_valid(&file, path, from, file_len)?;
     while pos < file_len {
         match record_end(&file, pos, file_len) {
             Some(next) => pos = next,
@@ -298,6 +300,32 @@ pub fn recover(path: &Path, from: u64) -> Result<Recovery, LogError> {
         }
     }
     Ok(Recovery { valid_len: file_len, truncated: 0 })
+}
+
+/// Reads the records from `from` on, in order, through a buffer. Returns the end of the last
+/// whole, checksummed record before the first bad one (or `file_len` if all are good).
+fn scan_valid(file: &File, path: &Path, from: u64, file_len: u64) -> Result<u64, LogError> {
+    let mut reader = BufReader::with_capacity(256 * 1024, file.try_clone().map_err(io(path))?);
+    reader.seek(SeekFrom::Start(from)).map_err(io(path))?;
+    let mut pos = from;
+    let mut payload = Vec::new();
+    while file_len - pos >= HEADER_LEN {
+        let mut header = [0u8; HEADER_LEN as usize];
+        if reader.read_exact(&mut header).is_err() {
+            break;
+        }
+        let (len, sum) = parse_header(&header);
+        let end = pos + HEADER_LEN + len as u64;
+        if len > MAX_PAYLOAD || end > file_len {
+            break;
+        }
+        payload.resize(len as usize, 0);
+        if reader.read_exact(&mut payload).is_err() || blake3::hash(&payload).as_bytes() != &sum {
+            break;
+        }
+        pos = end;
+    }
+    Ok(pos)
 }
 
 /// The claimed end of the record at `pos`, if its header is readable and its length sane.

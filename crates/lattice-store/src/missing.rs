@@ -3,7 +3,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::path::PathBuf;
+use std::sync::mpsc::SyncSender;
 
 use lattice_core::{AuthorId, Hlc, VerifiedEntry};
 
@@ -41,14 +41,64 @@ impl HlcMerge {
         Ok(())
     }
 
-    /// The next entry in HLC order: its log's path, its offset there, and the entry.
-    pub(crate) fn next_entry(&mut self) -> Result<Option<(PathBuf, u64, VerifiedEntry)>, StoreError> {
+    /// The next entry in HLC order: the index of its reader, its offset in that log, and the
+    /// entry.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Merged>, StoreError> {
         let Some(Reverse((_, _, i))) = self.heap.pop() else { return Ok(None) };
         let Some((offset, entry)) = self.pending[i].take() else { return Ok(None) };
         self.refill(i)?;
-        Ok(Some((self.readers[i].path().to_path_buf(), offset, entry)))
+        Ok(Some((i, offset, entry)))
+    }
+
+    /// Reads and decodes the merged entries on the calling thread, handing them to `out` in
+    /// chunks (the replay at open runs this on a second thread, ahead of the index work). Stops
+    /// after the first error (sent after the entries before it) or when `out` is dropped.
+    pub(crate) fn decode_ahead(readers: Vec<RecordReader>, out: SyncSender<DecodedChunk>) {
+        let mut merge = match HlcMerge::new(readers) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = out.send(Err(e));
+                return;
+            }
+        };
+        loop {
+            let mut chunk = Vec::with_capacity(DECODE_CHUNK);
+            let mut failed = None;
+            let mut done = false;
+            while chunk.len() < DECODE_CHUNK {
+                match merge.next_entry() {
+                    Ok(Some(item)) => chunk.push(item),
+                    Ok(None) => {
+                        done = true;
+                        break;
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if !chunk.is_empty() && out.send(Ok(chunk)).is_err() {
+                return;
+            }
+            if let Some(e) = failed {
+                let _ = out.send(Err(e));
+                return;
+            }
+            if done {
+                return;
+            }
+        }
     }
 }
+
+/// Entries per chunk handed over by [`HlcMerge::decode_ahead`].
+const DECODE_CHUNK: usize = 256;
+
+/// One merged entry: the index of the reader it came from, its offset there, the entry.
+pub(crate) type Merged = (usize, u64, VerifiedEntry);
+/// A chunk of merged entries, or the error that ended the merge.
+pub(crate) type DecodedChunk = Result<Vec<Merged>, StoreError>;
 
 /// The entries a peer lacks, as a blocking iterator (run it on a blocking thread). Memory is one
 /// entry and one read buffer per author being sent, whatever the number of entries.

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use lattice_core::chain::{ChainTip, NextCheck, check_next};
@@ -29,7 +30,7 @@ use tokio::sync::broadcast;
 
 use crate::error::{IngestError, StoreError};
 use crate::log::{self, AuthorLog, HEADER_LEN, LogError, RecordReader};
-use crate::missing::MissingEntries;
+use crate::missing::{DecodedChunk, HlcMerge, MissingEntries};
 use crate::tables::{self, AuthorRow, Counters, EntryRow, OrphanRow, Waiting};
 
 /// Tunables of a store. `Default` gives production values.
@@ -126,6 +127,8 @@ pub struct Committed {
 
 /// Open log writers kept at most; beyond it, untouched ones are closed after a commit.
 const MAX_OPEN_LOGS: usize = 128;
+/// Chunks of decoded entries the replay's reader thread may run ahead by.
+const DECODE_AHEAD_CHUNKS: usize = 16;
 /// Threads (the actor's included) that write and fsync the touched logs of a commit.
 const SYNC_THREADS: usize = 8;
 /// Capacity of the gap and commit broadcast channels; slow subscribers see `Lagged`.
@@ -408,13 +411,17 @@ impl Store {
     /// move to orphans.db and are cut from their log, to be re-fetched by sync.
     fn replay(&mut self, tails: Vec<(AuthorId, RecordReader)>) -> Result<(), StoreError> {
         let started = Instant::now();
-        let mut merged = crate::missing::HlcMerge::new(tails.into_iter().map(|(_, r)| r).collect())?;
+        let readers: Vec<RecordReader> = tails.into_iter().map(|(_, r)| r).collect();
+        let paths: Vec<PathBuf> = readers.iter().map(|r| r.path().to_path_buf()).collect();
         let mut txn = self.begin()?;
         txn.work.track_changes = false;
-        let (count, moved) = {
+        // A second thread reads, checks and decodes the logs ahead of the index work.
+        let (count, moved) = std::thread::scope(|scope| {
+            let (chunks, decoded) = std::sync::mpsc::sync_channel(DECODE_AHEAD_CHUNKS);
+            scope.spawn(move || HlcMerge::decode_ahead(readers, chunks));
             let (mut t, w) = txn.split()?;
-            self.replay_into(&mut merged, &mut t, w)?
-        };
+            self.replay_into(decoded, &paths, &mut t, w)
+        })?;
         self.commit_with(txn, Durability::Immediate)?;
         self.replayed = count + moved;
         tracing::info!(store = %self.store_id, entries = count, orphaned = moved, elapsed_ms = started.elapsed().as_millis() as u64, "replayed log tails");
@@ -424,54 +431,64 @@ impl Store {
     /// The body of [`Store::replay`]: applies the merged tails. Returns (applied, orphaned).
     fn replay_into(
         &mut self,
-        merged: &mut crate::missing::HlcMerge,
+        decoded: Receiver<DecodedChunk>,
+        paths: &[PathBuf],
         t: &mut Tables<'_>,
         w: &mut Work,
     ) -> Result<(u64, u64), StoreError> {
         let mut blocked: HashMap<AuthorId, VecDeque<(u64, VerifiedEntry)>> = HashMap::new();
         let mut waiting_on: HashMap<Hash, Vec<AuthorId>> = HashMap::new();
         let mut count = 0u64;
-        while let Some((path, offset, entry)) = merged.next_entry()? {
-            let author = entry.author();
-            if let Some(queue) = blocked.get_mut(&author) {
-                queue.push_back((offset, entry));
-                continue;
-            }
-            let mut ready = VecDeque::from([(author, offset, entry, path)]);
-            while let Some((author, offset, entry, path)) = ready.pop_front() {
+        for chunk in decoded {
+            for (reader, offset, entry) in chunk? {
+                let author = entry.author();
                 if let Some(queue) = blocked.get_mut(&author) {
-                    // An earlier entry of this author waits again (for another parent): keep
-                    // the rest of its log behind it.
                     queue.push_back((offset, entry));
                     continue;
                 }
-                if let Some(missing) = t.first_missing_parent(&entry)? {
-                    waiting_on.entry(missing).or_default().push(author);
-                    blocked.entry(author).or_default().push_front((offset, entry));
-                    continue;
-                }
-                let tip = t.author_row(&author)?;
-                match check_next(self.store_id, tip.map(|r| author_tip(&r)).as_ref(), &entry, false, |_| None) {
-                    Ok(NextCheck::Next) => {}
-                    Ok(other) => {
-                        return Err(StoreError::CorruptLog {
-                            path,
-                            offset,
-                            reason: format!("out of order: {other:?}"),
-                        });
+                // With each entry, the log it was read from: its reader, or (released from
+                // `blocked`) its author's log.
+                let mut ready = VecDeque::from([(author, offset, entry, Some(reader))]);
+                while let Some((author, offset, entry, reader)) = ready.pop_front() {
+                    let path = || match reader {
+                        Some(i) => paths[i].clone(),
+                        None => self.log_path(&author),
+                    };
+                    if let Some(queue) = blocked.get_mut(&author) {
+                        // An earlier entry of this author waits again (for another parent): keep
+                        // the rest of its log behind it.
+                        queue.push_back((offset, entry));
+                        continue;
                     }
-                    Err(e) => return Err(StoreError::CorruptLog { path, offset, reason: e.to_string() }),
-                }
-                let hash = entry.hash();
-                self.apply(t, w, &entry, Some(offset))?;
-                self.replay_clock(&entry);
-                count += 1;
-                // Unblock authors that waited for this entry.
-                for waiter in waiting_on.remove(&hash).unwrap_or_default() {
-                    if let Some(mut queue) = blocked.remove(&waiter) {
-                        while let Some((off, e)) = queue.pop_front() {
-                            let p = self.log_path(&waiter);
-                            ready.push_back((waiter, off, e, p));
+                    if let Some(missing) = t.first_missing_parent(&entry)? {
+                        waiting_on.entry(missing).or_default().push(author);
+                        blocked.entry(author).or_default().push_front((offset, entry));
+                        continue;
+                    }
+                    let tip = t.author_row(&author)?;
+                    match check_next(self.store_id, tip.map(|r| author_tip(&r)).as_ref(), &entry, false, |_| None) {
+                        Ok(NextCheck::Next) => {}
+                        Ok(other) => {
+                            return Err(StoreError::CorruptLog {
+                                path: path(),
+                                offset,
+                                reason: format!("out of order: {other:?}"),
+                            });
+                        }
+                        Err(e) => {
+                            return Err(StoreError::CorruptLog { path: path(), offset, reason: e.to_string() });
+                        }
+                    }
+                    let hash = entry.hash();
+                    self.apply(t, w, &entry, Some(offset))?;
+                    self.replay_clock(&entry);
+                    count += 1;
+                    // Unblock authors that waited for this entry.
+                    for waiter in waiting_on.remove(&hash).unwrap_or_default() {
+                        if let Some(mut queue) = blocked.remove(&waiter) {
+                            while let Some((off, e)) = queue.pop_front() {
+                                ready.push_back((waiter, off, e, None));
+                            }
                         }
                     }
                 }
