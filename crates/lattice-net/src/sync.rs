@@ -193,11 +193,23 @@ async fn exchange<S: SyncStore>(
                 }
             }
         };
+        // Verify batch k+1 (all cores) while batch k is applied (the store's actor thread).
+        let (verified_tx, mut verified_rx) = mpsc::channel::<lattice_store::Verified>(1);
+        let verify = async {
+            let verified_tx = verified_tx;
+            while let Some(batch) = ingest_rx.recv().await {
+                let verified = store.verify(batch).await?;
+                if verified_tx.send(verified).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<(), NetError>(())
+        };
         let ingest = async {
             let mut outcome = SyncOutcome::default();
-            while let Some(batch) = ingest_rx.recv().await {
+            while let Some(batch) = verified_rx.recv().await {
                 outcome.received += batch.len() as u64;
-                for result in store.ingest_batch(batch).await? {
+                for result in store.ingest_verified(batch).await? {
                     match result {
                         Ok(IngestOutcome::Applied { released }) => outcome.applied += 1 + released as u64,
                         Ok(IngestOutcome::Duplicate) => outcome.duplicates += 1,
@@ -215,7 +227,8 @@ async fn exchange<S: SyncStore>(
             }
             Ok::<SyncOutcome, NetError>(outcome)
         };
-        let (read, ingest) = tokio::join!(read, ingest);
+        let (read, verified, ingest) = tokio::join!(read, verify, ingest);
+        verified?;
         // Whatever was ingested stays ingested, even if the stream broke.
         let outcome = ingest?;
         read?;

@@ -348,6 +348,9 @@ impl StoreHandle {
     }
 }
 
+/// Entries after decoding and signature verification, in order, each valid or why not.
+pub type Verified = Vec<Result<VerifiedEntry, EntryError>>;
+
 /// What applications may do with a store. The network layer never sees this trait.
 pub trait KvStore: Send + Sync {
     /// The winning value, or `None` if absent or deleted.
@@ -382,6 +385,17 @@ pub trait SyncStore: Send + Sync + Clone + 'static {
     fn ingest_batch(
         &self,
         entries: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<Vec<Result<IngestOutcome, IngestError>>, StoreError>> + Send {
+        async move { self.ingest_verified(self.verify(entries).await?).await }
+    }
+    /// The first half of [`ingest_batch`](Self::ingest_batch): decode and verify signatures
+    /// (in parallel chunks, off the actor thread). A pipeline verifies batch k+1 while batch k
+    /// is applied.
+    fn verify(&self, entries: Vec<Vec<u8>>) -> impl Future<Output = Result<Verified, StoreError>> + Send;
+    /// The second half: apply verified entries in one group commit. One result per entry.
+    fn ingest_verified(
+        &self,
+        entries: Verified,
     ) -> impl Future<Output = Result<Vec<Result<IngestOutcome, IngestError>>, StoreError>> + Send;
     /// Per author, the last entry held.
     fn sync_state(&self) -> impl Future<Output = Result<SyncState, StoreError>> + Send;
@@ -427,8 +441,10 @@ impl SyncStore for StoreHandle {
     fn store_id(&self) -> StoreId {
         self.store_id
     }
-    async fn ingest_batch(&self, entries: Vec<Vec<u8>>) -> Result<Vec<Result<IngestOutcome, IngestError>>, StoreError> {
-        let decoded = verify_in_parallel(entries).await?;
+    async fn verify(&self, entries: Vec<Vec<u8>>) -> Result<Verified, StoreError> {
+        verify_in_parallel(entries).await
+    }
+    async fn ingest_verified(&self, decoded: Verified) -> Result<Vec<Result<IngestOutcome, IngestError>>, StoreError> {
         let mut results: Vec<Option<Result<IngestOutcome, IngestError>>> = Vec::with_capacity(decoded.len());
         let mut valid = Vec::new();
         for d in decoded {

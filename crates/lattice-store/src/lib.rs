@@ -24,7 +24,7 @@ mod missing;
 mod store;
 pub mod tables;
 
-pub use actor::{KvStore, StoreHandle, SyncStore, WATCH_CAPACITY};
+pub use actor::{KvStore, StoreHandle, SyncStore, Verified, WATCH_CAPACITY};
 pub use error::{IngestError, StoreError};
 pub use missing::MissingEntries;
 pub use store::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};
