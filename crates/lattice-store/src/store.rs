@@ -163,7 +163,15 @@ pub(crate) struct Tables<'t> {
     orphans: Table<'t, [u8; 32], &'static [u8]>,
     wait_predecessor: MultimapTable<'t, ([u8; 32], u64), [u8; 32]>,
     wait_parent: MultimapTable<'t, [u8; 32], [u8; 32]>,
+    /// During the replay at open: new `entries` rows not inserted yet. They are inserted in
+    /// key order, in runs ([`Tables::flush_entries`]): entry hashes arrive in random order, and
+    /// sorted inserts into the B-tree are much faster. Lookups see them. `None`: rows are
+    /// inserted at once.
+    deferred_entries: Option<HashMap<[u8; 32], [u8; EntryRow::LEN]>>,
 }
+
+/// Deferred `entries` rows (see [`Tables::defer_entries`]) are inserted once this many wait.
+const DEFERRED_ENTRIES_MAX: usize = 1 << 17;
 
 /// The per-batch state of a group commit (besides the redb transactions).
 pub(crate) struct Work {
@@ -190,7 +198,40 @@ impl<'t> Tables<'t> {
             orphans: orphans.open_table(tables::ORPHANS)?,
             wait_predecessor: orphans.open_multimap_table(tables::WAIT_PREDECESSOR)?,
             wait_parent: orphans.open_multimap_table(tables::WAIT_PARENT)?,
+            deferred_entries: None,
         })
+    }
+
+    /// From now on, new `entries` rows are collected and inserted in key order, in runs; the
+    /// caller must call [`Tables::flush_entries`] before the transaction commits.
+    fn defer_entries(&mut self) {
+        self.deferred_entries.get_or_insert_with(HashMap::new);
+    }
+
+    /// Inserts the deferred `entries` rows, in key order.
+    fn flush_entries(&mut self) -> Result<(), StoreError> {
+        let Some(deferred) = &mut self.deferred_entries else { return Ok(()) };
+        let mut rows: Vec<_> = deferred.drain().collect();
+        rows.sort_unstable_by_key(|(hash, _)| *hash);
+        for (hash, row) in rows {
+            self.entries.insert(hash, row.as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn insert_entry(&mut self, hash: &Hash, row: &EntryRow) -> Result<(), StoreError> {
+        match &mut self.deferred_entries {
+            Some(deferred) => {
+                deferred.insert(hash.0, row.encode());
+                if deferred.len() >= DEFERRED_ENTRIES_MAX {
+                    self.flush_entries()?;
+                }
+            }
+            None => {
+                self.entries.insert(hash.0, row.encode().as_slice())?;
+            }
+        }
+        Ok(())
     }
 
     fn author_row(&self, author: &AuthorId) -> Result<Option<AuthorRow>, StoreError> {
@@ -200,12 +241,15 @@ impl<'t> Tables<'t> {
     }
 
     fn holds(&self, hash: &Hash) -> Result<bool, StoreError> {
+        if self.deferred_entries.as_ref().is_some_and(|d| d.contains_key(&hash.0)) {
+            return Ok(true);
+        }
         Ok(self.entries.get(hash.0)?.is_some())
     }
 
     fn first_missing_parent(&self, entry: &VerifiedEntry) -> Result<Option<Hash>, StoreError> {
         for p in entry.parents() {
-            if self.entries.get(p.0)?.is_none() {
+            if !self.holds(p)? {
                 return Ok(Some(*p));
             }
         }
@@ -429,7 +473,10 @@ impl Store {
             let (chunks, decoded) = std::sync::mpsc::sync_channel(DECODE_AHEAD_CHUNKS);
             scope.spawn(move || HlcMerge::decode_ahead(readers, chunks));
             let (mut t, w) = txn.split()?;
-            self.replay_into(decoded, &paths, &mut t, w)
+            t.defer_entries();
+            let replayed = self.replay_into(decoded, &paths, &mut t, w)?;
+            t.flush_entries()?;
+            Ok::<_, StoreError>(replayed)
         })?;
         self.commit_with(txn, Durability::Immediate)?;
         self.replayed = count + moved;
@@ -888,7 +935,7 @@ impl Store {
         let mut held = Vec::new();
         for item in t.orphans.iter()? {
             let (k, v) = item?;
-            if t.entries.get(k.value())?.is_some()
+            if t.holds(&Hash(k.value()))?
                 && let Some((row, _)) = OrphanRow::decode(v.value())
             {
                 held.push((k.value(), row.waiting));
@@ -960,7 +1007,7 @@ impl Store {
             }
         };
         let row = EntryRow { author, seq: entry.seq(), offset, record_len: record_len as u32 };
-        t.entries.insert(entry.hash().0, row.encode().as_slice())?;
+        t.insert_entry(&entry.hash(), &row)?;
         let author_row = AuthorRow { seq: entry.seq(), hash: entry.hash(), hlc: entry.hlc(), log_len: row.end() };
         t.authors.insert(author.0, author_row.encode().as_slice())?;
         w.counters.entries += 1;

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{Chain, fast_tempdir, open, snapshot};
-use lattice_core::{Identity, StoreId};
+use lattice_core::{AuthorSyncState, Identity, StoreId, SyncState};
 use lattice_store::log::{AuthorLog, RecordReader};
 use lattice_store::{KvStore, StoreConfig, StoreHandle, SyncStore};
 
@@ -64,6 +64,17 @@ async fn a_rebuild_of_many_interleaved_logs_reproduces_the_store() {
     for (k, want) in heads.iter().enumerate() {
         assert_eq!(&s.get_heads(format!("shared/{k}").as_bytes()).await.unwrap(), want, "heads of shared/{k}");
     }
+    // Every entry is indexed again: a peer holding part of each remote chain is sent the rest
+    // (the resume point is looked up by hash).
+    let mut peer = SyncState::default();
+    for (c, chain) in chains.iter().enumerate() {
+        let e = &chain.entries[100 + c * 37];
+        peer.authors.insert(e.author(), AuthorSyncState { seq: e.seq(), hash: e.hash() });
+    }
+    let missing = s.missing_entries(peer).await.unwrap();
+    let want: u64 = chains.iter().enumerate().map(|(c, chain)| chain.seq() - (101 + c * 37) as u64).sum::<u64>() + 5;
+    assert_eq!(missing.total(), want);
+    assert_eq!(tokio::task::spawn_blocking(move || missing.filter_map(Result::ok).count()).await.unwrap() as u64, want);
     // The rebuilt store keeps working: a local write extends the chain.
     s.put(b"after".to_vec(), b"rebuild".to_vec()).await.unwrap();
     assert_eq!(s.status().await.unwrap().entries, total + 1);
