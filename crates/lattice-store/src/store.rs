@@ -155,19 +155,26 @@ impl Txn {
     }
 }
 
-/// The tables of one group commit, opened once for the whole batch.
+/// The tables of one group commit, opened once for the whole batch (those of orphans.db on
+/// first use: a batch of local writes never touches them).
 pub(crate) struct Tables<'t> {
     kv: Table<'t, &'static [u8], &'static [u8]>,
     authors: Table<'t, [u8; 32], &'static [u8]>,
     entries: Table<'t, [u8; 32], &'static [u8]>,
-    orphans: Table<'t, [u8; 32], &'static [u8]>,
-    wait_predecessor: MultimapTable<'t, ([u8; 32], u64), [u8; 32]>,
-    wait_parent: MultimapTable<'t, [u8; 32], [u8; 32]>,
+    orphans_tx: &'t WriteTransaction,
+    orphan_tables: Option<OrphanTables<'t>>,
     /// During the replay at open: new `entries` rows not inserted yet. They are inserted in
     /// key order, in runs ([`Tables::flush_entries`]): entry hashes arrive in random order, and
     /// sorted inserts into the B-tree are much faster. Lookups see them. `None`: rows are
     /// inserted at once.
     deferred_entries: Option<HashMap<[u8; 32], [u8; EntryRow::LEN]>>,
+}
+
+/// The tables of orphans.db.
+struct OrphanTables<'t> {
+    orphans: Table<'t, [u8; 32], &'static [u8]>,
+    wait_predecessor: MultimapTable<'t, ([u8; 32], u64), [u8; 32]>,
+    wait_parent: MultimapTable<'t, [u8; 32], [u8; 32]>,
 }
 
 /// Deferred `entries` rows (see [`Tables::defer_entries`]) are inserted once this many wait.
@@ -195,11 +202,23 @@ impl<'t> Tables<'t> {
             kv: state.open_table(tables::KV)?,
             authors: state.open_table(tables::AUTHORS)?,
             entries: state.open_table(tables::ENTRIES)?,
-            orphans: orphans.open_table(tables::ORPHANS)?,
-            wait_predecessor: orphans.open_multimap_table(tables::WAIT_PREDECESSOR)?,
-            wait_parent: orphans.open_multimap_table(tables::WAIT_PARENT)?,
+            orphans_tx: orphans,
+            orphan_tables: None,
             deferred_entries: None,
         })
+    }
+
+    /// The tables of orphans.db, opened on first use.
+    fn orphan_tables(&mut self) -> Result<&mut OrphanTables<'t>, StoreError> {
+        let tables = match self.orphan_tables.take() {
+            Some(tables) => tables,
+            None => OrphanTables {
+                orphans: self.orphans_tx.open_table(tables::ORPHANS)?,
+                wait_predecessor: self.orphans_tx.open_multimap_table(tables::WAIT_PREDECESSOR)?,
+                wait_parent: self.orphans_tx.open_multimap_table(tables::WAIT_PARENT)?,
+            },
+        };
+        Ok(self.orphan_tables.insert(tables))
     }
 
     /// From now on, new `entries` rows are collected and inserted in key order, in runs; the
@@ -856,11 +875,11 @@ impl Store {
             Some(parent) => Waiting::Parent(parent),
             None => Waiting::Predecessor { author: gap.author, seq: entry.seq() - 1 },
         };
-        let orphans = &mut t.orphans;
-        if orphans.get(entry.hash().0)?.is_some() {
+        let o = t.orphan_tables()?;
+        if o.orphans.get(entry.hash().0)?.is_some() {
             return Ok(());
         }
-        if orphans.len()? >= self.config.max_orphans {
+        if o.orphans.len()? >= self.config.max_orphans {
             tracing::warn!(
                 max = self.config.max_orphans,
                 "orphan buffer full; dropping entry (sync will bring it again)"
@@ -868,13 +887,13 @@ impl Store {
             return Ok(());
         }
         let row = OrphanRow { received_ms: now, seq: entry.seq(), waiting };
-        orphans.insert(entry.hash().0, row.encode_with(entry.bytes()).as_slice())?;
+        o.orphans.insert(entry.hash().0, row.encode_with(entry.bytes()).as_slice())?;
         match waiting {
             Waiting::Predecessor { author, seq } => {
-                t.wait_predecessor.insert((author.0, seq), entry.hash().0)?;
+                o.wait_predecessor.insert((author.0, seq), entry.hash().0)?;
             }
             Waiting::Parent(parent) => {
-                t.wait_parent.insert(parent.0, entry.hash().0)?;
+                o.wait_parent.insert(parent.0, entry.hash().0)?;
             }
         }
         w.gaps.push(gap);
@@ -888,16 +907,17 @@ impl Store {
         seq: u64,
         hash: Hash,
     ) -> Result<Vec<VerifiedEntry>, StoreError> {
+        let o = t.orphan_tables()?;
         let mut hashes = Vec::new();
-        for h in t.wait_predecessor.remove_all(&(author.0, seq))? {
+        for h in o.wait_predecessor.remove_all(&(author.0, seq))? {
             hashes.push(h?.value());
         }
-        for h in t.wait_parent.remove_all(&hash.0)? {
+        for h in o.wait_parent.remove_all(&hash.0)? {
             hashes.push(h?.value());
         }
         let mut out = Vec::new();
         for h in hashes {
-            let Some(value) = t.orphans.remove(h)? else { continue };
+            let Some(value) = o.orphans.remove(h)? else { continue };
             match OrphanRow::decode(value.value()).map(|(_, bytes)| VerifiedEntry::from_trusted_log(bytes.to_vec())) {
                 Some(Ok(e)) => out.push(e),
                 _ => tracing::warn!("dropping an unreadable orphan record"),
@@ -913,7 +933,7 @@ impl Store {
         let now = self.now();
         let ttl = self.config.orphan_ttl.as_millis() as u64;
         let mut expired = Vec::new();
-        for item in t.orphans.iter()? {
+        for item in t.orphan_tables()?.orphans.iter()? {
             let (k, v) = item?;
             if let Some((row, _)) = OrphanRow::decode(v.value())
                 && now.saturating_sub(row.received_ms) >= ttl
@@ -933,7 +953,9 @@ impl Store {
     /// commit, and that the replay has just applied from the logs.
     fn drop_held_orphans(t: &mut Tables<'_>) -> Result<u64, StoreError> {
         let mut held = Vec::new();
-        for item in t.orphans.iter()? {
+        t.orphan_tables()?;
+        let Some(o) = &t.orphan_tables else { return Ok(0) };
+        for item in o.orphans.iter()? {
             let (k, v) = item?;
             if t.holds(&Hash(k.value()))?
                 && let Some((row, _)) = OrphanRow::decode(v.value())
@@ -947,14 +969,18 @@ impl Store {
 
     /// Removes orphans and their wait-index rows.
     fn remove_orphans(t: &mut Tables<'_>, which: &[([u8; 32], Waiting)]) -> Result<(), StoreError> {
+        if which.is_empty() {
+            return Ok(());
+        }
+        let o = t.orphan_tables()?;
         for (hash, waiting) in which {
-            t.orphans.remove(hash)?;
+            o.orphans.remove(hash)?;
             match waiting {
                 Waiting::Predecessor { author, seq } => {
-                    t.wait_predecessor.remove(&(author.0, *seq), hash)?;
+                    o.wait_predecessor.remove(&(author.0, *seq), hash)?;
                 }
                 Waiting::Parent(p) => {
-                    t.wait_parent.remove(&p.0, hash)?;
+                    o.wait_parent.remove(&p.0, hash)?;
                 }
             }
         }
