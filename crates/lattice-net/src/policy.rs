@@ -24,6 +24,10 @@ pub struct MeshConfig {
     pub max_gossip_bytes: usize,
     /// Syncs running at once.
     pub max_concurrent_syncs: usize,
+    /// How long gossip waits for an announced message to arrive by eager push before it pulls
+    /// it (plumtree's first graft timeout). iroh-gossip's 80 ms default made every lazily
+    /// reached node see writes ~90 ms late; direct-address meshes have millisecond round trips.
+    pub graft_timeout: Duration,
 }
 
 impl Default for MeshConfig {
@@ -36,6 +40,7 @@ impl Default for MeshConfig {
             backoff_max: Duration::from_secs(60),
             max_gossip_bytes: 256 * 1024,
             max_concurrent_syncs: 8,
+            graft_timeout: Duration::from_millis(25),
         }
     }
 }

@@ -195,7 +195,15 @@ impl<C: NodeContext> LatticeServer<C> {
         let lookup = MemoryLookup::new();
         let alpns = vec![SYNC_ALPN.to_vec(), iroh_gossip::ALPN.to_vec()];
         let endpoint = endpoint::bind(identity, &config, lookup.clone(), alpns).await?;
-        let gossip = Gossip::builder().max_message_size(config.mesh.max_gossip_bytes).spawn(endpoint.clone());
+        let broadcast = iroh_gossip::proto::PlumtreeConfig {
+            graft_timeout_1: config.mesh.graft_timeout,
+            graft_timeout_2: config.mesh.graft_timeout / 2,
+            ..Default::default()
+        };
+        let gossip = Gossip::builder()
+            .max_message_size(config.mesh.max_gossip_bytes)
+            .broadcast_config(broadcast)
+            .spawn(endpoint.clone());
         let mesh = Mesh::new(ctx, endpoint.clone(), lookup, gossip, config);
         let router = Router::builder(endpoint)
             .accept(SYNC_ALPN, SyncHandler { mesh: mesh.clone() })
