@@ -19,7 +19,7 @@ fn json_has_the_documented_shape() {
 
     assert_eq!(doc["lattice_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(doc["mode"], "quick");
-    assert_eq!(doc["started_at"], "2025-12-31T23:59:59Z");
+    assert_eq!(doc["started_at"], "2025-12-31T23:59:59.000Z");
     let machine = &doc["machine"];
     assert!(machine["cores"].as_u64().unwrap() >= 1);
     assert!(machine["os"].is_string());
@@ -56,7 +56,7 @@ fn markdown_names_the_cores_and_has_one_line_per_row() {
     let header = md.lines().take_while(|l| !l.starts_with('|')).collect::<Vec<_>>().join("\n");
     assert!(header.contains("quick mode"), "{header}");
     assert!(header.contains(&format!("{cores} cores")), "{header}");
-    assert!(header.contains("2025-12-31T23:59:59Z"), "{header}");
+    assert!(header.contains("2025-12-31T23:59:59.000Z"), "{header}");
 
     let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
     assert_eq!(table[0], "| scenario | value | unit | ratio to limit | params |");
