@@ -424,11 +424,9 @@ impl Engine {
             None => Arc::new(Node::init(self.dir.clone(), self.lock.clone(), name.clone()).await?),
         };
         self.stop_network().await;
-        let (progress, bar) = progress_bar(opts.local);
+        let (progress, bar) = SyncBar::start(opts.local);
         let joined = lattice_node::network::join(node, peer.clone(), name, self.net_config.clone(), progress).await;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
+        SyncBar::finish(bar);
         let node = joined?;
         let root = node.root_store().id;
         let current = node.current_store().await?;
@@ -454,11 +452,9 @@ impl Engine {
     async fn sync(&self, peer: Option<&str>, json: bool, opts: RunOptions, out: &Out) -> Result<i32, Failure> {
         let peer = peer.map(parse_node_id).transpose()?;
         let net = self.network().await?;
-        let (progress, bar) = progress_bar(opts.local);
+        let (progress, bar) = SyncBar::start(opts.local);
         let results = net.sync(peer, progress).await;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
+        SyncBar::finish(bar);
         let results = results?;
         let node = self.node().await?;
         let mut names = std::collections::HashMap::new();
@@ -726,27 +722,43 @@ fn parse_node_id(text: &str) -> Result<AuthorId, Failure> {
     AuthorId::from_hex(text).map_err(|e| Failure::usage(format!("invalid node id {text:?}: {e}")))
 }
 
-/// A progress bar on stderr for a long sync, when a person is watching this process.
-fn progress_bar(local: bool) -> (Option<tokio::sync::watch::Sender<SyncProgress>>, Option<indicatif::ProgressBar>) {
-    use std::io::IsTerminal;
-    if !local || !std::io::stderr().is_terminal() {
-        return (None, None);
-    }
-    let (tx, mut rx) = tokio::sync::watch::channel(SyncProgress::default());
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} syncing {pos}/{len} entries ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let b = bar.clone();
-    tokio::spawn(async move {
-        while rx.changed().await.is_ok() {
-            let p = *rx.borrow();
-            b.set_length(p.expected.max(p.received));
-            b.set_position(p.received);
+/// A progress bar on stderr for a long sync, shown when a person watches this process. The task
+/// that draws it is owned here and stopped by [`finish`](Self::finish).
+struct SyncBar {
+    bar: indicatif::ProgressBar,
+    drawer: tokio::task::JoinHandle<()>,
+}
+
+impl SyncBar {
+    /// The sender to hand to the sync, and the bar (none when not on a terminal).
+    fn start(local: bool) -> (Option<tokio::sync::watch::Sender<SyncProgress>>, Option<SyncBar>) {
+        use std::io::IsTerminal;
+        if !local || !std::io::stderr().is_terminal() {
+            return (None, None);
         }
-    });
-    (Some(tx), Some(bar))
+        let (tx, mut rx) = tokio::sync::watch::channel(SyncProgress::default());
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} syncing {pos}/{len} entries ({per_sec}, eta {eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let b = bar.clone();
+        let drawer = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let p = *rx.borrow();
+                b.set_length(p.expected.max(p.received));
+                b.set_position(p.received);
+            }
+        });
+        (Some(tx), Some(SyncBar { bar, drawer }))
+    }
+
+    fn finish(bar: Option<SyncBar>) {
+        if let Some(SyncBar { bar, drawer }) = bar {
+            drawer.abort();
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Resolves on Ctrl-C when `enabled`, never otherwise.
