@@ -5,8 +5,12 @@ mod common;
 
 use common::{Lattice, signal, wait_exit, wait_until};
 
+fn status(l: &Lattice) -> serde_json::Value {
+    l.run(&["--json", "status"]).ok().json()
+}
+
 fn node_id(l: &Lattice) -> String {
-    l.run(&["--json", "status"]).ok().json()["node_id"].as_str().unwrap().to_string()
+    status(l)["node_id"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -15,7 +19,7 @@ fn invite_join_put_sync_get_across_two_daemons() {
     let b = Lattice::init();
     let b_id = node_id(&b);
     let mut serve_a = a.serve();
-    let status = a.run(&["--json", "status"]).ok().json();
+    let status = status(&a);
     let a_id = status["node_id"].as_str().unwrap().to_string();
     let addr = status["listen_addrs"][0].as_str().expect("serve listens").to_string();
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
@@ -92,7 +96,7 @@ fn fill_store(l: &Lattice, uuid: &str, n: usize) {
 }
 
 fn entries_of(l: &Lattice, store: &str) -> u64 {
-    let status = l.run(&["--json", "status"]).ok().json();
+    let status = status(l);
     let stores = status["stores"].as_array().unwrap().clone();
     stores.iter().find(|s| s["name"] == store).map(|s| s["entries"].as_u64().unwrap()).unwrap_or(0)
 }
@@ -106,7 +110,7 @@ fn node_killed_mid_sync_restarts_valid_and_finishes() {
     let b = Lattice::init();
     let b_id = node_id(&b);
     let mut serve_a = a.serve();
-    let status = a.run(&["--json", "status"]).ok().json();
+    let status = status(&a);
     let a_id = status["node_id"].as_str().unwrap().to_string();
     let addr = status["listen_addrs"][0].as_str().unwrap().to_string();
     let uuid = status["stores"].as_array().unwrap().iter().find(|s| s["name"] == "default").unwrap()["uuid"]

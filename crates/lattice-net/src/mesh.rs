@@ -29,6 +29,7 @@ use crate::endpoint::{Discovery, NetConfig, PeerAddr};
 use crate::error::NetError;
 use crate::policy::{self, PeerHealth};
 use crate::server::{NodeContext, PeerConnection, PeerEvent, PeerStatus, SYNC_ALPN};
+use crate::sync::SyncProgress;
 
 /// The gossip topic of a store: `blake3("lattice/{store_uuid}")`.
 pub fn topic_for(store: StoreId) -> TopicId {
@@ -53,6 +54,9 @@ struct TopicInputs {
     commits: tokio::sync::broadcast::Receiver<Arc<lattice_store::Committed>>,
     gaps: tokio::sync::broadcast::Receiver<lattice_store::GapInfo>,
 }
+
+/// The outcome of one store's session with a peer.
+pub type StoreSync = (StoreId, Result<crate::sync::SyncOutcome, NetError>);
 
 /// Jobs with the same key are not run twice at once.
 type JobKey = (Option<StoreId>, Option<AuthorId>);
@@ -395,33 +399,33 @@ impl<C: NodeContext> Mesh<C> {
         false
     }
 
+    /// Syncs `stores` with one peer over one connection, all sessions at once, and reports each
+    /// store's outcome as a peer event. Fails only if the peer cannot be reached.
+    pub(crate) async fn sync_stores(
+        &self,
+        peer: &PeerAddr,
+        stores: &[C::Store],
+        progress: Option<watch::Sender<SyncProgress>>,
+    ) -> Result<Vec<StoreSync>, NetError> {
+        let conn = self.connect(peer).await?;
+        let runs = stores.iter().map(|s| async { (s.store_id(), conn.sync(s, progress.clone()).await) });
+        let results = futures::future::join_all(runs).await;
+        conn.close();
+        for (store, result) in &results {
+            let (peer, store) = (peer.id, *store);
+            match result {
+                Ok(outcome) => self.ctx.peer_event(PeerEvent::Synced { peer, store, outcome: *outcome }),
+                Err(e) => self.ctx.peer_event(PeerEvent::SyncFailed { peer, store, error: e.to_string() }),
+            }
+        }
+        Ok(results)
+    }
+
     /// Syncs `stores` with one peer and records the outcome in its health. True on success.
     pub(crate) async fn sync_peer(&self, peer: AuthorId, stores: &[C::Store]) -> bool {
         let addr = self.peers.borrow().iter().find(|p| p.id == peer).cloned().unwrap_or_else(|| PeerAddr::new(peer));
-        let result = async {
-            let conn = self.connect(&addr).await?;
-            let runs = stores.iter().map(|s| async { (s.store_id(), conn.sync(s, None).await) });
-            let results = futures::future::join_all(runs).await;
-            conn.close();
-            Ok::<_, NetError>(results)
-        }
-        .await;
-        let now = Instant::now();
-        let mut ok = true;
-        let error = match result {
-            Ok(results) => {
-                let mut first_error = None;
-                for (store, r) in results {
-                    match r {
-                        Ok(outcome) => self.ctx.peer_event(PeerEvent::Synced { peer, store, outcome }),
-                        Err(e) => {
-                            self.ctx.peer_event(PeerEvent::SyncFailed { peer, store, error: e.to_string() });
-                            first_error.get_or_insert(e.to_string());
-                        }
-                    }
-                }
-                first_error
-            }
+        let error = match self.sync_stores(&addr, stores, None).await {
+            Ok(results) => results.into_iter().find_map(|(_, r)| r.err()).map(|e| e.to_string()),
             Err(e) => {
                 for s in stores {
                     self.ctx.peer_event(PeerEvent::SyncFailed { peer, store: s.store_id(), error: e.to_string() });
@@ -429,18 +433,20 @@ impl<C: NodeContext> Mesh<C> {
                 Some(e.to_string())
             }
         };
-        if let Ok(mut health) = self.health.lock() {
-            let h = health.entry(peer).or_default();
-            match error {
-                None => h.succeeded(now),
-                Some(e) => {
-                    tracing::debug!(%peer, error = %e, "sync failed; backing off");
-                    h.failed(now, e, &self.config.mesh, rand::random());
-                    ok = false;
-                }
+        let now = Instant::now();
+        let Ok(mut health) = self.health.lock() else { return error.is_none() };
+        let h = health.entry(peer).or_default();
+        match error {
+            None => {
+                h.succeeded(now);
+                true
+            }
+            Some(e) => {
+                tracing::debug!(%peer, error = %e, "sync failed; backing off");
+                h.failed(now, e, &self.config.mesh, rand::random());
+                false
             }
         }
-        ok
     }
 
     async fn anti_entropy(self: Arc<Self>) {

@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use crate::endpoint::{self, NetConfig, PeerAddr};
 use crate::error::NetError;
 use crate::framing::{self, FrameReceiver, FrameSender};
-use crate::mesh::{GossipGate, Mesh};
+use crate::mesh::{GossipGate, Mesh, StoreSync};
 use crate::policy::PeerHealth;
 use crate::sync::{self, SyncOutcome, SyncProgress};
 
@@ -272,24 +272,15 @@ impl<C: NodeContext> LatticeServer<C> {
         self.mesh.connect(peer).await
     }
 
-    /// Syncs the given stores with one peer, each over its own stream, all concurrently.
+    /// Syncs the given stores with one peer, each over its own stream of one connection, all
+    /// concurrently; `progress` (if any) adds up every session's entries.
     pub async fn sync_stores(
         &self,
         peer: &PeerAddr,
         stores: Vec<C::Store>,
-    ) -> Result<Vec<(StoreId, Result<SyncOutcome, NetError>)>, NetError> {
-        let conn = self.connect(peer).await?;
-        let runs = stores.iter().map(|s| async { (s.store_id(), conn.sync(s, None).await) });
-        let results = futures::future::join_all(runs).await;
-        for (store, result) in &results {
-            let ctx = &self.mesh.ctx;
-            match result {
-                Ok(outcome) => ctx.peer_event(PeerEvent::Synced { peer: peer.id, store: *store, outcome: *outcome }),
-                Err(e) => ctx.peer_event(PeerEvent::SyncFailed { peer: peer.id, store: *store, error: e.to_string() }),
-            }
-        }
-        conn.close();
-        Ok(results)
+        progress: Option<watch::Sender<SyncProgress>>,
+    ) -> Result<Vec<StoreSync>, NetError> {
+        self.mesh.sync_stores(peer, &stores, progress).await
     }
 
     /// Stops the mesh tasks, ends running sessions, shuts down gossip, closes the router and

@@ -59,8 +59,8 @@ pub struct SyncOutcome {
     pub rejected: u64,
 }
 
-/// Live progress of the receiving side: entries received so far and (once the responder has
-/// said so) how many to expect.
+/// Live progress of the receiving side: entries received so far and (once the responders have
+/// said so) how many to expect. Sessions add to it, so one sender can follow several sessions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncProgress {
     pub received: u64,
@@ -92,7 +92,7 @@ pub async fn initiate<S: SyncStore>(
     };
     let theirs = parse_state(peer, store.store_id(), &reply)?;
     if let Some(p) = &progress {
-        p.send_replace(SyncProgress { received: 0, expected: reply.sending });
+        p.send_modify(|p| p.expected += reply.sending);
     }
     let missing = store.missing_entries(theirs).await?;
     exchange(store, peer, tx, rx, missing, config, progress).await
@@ -208,7 +208,8 @@ async fn exchange<S: SyncStore>(
         let ingest = async {
             let mut outcome = SyncOutcome::default();
             while let Some(batch) = verified_rx.recv().await {
-                outcome.received += batch.len() as u64;
+                let received = batch.len() as u64;
+                outcome.received += received;
                 for result in store.ingest_verified(batch).await? {
                     match result {
                         Ok(IngestOutcome::Applied { released }) => outcome.applied += 1 + released as u64,
@@ -222,7 +223,7 @@ async fn exchange<S: SyncStore>(
                     }
                 }
                 if let Some(p) = &progress {
-                    p.send_modify(|p| p.received = outcome.received);
+                    p.send_modify(|p| p.received += received);
                 }
             }
             Ok::<SyncOutcome, NetError>(outcome)

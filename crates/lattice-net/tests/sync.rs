@@ -14,7 +14,7 @@ async fn a_writes_b_syncs_same_state() {
     befriend(&a, &b);
     write_many(&a.store(root), "k", 300).await;
     let (sa, sb) = (a.serve().await, b.serve().await);
-    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)]).await.unwrap();
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)], None).await.unwrap();
     let outcome = results[0].1.as_ref().unwrap();
     assert_eq!((outcome.received, outcome.applied, outcome.rejected), (300, 300, 0));
     assert_eq!(dump(&a.store(root)).await, dump(&b.store(root)).await);
@@ -23,7 +23,7 @@ async fn a_writes_b_syncs_same_state() {
     // Concurrent writes to one key, then one sync session carries both directions.
     a.store(root).put(b"x".to_vec(), b"from-a".to_vec()).await.unwrap();
     b.store(root).put(b"x".to_vec(), b"from-b".to_vec()).await.unwrap();
-    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)]).await.unwrap();
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)], None).await.unwrap();
     let outcome = results[0].1.as_ref().unwrap();
     assert_eq!((outcome.sent, outcome.received), (1, 1));
     let (ha, hb) = (a.store(root).get_heads(b"x").await.unwrap(), b.store(root).get_heads(b"x").await.unwrap());
@@ -43,8 +43,8 @@ async fn third_node_gets_a_entries_from_b_only() {
     write_many(&a.store(root), "a", 50).await;
     write_many(&b.store(root), "b", 20).await;
     let (sa, sb, sc) = (a.serve().await, b.serve().await, c.serve().await);
-    sb.sync_stores(&sa.peer_addr(), vec![b.store(root)]).await.unwrap();
-    let results = sc.sync_stores(&sb.peer_addr(), vec![c.store(root)]).await.unwrap();
+    sb.sync_stores(&sa.peer_addr(), vec![b.store(root)], None).await.unwrap();
+    let results = sc.sync_stores(&sb.peer_addr(), vec![c.store(root)], None).await.unwrap();
     assert_eq!(results[0].1.as_ref().unwrap().applied, 70);
     assert_eq!(dump(&c.store(root)).await, dump(&a.store(root)).await);
     assert_eq!(c.store(root).status().await.unwrap().authors, 2);
@@ -98,7 +98,7 @@ async fn unknown_store_and_missing_address_are_clear_errors() {
     let other = StoreId::new_random();
     let b_other = b.open_store(other);
     let (sa, sb) = (a.serve().await, b.serve().await);
-    let results = sb.sync_stores(&sa.peer_addr(), vec![b_other]).await.unwrap();
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b_other], None).await.unwrap();
     let err = results[0].1.as_ref().unwrap_err();
     assert!(err.to_string().contains("not active"), "{err}");
     let no_addr = lattice_net::PeerAddr::new(lattice_core::Identity::generate().author());
@@ -128,14 +128,14 @@ async fn sync_cut_midway_keeps_progress_and_next_sync_completes() {
     cut.sync.cut_after_batches = Some(2);
     let sa = a.serve_with(cut).await;
     let sb = b.serve().await;
-    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)]).await.unwrap();
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)], None).await.unwrap();
     assert!(results[0].1.is_err(), "the cut session reports an error");
     let partial = b.store(root).status().await.unwrap().entries;
     assert!(partial > 0 && partial < 2000, "kept {partial} entries of the cut session");
     sa.shutdown().await;
 
     let sa = a.serve().await;
-    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)]).await.unwrap();
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)], None).await.unwrap();
     let outcome = results[0].1.as_ref().unwrap();
     assert_eq!(outcome.received, 2000 - partial, "the next sync resumes where the cut one stopped");
     assert_eq!(dump(&b.store(root)).await, dump(&a.store(root)).await);

@@ -52,6 +52,15 @@ pub struct PeerRecord {
     pub last_sync_ok: Option<bool>,
 }
 
+impl PeerRecord {
+    /// Puts `addr` first among the addresses tried for this peer (once).
+    pub fn remember_addr(&mut self, addr: String) {
+        if !self.addrs.contains(&addr) {
+            self.addrs.insert(0, addr);
+        }
+    }
+}
+
 /// An open `meta.db`.
 pub struct MetaDb {
     db: Database,

@@ -5,7 +5,6 @@
 //! The network layer sees the node only through [`NodeCtx`] (a `NodeContext`): statuses from the
 //! root store, active stores as `SyncStore`s, and peer events recorded in `meta.db`.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +13,8 @@ use lattice_core::{AuthorId, StoreId};
 use lattice_net::{
     LatticeServer, NetConfig, NetError, NodeContext, PeerAddr, PeerEvent, PeerStatus, SyncOutcome, SyncProgress,
 };
-use lattice_store::{KvStore, StoreHandle};
-use tokio::sync::watch;
+use lattice_store::{KvStore, StoreHandle, WatchEvent};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -64,10 +63,8 @@ impl NodeContext for NodeCtx {
         let result = match event {
             PeerEvent::Connected { peer, addr } => meta.update_peer(peer, |r| {
                 r.last_seen = Some(now);
-                if let Some(a) = addr.map(|a| a.to_string())
-                    && !r.addrs.contains(&a)
-                {
-                    r.addrs.insert(0, a);
+                if let Some(a) = addr {
+                    r.remember_addr(a.to_string());
                 }
             }),
             PeerEvent::Synced { peer, store, outcome } => meta.update_peer(peer, |r| {
@@ -97,49 +94,16 @@ pub struct PeerSync {
     pub result: Result<Vec<StoreSync>, String>,
 }
 
-/// A node's network presence. Stop it with [`shutdown`](Self::shutdown) before the node.
-pub struct Network {
+/// The node and its server: what the network's background task needs too (cheap to clone).
+#[derive(Clone)]
+struct Presence {
     node: Arc<Node>,
     server: Arc<LatticeServer<NodeCtx>>,
-    cancel: CancellationToken,
-    tasks: TaskTracker,
 }
 
-impl Network {
-    /// Binds the endpoint, publishes this node's addresses, joins the mesh with every active
-    /// store, and follows changes to `/nodes/` and `/stores/`.
-    pub async fn start(node: Arc<Node>, config: NetConfig) -> Result<Network, NodeError> {
-        let ctx = Arc::new(NodeCtx { node: node.clone() });
-        let identity = node.identity().clone();
-        let server = Arc::new(LatticeServer::bind(ctx, &identity, config).await?);
-        let network = Network { node, server, cancel: CancellationToken::new(), tasks: TaskTracker::new() };
-        // Announce our addresses before the stores join the mesh: their first sync carries it.
-        network.publish_addrs().await?;
-        network.refresh_peers().await?;
-        network.refresh_stores().await?;
-        network.follow_root().await?;
-        Ok(network)
-    }
-
-    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
-        self.server.listen_addrs()
-    }
-
-    pub fn server(&self) -> &LatticeServer<NodeCtx> {
-        &self.server
-    }
-
-    /// Publishes this node's addresses in its `/nodes/{self}/info` (only once it is a member).
-    pub async fn publish_addrs(&self) -> Result<(), NodeError> {
-        let me = self.node.node_id();
-        if self.node.node_status(me).await?.as_deref() == Some("active") {
-            self.node.publish_self(None, self.advertised_addrs()).await?;
-        }
-        Ok(())
-    }
-
+impl Presence {
     fn advertised_addrs(&self) -> Vec<String> {
-        self.listen_addrs().iter().filter(|a| !a.ip().is_unspecified()).map(|a| a.to_string()).collect()
+        self.server.listen_addrs().iter().filter(|a| !a.ip().is_unspecified()).map(|a| a.to_string()).collect()
     }
 
     /// Members (active or invited) with every address known for them: announced in the root
@@ -167,16 +131,14 @@ impl Network {
     }
 
     async fn refresh_peers(&self) -> Result<(), NodeError> {
-        let members = self.members().await?;
-        self.server.set_peers(members);
+        self.server.set_peers(self.members().await?);
         Ok(())
     }
 
     /// Puts every active store on the mesh (and takes archived ones off).
     async fn refresh_stores(&self) -> Result<(), NodeError> {
-        let active = self.node.active_store_ids().await?;
-        for id in &active {
-            self.server.open_store(self.node.store_handle(*id).await?);
+        for id in self.node.active_store_ids().await? {
+            self.server.open_store(self.node.store_handle(id).await?);
         }
         for (id, state) in self.node.meta().local_stores()? {
             if state == crate::LocalState::Archived {
@@ -186,40 +148,79 @@ impl Network {
         Ok(())
     }
 
-    /// Watches `/nodes/` and `/stores/` of the root store: members and stores follow the mesh.
-    async fn follow_root(&self) -> Result<(), NodeError> {
-        let root = self.node.store_handle(self.node.root_store().id).await?;
-        let (_, mut events) = root.watch("^/(nodes|stores)/").await?;
-        let node = self.node.clone();
-        let server = self.server.clone();
-        let cancel = self.cancel.clone();
-        let me = Network { node: node.clone(), server, cancel: cancel.clone(), tasks: TaskTracker::new() };
-        self.tasks.spawn(async move {
-            loop {
-                let event = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    e = events.recv() => match e { Some(e) => e, None => return },
-                };
-                let mut nodes = event.key().starts_with(b"/nodes/");
-                let mut stores = !nodes;
-                // Fold a burst of changes (a sync brings many) into one refresh.
-                while let Ok(e) = events.try_recv() {
-                    nodes |= e.key().starts_with(b"/nodes/");
-                    stores |= e.key().starts_with(b"/stores/");
+    /// Follows `/nodes/` and `/stores/` of the root store until cancelled: members and stores
+    /// follow the mesh.
+    async fn follow_root(self, mut events: mpsc::Receiver<WatchEvent>, cancel: CancellationToken) {
+        loop {
+            let event = tokio::select! {
+                _ = cancel.cancelled() => return,
+                e = events.recv() => match e { Some(e) => e, None => return },
+            };
+            let mut nodes = event.key().starts_with(b"/nodes/");
+            let mut stores = !nodes;
+            // Fold a burst of changes (a sync brings many) into one refresh.
+            while let Ok(e) = events.try_recv() {
+                nodes |= e.key().starts_with(b"/nodes/");
+                stores |= e.key().starts_with(b"/stores/");
+            }
+            if nodes && let Err(e) = self.refresh_peers().await {
+                tracing::warn!(error = %e, "cannot refresh the member list");
+            }
+            if stores {
+                if let Err(e) = self.node.reconcile().await {
+                    tracing::warn!(error = %e, "cannot materialise declared stores");
                 }
-                if nodes && let Err(e) = me.refresh_peers().await {
-                    tracing::warn!(error = %e, "cannot refresh the member list");
-                }
-                if stores {
-                    if let Err(e) = node.reconcile().await {
-                        tracing::warn!(error = %e, "cannot materialise declared stores");
-                    }
-                    if let Err(e) = me.refresh_stores().await {
-                        tracing::warn!(error = %e, "cannot put stores on the mesh");
-                    }
+                if let Err(e) = self.refresh_stores().await {
+                    tracing::warn!(error = %e, "cannot put stores on the mesh");
                 }
             }
-        });
+        }
+    }
+}
+
+/// A node's network presence. Stop it with [`shutdown`](Self::shutdown) before the node.
+pub struct Network {
+    presence: Presence,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Network {
+    /// Binds the endpoint, publishes this node's addresses, joins the mesh with every active
+    /// store, and follows changes to `/nodes/` and `/stores/`.
+    pub async fn start(node: Arc<Node>, config: NetConfig) -> Result<Network, NodeError> {
+        let ctx = Arc::new(NodeCtx { node: node.clone() });
+        let identity = node.identity().clone();
+        let server = Arc::new(LatticeServer::bind(ctx, &identity, config).await?);
+        let network = Network {
+            presence: Presence { node, server },
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        // Announce our addresses before the stores join the mesh: their first sync carries it.
+        network.publish_addrs().await?;
+        network.presence.refresh_peers().await?;
+        network.presence.refresh_stores().await?;
+        let node = &network.presence.node;
+        let (_, events) = node.store_handle(node.root_store().id).await?.watch("^/(nodes|stores)/").await?;
+        network.tasks.spawn(network.presence.clone().follow_root(events, network.cancel.clone()));
+        Ok(network)
+    }
+
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.presence.server.listen_addrs()
+    }
+
+    pub fn server(&self) -> &LatticeServer<NodeCtx> {
+        &self.presence.server
+    }
+
+    /// Publishes this node's addresses in its `/nodes/{self}/info` (only once it is a member).
+    pub async fn publish_addrs(&self) -> Result<(), NodeError> {
+        let node = &self.presence.node;
+        if node.node_status(node.node_id()).await?.as_deref() == Some("active") {
+            node.publish_self(None, self.presence.advertised_addrs()).await?;
+        }
         Ok(())
     }
 
@@ -230,55 +231,35 @@ impl Network {
         peer: Option<AuthorId>,
         progress: Option<watch::Sender<SyncProgress>>,
     ) -> Result<Vec<PeerSync>, NodeError> {
-        let members = self.members().await?;
+        let members = self.presence.members().await?;
         let targets: Vec<PeerAddr> = match peer {
             Some(p) => vec![members.iter().find(|m| m.id == p).cloned().ok_or_else(|| {
                 NodeError::NotFound(format!("node {p} is not a member of this mesh (see `lattice peers`)"))
             })?],
             None => members,
         };
+        let node = &self.presence.node;
         let mut stores = Vec::new();
-        for id in self.node.active_store_ids().await? {
-            stores.push(self.node.store_handle(id).await?);
+        for id in node.active_store_ids().await? {
+            stores.push(node.store_handle(id).await?);
         }
         let runs = targets.into_iter().map(|target| {
-            let stores = stores.clone();
-            let progress = progress.clone();
+            let (stores, progress) = (stores.clone(), progress.clone());
             async move {
-                let peer = target.id;
-                let run = async {
-                    let conn = self.server.connect(&target).await?;
-                    let mut results = Vec::new();
-                    for store in &stores {
-                        let r = conn.sync(store, progress.clone()).await;
-                        match &r {
-                            Ok(o) => self.server.context().peer_event(PeerEvent::Synced {
-                                peer,
-                                store: store.store_id(),
-                                outcome: *o,
-                            }),
-                            Err(e) => self.server.context().peer_event(PeerEvent::SyncFailed {
-                                peer,
-                                store: store.store_id(),
-                                error: e.to_string(),
-                            }),
-                        }
-                        results.push((store.store_id(), r.map_err(|e| e.to_string())));
-                    }
-                    conn.close();
-                    Ok::<_, NetError>(results)
-                };
+                let run = self.presence.server.sync_stores(&target, stores, progress);
                 let result = match tokio::time::timeout(PEER_SYNC_TIMEOUT, run).await {
-                    Ok(Ok(r)) => Ok(r),
+                    Ok(Ok(stores)) => {
+                        Ok(stores.into_iter().map(|(id, r)| (id, r.map_err(|e| e.to_string()))).collect())
+                    }
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err(format!("timed out after {} s", PEER_SYNC_TIMEOUT.as_secs())),
                 };
-                PeerSync { peer, result }
+                PeerSync { peer: target.id, result }
             }
         });
         let results = futures::future::join_all(runs).await;
         // Declarations that arrived with the root store become local stores right away.
-        self.node.reconcile().await?;
+        node.reconcile().await?;
         Ok(results)
     }
 
@@ -287,7 +268,7 @@ impl Network {
         self.cancel.cancel();
         self.tasks.close();
         self.tasks.wait().await;
-        self.server.shutdown().await;
+        self.presence.server.shutdown().await;
     }
 }
 
@@ -323,7 +304,7 @@ pub async fn join(
     // 1. Ask for the root store id (a short-lived endpoint; the node is still on its own mesh).
     let network = Network::start(node.clone(), config.clone()).await?;
     let asked = async {
-        let conn = network.server.connect(&peer).await?;
+        let conn = network.server().connect(&peer).await?;
         let name_text = name.clone().unwrap_or_else(crate::root::hostname);
         let root = conn.join(&name_text, &crate::root::hostname()).await?;
         conn.close();
@@ -346,30 +327,24 @@ pub async fn join(
         let (dir, lock) = node.switch_root(root).await?;
         Arc::new(Node::open(dir, lock).await?)
     };
-    node.meta().update_peer(peer.id, |r| {
-        for a in &peer.addrs {
-            let a = a.to_string();
-            if !r.addrs.contains(&a) {
-                r.addrs.insert(0, a);
-            }
-        }
-    })?;
+    node.meta().update_peer(peer.id, |r| peer.addrs.iter().for_each(|a| r.remember_addr(a.to_string())))?;
     // 2. Fetch the root store, declare ourselves, push that, then fetch every declared store.
     let network = Network::start(node.clone(), config).await?;
     let result = async {
         let root_handle = node.store_handle(root).await?;
-        let conn = network.server.connect(&peer).await?;
+        let conn = network.server().connect(&peer).await?;
         conn.sync(&root_handle, progress.clone()).await?;
-        node.publish_self(name, network.advertised_addrs()).await?;
+        node.publish_self(name, network.presence.advertised_addrs()).await?;
         conn.sync(&root_handle, None).await?;
         conn.close();
         node.reconcile().await?;
         node.pick_default_store().await?;
-        let mut seen = HashSet::new();
-        seen.insert(root);
-        let results = network.sync(Some(peer.id), progress).await?;
-        for r in results {
-            if let Err(e) = r.result {
+        for r in network.sync(Some(peer.id), progress).await? {
+            let failure = match r.result {
+                Err(e) => Some(e),
+                Ok(stores) => stores.into_iter().find_map(|(id, s)| s.err().map(|e| format!("store {id}: {e}"))),
+            };
+            if let Some(e) = failure {
                 return Err(NodeError::Invalid(format!("joined, but syncing the stores failed: {e}")));
             }
         }

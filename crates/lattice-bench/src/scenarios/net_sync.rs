@@ -91,7 +91,7 @@ pub fn receive(args: &ReceiverArgs) -> Result<ReceiverReport> {
         let rss_before_kb = peak_rss_kb()?;
         let cpu = cpu_seconds();
         let started = Instant::now();
-        let result = server.sync_stores(&peer, vec![store.clone()]).await;
+        let result = server.sync_stores(&peer, vec![store.clone()], None).await;
         let seconds = started.elapsed().as_secs_f64();
         let cpu_seconds = cpu_seconds() - cpu;
         server.shutdown().await;
