@@ -9,6 +9,7 @@
 use ed25519_dalek::{Signature, VerifyingKey};
 use prost::Message;
 
+use crate::batch::{self, KeyCache, SignedMessage};
 use crate::hlc::Hlc;
 use crate::identity::Identity;
 use crate::ids::{AuthorId, Hash, StoreId};
@@ -170,7 +171,7 @@ impl EntryBuilder {
         let signed =
             proto::SignedEntry { entry_bytes, signature: signature.to_vec(), author_id: identity.author().0.to_vec() };
         // Re-validating our own output keeps one definition of "valid".
-        VerifiedEntry::parse(signed.encode_to_vec(), false).map(|(entry, _)| entry)
+        VerifiedEntry::parse(signed.encode_to_vec(), None).map(|(entry, _)| entry)
     }
 }
 
@@ -204,7 +205,7 @@ pub struct VerifiedEntry {
 impl VerifiedEntry {
     /// Decodes an encoded `SignedEntry` and verifies its signature.
     pub fn decode(bytes: Vec<u8>) -> Result<Self, EntryError> {
-        let (entry, sig) = Self::parse(bytes, true)?;
+        let (entry, sig) = Self::parse(bytes, Some(&mut KeyCache::default()))?;
         match sig {
             Some(sig) => sig.verify().map(|()| entry),
             None => Err(EntryError::BadSignature),
@@ -215,23 +216,23 @@ impl VerifiedEntry {
     /// corruption and every record was verified before it was written, so the signature is not
     /// checked again: replay runs at decode speed, not at signature-verification speed.
     pub fn from_trusted_log(bytes: Vec<u8>) -> Result<Self, EntryError> {
-        Self::parse(bytes, false).map(|(entry, _)| entry)
+        Self::parse(bytes, None).map(|(entry, _)| entry)
     }
 
     /// Decodes many entries, verifying their signatures as one Ed25519 batch (about twice as
     /// fast as one by one). If the batch fails, each entry is checked alone, so one bad
     /// entry never condemns its neighbours.
     pub fn decode_batch(items: Vec<Vec<u8>>) -> Vec<Result<Self, EntryError>> {
+        let mut keys = KeyCache::default();
         let parsed: Vec<Result<(Self, Option<SignatureParts>), EntryError>> =
-            items.into_iter().map(|b| Self::parse(b, true)).collect();
-        let parts: Vec<&SignatureParts> = parsed.iter().filter_map(|r| r.as_ref().ok()?.1.as_ref()).collect();
-        let batch_ok = !parts.is_empty()
-            && ed25519_dalek::verify_batch(
-                &parts.iter().map(|p| p.message.as_slice()).collect::<Vec<_>>(),
-                &parts.iter().map(|p| p.signature).collect::<Vec<_>>(),
-                &parts.iter().map(|p| p.key).collect::<Vec<_>>(),
-            )
-            .is_ok();
+            items.into_iter().map(|b| Self::parse(b, Some(&mut keys))).collect();
+        let batch: Vec<SignedMessage<'_>> = parsed
+            .iter()
+            .filter_map(|r| r.as_ref().ok()?.1.as_ref())
+            .map(|p| SignedMessage { message: &p.message, signature: &p.signature, key: &p.key })
+            .collect();
+        let batch_ok = !batch.is_empty() && batch::verify_all(&batch);
+        drop(batch);
         parsed
             .into_iter()
             .map(|r| {
@@ -245,9 +246,9 @@ impl VerifiedEntry {
             .collect()
     }
 
-    /// Decodes and checks structure and limits; with `want_signature`, also returns what is
+    /// Decodes and checks structure and limits; given a key cache, also returns what is
     /// needed to verify the signature (the signed bytes, the signature, the author's key).
-    fn parse(bytes: Vec<u8>, want_signature: bool) -> Result<(Self, Option<SignatureParts>), EntryError> {
+    fn parse(bytes: Vec<u8>, keys: Option<&mut KeyCache>) -> Result<(Self, Option<SignatureParts>), EntryError> {
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(EntryError::EntryTooLarge { size: bytes.len(), max: MAX_ENTRY_BYTES });
         }
@@ -256,15 +257,9 @@ impl VerifiedEntry {
             signed.author_id.as_slice().try_into().map_err(|_| EntryError::AuthorLength(signed.author_id.len()))?;
         let signature: [u8; 64] =
             signed.signature.as_slice().try_into().map_err(|_| EntryError::SignatureLength(signed.signature.len()))?;
-        let key = if want_signature {
-            // Weak (small-order) keys are refused so batch and single verification agree.
-            let key = VerifyingKey::from_bytes(&author_bytes).map_err(|_| EntryError::AuthorKey)?;
-            if key.is_weak() {
-                return Err(EntryError::AuthorKey);
-            }
-            Some(key)
-        } else {
-            None
+        let key = match keys {
+            Some(keys) => Some(keys.key(&author_bytes).ok_or(EntryError::AuthorKey)?),
+            None => None,
         };
         let entry =
             proto::Entry::decode(signed.entry_bytes.as_slice()).map_err(|e| EntryError::Malformed(e.to_string()))?;

@@ -8,6 +8,7 @@
 //! - [`hlc`]: the hybrid logical clock (`tick` for local writes, `merge` for received entries).
 //! - [`identity`]: a node's Ed25519 secret key; the file that holds it lives in `lattice-store`.
 //! - [`entry`]: `EntryBuilder`, signing, and `VerifiedEntry` (decoded + signature checked).
+//! - `batch`: batch signature verification that folds the terms of each author.
 //! - [`chain`]: per-author hash-chain validation (the roadmap's SigChain).
 //! - [`heads`]: the per-key head set and the winner rule.
 //! - [`sync`]: `SyncState` and the diff that says which entries a peer is missing.
@@ -16,6 +17,7 @@
 //! Architecture invariant: this crate depends on no runtime, database or network crate
 //! (`cargo tree -p lattice-core -e normal` shows no tokio, redb or iroh).
 
+mod batch;
 pub mod chain;
 pub mod entry;
 pub mod heads;

@@ -155,7 +155,8 @@ impl Actor {
 
     /// Runs the writes of a batch in one transaction (each table opened once) and commits it.
     fn run_writes(&mut self, writes: Vec<Command>) {
-        let mut tx = match self.store.begin() {
+        let local_only = writes.iter().all(|c| matches!(c, Command::Write { .. } | Command::Delete { .. }));
+        let mut tx = match self.store.begin(!local_only) {
             Ok(t) => t,
             Err(e) => {
                 let msg = e.to_string();

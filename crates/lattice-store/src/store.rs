@@ -143,7 +143,9 @@ pub(crate) fn wall_ms(offset_ms: i64) -> u64 {
 /// The writes of one group commit, not yet durable.
 pub(crate) struct Txn {
     state: WriteTransaction,
-    orphans: WriteTransaction,
+    /// `None` for a batch of local writes only: they never touch orphans.db, and skipping its
+    /// transaction takes a commit off every put.
+    orphans: Option<WriteTransaction>,
     work: Work,
 }
 
@@ -151,7 +153,7 @@ impl Txn {
     /// Opens the tables of the batch (each once) and hands them out with the batch state.
     pub(crate) fn split(&mut self) -> Result<(Tables<'_>, &mut Work), StoreError> {
         let Txn { state, orphans, work } = self;
-        Ok((Tables::open(state, orphans)?, work))
+        Ok((Tables::open(state, orphans.as_ref())?, work))
     }
 }
 
@@ -161,7 +163,7 @@ pub(crate) struct Tables<'t> {
     kv: Table<'t, &'static [u8], &'static [u8]>,
     authors: Table<'t, [u8; 32], &'static [u8]>,
     entries: Table<'t, [u8; 32], &'static [u8]>,
-    orphans_tx: &'t WriteTransaction,
+    orphans_tx: Option<&'t WriteTransaction>,
     orphan_tables: Option<OrphanTables<'t>>,
     /// During the replay at open: new `entries` rows not inserted yet. They are inserted in
     /// key order, in runs ([`Tables::flush_entries`]): entry hashes arrive in random order, and
@@ -197,7 +199,7 @@ pub(crate) struct Work {
 }
 
 impl<'t> Tables<'t> {
-    fn open(state: &'t WriteTransaction, orphans: &'t WriteTransaction) -> Result<Self, StoreError> {
+    fn open(state: &'t WriteTransaction, orphans: Option<&'t WriteTransaction>) -> Result<Self, StoreError> {
         Ok(Tables {
             kv: state.open_table(tables::KV)?,
             authors: state.open_table(tables::AUTHORS)?,
@@ -212,11 +214,16 @@ impl<'t> Tables<'t> {
     fn orphan_tables(&mut self) -> Result<&mut OrphanTables<'t>, StoreError> {
         let tables = match self.orphan_tables.take() {
             Some(tables) => tables,
-            None => OrphanTables {
-                orphans: self.orphans_tx.open_table(tables::ORPHANS)?,
-                wait_predecessor: self.orphans_tx.open_multimap_table(tables::WAIT_PREDECESSOR)?,
-                wait_parent: self.orphans_tx.open_multimap_table(tables::WAIT_PARENT)?,
-            },
+            None => {
+                let tx = self.orphans_tx.ok_or(StoreError::Aborted(
+                    "internal: a batch begun without orphans.db touched its tables".into(),
+                ))?;
+                OrphanTables {
+                    orphans: tx.open_table(tables::ORPHANS)?,
+                    wait_predecessor: tx.open_multimap_table(tables::WAIT_PREDECESSOR)?,
+                    wait_parent: tx.open_multimap_table(tables::WAIT_PARENT)?,
+                }
+            }
         };
         Ok(self.orphan_tables.insert(tables))
     }
@@ -485,7 +492,7 @@ impl Store {
         let started = Instant::now();
         let readers: Vec<RecordReader> = tails.into_iter().map(|(_, r)| r).collect();
         let paths: Vec<PathBuf> = readers.iter().map(|r| r.path().to_path_buf()).collect();
-        let mut txn = self.begin()?;
+        let mut txn = self.begin(true)?;
         txn.work.track_changes = false;
         // A second thread reads, checks and decodes the logs ahead of the index work.
         let (count, moved) = std::thread::scope(|scope| {
@@ -618,10 +625,11 @@ impl Store {
 
     // ---------- transactions ----------
 
-    pub(crate) fn begin(&mut self) -> Result<Txn, StoreError> {
+    /// Begins a group commit; `with_orphans` is false for a batch that only makes local writes.
+    pub(crate) fn begin(&mut self, with_orphans: bool) -> Result<Txn, StoreError> {
         Ok(Txn {
             state: self.state.begin_write()?,
-            orphans: self.orphans.begin_write()?,
+            orphans: if with_orphans { Some(self.orphans.begin_write()?) } else { None },
             work: Work {
                 log_lens: HashMap::new(),
                 changed: BTreeMap::new(),
@@ -648,7 +656,7 @@ impl Store {
 
     /// Commits with a durable index (used at close, so the next open replays nothing).
     pub(crate) fn checkpoint(&mut self) -> Result<(), StoreError> {
-        let tx = self.begin()?;
+        let tx = self.begin(true)?;
         self.commit_with(tx, Durability::Immediate).map(|_| ())
     }
 
@@ -672,14 +680,16 @@ impl Store {
             clock[8..].copy_from_slice(&last.counter.to_le_bytes());
             meta.insert(tables::META_CLOCK, clock.as_slice())?;
         }
-        let Txn { mut state, mut orphans, work } = tx;
+        let Txn { mut state, orphans, work } = tx;
         let Work { log_lens, changed, counters, local, remote, gaps, .. } = work;
         let durable = matches!(durability, Durability::Immediate);
         let level = || if durable { Durability::Immediate } else { Durability::None };
         state.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
-        orphans.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
         state.commit()?;
-        orphans.commit()?;
+        if let Some(mut orphans) = orphans {
+            orphans.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
+            orphans.commit()?;
+        }
         if matches!(durability, Durability::Immediate) {
             self.last_checkpoint = Instant::now();
         }
