@@ -167,6 +167,10 @@ impl Actor {
         let mut pending = Vec::with_capacity(writes.len());
         let opened = match tx.split() {
             Ok((mut t, w)) => {
+                if !local_only {
+                    // Received entries arrive in random hash order; their index rows go in sorted.
+                    t.defer_index_writes();
+                }
                 for cmd in writes {
                     pending.push(match cmd {
                         Command::Write { ops, reply } => Pending::Write(reply, self.store.local_write(&mut t, w, ops)),
@@ -180,6 +184,9 @@ impl Actor {
                         Command::ExpireOrphans { reply } => Pending::Expire(reply, self.store.expire_orphans(&mut t)),
                         _ => continue,
                     });
+                }
+                if let Err(e) = t.flush_deferred() {
+                    w.poisoned = Some(e.to_string());
                 }
                 Ok(())
             }

@@ -165,11 +165,22 @@ pub(crate) struct Tables<'t> {
     entries: Table<'t, [u8; 32], &'static [u8]>,
     orphans_tx: Option<&'t WriteTransaction>,
     orphan_tables: Option<OrphanTables<'t>>,
-    /// During the replay at open: new `entries` rows not inserted yet. They are inserted in
-    /// key order, in runs ([`Tables::flush_entries`]): entry hashes arrive in random order, and
-    /// sorted inserts into the B-tree are much faster. Lookups see them. `None`: rows are
-    /// inserted at once.
-    deferred_entries: Option<HashMap<[u8; 32], [u8; EntryRow::LEN]>>,
+    /// Index writes held back (replay, and batches of received entries), see [`Deferred`].
+    /// `None`: rows are written at once.
+    deferred: Option<Deferred>,
+}
+
+/// Index rows not written yet. Received entries arrive in random hash order and touch keys in
+/// random order; inserting each row into its B-tree at once dirties a random page per row.
+/// Held here, they are written in key order, in runs ([`Tables::flush_deferred`]), which is much
+/// faster. Lookups see them first.
+#[derive(Default)]
+struct Deferred {
+    entries: HashMap<[u8; 32], [u8; EntryRow::LEN]>,
+    /// Heads of each touched key, decoded.
+    kv: HashMap<Vec<u8>, Vec<Head>>,
+    /// Rough bytes held in `kv` (keys and values).
+    kv_bytes: usize,
 }
 
 /// The tables of orphans.db.
@@ -179,8 +190,10 @@ struct OrphanTables<'t> {
     wait_parent: MultimapTable<'t, [u8; 32], [u8; 32]>,
 }
 
-/// Deferred `entries` rows (see [`Tables::defer_entries`]) are inserted once this many wait.
+/// Deferred rows (see [`Deferred`]) are written once this many entries rows or this many bytes of
+/// heads wait.
 const DEFERRED_ENTRIES_MAX: usize = 1 << 17;
+const DEFERRED_KV_BYTES_MAX: usize = 64 << 20;
 
 /// The per-batch state of a group commit (besides the redb transactions).
 pub(crate) struct Work {
@@ -206,7 +219,7 @@ impl<'t> Tables<'t> {
             entries: state.open_table(tables::ENTRIES)?,
             orphans_tx: orphans,
             orphan_tables: None,
-            deferred_entries: None,
+            deferred: None,
         })
     }
 
@@ -228,33 +241,64 @@ impl<'t> Tables<'t> {
         Ok(self.orphan_tables.insert(tables))
     }
 
-    /// From now on, new `entries` rows are collected and inserted in key order, in runs; the
-    /// caller must call [`Tables::flush_entries`] before the transaction commits.
-    fn defer_entries(&mut self) {
-        self.deferred_entries.get_or_insert_with(HashMap::new);
+    /// From now on, index rows are held back and written in key order, in runs; the caller
+    /// must call [`Tables::flush_deferred`] before the transaction commits.
+    pub(crate) fn defer_index_writes(&mut self) {
+        self.deferred.get_or_insert_with(Deferred::default);
     }
 
-    /// Inserts the deferred `entries` rows, in key order.
-    fn flush_entries(&mut self) -> Result<(), StoreError> {
-        let Some(deferred) = &mut self.deferred_entries else { return Ok(()) };
-        let mut rows: Vec<_> = deferred.drain().collect();
+    /// Writes the rows held back, each table's in key order.
+    pub(crate) fn flush_deferred(&mut self) -> Result<(), StoreError> {
+        let Some(deferred) = &mut self.deferred else { return Ok(()) };
+        let mut rows: Vec<_> = deferred.entries.drain().collect();
         rows.sort_unstable_by_key(|(hash, _)| *hash);
         for (hash, row) in rows {
             self.entries.insert(hash, row.as_slice())?;
+        }
+        let mut heads: Vec<_> = deferred.kv.drain().collect();
+        deferred.kv_bytes = 0;
+        heads.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key, heads) in heads {
+            self.kv.insert(key.as_slice(), encode_heads(&heads).as_slice())?;
         }
         Ok(())
     }
 
     fn insert_entry(&mut self, hash: &Hash, row: &EntryRow) -> Result<(), StoreError> {
-        match &mut self.deferred_entries {
+        match &mut self.deferred {
             Some(deferred) => {
-                deferred.insert(hash.0, row.encode());
-                if deferred.len() >= DEFERRED_ENTRIES_MAX {
-                    self.flush_entries()?;
+                deferred.entries.insert(hash.0, row.encode());
+                if deferred.entries.len() >= DEFERRED_ENTRIES_MAX {
+                    self.flush_deferred()?;
                 }
             }
             None => {
                 self.entries.insert(hash.0, row.encode().as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The heads of `key`, taken out of the deferred rows if held there (put them back with
+    /// [`Tables::set_heads`]).
+    fn take_heads(&mut self, key: &[u8]) -> Result<Vec<Head>, StoreError> {
+        if let Some(heads) = self.deferred.as_mut().and_then(|d| d.kv.remove(key)) {
+            return Ok(heads);
+        }
+        self.heads_in(key)
+    }
+
+    fn set_heads(&mut self, key: &[u8], heads: Vec<Head>) -> Result<(), StoreError> {
+        match &mut self.deferred {
+            Some(deferred) => {
+                deferred.kv_bytes += key.len() + heads.iter().map(|h| h.value.len() + 64).sum::<usize>();
+                deferred.kv.insert(key.to_vec(), heads);
+                if deferred.kv_bytes >= DEFERRED_KV_BYTES_MAX {
+                    self.flush_deferred()?;
+                }
+            }
+            None => {
+                self.kv.insert(key, encode_heads(&heads).as_slice())?;
             }
         }
         Ok(())
@@ -267,7 +311,7 @@ impl<'t> Tables<'t> {
     }
 
     fn holds(&self, hash: &Hash) -> Result<bool, StoreError> {
-        if self.deferred_entries.as_ref().is_some_and(|d| d.contains_key(&hash.0)) {
+        if self.deferred.as_ref().is_some_and(|d| d.entries.contains_key(&hash.0)) {
             return Ok(true);
         }
         Ok(self.entries.get(hash.0)?.is_some())
@@ -283,6 +327,9 @@ impl<'t> Tables<'t> {
     }
 
     fn heads_in(&self, key: &[u8]) -> Result<Vec<Head>, StoreError> {
+        if let Some(heads) = self.deferred.as_ref().and_then(|d| d.kv.get(key)) {
+            return Ok(heads.clone());
+        }
         let found = self.kv.get(key)?;
         found.map(|v| decode_heads(v.value())).transpose().map(Option::unwrap_or_default)
     }
@@ -499,9 +546,9 @@ impl Store {
             let (chunks, decoded) = std::sync::mpsc::sync_channel(DECODE_AHEAD_CHUNKS);
             scope.spawn(move || HlcMerge::decode_ahead(readers, chunks));
             let (mut t, w) = txn.split()?;
-            t.defer_entries();
+            t.defer_index_writes();
             let replayed = self.replay_into(decoded, &paths, &mut t, w)?;
-            t.flush_entries()?;
+            t.flush_deferred()?;
             Ok::<_, StoreError>(replayed)
         })?;
         self.commit_with(txn, Durability::Immediate)?;
@@ -918,6 +965,9 @@ impl Store {
         hash: Hash,
     ) -> Result<Vec<VerifiedEntry>, StoreError> {
         let o = t.orphan_tables()?;
+        if o.orphans.is_empty()? {
+            return Ok(Vec::new());
+        }
         let mut hashes = Vec::new();
         for h in o.wait_predecessor.remove_all(&(author.0, seq))? {
             hashes.push(h?.value());
@@ -1056,12 +1106,8 @@ impl Store {
                 None => last_op.push((op.key(), op)),
             }
         }
-        let kv = &mut t.kv;
         for (key, op) in last_op {
-            let mut heads = match kv.get(key)? {
-                Some(v) => decode_heads(v.value())?,
-                None => Vec::new(),
-            };
+            let mut heads = t.take_heads(key)?;
             let before_visible = visible(&heads);
             let was_conflict = heads.len() > 1;
             let (value, tombstone) = match op {
@@ -1071,13 +1117,14 @@ impl Store {
             let head = Head { value, hlc: entry.hlc(), author, hash: entry.hash(), tombstone };
             heads::apply(&mut heads, entry.parents(), head);
             let after_visible = visible(&heads);
-            kv.insert(key, encode_heads(&heads).as_slice())?;
+            let head_count = heads.len();
+            t.set_heads(key, heads)?;
             match (before_visible.is_some(), after_visible.is_some()) {
                 (false, true) => w.counters.live_keys += 1,
                 (true, false) => w.counters.live_keys = w.counters.live_keys.saturating_sub(1),
                 _ => {}
             }
-            match (was_conflict, heads.len() > 1) {
+            match (was_conflict, head_count > 1) {
                 (false, true) => w.counters.conflicts += 1,
                 (true, false) => w.counters.conflicts = w.counters.conflicts.saturating_sub(1),
                 _ => {}
@@ -1213,5 +1260,72 @@ impl Store {
             readers.push(RecordReader::open(&self.log_path(&range.author), from, row.log_len)?);
         }
         MissingEntries::new(readers, total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lattice_core::EntryBuilder;
+
+    fn remote_entry(
+        store: StoreId,
+        who: &Identity,
+        seq: u64,
+        prev: Hash,
+        parents: Vec<Hash>,
+        ops: Vec<Op>,
+    ) -> VerifiedEntry {
+        EntryBuilder::new(store, seq)
+            .prev_hash(prev)
+            .timestamp(Hlc::new(wall_ms(0), seq as u32))
+            .parent_hashes(parents)
+            .ops(ops)
+            .sign(who)
+            .unwrap()
+    }
+
+    /// A batch that holds its index rows back must read its own pending rows: a duplicate is
+    /// seen as one, a parent received earlier in the batch counts as held, a key touched twice
+    /// keeps one head, a local write cites the heads received before it; and the rows land at
+    /// commit, in the same state a batch without deferral gives.
+    #[test]
+    fn deferred_index_rows_are_read_back_within_the_batch_and_land_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let sid = StoreId::new_random();
+        let mut store = Store::open(dir.path(), sid, Identity::generate(), StoreConfig::default()).unwrap();
+        let remote = Identity::generate();
+        let e1 = remote_entry(sid, &remote, 1, Hash::ZERO, vec![], vec![Op::put("k", "1")]);
+        let e2 = remote_entry(sid, &remote, 2, e1.hash(), vec![e1.hash()], vec![Op::put("k", "2"), Op::put("j", "x")]);
+
+        let mut tx = store.begin(true).unwrap();
+        let receipt = {
+            let (mut t, w) = tx.split().unwrap();
+            t.defer_index_writes();
+            assert_eq!(store.ingest(&mut t, w, e1.clone()).unwrap(), IngestOutcome::Applied { released: 0 });
+            assert_eq!(store.ingest(&mut t, w, e1.clone()).unwrap(), IngestOutcome::Duplicate);
+            assert_eq!(store.ingest(&mut t, w, e2.clone()).unwrap(), IngestOutcome::Applied { released: 0 });
+            assert_eq!(t.heads_in(b"k").unwrap().len(), 1, "e2 superseded e1 on k");
+            let receipt = store.local_write(&mut t, w, vec![Op::put("k", "3")]).unwrap();
+            t.flush_deferred().unwrap();
+            receipt
+        };
+        store.commit(tx).unwrap();
+
+        let heads = store.get_heads(b"k").unwrap();
+        assert_eq!(heads.len(), 1, "the local write cited e2's head");
+        assert_eq!(heads[0].hash, receipt.hash);
+        assert_eq!(store.get(b"k").unwrap(), Some(b"3".to_vec()));
+        assert_eq!(store.get(b"j").unwrap(), Some(b"x".to_vec()));
+        let status = store.status().unwrap();
+        assert_eq!((status.entries, status.keys, status.conflicts), (3, 2, 0));
+        // The entries rows are in the table: the same entries again are duplicates.
+        let mut tx = store.begin(true).unwrap();
+        {
+            let (mut t, w) = tx.split().unwrap();
+            assert_eq!(store.ingest(&mut t, w, e1).unwrap(), IngestOutcome::Duplicate);
+            assert_eq!(store.ingest(&mut t, w, e2).unwrap(), IngestOutcome::Duplicate);
+        }
+        store.commit(tx).unwrap();
     }
 }
