@@ -352,10 +352,11 @@ pub(crate) struct Store {
     pub(crate) commits: broadcast::Sender<Arc<Committed>>,
 }
 
-/// redb's page cache per database. Its default (1 GiB) let one store's memory grow to ~750 MB
-/// while ingesting a million entries; the index is read mostly near its tail, so a small cache
-/// costs little and keeps a node's memory bounded.
-const DB_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// redb's page cache per database (it grows only as pages are used). Its default (1 GiB) let
+/// one store's memory grow to ~750 MB while ingesting a million entries. At 32 MiB, a sync's
+/// group commits overflowed redb's write buffer, which then wrote pages out one at a time during
+/// the inserts; 64 MiB keeps a 1M-entry sync at ~135 MB of RSS and ingests ~10% faster.
+const DB_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 fn create_db(path: &Path) -> Result<Database, redb::DatabaseError> {
     redb::Builder::new().set_cache_size(DB_CACHE_BYTES).create(path)
