@@ -27,6 +27,8 @@ use crate::store::{
 const COMMAND_CAPACITY: usize = 4096;
 /// Commands folded into one group commit at most.
 const MAX_BATCH: usize = 1024;
+/// How long the actor polls for a next command before it sleeps (see `Actor::next_command`).
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 /// Events buffered per watcher; a watcher that falls this far behind is dropped (its channel
 /// closes) rather than slowing the store down.
 pub const WATCH_CAPACITY: usize = 4096;
@@ -99,7 +101,7 @@ struct Actor {
 impl Actor {
     fn run(mut self) {
         let mut close_reply = None;
-        while let Some(first) = self.commands.blocking_recv() {
+        while let Some(first) = self.next_command() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match self.commands.try_recv() {
@@ -120,6 +122,22 @@ impl Actor {
         drop(self);
         if let Some(reply) = close_reply {
             let _ = reply.send(result);
+        }
+    }
+
+    /// The next command: polled for a moment before the thread sleeps, because a caller that
+    /// awaits each answer (one task doing gets or puts in a loop) sends its next command a few
+    /// microseconds after the answer, and waking a sleeping thread costs tens of microseconds on
+    /// a virtual machine.
+    fn next_command(&mut self) -> Option<Command> {
+        let deadline = Instant::now() + SPIN_BEFORE_SLEEP;
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => return Some(command),
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(mpsc::error::TryRecvError::Empty) if Instant::now() < deadline => std::thread::yield_now(),
+                Err(mpsc::error::TryRecvError::Empty) => return self.commands.blocking_recv(),
+            }
         }
     }
 
