@@ -56,6 +56,8 @@ pub struct SyncOutcome {
     pub applied: u64,
     pub duplicates: u64,
     pub orphaned: u64,
+    /// Entries held back because their author is not admitted to the mesh (yet).
+    pub unauthorised: u64,
     pub rejected: u64,
 }
 
@@ -215,6 +217,7 @@ async fn exchange<S: SyncStore>(
                         Ok(IngestOutcome::Applied { released }) => outcome.applied += 1 + released as u64,
                         Ok(IngestOutcome::Duplicate) => outcome.duplicates += 1,
                         Ok(IngestOutcome::Orphaned(_)) => outcome.orphaned += 1,
+                        Ok(IngestOutcome::Unauthorised) => outcome.unauthorised += 1,
                         Err(IngestError::Store(e)) => return Err(NetError::Store(e)),
                         Err(e) => {
                             outcome.rejected += 1;

@@ -5,6 +5,7 @@
 //! The network layer sees the node only through [`NodeCtx`] (a `NodeContext`): statuses from the
 //! root store, active stores as `SyncStore`s, and peer events recorded in `meta.db`.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,11 +133,34 @@ impl Presence {
 
     async fn refresh_peers(&self) -> Result<(), NodeError> {
         self.server.set_peers(self.members().await?);
+        self.admit_members().await
+    }
+
+    /// Every store but the root applies only the entries of members (`active` or `invited` in
+    /// `/nodes/`); others' wait until their author is admitted or the orphan TTL drops them
+    /// (DESIGN.md §7). The root store is exempt: it is where membership is written, a fresh
+    /// joiner has no member list to check it against, and only members can connect at all.
+    async fn admit_members(&self) -> Result<(), NodeError> {
+        let members: HashSet<AuthorId> = self
+            .node
+            .node_records()
+            .await?
+            .into_iter()
+            .filter(|(_, record)| matches!(record.status.as_deref(), Some("active") | Some("invited")))
+            .map(|(id, _)| id)
+            .collect();
+        let root = self.node.root_store().id;
+        for id in self.node.active_store_ids().await? {
+            if id != root {
+                self.node.store_handle(id).await?.set_authorised(Some(members.clone())).await?;
+            }
+        }
         Ok(())
     }
 
     /// Puts every active store on the mesh (and takes archived ones off).
     async fn refresh_stores(&self) -> Result<(), NodeError> {
+        self.admit_members().await?;
         for id in self.node.active_store_ids().await? {
             self.server.open_store(self.node.store_handle(id).await?);
         }

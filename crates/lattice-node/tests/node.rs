@@ -87,3 +87,44 @@ async fn stores_create_use_delete_and_reserved_prefixes() {
     assert_eq!(status.stores.len(), 3);
     node.shutdown().await.unwrap();
 }
+
+/// A store takes entries only from members of the mesh (DESIGN.md §7): a stranger's entry waits
+/// until `invite` admits its author, then applies without being sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_entries_wait_until_invite_admits_the_author() {
+    use lattice_core::{EntryBuilder, Hash, Hlc, Identity, Op};
+    use lattice_store::{IngestOutcome, StoreStatus};
+
+    let (_tmp, _dir, node) = fresh().await;
+    let node = Arc::new(node);
+    let config = lattice_net::NetConfig { bind: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
+    let network = lattice_node::Network::start(node.clone(), config).await.unwrap();
+    let store = node.current_store().await.unwrap().unwrap();
+    let handle = node.store_handle(store.id).await.unwrap();
+
+    let stranger = Identity::generate();
+    let entry = EntryBuilder::new(store.id, 1)
+        .prev_hash(Hash::ZERO)
+        .timestamp(Hlc::new(lattice_node::time::now_ms(), 0))
+        .ops(vec![Op::put("from/stranger", "hello")])
+        .sign(&stranger)
+        .unwrap();
+    assert_eq!(handle.ingest(entry.bytes().to_vec()).await.unwrap(), IngestOutcome::Unauthorised);
+    assert_eq!(node.get(&store, b"from/stranger").await.unwrap(), None);
+
+    node.invite(stranger.author()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if node.get(&store, b"from/stranger").await.unwrap().as_deref() == Some(&b"hello"[..]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the invited author's held entry was never applied");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let status: StoreStatus = handle.status().await.unwrap();
+    assert_eq!(status.orphans, 0);
+    network.shutdown().await;
+    drop(network);
+    drop(handle);
+    Arc::try_unwrap(node).ok().unwrap().shutdown().await.unwrap();
+}

@@ -9,6 +9,7 @@
 //! [`StoreHandle::close`] is called) the actor writes a durable checkpoint, closes the files and
 //! stops, so the next open replays nothing.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ enum Command {
     Missing { remote: SyncState, reply: Reply<MissingEntries> },
     Watch { pattern: regex::bytes::Regex, reply: Reply<(KvPairs, mpsc::Receiver<WatchEvent>)> },
     ExpireOrphans { reply: Reply<u64> },
+    Authorise { authors: Option<HashSet<AuthorId>>, reply: Reply<u64> },
     Close { reply: oneshot::Sender<Result<(), StoreError>> },
 }
 
@@ -57,7 +59,7 @@ enum Pending {
     Write(Reply<WriteReceipt>, Result<WriteReceipt, StoreError>),
     Delete(Reply<Option<WriteReceipt>>, Result<Option<WriteReceipt>, StoreError>),
     Ingest(oneshot::Sender<Vec<Result<IngestOutcome, IngestError>>>, Vec<Result<IngestOutcome, IngestError>>),
-    Expire(Reply<u64>, Result<u64, StoreError>),
+    Count(Reply<u64>, Result<u64, StoreError>),
 }
 
 impl Pending {
@@ -67,7 +69,7 @@ impl Pending {
         match self {
             Pending::Write(r, res) => drop(r.send(if failure.is_some() && res.is_ok() { Err(fail()) } else { res })),
             Pending::Delete(r, res) => drop(r.send(if failure.is_some() && res.is_ok() { Err(fail()) } else { res })),
-            Pending::Expire(r, res) => drop(r.send(if failure.is_some() && res.is_ok() { Err(fail()) } else { res })),
+            Pending::Count(r, res) => drop(r.send(if failure.is_some() && res.is_ok() { Err(fail()) } else { res })),
             Pending::Ingest(r, results) => {
                 let results = match failure {
                     None => results,
@@ -157,7 +159,8 @@ impl Actor {
                 Command::Write { .. }
                 | Command::Delete { .. }
                 | Command::Ingest { .. }
-                | Command::ExpireOrphans { .. } => writes.push(cmd),
+                | Command::ExpireOrphans { .. }
+                | Command::Authorise { .. } => writes.push(cmd),
                 Command::Close { reply } => close = Some(reply),
                 other => reads.push(other),
             }
@@ -199,7 +202,10 @@ impl Actor {
                             let results = entries.into_iter().map(|e| self.store.ingest(&mut t, w, e)).collect();
                             Pending::Ingest(reply, results)
                         }
-                        Command::ExpireOrphans { reply } => Pending::Expire(reply, self.store.expire_orphans(&mut t)),
+                        Command::ExpireOrphans { reply } => Pending::Count(reply, self.store.expire_orphans(&mut t)),
+                        Command::Authorise { authors, reply } => {
+                            Pending::Count(reply, self.store.set_authorised(&mut t, w, authors))
+                        }
                         _ => continue,
                     });
                 }
@@ -233,7 +239,7 @@ impl Actor {
         match cmd {
             Command::Write { reply, .. } => drop(reply.send(Err(err()))),
             Command::Delete { reply, .. } => drop(reply.send(Err(err()))),
-            Command::ExpireOrphans { reply } => drop(reply.send(Err(err()))),
+            Command::ExpireOrphans { reply } | Command::Authorise { reply, .. } => drop(reply.send(Err(err()))),
             Command::Ingest { entries, reply } => {
                 drop(reply.send(entries.iter().map(|_| Err(IngestError::Store(err()))).collect()))
             }
@@ -371,6 +377,14 @@ impl StoreHandle {
     /// Drops orphans older than the configured TTL now (the actor also does it periodically).
     pub async fn expire_orphans(&self) -> Result<u64, StoreError> {
         self.request(|reply| Command::ExpireOrphans { reply }).await?
+    }
+
+    /// Admits only these authors' entries (`None`, the default: every author's). Entries of
+    /// others wait in orphans.db ([`IngestOutcome::Unauthorised`]) until a later call admits
+    /// their author, or the orphan TTL drops them. Entries already applied stay. This node's own
+    /// author is always admitted. Returns how many held entries this call applied.
+    pub async fn set_authorised(&self, authors: Option<HashSet<AuthorId>>) -> Result<u64, StoreError> {
+        self.request(|reply| Command::Authorise { authors, reply }).await?
     }
 }
 

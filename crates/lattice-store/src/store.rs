@@ -8,13 +8,13 @@
 //! and the index is brought up to date from them at open). That is the group commit: the actor
 //! puts every queued command into one `Txn`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use lattice_core::chain::{ChainTip, NextCheck, check_next};
+use lattice_core::chain::{ChainError, ChainTip, NextCheck, check_next};
 use lattice_core::heads::{self, Head};
 use lattice_core::hlc::MergeOutcome;
 use lattice_core::proto;
@@ -90,6 +90,9 @@ pub enum IngestOutcome {
     Duplicate,
     /// Held in orphans.db until the gap closes.
     Orphaned(GapInfo),
+    /// Held in orphans.db because its author is not admitted to the mesh (yet); applied when
+    /// [`set_authorised`](crate::StoreHandle::set_authorised) admits it, dropped at the orphan TTL.
+    Unauthorised,
 }
 
 /// Figures for `status`.
@@ -346,6 +349,9 @@ pub(crate) struct Store {
     counters: Counters,
     config: StoreConfig,
     last_checkpoint: Instant,
+    /// Authors whose entries are applied; `None`: every author. Others' entries wait in
+    /// orphans.db (see [`IngestOutcome::Unauthorised`]). This node's own author always passes.
+    authorised: Option<HashSet<AuthorId>>,
     /// Log records read back by the replay at open (0 if the index was up to date).
     pub(crate) replayed: u64,
     pub(crate) gaps: broadcast::Sender<GapInfo>,
@@ -422,6 +428,7 @@ impl Store {
             counters: Counters::default(),
             config,
             last_checkpoint: Instant::now(),
+            authorised: None,
             replayed: 0,
             gaps,
             commits,
@@ -637,7 +644,7 @@ impl Store {
                 let missing_parent = t.first_missing_parent(entry)?;
                 let have_seq = t.author_row(&author)?.map_or(0, |r| r.seq);
                 let gap = GapInfo { author, have_seq, need_seq: entry.seq() - 1, missing_parent };
-                self.park(t, w, entry, gap, now)?;
+                self.park_gap(t, w, entry, gap, now)?;
                 moved += 1;
             }
             let path = self.log_path(&author);
@@ -862,6 +869,19 @@ impl Store {
         if outcome != (IngestOutcome::Applied { released: 0 }) {
             return Ok(outcome);
         }
+        let released = self.release_waiting(t, w, &entry, now)?;
+        Ok(IngestOutcome::Applied { released })
+    }
+
+    /// Applies, iteratively, every orphan that waited for `entry` (just applied), and those
+    /// that waited for them, and so on. Returns how many were applied.
+    fn release_waiting(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        entry: &VerifiedEntry,
+        now: u64,
+    ) -> Result<usize, IngestError> {
         let mut released = 0;
         let mut ready = vec![(entry.author(), entry.seq(), entry.hash())];
         while let Some((author, seq, hash)) = ready.pop() {
@@ -879,7 +899,59 @@ impl Store {
                 }
             }
         }
-        Ok(IngestOutcome::Applied { released })
+        Ok(released)
+    }
+
+    /// Sets the authors whose entries are applied (`None`: all) and applies the held entries of
+    /// every author it admits (with what waited for them). Returns how many entries were applied.
+    pub(crate) fn set_authorised(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        authors: Option<HashSet<AuthorId>>,
+    ) -> Result<u64, StoreError> {
+        self.authorised = authors;
+        let mut admitted = Vec::new();
+        for item in t.orphan_tables()?.orphans.iter()? {
+            let (hash, value) = item?;
+            if let Some((row, _)) = OrphanRow::decode(value.value())
+                && let Waiting::Authorisation(author) = row.waiting
+                && self.is_authorised(&author)
+            {
+                admitted.push((hash.value(), row.waiting));
+            }
+        }
+        let mut entries = Vec::with_capacity(admitted.len());
+        {
+            let o = t.orphan_tables()?;
+            for (hash, _) in &admitted {
+                if let Some(value) = o.orphans.get(hash)?
+                    && let Some(Ok(entry)) = OrphanRow::decode(value.value())
+                        .map(|(_, bytes)| VerifiedEntry::from_trusted_log(bytes.to_vec()))
+                {
+                    entries.push(entry);
+                }
+            }
+        }
+        Self::remove_orphans(t, &admitted)?;
+        entries.sort_by_key(|e| (e.author(), e.seq()));
+        let mut applied = 0u64;
+        for entry in entries {
+            match self.ingest(t, w, entry) {
+                Ok(IngestOutcome::Applied { released }) => applied += 1 + released as u64,
+                Ok(_) => {}
+                Err(IngestError::Store(e)) => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "dropping a held entry that no longer validates"),
+            }
+        }
+        if !admitted.is_empty() {
+            tracing::info!(held = admitted.len(), applied, "applied entries of newly authorised authors");
+        }
+        Ok(applied)
+    }
+
+    fn is_authorised(&self, author: &AuthorId) -> bool {
+        self.authorised.as_ref().is_none_or(|set| set.contains(author)) || *author == self.identity.author()
     }
 
     fn ingest_one(
@@ -890,8 +962,18 @@ impl Store {
         now: u64,
     ) -> Result<IngestOutcome, IngestError> {
         let author = entry.author();
-        let tip = t.author_row(&author)?;
         let held = t.holds(&entry.hash())?;
+        if !self.is_authorised(&author) {
+            if entry.store_id() != self.store_id {
+                return Err(ChainError::WrongStore { expected: self.store_id, got: entry.store_id() }.into());
+            }
+            if held {
+                return Ok(IngestOutcome::Duplicate);
+            }
+            self.park(t, w, entry, Waiting::Authorisation(author), None, now)?;
+            return Ok(IngestOutcome::Unauthorised);
+        }
+        let tip = t.author_row(&author)?;
         let tip_hash = tip.map(|t| (t.seq, t.hash));
         let check = check_next(self.store_id, tip.map(|r| author_tip(&r)).as_ref(), entry, held, |seq| {
             tip_hash.filter(|(s, _)| *s == seq).map(|(_, h)| h)
@@ -900,14 +982,14 @@ impl Store {
             NextCheck::Duplicate => Ok(IngestOutcome::Duplicate),
             NextCheck::Gap { have_seq, need_seq } => {
                 let gap = GapInfo { author, have_seq, need_seq, missing_parent: None };
-                self.park(t, w, entry, gap, now)?;
+                self.park_gap(t, w, entry, gap, now)?;
                 Ok(IngestOutcome::Orphaned(gap))
             }
             NextCheck::Next => {
                 if let Some(parent) = t.first_missing_parent(entry)? {
                     let seq = entry.seq();
                     let gap = GapInfo { author, have_seq: seq - 1, need_seq: seq - 1, missing_parent: Some(parent) };
-                    self.park(t, w, entry, gap, now)?;
+                    self.park_gap(t, w, entry, gap, now)?;
                     return Ok(IngestOutcome::Orphaned(gap));
                 }
                 if let MergeOutcome::Clamped { ahead_ms } = self.clock.merge(entry.hlc(), now) {
@@ -921,7 +1003,8 @@ impl Store {
     }
 
     /// Stores an orphan and indexes what it waits for. A new orphan emits its gap event.
-    fn park(
+    /// Parks an entry that waits for its predecessor or a DAG parent, and reports the gap.
+    fn park_gap(
         &mut self,
         t: &mut Tables<'_>,
         w: &mut Work,
@@ -933,6 +1016,18 @@ impl Store {
             Some(parent) => Waiting::Parent(parent),
             None => Waiting::Predecessor { author: gap.author, seq: entry.seq() - 1 },
         };
+        self.park(t, w, entry, waiting, Some(gap), now)
+    }
+
+    fn park(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        entry: &VerifiedEntry,
+        waiting: Waiting,
+        gap: Option<GapInfo>,
+        now: u64,
+    ) -> Result<(), StoreError> {
         let o = t.orphan_tables()?;
         if o.orphans.get(entry.hash().0)?.is_some() {
             return Ok(());
@@ -953,8 +1048,11 @@ impl Store {
             Waiting::Parent(parent) => {
                 o.wait_parent.insert(parent.0, entry.hash().0)?;
             }
+            Waiting::Authorisation(author) => {
+                o.wait_predecessor.insert((author.0, 0), entry.hash().0)?;
+            }
         }
-        w.gaps.push(gap);
+        w.gaps.extend(gap);
         Ok(())
     }
 
@@ -1042,6 +1140,9 @@ impl Store {
                 }
                 Waiting::Parent(p) => {
                     o.wait_parent.remove(&p.0, hash)?;
+                }
+                Waiting::Authorisation(author) => {
+                    o.wait_predecessor.remove(&(author.0, 0), hash)?;
                 }
             }
         }

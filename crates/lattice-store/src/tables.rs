@@ -125,10 +125,14 @@ pub enum Waiting {
     Predecessor { author: AuthorId, seq: u64 },
     /// A DAG parent, by hash.
     Parent(Hash),
+    /// The author's admission to the mesh (see `StoreHandle::set_authorised`). Indexed in
+    /// `wait_predecessor` under `(author, 0)`: no entry has seq 0, so applying one never releases it.
+    Authorisation(AuthorId),
 }
 
 /// Header of an orphan record. Layout: `received_ms u64 | seq u64 | kind u8 | author_or_parent [32] |
-/// wait_seq u64`, 57 bytes, followed by the encoded SignedEntry. `kind`: 0 predecessor, 1 parent.
+/// wait_seq u64`, 57 bytes, followed by the encoded SignedEntry. `kind`: 0 predecessor, 1 parent,
+/// 2 authorisation (of `author_or_parent`, `wait_seq` 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrphanRow {
     pub received_ms: u64,
@@ -153,6 +157,11 @@ impl OrphanRow {
                 b.extend_from_slice(&hash.0);
                 b.extend_from_slice(&0u64.to_le_bytes());
             }
+            Waiting::Authorisation(author) => {
+                b.push(2);
+                b.extend_from_slice(&author.0);
+                b.extend_from_slice(&0u64.to_le_bytes());
+            }
         }
         b.extend_from_slice(entry);
         b
@@ -166,6 +175,7 @@ impl OrphanRow {
         let waiting = match b[16] {
             0 => Waiting::Predecessor { author: AuthorId(who), seq: u64_at(b, 49) },
             1 => Waiting::Parent(Hash(who)),
+            2 => Waiting::Authorisation(AuthorId(who)),
             _ => return None,
         };
         Some((OrphanRow { received_ms: u64_at(b, 0), seq: u64_at(b, 8), waiting }, &b[Self::LEN..]))
