@@ -474,7 +474,8 @@ impl Engine {
                         "node_id": r.peer.to_hex(), "ok": stores.iter().all(|(_, s)| s.is_ok()),
                         "stores": stores.iter().map(|(id, s)| match s {
                             Ok(o) => json!({"uuid": id.to_string(), "name": names.get(id), "received": o.received,
-                                "applied": o.applied, "sent": o.sent, "rejected": o.rejected}),
+                                "applied": o.applied, "sent": o.sent, "rejected": o.rejected,
+                                "unauthorised": o.unauthorised}),
                             Err(e) => json!({"uuid": id.to_string(), "name": names.get(id), "error": e}),
                         }).collect::<Vec<_>>(),
                     }),
@@ -491,6 +492,8 @@ impl Engine {
                         let received: u64 =
                             stores.iter().filter_map(|(_, s)| s.as_ref().ok()).map(|o| o.received).sum();
                         let sent: u64 = stores.iter().filter_map(|(_, s)| s.as_ref().ok()).map(|o| o.sent).sum();
+                        let held: u64 =
+                            stores.iter().filter_map(|(_, s)| s.as_ref().ok()).map(|o| o.unauthorised).sum();
                         let errors: Vec<String> = stores
                             .iter()
                             .filter_map(|(id, s)| {
@@ -500,6 +503,12 @@ impl Engine {
                             .collect();
                         if errors.is_empty() {
                             out.line(format_args!("synced with {}: {received} entries received, {sent} sent", r.peer));
+                            if held > 0 {
+                                out.err(format_args!(
+                                    "warning: {held} entries from {} are held: their authors are not members of this mesh",
+                                    r.peer
+                                ));
+                            }
                         } else {
                             // One line per peer, whatever the number of stores.
                             out.err(format_args!("sync with {} failed: {}", r.peer, errors.join("; ")));
