@@ -26,7 +26,7 @@ use crate::framing::{FrameReceiver, FrameSender};
 /// Target size of one `SyncEntries` frame.
 pub const BATCH_BYTES: usize = 1024 * 1024;
 /// Batches buffered between the log reader and the socket, and between socket and ingest.
-const PIPELINE_DEPTH: usize = 4;
+const PIPELINE_DEPTH: usize = 2;
 
 /// Knobs of a session.
 #[derive(Clone, Debug)]

@@ -962,7 +962,10 @@ impl Store {
         now: u64,
     ) -> Result<IngestOutcome, IngestError> {
         let author = entry.author();
-        let held = t.holds(&entry.hash())?;
+        let tip = t.author_row(&author)?;
+        // An author's entries are applied in seq order, so every held one has a seq at or below
+        // the tip: only then can this one be held, and only then is the (random-key) lookup paid.
+        let held = entry.seq() <= tip.map_or(0, |t| t.seq) && t.holds(&entry.hash())?;
         if !self.is_authorised(&author) {
             if entry.store_id() != self.store_id {
                 return Err(ChainError::WrongStore { expected: self.store_id, got: entry.store_id() }.into());
@@ -973,7 +976,6 @@ impl Store {
             self.park(t, w, entry, Waiting::Authorisation(author), None, now)?;
             return Ok(IngestOutcome::Unauthorised);
         }
-        let tip = t.author_row(&author)?;
         let tip_hash = tip.map(|t| (t.seq, t.hash));
         let check = check_next(self.store_id, tip.map(|r| author_tip(&r)).as_ref(), entry, held, |seq| {
             tip_hash.filter(|(s, _)| *s == seq).map(|(_, h)| h)
