@@ -8,7 +8,7 @@
 //! and the index is brought up to date from them at open). That is the group commit: the actor
 //! puts every queued command into one `Txn`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -911,30 +911,26 @@ impl Store {
         authors: Option<HashSet<AuthorId>>,
     ) -> Result<u64, StoreError> {
         self.authorised = authors;
-        let mut admitted = Vec::new();
+        let mut admitted = BTreeSet::new();
         for item in t.orphan_tables()?.orphans.iter()? {
-            let (hash, value) = item?;
+            let (_, value) = item?;
             if let Some((row, _)) = OrphanRow::decode(value.value())
                 && let Waiting::Authorisation(author) = row.waiting
                 && self.is_authorised(&author)
             {
-                admitted.push((hash.value(), row.waiting));
+                admitted.insert(author);
             }
         }
-        let mut entries = Vec::with_capacity(admitted.len());
-        {
-            let o = t.orphan_tables()?;
-            for (hash, _) in &admitted {
-                if let Some(value) = o.orphans.get(hash)?
-                    && let Some(Ok(entry)) = OrphanRow::decode(value.value())
-                        .map(|(_, bytes)| VerifiedEntry::from_trusted_log(bytes.to_vec()))
-                {
-                    entries.push(entry);
-                }
+        let o = t.orphan_tables()?;
+        let mut entries = Vec::new();
+        for author in admitted {
+            let mut hashes = Vec::new();
+            for h in o.wait_predecessor.remove_all(&(author.0, 0))? {
+                hashes.push(h?.value());
             }
+            entries.extend(Self::take_orphans(o, hashes)?);
         }
-        Self::remove_orphans(t, &admitted)?;
-        entries.sort_by_key(|e| (e.author(), e.seq()));
+        let held = entries.len();
         let mut applied = 0u64;
         for entry in entries {
             match self.ingest(t, w, entry) {
@@ -944,8 +940,8 @@ impl Store {
                 Err(e) => tracing::warn!(error = %e, "dropping a held entry that no longer validates"),
             }
         }
-        if !admitted.is_empty() {
-            tracing::info!(held = admitted.len(), applied, "applied entries of newly authorised authors");
+        if held > 0 {
+            tracing::info!(held, applied, "applied entries of newly authorised authors");
         }
         Ok(applied)
     }
@@ -1076,6 +1072,12 @@ impl Store {
         for h in o.wait_parent.remove_all(&hash.0)? {
             hashes.push(h?.value());
         }
+        Self::take_orphans(o, hashes)
+    }
+
+    /// Removes the orphan rows `hashes` (their wait-index rows are the caller's to remove) and
+    /// returns their entries, each author's lowest seq first so a released run applies in one pass.
+    fn take_orphans(o: &mut OrphanTables<'_>, hashes: Vec<[u8; 32]>) -> Result<Vec<VerifiedEntry>, StoreError> {
         let mut out = Vec::new();
         for h in hashes {
             let Some(value) = o.orphans.remove(h)? else { continue };
@@ -1084,8 +1086,7 @@ impl Store {
                 _ => tracing::warn!("dropping an unreadable orphan record"),
             }
         }
-        // Lowest seq first so a released run applies in one pass.
-        out.sort_by_key(|e| e.seq());
+        out.sort_by_key(|e| (e.author(), e.seq()));
         Ok(out)
     }
 
