@@ -133,7 +133,7 @@ impl Presence {
 
     async fn refresh_peers(&self) -> Result<(), NodeError> {
         self.server.set_peers(self.members().await?);
-        self.admit_members().await
+        Ok(())
     }
 
     /// Every store but the root applies only the entries of members (`active` or `invited` in
@@ -158,9 +158,9 @@ impl Presence {
         Ok(())
     }
 
-    /// Puts every active store on the mesh (and takes archived ones off).
+    /// Puts every active store on the mesh (and takes archived ones off). Run after
+    /// [`admit_members`](Self::admit_members), so a store syncs only once it knows the members.
     async fn refresh_stores(&self) -> Result<(), NodeError> {
-        self.admit_members().await?;
         for id in self.node.active_store_ids().await? {
             self.server.open_store(self.node.store_handle(id).await?);
         }
@@ -190,13 +190,15 @@ impl Presence {
             if nodes && let Err(e) = self.refresh_peers().await {
                 tracing::warn!(error = %e, "cannot refresh the member list");
             }
-            if stores {
-                if let Err(e) = self.node.reconcile().await {
-                    tracing::warn!(error = %e, "cannot materialise declared stores");
-                }
-                if let Err(e) = self.refresh_stores().await {
-                    tracing::warn!(error = %e, "cannot put stores on the mesh");
-                }
+            if stores && let Err(e) = self.node.reconcile().await {
+                tracing::warn!(error = %e, "cannot materialise declared stores");
+            }
+            // New members, or new stores that must learn who the members are.
+            if let Err(e) = self.admit_members().await {
+                tracing::warn!(error = %e, "cannot update the authors each store admits");
+            }
+            if stores && let Err(e) = self.refresh_stores().await {
+                tracing::warn!(error = %e, "cannot put stores on the mesh");
             }
         }
     }
@@ -224,6 +226,7 @@ impl Network {
         // Announce our addresses before the stores join the mesh: their first sync carries it.
         network.publish_addrs().await?;
         network.presence.refresh_peers().await?;
+        network.presence.admit_members().await?;
         network.presence.refresh_stores().await?;
         let node = &network.presence.node;
         let (_, events) = node.store_handle(node.root_store().id).await?.watch("^/(nodes|stores)/").await?;
