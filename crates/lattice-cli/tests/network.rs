@@ -13,15 +13,34 @@ fn node_id(l: &Lattice) -> String {
     status(l)["node_id"].as_str().unwrap().to_string()
 }
 
+/// Two fresh nodes, `a` serving on loopback.
+struct Pair {
+    a: Lattice,
+    b: Lattice,
+    serve_a: std::process::Child,
+    /// `a`'s `status --json` once it serves.
+    a_status: serde_json::Value,
+    a_id: String,
+    b_id: String,
+    /// `a`'s listen address.
+    addr: String,
+}
+
+impl Pair {
+    fn start() -> Pair {
+        let (a, b) = (Lattice::init(), Lattice::init());
+        let b_id = node_id(&b);
+        let serve_a = a.serve();
+        let a_status = status(&a);
+        let a_id = a_status["node_id"].as_str().unwrap().to_string();
+        let addr = a_status["listen_addrs"][0].as_str().expect("serve listens").to_string();
+        Pair { a, b, serve_a, a_status, a_id, b_id, addr }
+    }
+}
+
 #[test]
 fn invite_join_put_sync_get_across_two_daemons() {
-    let a = Lattice::init();
-    let b = Lattice::init();
-    let b_id = node_id(&b);
-    let mut serve_a = a.serve();
-    let status = status(&a);
-    let a_id = status["node_id"].as_str().unwrap().to_string();
-    let addr = status["listen_addrs"][0].as_str().expect("serve listens").to_string();
+    let Pair { a, b, mut serve_a, a_id, b_id, addr, .. } = Pair::start();
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
 
     // Not invited yet: refused, and nothing changes on b.
@@ -106,14 +125,8 @@ fn entries_of(l: &Lattice, store: &str) -> u64 {
 #[test]
 fn node_killed_mid_sync_restarts_valid_and_finishes() {
     const N: usize = 20_000;
-    let a = Lattice::init();
-    let b = Lattice::init();
-    let b_id = node_id(&b);
-    let mut serve_a = a.serve();
-    let status = status(&a);
-    let a_id = status["node_id"].as_str().unwrap().to_string();
-    let addr = status["listen_addrs"][0].as_str().unwrap().to_string();
-    let uuid = status["stores"].as_array().unwrap().iter().find(|s| s["name"] == "default").unwrap()["uuid"]
+    let Pair { a, b, mut serve_a, a_status, a_id, b_id, addr } = Pair::start();
+    let uuid = a_status["stores"].as_array().unwrap().iter().find(|s| s["name"] == "default").unwrap()["uuid"]
         .as_str()
         .unwrap()
         .to_string();
