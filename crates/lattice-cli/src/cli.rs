@@ -39,7 +39,7 @@ pub enum Command {
         /// Address for peer connections (UDP/QUIC) [default: 0.0.0.0:0, an ephemeral port]
         #[arg(long, value_name = "ADDR")]
         bind: Option<SocketAddr>,
-        /// Address of the HTTP API (lands with the HTTP issue; accepted and not used yet)
+        /// Serve the HTTP API on this address (e.g. 127.0.0.1:8080); off unless given
         #[arg(long, value_name = "ADDR")]
         http: Option<SocketAddr>,
         /// How peers are found: direct addresses only (none), or opt-in mdns / n0 (relays + DNS)
@@ -122,6 +122,24 @@ pub enum Command {
         #[arg(value_name = "NODE_ID")]
         peer: Option<String>,
     },
+    /// Create an HTTP access token for a store; prints ID:SECRET (the secret is shown only once)
+    CreateToken {
+        /// The store it grants access to (name or uuid)
+        store: String,
+        /// A label for people
+        #[arg(long)]
+        name: Option<String>,
+        /// r (read), w (write) or rw
+        #[arg(long, default_value = "rw")]
+        permissions: String,
+        /// Lifetime, e.g. 30d, 12h, 45m [default: never expires]
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
+    /// List the HTTP access tokens of the mesh (never their secrets)
+    ListTokens,
+    /// Revoke an HTTP access token
+    RevokeToken { id: String },
 }
 
 /// `--discovery`: how peers are found (DESIGN.md section 6).

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use lattice_core::AuthorId;
 use lattice_core::winner;
 use lattice_net::{NetConfig, PeerAddr, SyncProgress};
+use lattice_node::tokens::{self, Permissions, TokenRecord};
 use lattice_node::{DataDir, DirLock, ErrorKind, Network, Node, NodeError, StoreRef};
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
@@ -367,6 +368,56 @@ impl Engine {
             Command::Peers => self.peers(json, out).await,
             Command::Join { peer, name } => self.join(peer, name.clone(), json, opts, out).await,
             Command::Sync { peer } => self.sync(peer.as_deref(), json, opts, out).await,
+            Command::CreateToken { store, name, permissions, expires } => {
+                let permissions: Permissions = permissions.parse()?;
+                let expires = expires.as_deref().map(tokens::parse_duration).transpose()?;
+                let (record, secret) =
+                    self.node().await?.create_token(store, name.clone(), permissions, expires).await?;
+                let token = format!("{}:{secret}", record.id);
+                if json {
+                    let mut value = token_json(&record);
+                    value["secret"] = json!(secret);
+                    value["token"] = json!(token);
+                    out.json(&value);
+                } else {
+                    out.line(token);
+                }
+                Ok(0)
+            }
+            Command::ListTokens => {
+                let tokens = self.node().await?.list_tokens().await?;
+                if json {
+                    out.json(&json!({ "tokens": tokens.iter().map(token_json).collect::<Vec<_>>() }));
+                } else if tokens.is_empty() {
+                    out.line("(no tokens)");
+                } else {
+                    let now = lattice_node::time::now_ms();
+                    let rows: Vec<Vec<String>> = tokens
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.id.clone(),
+                                if t.name.is_empty() { "-".into() } else { t.name.clone() },
+                                t.store_id.map_or_else(|| "-".into(), |s| s.to_string()),
+                                t.permissions.map_or("-", |p| p.as_str()).into(),
+                                t.state(now).into(),
+                                t.expires_at.clone().unwrap_or_else(|| "never".into()),
+                            ]
+                        })
+                        .collect();
+                    out.bytes(table(&["ID", "NAME", "STORE", "PERMISSIONS", "STATE", "EXPIRES"], &rows));
+                }
+                Ok(0)
+            }
+            Command::RevokeToken { id } => {
+                let record = self.node().await?.revoke_token(id).await?;
+                if json {
+                    out.json(&token_json(&record));
+                } else {
+                    out.line(format_args!("revoked token {}", record.id));
+                }
+                Ok(0)
+            }
         }
     }
 
@@ -828,6 +879,17 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         text.push('\n');
     }
     text
+}
+
+/// A token as `create-token`, `list-tokens` and `revoke-token` show it in `--json` (never the
+/// secret's hash).
+fn token_json(t: &TokenRecord) -> Value {
+    json!({
+        "id": t.id, "name": t.name, "store_id": t.store_id.map(|s| s.to_string()),
+        "permissions": t.permissions.map(|p| p.as_str()), "created_at": t.created_at,
+        "expires_at": t.expires_at, "revoked_at": t.revoked_at,
+        "state": t.state(lattice_node::time::now_ms()),
+    })
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use clap::Parser;
+use lattice_http::{HttpConfig, HttpServer};
 use lattice_net::NetConfig;
 use lattice_node::{DataDir, NodeError};
 use tokio::signal::unix::{SignalKind, signal};
@@ -72,7 +73,7 @@ fn main() -> ExitCode {
                 cli::Discovery::Mdns => lattice_net::Discovery::Mdns,
                 cli::Discovery::N0 => lattice_net::Discovery::N0,
             };
-            rt.block_on(serve(&cli, net, http.is_some()))
+            rt.block_on(serve(&cli, net, *http))
         }
         Some(_) => {
             let args = argv.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
@@ -153,7 +154,7 @@ async fn oneshot(cli: Cli, argv: Vec<String>) -> i32 {
 }
 
 /// `lattice serve`: own the data dir in the foreground until SIGINT/SIGTERM.
-async fn serve(cli: &Cli, net: NetConfig, http: bool) -> i32 {
+async fn serve(cli: &Cli, net: NetConfig, http: Option<std::net::SocketAddr>) -> i32 {
     let dir = match DataDir::resolve(cli.data_dir.as_deref()) {
         Ok(dir) => dir,
         Err(e) => return fail(&e),
@@ -202,15 +203,30 @@ async fn serve(cli: &Cli, net: NetConfig, http: bool) -> i32 {
         addrs.join(", ")
     );
     drop(network);
-    if http {
-        eprintln!("lattice: the HTTP API lands with its own issue: --http is accepted but not used yet");
-    }
+    let api = match http {
+        None => None,
+        Some(addr) => match HttpServer::start(node.clone(), addr, HttpConfig::default()).await {
+            Ok(api) => {
+                eprintln!("lattice: HTTP API on http://{}", api.local_addr());
+                Some(api)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                server.stop().await;
+                let _ = engine.shutdown().await;
+                return 1;
+            }
+        },
+    };
     drop(node);
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
     tracing::info!("stopping");
+    if let Some(api) = api {
+        api.shutdown().await;
+    }
     server.stop().await;
     match engine.shutdown().await {
         Ok(()) => {

@@ -302,9 +302,10 @@ mod tests {
     #[test]
     fn completes_command_names() {
         let names = command_names();
-        assert_eq!(complete_command(&names, "cre"), ["create-store"]);
+        assert_eq!(complete_command(&names, "cre"), ["create-store", "create-token"]);
+        assert_eq!(complete_command(&names, "create-s"), ["create-store"]);
         let l = complete_command(&names, "li");
-        assert_eq!(l, ["list", "list-stores"]);
+        assert_eq!(l, ["list", "list-stores", "list-tokens"]);
         assert!(complete_command(&names, "zz").is_empty());
     }
 }

@@ -14,6 +14,7 @@
 //!   and the guarded key-value path (reserved prefixes of the root store are refused).
 //! - [`network`]: [`Network`] (the node on iroh: members from `/nodes/`, stores from
 //!   `/stores/`, `sync`) and [`network::join`].
+//! - [`tokens`]: HTTP access tokens under `/tokens/` (parse, check a secret, generate).
 //! - [`time`]: wall-clock timestamps for the control plane (RFC 3339).
 //! - [`error`]: [`NodeError`] and its [`ErrorKind`] (the CLI's exit codes).
 //!
@@ -30,6 +31,7 @@ pub mod root;
 pub mod stores;
 pub mod tables;
 pub mod time;
+pub mod tokens;
 
 pub use datadir::DataDir;
 pub use error::{ErrorKind, NodeError};

@@ -19,6 +19,7 @@ use crate::root::{
 };
 use crate::stores::StoreManager;
 use crate::time::{now_ms, rfc3339};
+use crate::tokens::{self, Permissions, TOKENS_PREFIX, TokenRecord, token_key};
 
 /// The name of the store `init` creates and makes current.
 pub const DEFAULT_STORE_NAME: &str = "default";
@@ -425,6 +426,78 @@ impl Node {
         }
         self.stores.get(self.root).await?.put(node_status_key(peer).into_bytes(), b"removed".to_vec()).await?;
         Ok(())
+    }
+
+    /// Creates an HTTP access token for a store. Returns its record and the secret, which is
+    /// stored only as a hash: this is the one time it can be shown.
+    pub async fn create_token(
+        &self,
+        store: &str,
+        name: Option<String>,
+        permissions: Permissions,
+        expires_in: Option<std::time::Duration>,
+    ) -> Result<(TokenRecord, String), NodeError> {
+        let store = self.resolve(Some(store)).await?;
+        if store.is_root() {
+            return Err(NodeError::Invalid("tokens grant access to declared stores, not to the root store".into()));
+        }
+        let (id, secret) = tokens::generate();
+        let now = now_ms();
+        let record = TokenRecord {
+            id: id.clone(),
+            store_id: Some(store.id),
+            secret_hash: tokens::secret_hash(&secret),
+            permissions: Some(permissions),
+            name: name.unwrap_or_default(),
+            created_at: Some(rfc3339(now)),
+            expires_at: expires_in.map(|d| rfc3339(now.saturating_add(d.as_millis() as u64))),
+            revoked_at: None,
+        };
+        let mut ops = vec![
+            Op::put(token_key(&id, "store_id"), store.id.to_string()),
+            Op::put(token_key(&id, "secret_hash"), record.secret_hash.clone()),
+            Op::put(token_key(&id, "permissions"), permissions.as_str()),
+            Op::put(token_key(&id, "name"), record.name.clone()),
+        ];
+        for (field, value) in [("created_at", &record.created_at), ("expires_at", &record.expires_at)] {
+            if let Some(value) = value {
+                ops.push(Op::put(token_key(&id, field), value.clone()));
+            }
+        }
+        self.stores.get(self.root).await?.batch(ops).await?;
+        Ok((record, secret))
+    }
+
+    /// Every token of the mesh (revoked and expired ones too), by id.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>, NodeError> {
+        let root = self.stores.get(self.root).await?;
+        Ok(tokens::parse_token_records(&list_all(&root, TOKENS_PREFIX.as_bytes()).await?).into_values().collect())
+    }
+
+    /// One token's record, if it exists.
+    pub async fn token(&self, id: &str) -> Result<Option<TokenRecord>, NodeError> {
+        if !tokens::is_token_id(id) {
+            return Ok(None);
+        }
+        let root = self.stores.get(self.root).await?;
+        let prefix = token_key(id, "");
+        Ok(tokens::parse_token_records(&list_all(&root, prefix.as_bytes()).await?).remove(id))
+    }
+
+    /// Revokes a token: from now on (on every node, once synced) it is refused.
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenRecord, NodeError> {
+        let _guard = self.control.lock().await;
+        let mut record = self.token(id).await?.ok_or_else(|| NodeError::NotFound(format!("no token {id:?}")))?;
+        if record.revoked_at.is_none() {
+            let at = rfc3339(now_ms());
+            self.stores
+                .get(self.root)
+                .await?
+                .put(token_key(id, "revoked_at").into_bytes(), at.clone().into_bytes())
+                .await?;
+            record.revoked_at = Some(at);
+        }
+        Ok(record)
     }
 
     /// Writes this node's own record: info (name, hostname, addresses; who added it is kept)

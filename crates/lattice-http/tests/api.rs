@@ -1,0 +1,253 @@
+//! The HTTP API against a real node on 127.0.0.1: every route, and every refusal (401, 403,
+//! 404, 429) with its JSON error.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lattice_http::{HttpConfig, HttpServer, RateLimit};
+use lattice_node::tokens::Permissions;
+use lattice_node::{DataDir, DirLock, Node};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field: {:?}", self.json())).to_string()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`).
+async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Reply {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Reply { status, headers, body }
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[line_end + 2..line_end + 2 + size]);
+        raw = &raw[line_end + 4 + size..];
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    node: Arc<Node>,
+    server: HttpServer,
+}
+
+impl Fixture {
+    async fn start(config: HttpConfig) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path()).unwrap();
+        let lock = Arc::new(DirLock::try_acquire(&data).unwrap());
+        let node = Arc::new(Node::init(data, lock, Some("http-test".into())).await.unwrap());
+        node.create_store("app").await.unwrap();
+        node.create_store("other").await.unwrap();
+        let server = HttpServer::start(node.clone(), "127.0.0.1:0".parse().unwrap(), config).await.unwrap();
+        Fixture { _dir: dir, node, server }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    async fn token(&self, store: &str, permissions: Permissions) -> String {
+        let (record, secret) = self.node.create_token(store, None, permissions, None).await.unwrap();
+        format!("{}:{secret}", record.id)
+    }
+
+    async fn stop(self) {
+        self.server.shutdown().await;
+        self.node.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_token_holder_puts_gets_lists_and_deletes_keys() {
+    let f = Fixture::start(HttpConfig::default()).await;
+    let rw = f.token("app", Permissions::ReadWrite).await;
+    let health = request(f.addr(), "GET", "/healthz", None, b"").await;
+    assert_eq!((health.status, health.json()["status"].as_str()), (200, Some("ok")));
+
+    let put = request(f.addr(), "PUT", "/stores/app/keys/users/alice", Some(&rw), b"hello").await;
+    assert_eq!(put.status, 200, "{:?}", String::from_utf8_lossy(&put.body));
+    let receipt = put.json();
+    assert_eq!(receipt["hash"].as_str().unwrap().len(), 64);
+    assert!(receipt["hlc"].is_string());
+    let got = request(f.addr(), "GET", "/stores/app/keys/users/alice", Some(&rw), b"").await;
+    assert_eq!((got.status, got.body.as_slice()), (200, b"hello".as_slice()));
+    // The store is addressed by uuid as well, and the write went through the node.
+    let app = f.node.resolve(Some("app")).await.unwrap();
+    assert_eq!(f.node.get(&app, b"users/alice").await.unwrap(), Some(b"hello".to_vec()));
+    let by_uuid = request(f.addr(), "GET", &format!("/stores/{}/keys/users/alice", app.id), Some(&rw), b"").await;
+    assert_eq!(by_uuid.body, b"hello");
+
+    let binary = [0u8, 159, 146, 150, 255];
+    assert_eq!(request(f.addr(), "PUT", "/stores/app/keys/users/bin", Some(&rw), &binary).await.status, 200);
+    assert_eq!(request(f.addr(), "GET", "/stores/app/keys/users/bin", Some(&rw), b"").await.body, binary);
+    for i in 0..3 {
+        request(f.addr(), "PUT", &format!("/stores/app/keys/users/z{i}"), Some(&rw), b"v").await;
+    }
+    request(f.addr(), "PUT", "/stores/app/keys/elsewhere", Some(&rw), b"x").await;
+
+    let page = request(f.addr(), "GET", "/stores/app/keys?prefix=users/&limit=2", Some(&rw), b"").await.json();
+    let keys: Vec<&str> = page["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["users/alice", "users/bin"]);
+    assert_eq!(page["items"][0]["encoding"], "utf8");
+    assert_eq!(page["items"][0]["value"], "hello");
+    assert_eq!(page["items"][1]["encoding"], "base64");
+    assert_eq!(page["items"][1]["value"], "AJ+Slv8=");
+    assert_eq!(page["next"], "users/bin");
+    let rest = request(f.addr(), "GET", "/stores/app/keys?prefix=users/&limit=10&after=users/bin", Some(&rw), b"")
+        .await
+        .json();
+    let keys: Vec<&str> = rest["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["users/z0", "users/z1", "users/z2"]);
+    assert!(rest["next"].is_null(), "the last page has no next");
+    let all = request(f.addr(), "GET", "/stores/app/keys", Some(&rw), b"").await.json();
+    assert_eq!(all["items"].as_array().unwrap().len(), 6);
+    let bad_limit = request(f.addr(), "GET", "/stores/app/keys?limit=0", Some(&rw), b"").await;
+    assert_eq!(bad_limit.status, 400);
+    assert!(bad_limit.error().contains("limit"));
+
+    let deleted = request(f.addr(), "DELETE", "/stores/app/keys/users/alice", Some(&rw), b"").await;
+    assert_eq!(deleted.status, 200);
+    assert!(deleted.json()["hash"].is_string());
+    let gone = request(f.addr(), "GET", "/stores/app/keys/users/alice", Some(&rw), b"").await;
+    assert_eq!(gone.status, 404);
+    assert!(gone.error().contains("not found"));
+    assert_eq!(request(f.addr(), "DELETE", "/stores/app/keys/users/alice", Some(&rw), b"").await.status, 404);
+    assert_eq!(request(f.addr(), "GET", "/nowhere", None, b"").await.status, 404);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn bad_missing_revoked_and_expired_tokens_get_401() {
+    let f = Fixture::start(HttpConfig::default()).await;
+    let rw = f.token("app", Permissions::ReadWrite).await;
+    let (id, _) = rw.split_once(':').unwrap();
+    let wrong_secret = format!("{id}:{}", "0".repeat(64));
+    let path = "/stores/app/keys/k";
+    for (token, why) in [
+        (None, "Bearer"),
+        (Some("garbage"), "Bearer"),
+        (Some("0123456789abcdef:secret"), "unknown token"),
+        (Some(wrong_secret.as_str()), "wrong token secret"),
+    ] {
+        let reply = request(f.addr(), "GET", path, token, b"").await;
+        assert_eq!(reply.status, 401, "{token:?}");
+        assert!(reply.error().contains(why), "{token:?}: {}", reply.error());
+    }
+    assert_eq!(request(f.addr(), "PUT", path, Some(&rw), b"v").await.status, 200);
+    f.node.revoke_token(id).await.unwrap();
+    let revoked = request(f.addr(), "GET", path, Some(&rw), b"").await;
+    assert_eq!((revoked.status, revoked.error().as_str()), (401, "token revoked"));
+
+    let (record, secret) =
+        f.node.create_token("app", None, Permissions::Read, Some(Duration::from_millis(300))).await.unwrap();
+    let short = format!("{}:{secret}", record.id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = request(f.addr(), "GET", path, Some(&short), b"").await;
+        if reply.status == 401 {
+            assert_eq!(reply.error(), "token expired");
+            break;
+        }
+        assert_eq!(reply.status, 200, "valid until it expires");
+        assert!(Instant::now() < deadline, "the token never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_grant_only_their_store_and_their_permissions() {
+    let f = Fixture::start(HttpConfig::default()).await;
+    let read = f.token("app", Permissions::Read).await;
+    let write = f.token("app", Permissions::Write).await;
+    let other = f.token("other", Permissions::ReadWrite).await;
+    assert_eq!(request(f.addr(), "PUT", "/stores/app/keys/k", Some(&write), b"v").await.status, 200);
+    assert_eq!(request(f.addr(), "GET", "/stores/app/keys/k", Some(&read), b"").await.status, 200);
+
+    let refused = [
+        ("PUT", "/stores/app/keys/k", &read, "may not write"),
+        ("DELETE", "/stores/app/keys/k", &read, "may not write"),
+        ("GET", "/stores/app/keys/k", &write, "may not read"),
+        ("GET", "/stores/app/keys", &write, "may not read"),
+        ("GET", "/stores/app/keys/k", &other, "does not grant access"),
+        ("PUT", "/stores/app/keys/k", &other, "does not grant access"),
+        ("GET", "/stores/root/keys/k", &other, "does not grant access"),
+        ("GET", "/stores/no-such-store/keys/k", &other, "does not grant access"),
+    ];
+    for (method, path, token, why) in refused {
+        let reply = request(f.addr(), method, path, Some(token), b"x").await;
+        assert_eq!(reply.status, 403, "{method} {path}");
+        assert!(reply.error().contains(why), "{method} {path}: {}", reply.error());
+    }
+    let app = f.node.resolve(Some("app")).await.unwrap();
+    assert_eq!(f.node.get(&app, b"k").await.unwrap(), Some(b"v".to_vec()), "refused writes changed nothing");
+    assert!(f.node.create_token("root", None, Permissions::Read, None).await.is_err(), "no tokens for the root store");
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_over_its_rate_gets_429_with_retry_after() {
+    let f = Fixture::start(HttpConfig { rate_limit: RateLimit { per_second: 1, burst: 2 } }).await;
+    let busy = f.token("app", Permissions::ReadWrite).await;
+    let calm = f.token("app", Permissions::ReadWrite).await;
+    for _ in 0..2 {
+        assert_eq!(request(f.addr(), "PUT", "/stores/app/keys/k", Some(&busy), b"v").await.status, 200);
+    }
+    let limited = request(f.addr(), "PUT", "/stores/app/keys/k", Some(&busy), b"v").await;
+    assert_eq!(limited.status, 429);
+    assert!(limited.error().contains("rate limit"));
+    let retry: u64 = limited.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(
+        request(f.addr(), "GET", "/stores/app/keys/k", Some(&calm), b"").await.status,
+        200,
+        "limits are per token"
+    );
+    assert_eq!(request(f.addr(), "GET", "/healthz", None, b"").await.status, 200);
+    f.stop().await;
+}

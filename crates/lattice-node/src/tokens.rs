@@ -1,0 +1,276 @@
+//! HTTP access tokens (DESIGN.md sections 7 and 9), kept in the root store so every node of the
+//! mesh accepts them:
+//!
+//! `/tokens/{id}/store_id`, `/secret_hash` (hex sha256 of the secret), `/permissions` (`r|w|rw`),
+//! `/name`, `/created_at`, `/expires_at` (RFC 3339, absent: never), `/revoked_at`.
+//!
+//! A client presents `{id}:{secret}`. The secret is shown once, at creation; only its hash is
+//! stored, and it is compared in constant time. This module is pure (parsing and checks);
+//! [`crate::Node`] reads and writes the keys.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lattice_core::StoreId;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::NodeError;
+use crate::time::parse_rfc3339;
+
+/// Where tokens live in the root store.
+pub const TOKENS_PREFIX: &str = "/tokens/";
+
+/// `/tokens/{id}/{field}`.
+pub fn token_key(id: &str, field: &str) -> String {
+    format!("{TOKENS_PREFIX}{id}/{field}")
+}
+
+/// What a token lets its holder do in its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permissions {
+    Read,
+    Write,
+    ReadWrite,
+}
+
+impl Permissions {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permissions::Read => "r",
+            Permissions::Write => "w",
+            Permissions::ReadWrite => "rw",
+        }
+    }
+
+    pub fn can_read(self) -> bool {
+        matches!(self, Permissions::Read | Permissions::ReadWrite)
+    }
+
+    pub fn can_write(self) -> bool {
+        matches!(self, Permissions::Write | Permissions::ReadWrite)
+    }
+}
+
+impl std::str::FromStr for Permissions {
+    type Err = NodeError;
+    fn from_str(s: &str) -> Result<Self, NodeError> {
+        match s {
+            "r" => Ok(Permissions::Read),
+            "w" => Ok(Permissions::Write),
+            "rw" | "wr" => Ok(Permissions::ReadWrite),
+            other => Err(NodeError::Invalid(format!("permissions must be r, w or rw, not {other:?}"))),
+        }
+    }
+}
+
+/// A token as the root store describes it (never its secret).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub store_id: Option<StoreId>,
+    pub secret_hash: String,
+    pub permissions: Option<Permissions>,
+    pub name: String,
+    pub created_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// Why a presented token is refused. Every variant is a 401 to an HTTP client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejected {
+    #[error("expected `Authorization: Bearer ID:SECRET`")]
+    Malformed,
+    #[error("unknown token")]
+    Unknown,
+    #[error("wrong token secret")]
+    WrongSecret,
+    #[error("token revoked")]
+    Revoked,
+    #[error("token expired")]
+    Expired,
+}
+
+impl TokenRecord {
+    /// Checks a presented secret and the token's validity at `now_ms`.
+    pub fn check(&self, secret: &str, now_ms: u64) -> Result<(), TokenRejected> {
+        let presented = secret_hash(secret);
+        // Both are 64 hex digits when the record is well formed; a malformed record never matches.
+        if presented.len() != self.secret_hash.len()
+            || !bool::from(presented.as_bytes().ct_eq(self.secret_hash.as_bytes()))
+        {
+            return Err(TokenRejected::WrongSecret);
+        }
+        if self.revoked_at.is_some() {
+            return Err(TokenRejected::Revoked);
+        }
+        if let Some(expires) = &self.expires_at {
+            // An expiry that does not parse is treated as past: never grant on doubt.
+            if parse_rfc3339(expires).is_none_or(|at| now_ms >= at) {
+                return Err(TokenRejected::Expired);
+            }
+        }
+        Ok(())
+    }
+
+    /// `active`, `revoked` or `expired` at `now_ms`.
+    pub fn state(&self, now_ms: u64) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.as_deref().is_some_and(|e| parse_rfc3339(e).is_none_or(|at| now_ms >= at)) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// Hex sha256 of a secret, as stored in `/tokens/{id}/secret_hash`.
+pub fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Splits a presented `ID:SECRET`.
+pub fn split_token(token: &str) -> Result<(&str, &str), TokenRejected> {
+    match token.split_once(':') {
+        Some((id, secret)) if is_token_id(id) && !secret.is_empty() => Ok((id, secret)),
+        _ => Err(TokenRejected::Malformed),
+    }
+}
+
+/// Token ids are 16 lowercase hex digits.
+pub fn is_token_id(id: &str) -> bool {
+    id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A fresh id (16 hex digits) and secret (64 hex digits, 244 random bits), from the OS's
+/// random source (uuid v4).
+pub fn generate() -> (String, String) {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    (id, secret)
+}
+
+/// `30d`, `12h`, `45m`, `90s` or `2w`.
+pub fn parse_duration(text: &str) -> Result<Duration, NodeError> {
+    let bad = || NodeError::Invalid(format!("expected a duration like 30d, 12h, 45m, 90s or 2w, not {text:?}"));
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    if n == 0 {
+        return Err(NodeError::Invalid(format!("a token cannot expire after {text}")));
+    }
+    n.checked_mul(unit_secs).map(Duration::from_secs).ok_or_else(bad)
+}
+
+/// Groups the visible items under `/tokens/` by id; unparsable keys are skipped.
+pub fn parse_token_records(items: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<String, TokenRecord> {
+    let mut out: BTreeMap<String, TokenRecord> = BTreeMap::new();
+    for (key, value) in items {
+        let Some(rest) = key.strip_prefix(TOKENS_PREFIX.as_bytes()) else { continue };
+        let Ok(rest) = std::str::from_utf8(rest) else { continue };
+        let Some((id, field)) = rest.split_once('/') else { continue };
+        if !is_token_id(id) {
+            continue;
+        }
+        let value = String::from_utf8_lossy(value).into_owned();
+        let record =
+            out.entry(id.to_string()).or_insert_with(|| TokenRecord { id: id.to_string(), ..Default::default() });
+        match field {
+            "store_id" => record.store_id = StoreId::parse(&value).ok(),
+            "secret_hash" => record.secret_hash = value,
+            "permissions" => record.permissions = value.parse().ok(),
+            "name" => record.name = value,
+            "created_at" => record.created_at = Some(value),
+            "expires_at" => record.expires_at = Some(value),
+            "revoked_at" => record.revoked_at = Some(value),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::rfc3339;
+
+    fn record(secret: &str) -> TokenRecord {
+        TokenRecord {
+            id: "0123456789abcdef".into(),
+            store_id: Some(StoreId::new_random()),
+            secret_hash: secret_hash(secret),
+            permissions: Some(Permissions::Read),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_secret_is_checked_against_its_hash_and_the_token_state() {
+        let mut r = record("s3cret");
+        assert_eq!(r.check("s3cret", 1_000), Ok(()));
+        assert_eq!(r.check("s3creT", 1_000), Err(TokenRejected::WrongSecret));
+        assert_eq!(r.check("", 1_000), Err(TokenRejected::WrongSecret));
+        r.expires_at = Some(rfc3339(5_000));
+        assert_eq!(r.check("s3cret", 4_999), Ok(()));
+        assert_eq!(r.check("s3cret", 5_000), Err(TokenRejected::Expired));
+        assert_eq!(r.state(5_000), "expired");
+        r.expires_at = Some("not a time".into());
+        assert_eq!(r.check("s3cret", 0), Err(TokenRejected::Expired), "an unreadable expiry grants nothing");
+        r.expires_at = None;
+        r.revoked_at = Some(rfc3339(2_000));
+        assert_eq!(r.check("s3cret", 1_000), Err(TokenRejected::Revoked));
+        assert_eq!(r.check("wrong", 1_000), Err(TokenRejected::WrongSecret), "the secret is checked first");
+        let mut broken = record("x");
+        broken.secret_hash = String::new();
+        assert_eq!(broken.check("", 0), Err(TokenRejected::WrongSecret));
+    }
+
+    #[test]
+    fn tokens_parse_and_generate() {
+        let (id, secret) = generate();
+        assert!(is_token_id(&id));
+        assert_eq!(secret.len(), 64);
+        let presented = format!("{id}:{secret}");
+        assert_eq!(split_token(&presented), Ok((id.as_str(), secret.as_str())));
+        for bad in ["", "abc", "0123456789abcdef", "0123456789abcdef:", "0123456789ABCDEF:x", "012:x"] {
+            assert_eq!(split_token(bad), Err(TokenRejected::Malformed), "{bad:?}");
+        }
+        assert_eq!("rw".parse::<Permissions>().unwrap(), Permissions::ReadWrite);
+        assert!("x".parse::<Permissions>().is_err());
+        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        for bad in ["", "d", "30", "30y", "0d", "-1d", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn records_are_read_back_from_root_store_items() {
+        let sid = StoreId::new_random();
+        let items: Vec<(Vec<u8>, Vec<u8>)> = [
+            ("/tokens/0123456789abcdef/store_id", sid.to_string()),
+            ("/tokens/0123456789abcdef/permissions", "rw".into()),
+            ("/tokens/0123456789abcdef/name", "ci".into()),
+            ("/tokens/0123456789abcdef/revoked_at", "2026-01-01T00:00:00.000Z".into()),
+            ("/tokens/not-an-id/name", "skipped".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.into_bytes()))
+        .collect();
+        let records = parse_token_records(&items);
+        assert_eq!(records.len(), 1);
+        let r = &records["0123456789abcdef"];
+        assert_eq!((r.store_id, r.permissions, r.name.as_str()), (Some(sid), Some(Permissions::ReadWrite), "ci"));
+        assert_eq!(r.state(0), "revoked");
+    }
+}
