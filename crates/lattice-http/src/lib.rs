@@ -121,7 +121,30 @@ fn router(api: Arc<Api>) -> Router {
         .route("/stores/{store}/keys/{*key}", get(get_key).put(put_key).delete(delete_key))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(api)
+}
+
+/// Errors axum produces itself (wrong method, body over the limit, bad query) come as plain
+/// text or empty; every error of this API is JSON, so they are rewrapped.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+    let mut rewrapped = ApiError::new(status, message).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            rewrapped.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewrapped
 }
 
 /// A JSON body with its content type.

@@ -158,6 +158,22 @@ async fn a_token_holder_puts_gets_lists_and_deletes_keys() {
     assert!(gone.error().contains("not found"));
     assert_eq!(request(f.addr(), "DELETE", "/stores/app/keys/users/alice", Some(&rw), b"").await.status, 404);
     assert_eq!(request(f.addr(), "GET", "/nowhere", None, b"").await.status, 404);
+    // Errors from the HTTP layer itself are JSON as well.
+    let wrong_method = request(f.addr(), "POST", "/stores/app/keys/k", Some(&rw), b"v").await;
+    assert_eq!(wrong_method.status, 405);
+    assert!(!wrong_method.error().is_empty());
+    assert!(wrong_method.header("allow").is_some_and(|a| a.contains("PUT")));
+    // One byte over the body limit (value limit + 1 KiB): refused, and all of it was read, so
+    // the connection closes cleanly.
+    let huge = vec![b'x'; lattice_core::entry::MAX_VALUE_BYTES + 1024 + 1];
+    let too_big = request(f.addr(), "PUT", "/stores/app/keys/big", Some(&rw), &huge).await;
+    assert_eq!(too_big.status, 413);
+    assert!(!too_big.error().is_empty());
+    let over = vec![b'x'; lattice_core::entry::MAX_VALUE_BYTES + 1];
+    let over_limit = request(f.addr(), "PUT", "/stores/app/keys/big", Some(&rw), &over).await;
+    assert_eq!(over_limit.status, 400);
+    assert!(over_limit.error().contains("limit"), "{}", over_limit.error());
+    assert_eq!(request(f.addr(), "GET", "/stores/app/keys/big", Some(&rw), b"").await.status, 404, "nothing written");
     f.stop().await;
 }
 
