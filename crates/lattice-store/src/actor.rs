@@ -154,6 +154,17 @@ impl Actor {
             let (reply, _) = oneshot::channel();
             batch.push(Command::ExpireOrphans { reply });
         }
+        if let Err(stopped) = self.store.check_running() {
+            // Nothing is served from an index that does not match the logs (see `Stopped`).
+            let msg = stopped.to_string();
+            for cmd in batch {
+                match cmd {
+                    Command::Close { reply } => close = Some(reply),
+                    other => Self::refuse(other, &msg),
+                }
+            }
+            return close;
+        }
         for cmd in batch {
             match cmd {
                 Command::Write { .. }
@@ -231,6 +242,27 @@ impl Actor {
                 let msg = e.to_string();
                 pending.into_iter().for_each(|p| p.answer(Some(&msg)));
             }
+        }
+    }
+
+    /// Answers any command (but `Close`) with `Stopped`.
+    fn refuse(cmd: Command, msg: &str) {
+        let err = || StoreError::Stopped(msg.to_string());
+        match cmd {
+            Command::Get { reply, .. } => drop(reply.send(Err(err()))),
+            Command::Heads { reply, .. } => drop(reply.send(Err(err()))),
+            Command::List { reply, .. } => drop(reply.send(Err(err()))),
+            Command::Status { reply } => drop(reply.send(Err(err()))),
+            Command::SyncState { reply } => drop(reply.send(Err(err()))),
+            Command::Missing { reply, .. } => drop(reply.send(Err(err()))),
+            Command::Watch { reply, .. } => drop(reply.send(Err(err()))),
+            Command::Write { reply, .. } => drop(reply.send(Err(err()))),
+            Command::Delete { reply, .. } => drop(reply.send(Err(err()))),
+            Command::ExpireOrphans { reply } | Command::Authorise { reply, .. } => drop(reply.send(Err(err()))),
+            Command::Ingest { entries, reply } => {
+                drop(reply.send(entries.iter().map(|_| Err(IngestError::Store(err()))).collect()))
+            }
+            Command::Close { .. } => {}
         }
     }
 

@@ -29,6 +29,12 @@ pub enum StoreError {
     Closed,
     #[error("the write was not made durable and was undone: {0}")]
     Aborted(String),
+    /// The index could not follow the logs; the store refuses work until it is reopened (the
+    /// open rebuilds the index from the logs, which hold every acknowledged write).
+    #[error(
+        "the store stopped after its index failed to commit ({0}); every acknowledged write is in its logs: reopen it (restart lattice) to rebuild the index"
+    )]
+    Stopped(String),
 }
 
 macro_rules! redb_into {

@@ -354,6 +354,13 @@ pub(crate) struct Store {
     authorised: Option<HashSet<AuthorId>>,
     /// Log records read back by the replay at open (0 if the index was up to date).
     pub(crate) replayed: u64,
+    /// Set when the index failed to commit after the logs did: the index no longer matches
+    /// the logs, and a write based on it could fork our own chain, so the store refuses all work
+    /// (see [`StoreError::Stopped`]) until it is reopened.
+    stopped: Option<String>,
+    /// Test hook: the next index commit fails.
+    #[cfg(test)]
+    fail_next_index_commit: bool,
     pub(crate) gaps: broadcast::Sender<GapInfo>,
     pub(crate) commits: broadcast::Sender<Arc<Committed>>,
 }
@@ -430,6 +437,9 @@ impl Store {
             last_checkpoint: Instant::now(),
             authorised: None,
             replayed: 0,
+            stopped: None,
+            #[cfg(test)]
+            fail_next_index_commit: false,
             gaps,
             commits,
         };
@@ -682,6 +692,7 @@ impl Store {
 
     /// Begins a group commit; `with_orphans` is false for a batch that only makes local writes.
     pub(crate) fn begin(&mut self, with_orphans: bool) -> Result<Txn, StoreError> {
+        self.check_running()?;
         Ok(Txn {
             state: self.state.begin_write()?,
             orphans: if with_orphans { Some(self.orphans.begin_write()?) } else { None },
@@ -724,27 +735,15 @@ impl Store {
             self.abort(tx);
             return Err(StoreError::Aborted(e.to_string()));
         }
-        // From here on the entries are durable in their logs. If the index commit fails, the
-        // next open replays them from the logs; nothing acknowledged can be lost.
-        {
-            let mut meta = tx.state.open_table(tables::META)?;
-            meta.insert(tables::META_COUNTERS, tx.work.counters.encode().as_slice())?;
-            let last = self.clock.last();
-            let mut clock = [0u8; 12];
-            clock[..8].copy_from_slice(&last.wall_ms.to_le_bytes());
-            clock[8..].copy_from_slice(&last.counter.to_le_bytes());
-            meta.insert(tables::META_CLOCK, clock.as_slice())?;
+        // From here on the entries are durable in their logs: the batch is acknowledged. If the
+        // index commit fails, the next open replays them from the logs; until then the store
+        // stops, since its index no longer matches its logs.
+        let Txn { state, orphans, work } = tx;
+        if let Err(e) = self.commit_index(state, orphans, &work.counters, durability) {
+            tracing::error!(store = %self.store_id, error = %e, "index commit failed after the logs were synced; stopping the store until it is reopened");
+            self.stopped = Some(e.to_string());
         }
-        let Txn { mut state, orphans, work } = tx;
         let Work { log_lens, changed, counters, local, remote, gaps, .. } = work;
-        let durable = matches!(durability, Durability::Immediate);
-        let level = || if durable { Durability::Immediate } else { Durability::None };
-        state.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
-        state.commit()?;
-        if let Some(mut orphans) = orphans {
-            orphans.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
-            orphans.commit()?;
-        }
         if matches!(durability, Durability::Immediate) {
             self.last_checkpoint = Instant::now();
         }
@@ -767,6 +766,49 @@ impl Store {
             })
             .collect();
         Ok(events)
+    }
+
+    /// Commits the index rows of a batch whose logs are durable (meta, then state.db, then
+    /// orphans.db).
+    fn commit_index(
+        &mut self,
+        mut state: WriteTransaction,
+        orphans: Option<WriteTransaction>,
+        counters: &Counters,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next_index_commit) {
+            return Err(StoreError::Db(redb::Error::Corrupted("injected index commit failure".into())));
+        }
+        {
+            let mut meta = state.open_table(tables::META)?;
+            meta.insert(tables::META_COUNTERS, counters.encode().as_slice())?;
+            let last = self.clock.last();
+            let mut clock = [0u8; 12];
+            clock[..8].copy_from_slice(&last.wall_ms.to_le_bytes());
+            clock[8..].copy_from_slice(&last.counter.to_le_bytes());
+            meta.insert(tables::META_CLOCK, clock.as_slice())?;
+        }
+        let level = || match durability {
+            Durability::Immediate => Durability::Immediate,
+            _ => Durability::None,
+        };
+        state.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
+        state.commit()?;
+        if let Some(mut orphans) = orphans {
+            orphans.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
+            orphans.commit()?;
+        }
+        Ok(())
+    }
+
+    /// `Err(Stopped)` once an index commit has failed (see [`Store::stopped`]).
+    pub(crate) fn check_running(&self) -> Result<(), StoreError> {
+        match &self.stopped {
+            Some(reason) => Err(StoreError::Stopped(reason.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Writes the buffered appends of every touched log and fsyncs it. With several logs, the
@@ -1432,5 +1474,42 @@ mod tests {
             assert_eq!(store.ingest(&mut t, w, e2).unwrap(), IngestOutcome::Duplicate);
         }
         store.commit(tx).unwrap();
+    }
+
+    fn local_put(store: &mut Store, key: &str, value: &str) -> Result<WriteReceipt, StoreError> {
+        let mut tx = store.begin(false)?;
+        let receipt = {
+            let (mut t, w) = tx.split()?;
+            store.local_write(&mut t, w, vec![Op::put(key, value)])?
+        };
+        store.commit(tx)?;
+        Ok(receipt)
+    }
+
+    /// An index commit that fails after the logs were synced: the write is acknowledged (it is
+    /// durable), the store refuses further work rather than build on an index that lags its
+    /// logs (a local write would reuse a seq and fork our chain), and a reopen replays the log
+    /// so every write is there and the chain continues.
+    #[test]
+    fn a_failed_index_commit_stops_the_store_and_a_reopen_recovers_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let sid = StoreId::new_random();
+        let id = Identity::generate();
+        let mut store = Store::open(dir.path(), sid, id.clone(), StoreConfig::default()).unwrap();
+        assert_eq!(local_put(&mut store, "a", "1").unwrap().seq, 1);
+        store.fail_next_index_commit = true;
+        assert_eq!(local_put(&mut store, "b", "2").unwrap().seq, 2, "durable in the log: acknowledged");
+        let refused = local_put(&mut store, "c", "3").unwrap_err();
+        assert!(matches!(refused, StoreError::Stopped(_)), "{refused}");
+        assert!(refused.to_string().contains("reopen"), "{refused}");
+        assert!(store.checkpoint().is_err(), "nothing is committed any more");
+        drop(store);
+
+        let mut store = Store::open(dir.path(), sid, id, StoreConfig::default()).unwrap();
+        assert_eq!(store.replayed, 1, "the write the index missed is replayed from the log");
+        assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.get(b"b").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(local_put(&mut store, "c", "3").unwrap().seq, 3, "the chain continues, unforked");
+        assert_eq!(store.status().unwrap().entries, 3);
     }
 }
