@@ -182,6 +182,8 @@ struct Deferred {
     entries: HashMap<[u8; 32], [u8; EntryRow::LEN]>,
     /// Heads of each touched key, decoded.
     kv: HashMap<Vec<u8>, Vec<Head>>,
+    /// Tip of each touched author (looked up for every entry, so kept out of the B-tree too).
+    authors: HashMap<AuthorId, AuthorRow>,
     /// Rough bytes held in `kv` (keys and values).
     kv_bytes: usize,
 }
@@ -264,6 +266,21 @@ impl<'t> Tables<'t> {
         for (key, heads) in heads {
             self.kv.insert(key.as_slice(), encode_heads(&heads).as_slice())?;
         }
+        for (author, row) in deferred.authors.drain() {
+            self.authors.insert(author.0, row.encode().as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn set_author_row(&mut self, author: AuthorId, row: AuthorRow) -> Result<(), StoreError> {
+        match &mut self.deferred {
+            Some(deferred) => {
+                deferred.authors.insert(author, row);
+            }
+            None => {
+                self.authors.insert(author.0, row.encode().as_slice())?;
+            }
+        }
         Ok(())
     }
 
@@ -308,6 +325,9 @@ impl<'t> Tables<'t> {
     }
 
     fn author_row(&self, author: &AuthorId) -> Result<Option<AuthorRow>, StoreError> {
+        if let Some(row) = self.deferred.as_ref().and_then(|d| d.authors.get(author)) {
+            return Ok(Some(*row));
+        }
         let row = self.authors.get(author.0)?;
         row.map(|v| AuthorRow::decode(v.value()).ok_or_else(|| StoreError::CorruptIndex("author row".into())))
             .transpose()
@@ -1242,7 +1262,7 @@ impl Store {
         let row = EntryRow { author, seq: entry.seq(), offset, record_len: record_len as u32 };
         t.insert_entry(&entry.hash(), &row)?;
         let author_row = AuthorRow { seq: entry.seq(), hash: entry.hash(), hlc: entry.hlc(), log_len: row.end() };
-        t.authors.insert(author.0, author_row.encode().as_slice())?;
+        t.set_author_row(author, author_row)?;
         w.counters.entries += 1;
 
         // The head an entry leaves on a key is its last operation on that key.
@@ -1465,7 +1485,9 @@ mod tests {
         assert_eq!(store.get(b"k").unwrap(), Some(b"3".to_vec()));
         assert_eq!(store.get(b"j").unwrap(), Some(b"x".to_vec()));
         let status = store.status().unwrap();
-        assert_eq!((status.entries, status.keys, status.conflicts), (3, 2, 0));
+        assert_eq!((status.entries, status.authors, status.keys, status.conflicts), (3, 2, 2, 0));
+        let tips = store.sync_state().unwrap().authors;
+        assert_eq!((tips[&remote.author()].seq, tips[&store.identity.author()].seq), (2, 1), "author rows landed");
         // The entries rows are in the table: the same entries again are duplicates.
         let mut tx = store.begin(true).unwrap();
         {
