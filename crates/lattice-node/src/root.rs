@@ -39,13 +39,18 @@ pub struct NodeRecord {
     pub info: Option<NodeInfo>,
 }
 
+/// Splits a control-plane key `{prefix}{id}/{field}` into `(id, field)`; `None` if it is not
+/// one (another prefix, not UTF-8, no field).
+pub fn split_record_key<'k>(key: &'k [u8], prefix: &str) -> Option<(&'k str, &'k str)> {
+    let rest = std::str::from_utf8(key.strip_prefix(prefix.as_bytes())?).ok()?;
+    rest.split_once('/')
+}
+
 /// Groups the visible items under `/nodes/` by node id; unparsable keys are skipped.
 pub fn parse_node_records(items: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<AuthorId, NodeRecord> {
     let mut out: BTreeMap<AuthorId, NodeRecord> = BTreeMap::new();
     for (key, value) in items {
-        let Some(rest) = key.strip_prefix(NODES_PREFIX.as_bytes()) else { continue };
-        let Ok(rest) = std::str::from_utf8(rest) else { continue };
-        let Some((id, field)) = rest.split_once('/') else { continue };
+        let Some((id, field)) = split_record_key(key, NODES_PREFIX) else { continue };
         let Ok(id) = AuthorId::from_hex(id) else { continue };
         let record = out.entry(id).or_default();
         match field {
@@ -116,9 +121,7 @@ impl StoreDecl {
 pub fn parse_store_decls(items: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<StoreId, StoreDecl> {
     let mut out: BTreeMap<StoreId, StoreDecl> = BTreeMap::new();
     for (key, value) in items {
-        let Some(rest) = key.strip_prefix(STORES_PREFIX.as_bytes()) else { continue };
-        let Ok(rest) = std::str::from_utf8(rest) else { continue };
-        let Some((uuid, field)) = rest.split_once('/') else { continue };
+        let Some((uuid, field)) = split_record_key(key, STORES_PREFIX) else { continue };
         let Ok(id) = StoreId::parse(uuid) else { continue };
         let text = String::from_utf8_lossy(value).into_owned();
         let decl = out.entry(id).or_default();

@@ -176,9 +176,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, NodeError> {
 pub fn parse_token_records(items: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<String, TokenRecord> {
     let mut out: BTreeMap<String, TokenRecord> = BTreeMap::new();
     for (key, value) in items {
-        let Some(rest) = key.strip_prefix(TOKENS_PREFIX.as_bytes()) else { continue };
-        let Ok(rest) = std::str::from_utf8(rest) else { continue };
-        let Some((id, field)) = rest.split_once('/') else { continue };
+        let Some((id, field)) = crate::root::split_record_key(key, TOKENS_PREFIX) else { continue };
         if !is_token_id(id) {
             continue;
         }
