@@ -95,6 +95,8 @@ pub struct Engine {
     /// The node on the network, started by `serve` and the shell, or for one command (join, sync).
     net: Mutex<Option<Arc<Network>>>,
     net_config: NetConfig,
+    /// Where `serve --http` serves the HTTP API (shown by `status`).
+    http_addr: std::sync::Mutex<Option<std::net::SocketAddr>>,
     cancel: CancellationToken,
 }
 
@@ -111,6 +113,7 @@ impl Engine {
             node: Mutex::new(None),
             net: Mutex::new(None),
             net_config,
+            http_addr: std::sync::Mutex::new(None),
             cancel: CancellationToken::new(),
         })
     }
@@ -130,6 +133,15 @@ impl Engine {
     /// The addresses the network listens on (empty when it is not running).
     pub async fn listen_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.net.lock().await.as_ref().map(|n| n.listen_addrs()).unwrap_or_default()
+    }
+
+    /// Records where the HTTP API listens (`None` once it has stopped).
+    pub fn set_http_addr(&self, addr: Option<std::net::SocketAddr>) {
+        *self.http_addr.lock().unwrap_or_else(|p| p.into_inner()) = addr;
+    }
+
+    fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        *self.http_addr.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn stop_network(&self) {
@@ -651,6 +663,7 @@ impl Engine {
                 "stores": stores,
                 "peers": peers_json,
                 "listen_addrs": listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "http_addr": self.http_addr().map(|a| a.to_string()),
             }));
             return Ok(0);
         }
@@ -671,6 +684,9 @@ impl Engine {
         } else {
             let addrs: Vec<String> = listen.iter().map(|a| a.to_string()).collect();
             out.line(format_args!("listening:     {}", addrs.join(", ")));
+        }
+        if let Some(addr) = self.http_addr() {
+            out.line(format_args!("http api:      http://{addr}"));
         }
         if peer_list.is_empty() {
             out.line("peers:         none");

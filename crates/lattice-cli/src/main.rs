@@ -208,6 +208,7 @@ async fn serve(cli: &Cli, net: NetConfig, http: Option<std::net::SocketAddr>) ->
         Some(addr) => match HttpServer::start(node.clone(), addr, HttpConfig::default()).await {
             Ok(api) => {
                 eprintln!("lattice: HTTP API on http://{}", api.local_addr());
+                engine.set_http_addr(Some(api.local_addr()));
                 Some(api)
             }
             Err(e) => {
@@ -225,6 +226,7 @@ async fn serve(cli: &Cli, net: NetConfig, http: Option<std::net::SocketAddr>) ->
     }
     tracing::info!("stopping");
     if let Some(api) = api {
+        engine.set_http_addr(None);
         api.shutdown().await;
     }
     server.stop().await;

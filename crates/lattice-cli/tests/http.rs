@@ -60,6 +60,8 @@ fn tokens_made_by_the_cli_open_the_http_api_until_revoked() {
     let mut stderr = Lines::new(serve.stderr.take().unwrap());
     let line = stderr.wait_for("HTTP API on http://");
     let addr: SocketAddr = line.rsplit("http://").next().unwrap().trim().parse().unwrap();
+    assert_eq!(l.run(&["--json", "status"]).ok().json()["http_addr"], addr.to_string(), "status shows it");
+    assert!(l.run(&["status"]).ok().out().contains(&format!("http api:      http://{addr}")));
 
     let (status, body) = http(addr, "PUT", "/stores/app/keys/greeting", &rw, b"hello over http");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
