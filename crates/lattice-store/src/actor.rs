@@ -2,8 +2,8 @@
 //!
 //! A dedicated thread owns the [`Store`](crate::store::Store) and serves commands from a tokio
 //! channel. It drains everything queued, runs all writes in one transaction, fsyncs each touched
-//! log once, commits the index once, and only then answers the writers (group commit). Reads are
-//! answered after the commit, from committed state.
+//! log once, answers the writers (group commit), then commits the index once. Reads are served
+//! by the same thread after that commit, so they see every acknowledged write.
 //!
 //! [`StoreHandle`] is the cloneable async front. When the last handle is dropped (or
 //! [`StoreHandle::close`] is called) the actor writes a durable checkpoint, closes the files and
@@ -232,16 +232,19 @@ impl Actor {
             writes.into_iter().for_each(|cmd| Self::fail_write(cmd, &msg));
             return;
         }
-        match self.store.commit(tx) {
-            Ok(events) => {
-                self.notify(events);
-                pending.into_iter().for_each(|p| p.answer(None));
-            }
-            Err(e) => {
-                tracing::error!(store = %self.store.store_id(), error = %e, "group commit failed");
-                let msg = e.to_string();
-                pending.into_iter().for_each(|p| p.answer(Some(&msg)));
-            }
+        // Writers are answered as soon as their logs are durable; the index commit that follows
+        // overlaps their next request, which this thread serves after it (so reads still see
+        // every acknowledged write).
+        let mut waiting = Some(pending);
+        let watchers = &mut self.watchers;
+        let committed = self.store.commit_acknowledging(tx, |events| {
+            notify(watchers, events);
+            waiting.take().into_iter().flatten().for_each(|p| p.answer(None));
+        });
+        if let Err(e) = committed {
+            tracing::error!(store = %self.store.store_id(), error = %e, "group commit failed");
+            let msg = e.to_string();
+            waiting.into_iter().flatten().for_each(|p| p.answer(Some(&msg)));
         }
     }
 
@@ -300,25 +303,27 @@ impl Actor {
             _ => {}
         }
     }
+}
 
-    fn notify(&mut self, events: Vec<crate::store::WatchEvent>) {
-        if self.watchers.is_empty() || events.is_empty() {
-            return;
-        }
-        self.watchers.retain(|w| {
-            for event in events.iter().filter(|e| w.pattern.is_match(e.key())) {
-                match w.events.try_send(event.clone()) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::warn!(pattern = %w.pattern, "watcher fell {WATCH_CAPACITY} events behind; dropping it");
-                        return false;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                }
-            }
-            true
-        });
+/// Sends each watcher the events its pattern matches; drops watchers that are gone or too far
+/// behind.
+fn notify(watchers: &mut Vec<Watcher>, events: Vec<WatchEvent>) {
+    if watchers.is_empty() || events.is_empty() {
+        return;
     }
+    watchers.retain(|w| {
+        for event in events.iter().filter(|e| w.pattern.is_match(e.key())) {
+            match w.events.try_send(event.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(pattern = %w.pattern, "watcher fell {WATCH_CAPACITY} events behind; dropping it");
+                    return false;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        }
+        true
+    });
 }
 
 /// The async handle to a store. Clone it freely; every clone talks to the same actor.

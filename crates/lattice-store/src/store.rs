@@ -589,7 +589,7 @@ impl Store {
             t.flush_deferred()?;
             Ok::<_, StoreError>(replayed)
         })?;
-        self.commit_with(txn, Durability::Immediate)?;
+        self.commit_with(txn, Durability::Immediate, |_| {})?;
         self.replayed = count + moved;
         tracing::info!(store = %self.store_id, entries = count, orphaned = moved, elapsed_ms = started.elapsed().as_millis() as u64, "replayed log tails");
         Ok(())
@@ -731,22 +731,41 @@ impl Store {
 
     /// Makes the transaction durable (one write and one fsync per touched log), commits the index, and
     /// returns the visible-value changes for watchers.
+    #[cfg(test)]
     pub(crate) fn commit(&mut self, tx: Txn) -> Result<Vec<WatchEvent>, StoreError> {
+        let mut changes = Vec::new();
+        self.commit_acknowledging(tx, |events| changes = events)?;
+        Ok(changes)
+    }
+
+    /// [`Store::commit`], calling `on_durable` with the visible-value changes as soon as the logs
+    /// are synced and the batch's gap and commit events are out, before the index commit: from
+    /// then on the batch's writes are acknowledged, whatever follows.
+    pub(crate) fn commit_acknowledging(
+        &mut self,
+        tx: Txn,
+        on_durable: impl FnOnce(Vec<WatchEvent>),
+    ) -> Result<(), StoreError> {
         let durability = if self.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
             Durability::Immediate
         } else {
             Durability::None
         };
-        self.commit_with(tx, durability)
+        self.commit_with(tx, durability, on_durable)
     }
 
     /// Commits with a durable index (used at close, so the next open replays nothing).
     pub(crate) fn checkpoint(&mut self) -> Result<(), StoreError> {
         let tx = self.begin(true)?;
-        self.commit_with(tx, Durability::Immediate).map(|_| ())
+        self.commit_with(tx, Durability::Immediate, |_| {})
     }
 
-    fn commit_with(&mut self, mut tx: Txn, durability: Durability) -> Result<Vec<WatchEvent>, StoreError> {
+    fn commit_with(
+        &mut self,
+        mut tx: Txn,
+        durability: Durability,
+        on_durable: impl FnOnce(Vec<WatchEvent>),
+    ) -> Result<(), StoreError> {
         if let Some(reason) = tx.work.poisoned.take() {
             self.abort(tx);
             return Err(StoreError::Aborted(reason));
@@ -759,18 +778,7 @@ impl Store {
         // index commit fails, the next open replays them from the logs; until then the store
         // stops, since its index no longer matches its logs.
         let Txn { state, orphans, work } = tx;
-        if let Err(e) = self.commit_index(state, orphans, &work.counters, durability) {
-            tracing::error!(store = %self.store_id, error = %e, "index commit failed after the logs were synced; stopping the store until it is reopened");
-            self.stopped = Some(e.to_string());
-        }
         let Work { log_lens, changed, counters, local, remote, gaps, .. } = work;
-        if matches!(durability, Durability::Immediate) {
-            self.last_checkpoint = Instant::now();
-        }
-        self.counters = counters;
-        if self.logs.len() > MAX_OPEN_LOGS {
-            self.logs.retain(|a, _| log_lens.contains_key(a));
-        }
         for gap in gaps {
             let _ = self.gaps.send(gap);
         }
@@ -785,7 +793,19 @@ impl Store {
                 (None, None) => None,
             })
             .collect();
-        Ok(events)
+        on_durable(events);
+        if let Err(e) = self.commit_index(state, orphans, &counters, durability) {
+            tracing::error!(store = %self.store_id, error = %e, "index commit failed after the logs were synced; stopping the store until it is reopened");
+            self.stopped = Some(e.to_string());
+        }
+        if matches!(durability, Durability::Immediate) {
+            self.last_checkpoint = Instant::now();
+        }
+        self.counters = counters;
+        if self.logs.len() > MAX_OPEN_LOGS {
+            self.logs.retain(|a, _| log_lens.contains_key(a));
+        }
+        Ok(())
     }
 
     /// Commits the index rows of a batch whose logs are durable (meta, then state.db, then
