@@ -1,0 +1,77 @@
+//! Tokens are mesh-wide: made on one node, honoured by another node's HTTP API once the root
+//! store has synced, and refused there once revoked on the first (the revocation travels by
+//! gossip). Two in-process nodes on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lattice_http::{HttpConfig, HttpServer};
+use lattice_net::{NetConfig, PeerAddr};
+use lattice_node::tokens::Permissions;
+use lattice_node::{DataDir, DirLock, Network, Node};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn get(addr: SocketAddr, path: &str, token: &str) -> (u16, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = std::str::from_utf8(&raw[..split]).unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    (status, raw[split + 4..].to_vec())
+}
+
+async fn init(dir: &tempfile::TempDir, name: &str) -> Arc<Node> {
+    let data = DataDir::new(dir.path()).unwrap();
+    let lock = Arc::new(DirLock::try_acquire(&data).unwrap());
+    Arc::new(Node::init(data, lock, Some(name.into())).await.unwrap())
+}
+
+fn loopback() -> NetConfig {
+    NetConfig { bind: "127.0.0.1:0".parse().unwrap(), ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_made_on_one_node_opens_another_until_revoked() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = init(&dir_a, "a").await;
+    let net_a = Network::start(a.clone(), loopback()).await.unwrap();
+    let store = a.resolve(Some("default")).await.unwrap();
+    a.put(&store, b"greeting".to_vec(), b"from a".to_vec()).await.unwrap();
+    let (record, secret) = a.create_token("default", Some("mesh".into()), Permissions::Read, None).await.unwrap();
+    let token = format!("{}:{secret}", record.id);
+
+    let b = init(&dir_b, "b").await;
+    a.invite(b.node_id()).await.unwrap();
+    let addr_a: PeerAddr = format!("{}@{}", a.node_id(), net_a.listen_addrs()[0]).parse().unwrap();
+    let b = lattice_node::network::join(b, addr_a, Some("b".into()), loopback(), None).await.unwrap();
+    let net_b = Network::start(b.clone(), loopback()).await.unwrap();
+    let api_b = HttpServer::start(b.clone(), "127.0.0.1:0".parse().unwrap(), HttpConfig::default()).await.unwrap();
+
+    let path = format!("/stores/{}/keys/greeting", store.id);
+    assert_eq!(get(api_b.local_addr(), &path, &token).await, (200, b"from a".to_vec()), "B honours A's token");
+    assert_eq!(get(api_b.local_addr(), "/stores/default/keys/greeting", &token).await.0, 200, "by name too");
+
+    a.revoke_token(&record.id).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = get(api_b.local_addr(), &path, &token).await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(tokio::time::Instant::now() < deadline, "B never learned of the revocation");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    api_b.shutdown().await;
+    for net in [net_b, net_a] {
+        net.shutdown().await;
+    }
+    for node in [b, a] {
+        node.shutdown().await.unwrap();
+    }
+}
