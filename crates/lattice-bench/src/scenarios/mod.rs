@@ -5,6 +5,7 @@ pub mod compare;
 pub mod entries;
 pub mod fixtures;
 pub mod gossip;
+pub mod http;
 pub mod net_node;
 pub mod net_sync;
 pub mod store_kv;
@@ -110,6 +111,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "gossip.convergence",
         about: "10-node full mesh: time until a put reaches every node by gossip (p50/p99/max)",
         run: gossip::run,
+    },
+    Scenario {
+        name: "http.api",
+        about: "the HTTP API with a token: PUTs and GETs over 16 keep-alive connections",
+        run: http::run,
     },
     Scenario {
         name: "compare.iroh_docs",
