@@ -160,7 +160,7 @@ impl Actor {
             for cmd in batch {
                 match cmd {
                     Command::Close { reply } => close = Some(reply),
-                    other => Self::refuse(other, &msg),
+                    other => Self::fail(other, || StoreError::Stopped(msg.clone())),
                 }
             }
             return close;
@@ -192,7 +192,7 @@ impl Actor {
             Ok(t) => t,
             Err(e) => {
                 let msg = e.to_string();
-                writes.into_iter().for_each(|cmd| Self::fail_write(cmd, &msg));
+                writes.into_iter().for_each(|cmd| Self::fail(cmd, || StoreError::Aborted(msg.clone())));
                 return;
             }
         };
@@ -229,7 +229,7 @@ impl Actor {
         };
         if let Err((msg, writes)) = opened {
             self.store.abort(tx);
-            writes.into_iter().for_each(|cmd| Self::fail_write(cmd, &msg));
+            writes.into_iter().for_each(|cmd| Self::fail(cmd, || StoreError::Aborted(msg.clone())));
             return;
         }
         // Writers are answered as soon as their logs are durable; the index commit that follows
@@ -248,9 +248,8 @@ impl Actor {
         }
     }
 
-    /// Answers any command (but `Close`) with `Stopped`.
-    fn refuse(cmd: Command, msg: &str) {
-        let err = || StoreError::Stopped(msg.to_string());
+    /// Answers a command (any but `Close`) with the error `err` makes.
+    fn fail(cmd: Command, err: impl Fn() -> StoreError) {
         match cmd {
             Command::Get { reply, .. } => drop(reply.send(Err(err()))),
             Command::Heads { reply, .. } => drop(reply.send(Err(err()))),
@@ -266,19 +265,6 @@ impl Actor {
                 drop(reply.send(entries.iter().map(|_| Err(IngestError::Store(err()))).collect()))
             }
             Command::Close { .. } => {}
-        }
-    }
-
-    fn fail_write(cmd: Command, msg: &str) {
-        let err = || StoreError::Aborted(msg.to_string());
-        match cmd {
-            Command::Write { reply, .. } => drop(reply.send(Err(err()))),
-            Command::Delete { reply, .. } => drop(reply.send(Err(err()))),
-            Command::ExpireOrphans { reply } | Command::Authorise { reply, .. } => drop(reply.send(Err(err()))),
-            Command::Ingest { entries, reply } => {
-                drop(reply.send(entries.iter().map(|_| Err(IngestError::Store(err()))).collect()))
-            }
-            _ => {}
         }
     }
 
