@@ -154,13 +154,12 @@ impl Actor {
             let (reply, _) = oneshot::channel();
             batch.push(Command::ExpireOrphans { reply });
         }
-        if let Err(stopped) = self.store.check_running() {
+        if let Err(StoreError::Stopped(reason)) = self.store.check_running() {
             // Nothing is served from an index that does not match the logs (see `Stopped`).
-            let msg = stopped.to_string();
             for cmd in batch {
                 match cmd {
                     Command::Close { reply } => close = Some(reply),
-                    other => Self::fail(other, || StoreError::Stopped(msg.clone())),
+                    other => Self::fail(other, || StoreError::Stopped(reason.clone())),
                 }
             }
             return close;
