@@ -31,7 +31,7 @@ use tokio::sync::broadcast;
 use crate::error::{IngestError, StoreError};
 use crate::log::{self, AuthorLog, HEADER_LEN, LogError, RecordReader};
 use crate::missing::{DecodedChunk, HlcMerge, MissingEntries};
-use crate::tables::{self, AuthorRow, Counters, EntryRow, OrphanRow, Waiting};
+use crate::tables::{self, AuthorRow, Counters, EntryRow, OrphanRow, WaitKey, Waiting};
 
 /// Tunables of a store. `Default` gives production values.
 #[derive(Clone, Debug)]
@@ -193,6 +193,26 @@ struct OrphanTables<'t> {
     orphans: Table<'t, [u8; 32], &'static [u8]>,
     wait_predecessor: MultimapTable<'t, ([u8; 32], u64), [u8; 32]>,
     wait_parent: MultimapTable<'t, [u8; 32], [u8; 32]>,
+}
+
+impl OrphanTables<'_> {
+    /// Files orphan `hash` in the wait index under what it waits for.
+    fn index_wait(&mut self, waiting: Waiting, hash: [u8; 32]) -> Result<(), StoreError> {
+        match waiting.key() {
+            WaitKey::Predecessor(key) => self.wait_predecessor.insert(key, hash)?,
+            WaitKey::Parent(parent) => self.wait_parent.insert(parent, hash)?,
+        };
+        Ok(())
+    }
+
+    /// Removes orphan `hash` from the wait index.
+    fn unindex_wait(&mut self, waiting: Waiting, hash: [u8; 32]) -> Result<(), StoreError> {
+        match waiting.key() {
+            WaitKey::Predecessor(key) => self.wait_predecessor.remove(key, hash)?,
+            WaitKey::Parent(parent) => self.wait_parent.remove(parent, hash)?,
+        };
+        Ok(())
+    }
 }
 
 /// Deferred rows (see [`Deferred`]) are written once this many entries rows or this many bytes of
@@ -1007,7 +1027,7 @@ impl Store {
         let mut entries = Vec::new();
         for author in admitted {
             let mut hashes = Vec::new();
-            for h in o.wait_predecessor.remove_all(&(author.0, 0))? {
+            for h in o.wait_predecessor.remove_all(&Waiting::authorisation_key(author))? {
                 hashes.push(h?.value());
             }
             entries.extend(Self::take_orphans(o, hashes)?);
@@ -1121,17 +1141,7 @@ impl Store {
         }
         let row = OrphanRow { received_ms: now, seq: entry.seq(), waiting };
         o.orphans.insert(entry.hash().0, row.encode_with(entry.bytes()).as_slice())?;
-        match waiting {
-            Waiting::Predecessor { author, seq } => {
-                o.wait_predecessor.insert((author.0, seq), entry.hash().0)?;
-            }
-            Waiting::Parent(parent) => {
-                o.wait_parent.insert(parent.0, entry.hash().0)?;
-            }
-            Waiting::Authorisation(author) => {
-                o.wait_predecessor.insert((author.0, 0), entry.hash().0)?;
-            }
-        }
+        o.index_wait(waiting, entry.hash().0)?;
         w.gaps.extend(gap);
         Ok(())
     }
@@ -1219,17 +1229,7 @@ impl Store {
         let o = t.orphan_tables()?;
         for (hash, waiting) in which {
             o.orphans.remove(hash)?;
-            match waiting {
-                Waiting::Predecessor { author, seq } => {
-                    o.wait_predecessor.remove(&(author.0, *seq), hash)?;
-                }
-                Waiting::Parent(p) => {
-                    o.wait_parent.remove(&p.0, hash)?;
-                }
-                Waiting::Authorisation(author) => {
-                    o.wait_predecessor.remove(&(author.0, 0), hash)?;
-                }
-            }
+            o.unindex_wait(*waiting, *hash)?;
         }
         Ok(())
     }

@@ -130,6 +130,29 @@ pub enum Waiting {
     Authorisation(AuthorId),
 }
 
+/// Where the wait index files an orphan: `wait_predecessor` under `(author, seq)`, or
+/// `wait_parent` under the parent's hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitKey {
+    Predecessor(([u8; 32], u64)),
+    Parent([u8; 32]),
+}
+
+impl Waiting {
+    pub fn key(&self) -> WaitKey {
+        match *self {
+            Waiting::Predecessor { author, seq } => WaitKey::Predecessor((author.0, seq)),
+            Waiting::Parent(parent) => WaitKey::Parent(parent.0),
+            Waiting::Authorisation(author) => WaitKey::Predecessor(Self::authorisation_key(author)),
+        }
+    }
+
+    /// The `wait_predecessor` key of the entries that wait for `author`'s admission.
+    pub fn authorisation_key(author: AuthorId) -> ([u8; 32], u64) {
+        (author.0, 0)
+    }
+}
+
 /// Header of an orphan record. Layout: `received_ms u64 | seq u64 | kind u8 | author_or_parent [32] |
 /// wait_seq u64`, 57 bytes, followed by the encoded SignedEntry. `kind`: 0 predecessor, 1 parent,
 /// 2 authorisation (of `author_or_parent`, `wait_seq` 0).
