@@ -749,8 +749,7 @@ impl Store {
         })
     }
 
-    /// Makes the transaction durable (one write and one fsync per touched log), commits the index, and
-    /// returns the visible-value changes for watchers.
+    /// [`Store::commit_acknowledging`], returning the visible-value changes.
     #[cfg(test)]
     pub(crate) fn commit(&mut self, tx: Txn) -> Result<Vec<WatchEvent>, StoreError> {
         let mut changes = Vec::new();
@@ -758,9 +757,10 @@ impl Store {
         Ok(changes)
     }
 
-    /// [`Store::commit`], calling `on_durable` with the visible-value changes as soon as the logs
-    /// are synced and the batch's gap and commit events are out, before the index commit: from
-    /// then on the batch's writes are acknowledged, whatever follows.
+    /// Makes the transaction durable (one write and one fsync per touched log), calls
+    /// `on_durable` with the visible-value changes (the batch's gap and commit events are out by
+    /// then), then commits the index: from `on_durable` on, the batch's writes are acknowledged,
+    /// whatever follows.
     pub(crate) fn commit_acknowledging(
         &mut self,
         tx: Txn,
@@ -850,14 +850,10 @@ impl Store {
             clock[8..].copy_from_slice(&last.counter.to_le_bytes());
             meta.insert(tables::META_CLOCK, clock.as_slice())?;
         }
-        let level = || match durability {
-            Durability::Immediate => Durability::Immediate,
-            _ => Durability::None,
-        };
-        state.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
+        state.set_durability(durability).map_err(|e| StoreError::Db(e.into()))?;
         state.commit()?;
         if let Some(mut orphans) = orphans {
-            orphans.set_durability(level()).map_err(|e| StoreError::Db(e.into()))?;
+            orphans.set_durability(durability).map_err(|e| StoreError::Db(e.into()))?;
             orphans.commit()?;
         }
         Ok(())
@@ -1102,7 +1098,6 @@ impl Store {
         }
     }
 
-    /// Stores an orphan and indexes what it waits for. A new orphan emits its gap event.
     /// Parks an entry that waits for its predecessor or a DAG parent, and reports the gap.
     fn park_gap(
         &mut self,
@@ -1119,6 +1114,8 @@ impl Store {
         self.park(t, w, entry, waiting, Some(gap), now)
     }
 
+    /// Stores an orphan and indexes what it waits for; a new orphan's gap (if any) is reported
+    /// at commit.
     fn park(
         &mut self,
         t: &mut Tables<'_>,
