@@ -552,11 +552,11 @@ impl Engine {
             for r in &results {
                 match &r.result {
                     Ok(stores) => {
-                        let received: u64 =
-                            stores.iter().filter_map(|(_, s)| s.as_ref().ok()).map(|o| o.received).sum();
-                        let sent: u64 = stores.iter().filter_map(|(_, s)| s.as_ref().ok()).map(|o| o.sent).sum();
-                        let held: u64 =
-                            stores.iter().filter_map(|(_, s)| s.as_ref().ok()).map(|o| o.unauthorised).sum();
+                        let total = |count: fn(&lattice_net::SyncOutcome) -> u64| -> u64 {
+                            stores.iter().filter_map(|(_, s)| s.as_ref().ok()).map(count).sum()
+                        };
+                        let (received, sent, held) =
+                            (total(|o| o.received), total(|o| o.sent), total(|o| o.unauthorised));
                         let errors: Vec<String> = stores
                             .iter()
                             .filter_map(|(id, s)| {

@@ -35,6 +35,7 @@ use axum::routing::get;
 use base64::Engine as _;
 use lattice_node::tokens::{self, TokenRejected};
 use lattice_node::{ErrorKind, Node, NodeError, StoreRef};
+use lattice_store::WriteReceipt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
@@ -271,7 +272,7 @@ async fn put_key(
 ) -> Result<Json, ApiError> {
     let store = api.authorise(&headers, &store, Access::Write).await?;
     let receipt = api.node.put(&store, key.into_bytes(), body.to_vec()).await?;
-    Ok(Json(json!({ "hash": receipt.hash.to_hex(), "hlc": receipt.hlc.to_string() })))
+    Ok(receipt_json(&receipt))
 }
 
 async fn delete_key(
@@ -281,9 +282,14 @@ async fn delete_key(
 ) -> Result<Json, ApiError> {
     let store = api.authorise(&headers, &store, Access::Write).await?;
     match api.node.delete(&store, key.clone().into_bytes()).await? {
-        Some(receipt) => Ok(Json(json!({ "hash": receipt.hash.to_hex(), "hlc": receipt.hlc.to_string() }))),
+        Some(receipt) => Ok(receipt_json(&receipt)),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("key {key:?} not found"))),
     }
+}
+
+/// `{"hash", "hlc"}` of a write.
+fn receipt_json(receipt: &WriteReceipt) -> Json {
+    Json(json!({ "hash": receipt.hash.to_hex(), "hlc": receipt.hlc.to_string() }))
 }
 
 #[derive(Deserialize)]
