@@ -2,27 +2,16 @@
 //! store has synced, and refused there once revoked on the first (the revocation travels by
 //! gossip). Two in-process nodes on 127.0.0.1.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::request;
 use lattice_http::{HttpConfig, HttpServer};
 use lattice_net::{NetConfig, PeerAddr};
 use lattice_node::tokens::Permissions;
 use lattice_node::{DataDir, DirLock, Network, Node};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn get(addr: SocketAddr, path: &str, token: &str) -> (u16, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = std::str::from_utf8(&raw[..split]).unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    (status, raw[split + 4..].to_vec())
-}
 
 async fn init(dir: &tempfile::TempDir, name: &str) -> Arc<Node> {
     let data = DataDir::new(dir.path()).unwrap();
@@ -52,13 +41,15 @@ async fn a_token_made_on_one_node_opens_another_until_revoked() {
     let api_b = HttpServer::start(b.clone(), "127.0.0.1:0".parse().unwrap(), HttpConfig::default()).await.unwrap();
 
     let path = format!("/stores/{}/keys/greeting", store.id);
-    assert_eq!(get(api_b.local_addr(), &path, &token).await, (200, b"from a".to_vec()), "B honours A's token");
-    assert_eq!(get(api_b.local_addr(), "/stores/default/keys/greeting", &token).await.0, 200, "by name too");
+    let got = request(api_b.local_addr(), "GET", &path, Some(&token), b"").await;
+    assert_eq!((got.status, got.body), (200, b"from a".to_vec()), "B honours A's token");
+    let by_name = request(api_b.local_addr(), "GET", "/stores/default/keys/greeting", Some(&token), b"").await;
+    assert_eq!(by_name.status, 200, "by name too");
 
     a.revoke_token(&record.id).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, _) = get(api_b.local_addr(), &path, &token).await;
+        let status = request(api_b.local_addr(), "GET", &path, Some(&token), b"").await.status;
         if status == 401 {
             break;
         }
