@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use lattice_core::AuthorId;
 use lattice_core::winner;
+use lattice_core::{AuthorId, MemberStatus};
 use lattice_net::{NetConfig, PeerAddr, SyncProgress};
 use lattice_node::tokens::{self, Permissions, TokenRecord};
 use lattice_node::{DataDir, DirLock, ErrorKind, Network, Node, NodeError, StoreRef};
@@ -358,7 +358,7 @@ impl Engine {
                 let peer = parse_node_id(pubkey)?;
                 self.node().await?.invite(peer).await?;
                 if json {
-                    out.json(&json!({ "node_id": peer.to_hex(), "status": "invited" }));
+                    out.json(&json!({ "node_id": peer.to_hex(), "status": MemberStatus::Invited.as_str() }));
                 } else {
                     out.line(format_args!(
                         "invited {peer}; it can now run `lattice join {}@HOST:PORT`",
@@ -371,7 +371,7 @@ impl Engine {
                 let peer = parse_node_id(pubkey)?;
                 self.node().await?.remove_peer(peer).await?;
                 if json {
-                    out.json(&json!({ "node_id": peer.to_hex(), "status": "removed" }));
+                    out.json(&json!({ "node_id": peer.to_hex(), "status": MemberStatus::Removed.as_str() }));
                 } else {
                     out.line(format_args!("removed {peer}"));
                 }
@@ -445,7 +445,7 @@ impl Engine {
         for (id, record) in node.node_records().await? {
             let local = node.meta().peer(id)?;
             let info = record.info.unwrap_or_default();
-            let status = record.status.unwrap_or_else(|| "unknown".into());
+            let status = record.status.map_or("unknown", MemberStatus::as_str);
             let name = if id == me { format!("{} (this node)", info.name) } else { info.name.clone() };
             let backoff = health.get(&id).filter(|h| h.failures > 0).map(|h| h.failures);
             items.push(json!({

@@ -11,6 +11,7 @@
 //! - `batch`: batch signature verification that folds the terms of each author.
 //! - [`chain`]: per-author hash-chain validation (the roadmap's SigChain).
 //! - [`heads`]: the per-key head set and the winner rule.
+//! - [`member`]: `MemberStatus`, a node's standing in a mesh (`invited | active | removed`).
 //! - [`sync`]: `SyncState` and the diff that says which entries a peer is missing.
 //! - [`proto`]: prost messages generated from `proto/lattice.proto`.
 //!
@@ -24,6 +25,7 @@ pub mod heads;
 pub mod hlc;
 pub mod identity;
 pub mod ids;
+pub mod member;
 pub mod sync;
 
 /// Messages generated from `proto/lattice.proto`.
@@ -38,4 +40,5 @@ pub use heads::{Head, winner};
 pub use hlc::{Clock, Hlc};
 pub use identity::{Identity, IdentityError};
 pub use ids::{AuthorId, Hash, IdError, StoreId};
+pub use member::MemberStatus;
 pub use sync::{AuthorSyncState, MissingRange, SyncState};

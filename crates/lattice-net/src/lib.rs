@@ -27,5 +27,5 @@ pub use endpoint::{Discovery, NetConfig, PeerAddr};
 pub use error::NetError;
 pub use faults::Faults;
 pub use policy::{MeshConfig, PeerHealth};
-pub use server::{LatticeServer, NodeContext, PeerConnection, PeerEvent, PeerStatus, SYNC_ALPN};
+pub use server::{LatticeServer, NodeContext, PeerConnection, PeerEvent, SYNC_ALPN};
 pub use sync::{SyncConfig, SyncOutcome, SyncProgress};

@@ -18,7 +18,7 @@ use iroh::{Endpoint, EndpointId};
 use iroh_gossip::api::{Event, GossipSender};
 use iroh_gossip::{Gossip, TopicId};
 use lattice_core::proto::{self, AuthorState};
-use lattice_core::{AuthorId, StoreId, SyncState};
+use lattice_core::{AuthorId, MemberStatus, StoreId, SyncState};
 use lattice_store::{IngestOutcome, SyncStore};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::endpoint::{Discovery, NetConfig, PeerAddr};
 use crate::error::NetError;
 use crate::policy::{self, PeerHealth};
-use crate::server::{NodeContext, PeerConnection, PeerEvent, PeerStatus, SYNC_ALPN};
+use crate::server::{NodeContext, PeerConnection, PeerEvent, SYNC_ALPN};
 use crate::sync::SyncProgress;
 
 /// The gossip topic of a store: `blake3("lattice/{store_uuid}")`.
@@ -380,7 +380,7 @@ impl<C: NodeContext> Mesh<C> {
             return;
         }
         for peer in order {
-            if self.ctx.peer_status(peer).await != PeerStatus::Active {
+            if self.ctx.peer_status(peer).await != Some(MemberStatus::Active) {
                 continue;
             }
             let ok = self.sync_peer(peer, &stores).await;
@@ -491,7 +491,7 @@ impl<C: NodeContext> ProtocolHandler for GossipGate<C> {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = AuthorId(*conn.remote_id().as_bytes());
         let status = self.mesh.ctx.peer_status(peer).await;
-        if !matches!(status, PeerStatus::Active | PeerStatus::Invited) || self.mesh.config.faults.blocks(peer) {
+        if !status.is_some_and(MemberStatus::is_member) || self.mesh.config.faults.blocks(peer) {
             tracing::debug!(%peer, ?status, "refusing gossip connection");
             conn.close(1u32.into(), b"not a member");
             return Ok(());

@@ -16,7 +16,7 @@ use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh_gossip::Gossip;
 use lattice_core::proto::{self, peer_message::Message as Msg};
-use lattice_core::{AuthorId, Identity, StoreId};
+use lattice_core::{AuthorId, Identity, MemberStatus, StoreId};
 use lattice_store::SyncStore;
 use std::collections::HashMap;
 use tokio::sync::watch;
@@ -32,15 +32,6 @@ use crate::sync::{self, SyncOutcome, SyncProgress};
 /// ALPN of the join and sync protocol.
 pub const SYNC_ALPN: &[u8] = b"lattice/sync/1";
 
-/// A peer's standing in the root store (`/nodes/{pk}/status`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeerStatus {
-    Unknown,
-    Invited,
-    Active,
-    Removed,
-}
-
 /// What happened with a peer, reported to the node for `peers` (last seen, last sync).
 #[derive(Clone, Debug)]
 pub enum PeerEvent {
@@ -55,8 +46,8 @@ pub trait NodeContext: Send + Sync + 'static {
     type Store: SyncStore;
     /// The mesh's root store id (the answer to a join), if this node has one.
     fn root_store_id(&self) -> Option<StoreId>;
-    /// The peer's status in the root store.
-    fn peer_status(&self, peer: AuthorId) -> impl Future<Output = PeerStatus> + Send;
+    /// The peer's status in the root store (`None`: the mesh does not know it).
+    fn peer_status(&self, peer: AuthorId) -> impl Future<Output = Option<MemberStatus>> + Send;
     /// An active local store by id.
     fn store(&self, id: StoreId) -> impl Future<Output = Option<Self::Store>> + Send;
     /// Something happened with a peer (default: nothing to record).
@@ -139,7 +130,7 @@ async fn serve_stream<C: NodeContext>(
     };
     match first {
         Msg::JoinRequest(req) => {
-            if !matches!(status, PeerStatus::Invited | PeerStatus::Active) {
+            if !status.is_some_and(MemberStatus::is_member) {
                 let reason = refuse(format!("node {peer} is not invited to this mesh"));
                 return tx.refuse(reason).await;
             }
@@ -158,9 +149,9 @@ async fn serve_stream<C: NodeContext>(
             };
             // An invited node may fetch the root store (to learn the mesh, then declare itself
             // active); any other sync needs an active member, or one that joined on this connection.
-            let joining = status == PeerStatus::Invited
+            let joining = status == Some(MemberStatus::Invited)
                 && (joined.load(Ordering::SeqCst) || ctx.root_store_id() == Some(store_id));
-            if status != PeerStatus::Active && !joining {
+            if status != Some(MemberStatus::Active) && !joining {
                 let reason = refuse(format!("node {peer} is not an active member of this mesh ({status:?})"));
                 return tx.refuse(reason).await;
             }

@@ -3,8 +3,8 @@
 mod common;
 
 use common::{TestNode, befriend, dump, write_many};
-use lattice_core::{StoreId, SyncState};
-use lattice_net::{NetConfig, NetError, PeerStatus};
+use lattice_core::{MemberStatus, StoreId, SyncState};
+use lattice_net::{NetConfig, NetError};
 use lattice_store::{KvStore, SyncStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +66,7 @@ async fn uninvited_and_removed_nodes_are_refused() {
     assert!(dump(&stranger.store(root)).await.is_empty());
 
     // Invited: may join, and sync on the connection it joined with.
-    a.set_peer(stranger.identity.author(), PeerStatus::Invited);
+    a.set_peer(stranger.identity.author(), MemberStatus::Invited);
     let conn = ss.connect(&sa.peer_addr()).await.unwrap();
     assert_eq!(conn.join("friend", "host").await.unwrap(), root);
     conn.sync(&stranger.store(root), None).await.unwrap();
@@ -80,10 +80,10 @@ async fn uninvited_and_removed_nodes_are_refused() {
     assert!(matches!(conn.sync(&s_other, None).await, Err(NetError::Refused { .. })));
 
     // Removed: refused from then on, even on an open connection.
-    a.set_peer(stranger.identity.author(), PeerStatus::Active);
+    a.set_peer(stranger.identity.author(), MemberStatus::Active);
     let conn = ss.connect(&sa.peer_addr()).await.unwrap();
     conn.sync(&stranger.store(root), None).await.unwrap();
-    a.set_peer(stranger.identity.author(), PeerStatus::Removed);
+    a.set_peer(stranger.identity.author(), MemberStatus::Removed);
     assert!(matches!(conn.sync(&stranger.store(root), None).await, Err(NetError::Refused { .. })));
     assert!(matches!(conn.join("again", "host").await, Err(NetError::Refused { .. })));
     sa.shutdown().await;

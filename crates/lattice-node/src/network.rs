@@ -10,10 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lattice_core::{AuthorId, StoreId};
-use lattice_net::{
-    LatticeServer, NetConfig, NetError, NodeContext, PeerAddr, PeerEvent, PeerStatus, SyncOutcome, SyncProgress,
-};
+use lattice_core::{AuthorId, MemberStatus, StoreId};
+use lattice_net::{LatticeServer, NetConfig, NetError, NodeContext, PeerAddr, PeerEvent, SyncOutcome, SyncProgress};
 use lattice_store::{KvStore, StoreHandle, WatchEvent};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -38,16 +36,8 @@ impl NodeContext for NodeCtx {
         Some(self.node.root_store().id)
     }
 
-    async fn peer_status(&self, peer: AuthorId) -> PeerStatus {
-        match self.node.node_status(peer).await {
-            Ok(Some(s)) => match s.as_str() {
-                "active" => PeerStatus::Active,
-                "invited" => PeerStatus::Invited,
-                "removed" => PeerStatus::Removed,
-                _ => PeerStatus::Unknown,
-            },
-            _ => PeerStatus::Unknown,
-        }
+    async fn peer_status(&self, peer: AuthorId) -> Option<MemberStatus> {
+        self.node.node_status(peer).await.ok().flatten()
     }
 
     async fn store(&self, id: StoreId) -> Option<StoreHandle> {
@@ -113,7 +103,7 @@ impl Presence {
         let me = self.node.node_id();
         let mut out = Vec::new();
         for (id, record) in self.node.node_records().await? {
-            if id == me || !matches!(record.status.as_deref(), Some("active") | Some("invited")) {
+            if id == me || !record.status.is_some_and(MemberStatus::is_member) {
                 continue;
             }
             let mut addrs: Vec<String> = self.node.meta().peer(id)?.addrs;
@@ -146,7 +136,7 @@ impl Presence {
             .node_records()
             .await?
             .into_iter()
-            .filter(|(_, record)| matches!(record.status.as_deref(), Some("active") | Some("invited")))
+            .filter(|(_, record)| record.status.is_some_and(MemberStatus::is_member))
             .map(|(id, _)| id)
             .collect();
         let root = self.node.root_store().id;
@@ -245,7 +235,7 @@ impl Network {
     /// Publishes this node's addresses in its `/nodes/{self}/info` (only once it is a member).
     pub async fn publish_addrs(&self) -> Result<(), NodeError> {
         let node = &self.presence.node;
-        if node.node_status(node.node_id()).await?.as_deref() == Some("active") {
+        if node.node_status(node.node_id()).await? == Some(MemberStatus::Active) {
             node.publish_self(None, self.presence.advertised_addrs()).await?;
         }
         Ok(())

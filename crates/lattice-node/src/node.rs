@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use lattice_core::entry::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use lattice_core::{AuthorId, Head, Identity, Op, StoreId};
+use lattice_core::{AuthorId, Head, Identity, MemberStatus, Op, StoreId};
 use lattice_store::{KvStore, StoreConfig, StoreHandle, StoreStatus, WatchEvent, WriteReceipt};
 use tokio::sync::{Mutex, mpsc};
 
@@ -124,7 +124,8 @@ impl Node {
                 addrs: vec![],
             };
             let info = serde_json::to_vec(&info).map_err(|e| NodeError::Corrupt(format!("node info: {e}")))?;
-            let mut ops = vec![Op::put(node_info_key(me), info), Op::put(node_status_key(me), "active")];
+            let mut ops =
+                vec![Op::put(node_info_key(me), info), Op::put(node_status_key(me), MemberStatus::Active.as_str())];
             ops.extend(declare_ops(default_id, DEFAULT_STORE_NAME, &now, me));
             root_handle.batch(ops).await?;
             stores.get(default_id).await?;
@@ -383,11 +384,12 @@ impl Node {
         Ok(root::parse_node_records(&list_all(&root, NODES_PREFIX.as_bytes()).await?))
     }
 
-    /// A node's status in the root store (`invited`, `active`, `removed`), if any.
-    pub async fn node_status(&self, peer: AuthorId) -> Result<Option<String>, NodeError> {
+    /// A node's status in the root store, if it has one (a value that spells no status counts
+    /// as none).
+    pub async fn node_status(&self, peer: AuthorId) -> Result<Option<MemberStatus>, NodeError> {
         let root = self.stores.get(self.root).await?;
         let value = root.get(node_status_key(peer).as_bytes()).await?;
-        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(value.and_then(|v| std::str::from_utf8(&v).ok().and_then(MemberStatus::parse)))
     }
 
     /// Invites a node: `/nodes/{pk}/status = invited` (it may then join).
@@ -396,11 +398,11 @@ impl Node {
             return Err(NodeError::Invalid("a node cannot invite itself".into()));
         }
         let _guard = self.control.lock().await;
-        if self.node_status(peer).await?.as_deref() == Some("active") {
+        if self.node_status(peer).await? == Some(MemberStatus::Active) {
             return Err(NodeError::Exists(format!("node {peer} is already an active member")));
         }
         let root = self.stores.get(self.root).await?;
-        let mut ops = vec![Op::put(node_status_key(peer), "invited")];
+        let mut ops = vec![Op::put(node_status_key(peer), MemberStatus::Invited.as_str())];
         if root.get(node_info_key(peer).as_bytes()).await?.is_none() {
             let info = NodeInfo {
                 name: String::new(),
@@ -424,7 +426,11 @@ impl Node {
         if self.node_status(peer).await?.is_none() {
             return Err(NodeError::NotFound(format!("node {peer} is not in this mesh")));
         }
-        self.stores.get(self.root).await?.put(node_status_key(peer).into_bytes(), b"removed".to_vec()).await?;
+        self.stores
+            .get(self.root)
+            .await?
+            .put(node_status_key(peer).into_bytes(), MemberStatus::Removed.as_str().as_bytes().to_vec())
+            .await?;
         Ok(())
     }
 
@@ -517,11 +523,14 @@ impl Node {
             added_by: old.as_ref().map(|o| o.added_by.clone()).unwrap_or_else(|| me.to_hex()),
             addrs,
         };
-        if old.as_ref() == Some(&info) && status.as_deref() == Some("active") {
+        if old.as_ref() == Some(&info) && status == Some(MemberStatus::Active) {
             return Ok(());
         }
-        root.batch(vec![Op::put(node_info_key(me), json_bytes(&info)?), Op::put(node_status_key(me), "active")])
-            .await?;
+        root.batch(vec![
+            Op::put(node_info_key(me), json_bytes(&info)?),
+            Op::put(node_status_key(me), MemberStatus::Active.as_str()),
+        ])
+        .await?;
         Ok(())
     }
 

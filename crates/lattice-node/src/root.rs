@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use lattice_core::{AuthorId, StoreId};
+use lattice_core::{AuthorId, MemberStatus, StoreId};
 use serde::{Deserialize, Serialize};
 
 /// The name under which the root store is shown and selected (`--store root`).
@@ -35,7 +35,7 @@ pub const NODES_PREFIX: &str = "/nodes/";
 /// A node as the root store describes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeRecord {
-    pub status: Option<String>,
+    pub status: Option<MemberStatus>,
     pub info: Option<NodeInfo>,
 }
 
@@ -54,7 +54,7 @@ pub fn parse_node_records(items: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<AuthorId, No
         let Ok(id) = AuthorId::from_hex(id) else { continue };
         let record = out.entry(id).or_default();
         match field {
-            "status" => record.status = Some(String::from_utf8_lossy(value).into_owned()),
+            "status" => record.status = std::str::from_utf8(value).ok().and_then(MemberStatus::parse),
             "info" => record.info = serde_json::from_slice(value).ok(),
             _ => {}
         }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lattice_core::StoreId;
-use lattice_net::{NetConfig, PeerAddr, PeerStatus};
+use lattice_core::{MemberStatus, StoreId};
+use lattice_net::{NetConfig, PeerAddr};
 use lattice_store::{KvStore, StoreHandle, WatchEvent};
 use tokio::task::JoinSet;
 
@@ -47,10 +47,10 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let dir = scratch_dir(ctx, "gossip")?;
     let rt = runtime(2)?;
     let store_id = StoreId::new_random();
-    let nodes: Vec<_> = (0..NODES).map(|_| BenchNode::new(PeerStatus::Unknown)).collect();
+    let nodes: Vec<_> = (0..NODES).map(|_| BenchNode::new(None)).collect();
     for a in &nodes {
         for b in nodes.iter().filter(|b| b.author() != a.author()) {
-            a.set_peer(b.author(), PeerStatus::Active);
+            a.set_peer(b.author(), MemberStatus::Active);
         }
     }
     let stores = nodes

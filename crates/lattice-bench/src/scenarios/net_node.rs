@@ -7,17 +7,17 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use lattice_core::{AuthorId, Identity, StoreId};
-use lattice_net::{LatticeServer, NetConfig, NodeContext, PeerStatus};
+use lattice_core::{AuthorId, Identity, MemberStatus, StoreId};
+use lattice_net::{LatticeServer, NetConfig, NodeContext};
 use lattice_store::{StoreConfig, StoreHandle};
 
 /// What the network layer sees of a benchmark node.
 pub struct BenchNode {
     pub identity: Identity,
     stores: Mutex<HashMap<StoreId, StoreHandle>>,
-    peers: Mutex<HashMap<AuthorId, PeerStatus>>,
+    peers: Mutex<HashMap<AuthorId, MemberStatus>>,
     /// The status of a peer not in `peers`.
-    default_status: PeerStatus,
+    default_status: Option<MemberStatus>,
 }
 
 impl NodeContext for BenchNode {
@@ -25,8 +25,8 @@ impl NodeContext for BenchNode {
     fn root_store_id(&self) -> Option<StoreId> {
         None
     }
-    async fn peer_status(&self, peer: AuthorId) -> PeerStatus {
-        self.peers.lock().ok().and_then(|p| p.get(&peer).copied()).unwrap_or(self.default_status)
+    async fn peer_status(&self, peer: AuthorId) -> Option<MemberStatus> {
+        self.peers.lock().ok().and_then(|p| p.get(&peer).copied()).or(self.default_status)
     }
     async fn store(&self, id: StoreId) -> Option<StoreHandle> {
         self.stores.lock().ok()?.get(&id).cloned()
@@ -35,7 +35,7 @@ impl NodeContext for BenchNode {
 
 impl BenchNode {
     /// A node with a fresh identity that treats peers it was not told about as `default_status`.
-    pub fn new(default_status: PeerStatus) -> Arc<Self> {
+    pub fn new(default_status: Option<MemberStatus>) -> Arc<Self> {
         Arc::new(BenchNode {
             identity: Identity::generate(),
             stores: Mutex::default(),
@@ -63,7 +63,7 @@ impl BenchNode {
         }
     }
 
-    pub fn set_peer(&self, peer: AuthorId, status: PeerStatus) {
+    pub fn set_peer(&self, peer: AuthorId, status: MemberStatus) {
         if let Ok(mut peers) = self.peers.lock() {
             peers.insert(peer, status);
         }

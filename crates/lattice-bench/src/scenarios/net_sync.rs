@@ -15,8 +15,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
+use lattice_core::MemberStatus;
 use lattice_core::StoreId;
-use lattice_net::{NetConfig, PeerAddr, PeerStatus};
+use lattice_net::{NetConfig, PeerAddr};
 use serde::{Deserialize, Serialize};
 
 use super::Ctx;
@@ -83,8 +84,8 @@ pub struct ReceiverReport {
 pub fn receive(args: &ReceiverArgs) -> Result<ReceiverReport> {
     let peer: PeerAddr = args.peer.parse().with_context(|| format!("bad sender address {:?}", args.peer))?;
     let rt = runtime(2)?;
-    let node = BenchNode::new(PeerStatus::Unknown);
-    node.set_peer(peer.id, PeerStatus::Active);
+    let node = BenchNode::new(None);
+    node.set_peer(peer.id, MemberStatus::Active);
     let store = node.open_store(&args.dir, args.store)?;
     let (report, result) = rt.block_on(async {
         let server = node.serve(NetConfig::loopback()).await?;
@@ -149,7 +150,7 @@ pub fn run_size(ctx: &Ctx, name: &str, per_author: u64) -> Result<Vec<Row>> {
     let n = big.spec.total();
 
     let rt = runtime(2)?;
-    let node = BenchNode::new(PeerStatus::Active);
+    let node = BenchNode::new(Some(MemberStatus::Active));
     let store = node.open_store(&big.dir, big.store_id)?;
     let server = rt.block_on(node.serve(NetConfig::loopback()))?;
     let receiver_dir = scratch_dir(ctx, "sync-receiver")?;

@@ -4,15 +4,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use lattice_core::{AuthorId, Identity, StoreId};
-use lattice_net::{Faults, LatticeServer, NetConfig, NodeContext, PeerStatus};
+use lattice_core::{AuthorId, Identity, MemberStatus, StoreId};
+use lattice_net::{Faults, LatticeServer, NetConfig, NodeContext};
 use lattice_store::{KvStore, StoreConfig, StoreHandle};
 
 pub struct TestNode {
     pub identity: Identity,
     pub root: StoreId,
     pub stores: Mutex<HashMap<StoreId, StoreHandle>>,
-    pub peers: Mutex<HashMap<AuthorId, PeerStatus>>,
+    pub peers: Mutex<HashMap<AuthorId, MemberStatus>>,
     pub dir: tempfile::TempDir,
     /// The config every store of this node opens with (e.g. a skewed clock).
     pub store_config: StoreConfig,
@@ -23,8 +23,8 @@ impl NodeContext for TestNode {
     fn root_store_id(&self) -> Option<StoreId> {
         Some(self.root)
     }
-    async fn peer_status(&self, peer: AuthorId) -> PeerStatus {
-        self.peers.lock().unwrap().get(&peer).copied().unwrap_or(PeerStatus::Unknown)
+    async fn peer_status(&self, peer: AuthorId) -> Option<MemberStatus> {
+        self.peers.lock().unwrap().get(&peer).copied()
     }
     async fn store(&self, id: StoreId) -> Option<StoreHandle> {
         self.stores.lock().unwrap().get(&id).cloned()
@@ -62,7 +62,7 @@ impl TestNode {
     pub fn store(&self, id: StoreId) -> StoreHandle {
         self.stores.lock().unwrap()[&id].clone()
     }
-    pub fn set_peer(&self, peer: AuthorId, status: PeerStatus) {
+    pub fn set_peer(&self, peer: AuthorId, status: MemberStatus) {
         self.peers.lock().unwrap().insert(peer, status);
     }
     pub async fn serve(self: &Arc<Self>) -> LatticeServer<TestNode> {
@@ -124,7 +124,7 @@ pub fn link(nodes: &[(&Arc<TestNode>, &LatticeServer<TestNode>)], linked: impl F
         let mut peers = Vec::new();
         for (j, (other, other_server)) in nodes.iter().enumerate() {
             if i != j && linked(i, j) {
-                node.set_peer(other.identity.author(), PeerStatus::Active);
+                node.set_peer(other.identity.author(), MemberStatus::Active);
                 peers.push(other_server.peer_addr());
             }
         }
@@ -134,8 +134,8 @@ pub fn link(nodes: &[(&Arc<TestNode>, &LatticeServer<TestNode>)], linked: impl F
 
 /// Makes two nodes active members of each other's mesh.
 pub fn befriend(a: &TestNode, b: &TestNode) {
-    a.set_peer(b.identity.author(), PeerStatus::Active);
-    b.set_peer(a.identity.author(), PeerStatus::Active);
+    a.set_peer(b.identity.author(), MemberStatus::Active);
+    b.set_peer(a.identity.author(), MemberStatus::Active);
 }
 
 /// Writes `n` keys `{prefix}{i}` concurrently (group commit makes it fast).
