@@ -12,24 +12,64 @@ use crate::ids::{AuthorId, Hash, StoreId};
 /// The last entry of an author's chain as held locally.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainTip {
+    /// Seq of the last entry held, from 1.
     pub seq: u64,
+    /// Hash of that entry: what the next entry must cite as `prev_hash`.
     pub hash: Hash,
+    /// HLC of that entry: the next entry's must be strictly greater.
     pub hlc: Hlc,
 }
 
 /// An entry that cannot be accepted, ever. Each variant says what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
+    /// The entry was signed for a different store than the one being checked.
     #[error("entry belongs to store {got}, not {expected}")]
-    WrongStore { expected: StoreId, got: StoreId },
+    WrongStore {
+        /// The store being checked.
+        expected: StoreId,
+        /// The store the entry names.
+        got: StoreId,
+    },
+    /// The entry is not held, but its seq is at or below the author's tip: the author signed
+    /// two different entries at one seq (a fork).
     #[error(
         "equivocation: author {author} signed two different entries at seq {seq} (held {held}, received {received})"
     )]
-    Equivocation { author: AuthorId, seq: u64, held: Hash, received: Hash },
+    Equivocation {
+        /// The author who forked.
+        author: AuthorId,
+        /// The seq signed twice.
+        seq: u64,
+        /// Hash of the entry held at that seq ([`Hash::ZERO`] if the lookup found none).
+        held: Hash,
+        /// Hash of the conflicting entry received.
+        received: Hash,
+    },
+    /// The entry is next in seq but its `prev_hash` is not the hash of the tip.
     #[error("entry seq {seq} by {author} cites prev_hash {got}, but the entry at seq {} is {expected}", seq - 1)]
-    ForgedPrevHash { author: AuthorId, seq: u64, expected: Hash, got: Hash },
+    ForgedPrevHash {
+        /// The entry's author.
+        author: AuthorId,
+        /// The entry's seq.
+        seq: u64,
+        /// Hash of the held entry at `seq - 1` (the tip).
+        expected: Hash,
+        /// The `prev_hash` the entry cites.
+        got: Hash,
+    },
+    /// The entry is next in seq but its HLC is not strictly greater than the tip's.
     #[error("entry seq {seq} by {author} has HLC {got}, not after its predecessor's {prev}")]
-    HlcNotIncreasing { author: AuthorId, seq: u64, prev: Hlc, got: Hlc },
+    HlcNotIncreasing {
+        /// The entry's author.
+        author: AuthorId,
+        /// The entry's seq.
+        seq: u64,
+        /// HLC of the held predecessor (the tip).
+        prev: Hlc,
+        /// The entry's HLC.
+        got: Hlc,
+    },
 }
 
 /// What to do with an entry that passed [`check_next`].
@@ -40,7 +80,12 @@ pub enum NextCheck {
     /// It is already held: nothing to do.
     Duplicate,
     /// Entries between `have_seq` and it are missing: hold it until they arrive.
-    Gap { have_seq: u64, need_seq: u64 },
+    Gap {
+        /// Seq of the author's tip; 0 if nothing is held from the author.
+        have_seq: u64,
+        /// Last missing seq (the entry's seq minus 1): `have_seq + 1 ..= need_seq` are missing.
+        need_seq: u64,
+    },
 }
 
 /// Decides the fate of `entry` given its author's current tip (`None`: nothing held from this

@@ -27,58 +27,109 @@ pub const MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
 /// Why bytes are not a valid entry. Each variant names the one thing that was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
+    /// The encoded `SignedEntry` is larger than [`MAX_ENTRY_BYTES`]; checked before decoding.
     #[error("entry is {size} bytes, over the {max}-byte limit")]
-    EntryTooLarge { size: usize, max: usize },
+    EntryTooLarge {
+        /// Size of the encoded entry, in bytes.
+        size: usize,
+        /// The limit it broke, in bytes.
+        max: usize,
+    },
+    /// The `SignedEntry` or the `Entry` inside it does not decode as protobuf; holds prost's reason.
     #[error("entry is not a valid protobuf message: {0}")]
     Malformed(String),
+    /// The author id is not 32 bytes; holds its length.
     #[error("author id must be 32 bytes, got {0}")]
     AuthorLength(usize),
+    /// The author id is 32 bytes but not a valid Ed25519 public key.
     #[error("author id is not a valid Ed25519 public key")]
     AuthorKey,
+    /// The signature is not 64 bytes; holds its length.
     #[error("signature must be 64 bytes, got {0}")]
     SignatureLength(usize),
+    /// The signature does not (strictly) verify over the entry bytes with the author's key.
     #[error("signature does not verify against the author's key")]
     BadSignature,
+    /// The entry's `version` is not [`ENTRY_VERSION`]; holds the version found.
     #[error("unsupported entry version {0} (this build reads version {ENTRY_VERSION})")]
     UnsupportedVersion(u32),
+    /// The store id is not 16 bytes; holds its length.
     #[error("store id must be 16 bytes, got {0}")]
     StoreIdLength(usize),
+    /// The entry's `seq` is 0; sequence numbers start at 1.
     #[error("seq must be at least 1")]
     ZeroSeq,
+    /// `prev_hash` is not 32 bytes; holds its length.
     #[error("prev_hash must be 32 bytes, got {0}")]
     PrevHashLength(usize),
+    /// An entry with seq 1 cites a `prev_hash` other than [`Hash::ZERO`].
     #[error("the first entry of a log (seq 1) must have an all-zero prev_hash")]
     FirstEntryPrevHash,
+    /// The entry carries no HLC timestamp.
     #[error("entry has no timestamp")]
     MissingTimestamp,
+    /// One of the DAG parent hashes is not 32 bytes.
     #[error("parent hash #{index} must be 32 bytes, got {len}")]
-    ParentHashLength { index: usize, len: usize },
+    ParentHashLength {
+        /// Position of the bad hash in `parent_hashes`, from 0.
+        index: usize,
+        /// Its length, in bytes.
+        len: usize,
+    },
+    /// The entry has no operations.
     #[error("entry has no operations")]
     NoOps,
+    /// An operation is neither a put nor a delete; holds its index, from 0.
     #[error("operation #{0} is empty")]
     EmptyOp(usize),
+    /// An operation has a zero-length key; holds its index, from 0.
     #[error("operation #{0} has an empty key")]
     EmptyKey(usize),
+    /// An operation's key is longer than [`MAX_KEY_BYTES`].
     #[error("key of {len} bytes in operation #{index} is over the {MAX_KEY_BYTES}-byte limit")]
-    KeyTooLarge { index: usize, len: usize },
+    KeyTooLarge {
+        /// Index of the operation, from 0.
+        index: usize,
+        /// Length of the key, in bytes.
+        len: usize,
+    },
+    /// A put's value is longer than [`MAX_VALUE_BYTES`].
     #[error("value of {len} bytes in operation #{index} is over the {MAX_VALUE_BYTES}-byte limit")]
-    ValueTooLarge { index: usize, len: usize },
+    ValueTooLarge {
+        /// Index of the operation, from 0.
+        index: usize,
+        /// Length of the value, in bytes.
+        len: usize,
+    },
 }
 
 /// One operation of an entry. An entry's operations apply atomically, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    /// Sets `key` to `value`.
+    Put {
+        /// The key written; must be 1 to [`MAX_KEY_BYTES`] bytes.
+        key: Vec<u8>,
+        /// The new value; may be empty, must be at most [`MAX_VALUE_BYTES`] bytes.
+        value: Vec<u8>,
+    },
+    /// Deletes `key`, leaving a tombstone head.
+    Delete {
+        /// The key deleted; must be 1 to [`MAX_KEY_BYTES`] bytes.
+        key: Vec<u8>,
+    },
 }
 
 impl Op {
+    /// A [`Op::Put`] of `value` at `key`.
     pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
         Op::Put { key: key.into(), value: value.into() }
     }
+    /// A [`Op::Delete`] of `key`.
     pub fn delete(key: impl Into<Vec<u8>>) -> Self {
         Op::Delete { key: key.into() }
     }
+    /// The key this operation writes.
     pub fn key(&self) -> &[u8] {
         match self {
             Op::Put { key, .. } | Op::Delete { key } => key,
@@ -94,7 +145,8 @@ impl Op {
     }
 }
 
-/// Checks one operation's key and value against the limits.
+/// Checks one operation's key (non-empty, at most [`MAX_KEY_BYTES`]) and value (at most
+/// [`MAX_VALUE_BYTES`]); `index` is its position in the entry, used in the error.
 pub fn check_op(index: usize, op: &Op) -> Result<(), EntryError> {
     let key = op.key();
     if key.is_empty() {
@@ -123,6 +175,8 @@ pub struct EntryBuilder {
 }
 
 impl EntryBuilder {
+    /// Starts entry `seq` (from 1) of a log in `store_id`, with a zero `prev_hash`, a zero
+    /// timestamp, no parents and no operations.
     pub fn new(store_id: StoreId, seq: u64) -> Self {
         EntryBuilder {
             store_id,
@@ -133,22 +187,27 @@ impl EntryBuilder {
             ops: Vec::new(),
         }
     }
+    /// Sets the hash of the author's previous entry (leave unset, i.e. zero, for seq 1).
     pub fn prev_hash(mut self, hash: Hash) -> Self {
         self.prev_hash = hash;
         self
     }
+    /// Sets the entry's HLC; it must be later than the author's previous entry's.
     pub fn timestamp(mut self, hlc: Hlc) -> Self {
         self.timestamp = hlc;
         self
     }
+    /// Sets the DAG parents: the heads this write supersedes. Replaces any set before.
     pub fn parent_hashes(mut self, parents: Vec<Hash>) -> Self {
         self.parent_hashes = parents;
         self
     }
+    /// Appends one operation.
     pub fn op(mut self, op: Op) -> Self {
         self.ops.push(op);
         self
     }
+    /// Appends operations, in order.
     pub fn ops(mut self, ops: impl IntoIterator<Item = Op>) -> Self {
         self.ops.extend(ops);
         self
@@ -188,7 +247,8 @@ impl SignatureParts {
     }
 }
 
-/// A decoded entry whose structure, limits and signature have been checked.
+/// A decoded entry whose structure, limits and signature have been checked (the signature is
+/// not re-checked for entries from [`from_trusted_log`](Self::from_trusted_log)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedEntry {
     bytes: Vec<u8>,
@@ -313,30 +373,39 @@ impl VerifiedEntry {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+    /// The encoded `SignedEntry`, by value.
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
+    /// blake3 of [`bytes`](Self::bytes): the entry's identity.
     pub fn hash(&self) -> Hash {
         self.hash
     }
+    /// The author whose key signed the entry.
     pub fn author(&self) -> AuthorId {
         self.author
     }
+    /// The store the entry belongs to.
     pub fn store_id(&self) -> StoreId {
         self.store_id
     }
+    /// Position in the author's log, from 1.
     pub fn seq(&self) -> u64 {
         self.seq
     }
+    /// Hash of the author's previous entry; [`Hash::ZERO`] for seq 1.
     pub fn prev_hash(&self) -> Hash {
         self.prev_hash
     }
+    /// The entry's timestamp.
     pub fn hlc(&self) -> Hlc {
         self.hlc
     }
+    /// The DAG parents: heads this write supersedes (`parent_hashes`).
     pub fn parents(&self) -> &[Hash] {
         &self.parents
     }
+    /// The operations, in the order they apply.
     pub fn ops(&self) -> &[Op] {
         &self.ops
     }
@@ -458,6 +527,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(lattice_testkit::proptest_config("entry properties", 256))]
+
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = VerifiedEntry::decode(bytes.clone());

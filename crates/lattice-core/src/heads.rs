@@ -13,10 +13,15 @@ use crate::proto;
 /// One head of a key: the value an entry left there (or a tombstone).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
+    /// The value written; empty for a tombstone.
     pub value: Vec<u8>,
+    /// HLC of the entry that wrote it; the first key of the winner rule.
     pub hlc: Hlc,
+    /// Author of that entry; breaks HLC ties (higher bytes win).
     pub author: AuthorId,
+    /// Hash of that entry; later writes cite it in `parent_hashes` to supersede this head.
     pub hash: Hash,
+    /// True if the entry deleted the key.
     pub tombstone: bool,
 }
 
@@ -27,6 +32,7 @@ impl Head {
         (self.hlc, self.author, self.hash)
     }
 
+    /// The protobuf form, as stored in `state.db` (see [`from_proto`](Self::from_proto)).
     pub fn to_proto(&self) -> proto::HeadInfo {
         proto::HeadInfo {
             value: self.value.clone(),

@@ -10,19 +10,25 @@
 
 use crate::proto;
 
-/// Default bound on how far a remote clock may pull ours ahead of the wall clock.
+/// Default bound, in milliseconds (one minute), on how far a remote clock may pull ours ahead of
+/// the wall clock.
 pub const DEFAULT_MAX_DRIFT_MS: u64 = 60_000;
 
+/// A hybrid logical timestamp, ordered by `wall_ms` then `counter`; shown as `wall_ms.counter`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hlc {
     // Field order is the ordering: wall time first, then the counter.
+    /// Wall-clock time, in milliseconds (since the Unix epoch, as supplied by the caller).
     pub wall_ms: u64,
+    /// Tie-breaker among timestamps with the same `wall_ms`; starts at 0.
     pub counter: u32,
 }
 
 impl Hlc {
+    /// The smallest timestamp; also the `Default`. A fresh [`Clock`] starts here.
     pub const ZERO: Hlc = Hlc { wall_ms: 0, counter: 0 };
 
+    /// A timestamp from its two parts.
     pub fn new(wall_ms: u64, counter: u32) -> Self {
         Hlc { wall_ms, counter }
     }
@@ -35,9 +41,11 @@ impl Hlc {
         }
     }
 
+    /// The protobuf form, as carried in entries and heads.
     pub fn to_proto(self) -> proto::Hlc {
         proto::Hlc { wall_ms: self.wall_ms, counter: self.counter }
     }
+    /// From the protobuf form; every value is valid, so this cannot fail.
     pub fn from_proto(p: &proto::Hlc) -> Self {
         Hlc { wall_ms: p.wall_ms, counter: p.counter }
     }
@@ -56,7 +64,10 @@ pub enum MergeOutcome {
     Merged,
     /// The remote timestamp was more than `max_drift` ahead of the wall clock: the local clock
     /// advanced only to the drift bound. `ahead_ms` says by how much the remote led the wall.
-    Clamped { ahead_ms: u64 },
+    Clamped {
+        /// Remote `wall_ms` minus the wall clock, in milliseconds (always more than `max_drift`).
+        ahead_ms: u64,
+    },
 }
 
 /// A hybrid logical clock: the last timestamp handed out or absorbed, and the drift bound.
@@ -67,6 +78,8 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// A clock starting at [`Hlc::ZERO`] that lets remote timestamps lead the wall clock by at
+    /// most `max_drift_ms` milliseconds (see [`DEFAULT_MAX_DRIFT_MS`]).
     pub fn new(max_drift_ms: u64) -> Self {
         Clock { last: Hlc::ZERO, max_drift_ms }
     }
@@ -76,10 +89,12 @@ impl Clock {
         Clock { last, max_drift_ms }
     }
 
+    /// The last timestamp handed out by [`tick`](Self::tick) or absorbed by [`merge`](Self::merge).
     pub fn last(&self) -> Hlc {
         self.last
     }
 
+    /// The drift bound, in milliseconds.
     pub fn max_drift_ms(&self) -> u64 {
         self.max_drift_ms
     }
@@ -142,6 +157,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(lattice_testkit::proptest_config("hlc properties", 256))]
+
         #[test]
         fn ticks_strictly_increase(walls in proptest::collection::vec(0u64..1_000, 1..200)) {
             let mut c = Clock::new(10);

@@ -6,8 +6,10 @@ use ed25519_dalek::{Signer, SigningKey};
 
 use crate::ids::AuthorId;
 
+/// Why bytes cannot become an [`Identity`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
+    /// The seed is not exactly 32 bytes; holds its length.
     #[error("identity key must be a 32-byte Ed25519 seed, got {0} bytes")]
     SeedLength(usize),
 }
@@ -19,16 +21,20 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// A fresh key from a random seed (`rand`'s thread-local CSPRNG).
     pub fn generate() -> Self {
         let mut seed = [0u8; 32];
         rand::fill(&mut seed);
         Identity::from_seed(seed)
     }
 
+    /// The key derived from a 32-byte Ed25519 seed; the same seed always gives the same key.
     pub fn from_seed(seed: [u8; 32]) -> Self {
         Identity { key: SigningKey::from_bytes(&seed) }
     }
 
+    /// Like [`from_seed`](Self::from_seed), for a slice (e.g. a key file's contents) that must be
+    /// exactly 32 bytes.
     pub fn from_seed_bytes(bytes: &[u8]) -> Result<Self, IdentityError> {
         let seed: [u8; 32] = bytes.try_into().map_err(|_| IdentityError::SeedLength(bytes.len()))?;
         Ok(Identity::from_seed(seed))
@@ -39,10 +45,12 @@ impl Identity {
         self.key.to_bytes()
     }
 
+    /// The public key: the author id of every entry this identity signs, and the node id.
     pub fn author(&self) -> AuthorId {
         AuthorId(self.key.verifying_key().to_bytes())
     }
 
+    /// The 64-byte Ed25519 signature of `message`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()
     }

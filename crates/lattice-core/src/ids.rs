@@ -5,14 +5,38 @@ use std::fmt;
 /// Why a textual or binary identifier could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// The hex text has the wrong number of characters.
     #[error("{what} must be {expected} lowercase hex characters, got {got} characters")]
-    HexLength { what: &'static str, expected: usize, got: usize },
+    HexLength {
+        /// Which kind of identifier was being parsed (e.g. `"hash"`).
+        what: &'static str,
+        /// Required length, in hex characters.
+        expected: usize,
+        /// Length of the given text, in bytes.
+        got: usize,
+    },
+    /// The text has the right length but contains a non-hex character.
     #[error("{what} is not valid hex: {text:?}")]
-    NotHex { what: &'static str, text: String },
+    NotHex {
+        /// Which kind of identifier was being parsed (e.g. `"hash"`).
+        what: &'static str,
+        /// The offending text, lowercased.
+        text: String,
+    },
+    /// A byte slice has the wrong length for the identifier.
     #[error("{what} must be {expected} bytes, got {got}")]
-    ByteLength { what: &'static str, expected: usize, got: usize },
+    ByteLength {
+        /// Which kind of identifier was being parsed (e.g. `"store id"`).
+        what: &'static str,
+        /// Required length, in bytes.
+        expected: usize,
+        /// Length of the given slice, in bytes.
+        got: usize,
+    },
+    /// [`StoreId::parse`] was given text `uuid` cannot parse; holds that text.
     #[error("not a valid UUID: {0:?}")]
     Uuid(String),
+    /// 32 bytes that do not decode to an Ed25519 public key; holds the library's reason.
     #[error("not a valid Ed25519 public key: {0}")]
     PublicKey(String),
 }
@@ -30,9 +54,48 @@ fn bytes32(what: &'static str, bytes: &[u8]) -> Result<[u8; 32], IdError> {
     bytes.try_into().map_err(|_| IdError::ByteLength { what, expected: 32, got: bytes.len() })
 }
 
+/// The text and byte forms shared by the 32-byte identifiers: lowercase hex for display,
+/// the first 8 hex characters in `Debug` (logs), and the raw bytes.
+macro_rules! hex32_id {
+    ($name:ident) => {
+        impl $name {
+            /// 64 lowercase hex characters.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+            /// The raw 32 bytes.
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+            /// First 8 hex characters, for logs.
+            pub fn short(&self) -> String {
+                hex::encode(&self.0[..4])
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.short())
+            }
+        }
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::from_hex(s)
+            }
+        }
+    };
+}
+
 /// An author: the Ed25519 public key that signs entries. Also the node id on the network.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AuthorId(pub [u8; 32]);
+
+hex32_id!(AuthorId);
 
 impl AuthorId {
     /// Parses 64 hex characters (upper or lower case). The key must be a valid curve point.
@@ -46,68 +109,28 @@ impl AuthorId {
         ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| IdError::PublicKey(e.to_string()))?;
         Ok(AuthorId(bytes))
     }
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-    /// First 8 hex characters, for logs.
-    pub fn short(&self) -> String {
-        hex::encode(&self.0[..4])
-    }
-}
-
-impl fmt::Display for AuthorId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-impl fmt::Debug for AuthorId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AuthorId({})", self.short())
-    }
-}
-impl std::str::FromStr for AuthorId {
-    type Err = IdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::from_hex(s)
-    }
 }
 
 /// blake3 hash of an encoded `SignedEntry`. All zeros means "no entry" (prev of seq 1).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Hash(pub [u8; 32]);
 
+hex32_id!(Hash);
+
 impl Hash {
+    /// "No entry": the `prev_hash` of an author's first entry.
     pub const ZERO: Hash = Hash([0; 32]);
+    /// The blake3 hash of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         Hash(*blake3::hash(bytes).as_bytes())
     }
+    /// Accepts exactly 32 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdError> {
         Ok(Hash(bytes32("hash", bytes)?))
     }
+    /// Parses 64 hex characters (upper or lower case).
     pub fn from_hex(text: &str) -> Result<Self, IdError> {
         Ok(Hash(parse_hex32("hash", &text.to_ascii_lowercase())?))
-    }
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-    pub fn short(&self) -> String {
-        hex::encode(&self.0[..4])
-    }
-}
-impl fmt::Display for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-impl fmt::Debug for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hash({})", self.short())
     }
 }
 
@@ -116,17 +139,21 @@ impl fmt::Debug for Hash {
 pub struct StoreId(pub uuid::Uuid);
 
 impl StoreId {
+    /// A fresh random (v4) store id.
     pub fn new_random() -> Self {
         StoreId(uuid::Uuid::new_v4())
     }
+    /// Accepts exactly 16 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdError> {
         let b: [u8; 16] =
             bytes.try_into().map_err(|_| IdError::ByteLength { what: "store id", expected: 16, got: bytes.len() })?;
         Ok(StoreId(uuid::Uuid::from_bytes(b)))
     }
+    /// Parses a UUID in any form `uuid` accepts (hyphenated, simple, braced, urn).
     pub fn parse(text: &str) -> Result<Self, IdError> {
         uuid::Uuid::parse_str(text).map(StoreId).map_err(|_| IdError::Uuid(text.to_string()))
     }
+    /// The raw 16 bytes.
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }

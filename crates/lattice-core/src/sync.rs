@@ -10,13 +10,16 @@ use crate::proto;
 /// The last entry held from one author.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuthorSyncState {
+    /// Seq of the last entry held from this author (its chain tip).
     pub seq: u64,
+    /// Hash of the entry at `seq`.
     pub hash: Hash,
 }
 
 /// Per author, the last entry held. Authors with nothing held are absent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncState {
+    /// The last entry held from each author, keyed (and so ordered) by author.
     pub authors: BTreeMap<AuthorId, AuthorSyncState>,
 }
 
@@ -24,16 +27,22 @@ pub struct SyncState {
 /// (whose hash is `after_hash`, zero when `after_seq` is 0) up to and including `to_seq`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MissingRange {
+    /// Whose log the range is in.
     pub author: AuthorId,
+    /// Last seq the other side holds (0 for none); the range starts at `after_seq + 1`.
     pub after_seq: u64,
+    /// Hash the other side reports at `after_seq`; [`Hash::ZERO`] when `after_seq` is 0.
     pub after_hash: Hash,
+    /// Last seq of the range, inclusive: the last entry we hold.
     pub to_seq: u64,
 }
 
 impl MissingRange {
+    /// Number of entries in the range (`to_seq - after_seq`).
     pub fn len(&self) -> u64 {
         self.to_seq - self.after_seq
     }
+    /// True if the range holds no entries; [`SyncState::missing_for`] never returns one.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -42,10 +51,13 @@ impl MissingRange {
 /// A `SyncState` received from a peer that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncStateError {
+    /// An author id is not 32 bytes; holds its length.
     #[error("sync state names author bytes of length {0}, not 32")]
     AuthorLength(usize),
+    /// A hash is not 32 bytes; holds its length.
     #[error("sync state has a hash of length {0}, not 32")]
     HashLength(usize),
+    /// The same author appears twice; holds that author.
     #[error("sync state names author {0} twice")]
     DuplicateAuthor(AuthorId),
 }
@@ -79,6 +91,7 @@ impl SyncState {
         self.authors.values().map(|a| a.seq).sum()
     }
 
+    /// The protobuf form sent to peers, one `AuthorState` per author in author order.
     pub fn to_proto(&self) -> proto::SyncState {
         proto::SyncState {
             authors: self
@@ -89,6 +102,8 @@ impl SyncState {
         }
     }
 
+    /// Parses a peer's state; fails on a malformed author id or hash, or a repeated author.
+    /// Author ids are not checked to be valid Ed25519 keys.
     pub fn from_proto(p: &proto::SyncState) -> Result<Self, SyncStateError> {
         let mut authors = BTreeMap::new();
         for a in &p.authors {
@@ -143,6 +158,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(lattice_testkit::proptest_config("sync properties", 256))]
+
         #[test]
         fn diff_plus_apply_equalises(a in proptest::collection::btree_map(0u8..8, 1u64..50, 0..8),
                                       b in proptest::collection::btree_map(0u8..8, 1u64..50, 0..8)) {
