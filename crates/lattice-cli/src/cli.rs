@@ -142,7 +142,7 @@ pub enum Command {
     RevokeToken { id: String },
 }
 
-/// `--discovery`: how peers are found (DESIGN.md section 6).
+/// `--discovery`: how peers are found (docs/design.md, Networking modes).
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Discovery {
     /// Direct addresses only

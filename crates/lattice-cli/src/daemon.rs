@@ -19,8 +19,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cli::parse_words;
-use crate::exec::{Engine, RunOptions};
+use crate::cli::{Cli, parse_words};
+use crate::commands::{self, RunOptions};
+use crate::engine::Engine;
 use crate::protocol::{self, Conn, Out, PROTOCOL_VERSION, Reply, Request};
 
 /// How long a command waits for a busy data dir (locked, no socket yet) before giving up.
@@ -70,12 +71,14 @@ fn remove_stale_socket(dir: &DataDir) {
 }
 
 /// Runs a command in this process, writing to this process's stdout/stderr as output arrives.
-pub async fn run_here(engine: &Engine, cli: &crate::cli::Cli, stdin: Option<Vec<u8>>, opts: RunOptions) -> i32 {
+pub async fn run_here(engine: &Engine, cli: &Cli, stdin: Option<Vec<u8>>, opts: RunOptions) -> i32 {
     let (out, rx) = Out::channel();
-    let drain = tokio::spawn(to_terminal(rx));
-    let code = engine.run(cli, stdin, opts, &out).await;
-    drop(out);
-    let _ = drain.await;
+    let run = async {
+        let code = commands::run(engine, cli, stdin, opts, &out).await;
+        drop(out);
+        code
+    };
+    let (code, ()) = tokio::join!(run, to_terminal(rx));
     code
 }
 
@@ -225,38 +228,44 @@ async fn serve_connection(stream: UnixStream, engine: Arc<Engine>, cancel: Cance
                     return;
                 }
             };
-            let (out, mut rx) = Out::channel();
-            let opts = RunOptions { terminal, local: false, stop: Some(cancel.clone()) };
-            let run = async {
-                let code = engine.run(&cli, stdin, opts, &out).await;
-                drop(out);
-                code
-            };
-            // Relays output as it is produced; stops reading (which closes `out`) if the client
-            // goes away, so a `watch` for a departed client ends.
-            // `rx` moves in, so it is dropped (closing `out`) as soon as the relay ends.
-            let relay = async move {
-                loop {
-                    tokio::select! {
-                        reply = rx.recv() => match reply {
-                            Some(reply) => {
-                                if protocol::send(&mut conn, &reply).await.is_err() {
-                                    return None;
-                                }
-                            }
-                            None => return Some(conn),
-                        },
-                        // A client sends nothing after its request: end of stream means it left.
-                        incoming = conn.next() => if !matches!(incoming, Some(Ok(_))) {
-                            return None;
-                        },
+            let opts = RunOptions { terminal, local: false, stop: Some(cancel) };
+            run_for_client(conn, &engine, &cli, stdin, opts).await;
+        }
+    }
+}
+
+/// Runs a forwarded command, relaying its output as it is produced, then its exit code.
+async fn run_for_client(conn: Conn, engine: &Engine, cli: &Cli, stdin: Option<Vec<u8>>, opts: RunOptions) {
+    let (out, rx) = Out::channel();
+    let run = async {
+        let code = commands::run(engine, cli, stdin, opts, &out).await;
+        drop(out);
+        code
+    };
+    let (code, conn) = tokio::join!(run, relay(conn, rx));
+    if let Some(mut conn) = conn {
+        let _ = protocol::send(&mut conn, &Reply::Exit { code }).await;
+    }
+}
+
+/// Sends replies to the client until the command's output ends (then gives the connection
+/// back for the exit code), or until the client goes away. `rx` is dropped as the relay ends,
+/// which closes the command's `Out`, so a `watch` for a departed client ends.
+async fn relay(mut conn: Conn, mut rx: mpsc::UnboundedReceiver<Reply>) -> Option<Conn> {
+    loop {
+        tokio::select! {
+            reply = rx.recv() => match reply {
+                Some(reply) => {
+                    if protocol::send(&mut conn, &reply).await.is_err() {
+                        return None;
                     }
                 }
-            };
-            let (code, conn) = tokio::join!(run, relay);
-            if let Some(mut conn) = conn {
-                let _ = protocol::send(&mut conn, &Reply::Exit { code }).await;
-            }
+                None => return Some(conn),
+            },
+            // A client sends nothing after its request: end of stream means it left.
+            incoming = conn.next() => if !matches!(incoming, Some(Ok(_))) {
+                return None;
+            },
         }
     }
 }

@@ -27,8 +27,10 @@ use tokio::net::UnixStream;
 use tokio::runtime::Runtime;
 
 use crate::cli::{Cli, command_names, parse_words};
+use crate::commands::RunOptions;
 use crate::daemon::{self, Claim, ControlServer};
-use crate::exec::{Engine, RunOptions, exit_code};
+use crate::engine::{Engine, Role};
+use crate::failure::exit_code;
 use crate::words;
 
 /// Who runs the shell's commands.
@@ -59,7 +61,7 @@ pub fn run(rt: &Runtime, cli: Cli) -> i32 {
     };
     let backend = match rt.block_on(daemon::claim(&dir)) {
         Ok(Claim::Own(lock)) => {
-            let engine = Engine::new(dir.clone(), lock, crate::exec::Role::Shell);
+            let engine = Engine::new(dir.clone(), lock, Role::Shell);
             if dir.is_initialised()
                 && let Err(e) = rt.block_on(engine.node())
             {

@@ -1,5 +1,6 @@
 //! `lattice serve --http` with tokens made by the CLI: create-token / list-tokens / revoke-token
-//! as DESIGN.md section 8 spells them, and the HTTP API of section 9 answering a real client.
+//! as docs/design.md, CLI spells them, and the HTTP API (docs/design.md, HTTP API) answering a
+//! real client.
 
 mod common;
 

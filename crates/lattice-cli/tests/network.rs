@@ -1,5 +1,5 @@
-//! Two `lattice serve` processes on 127.0.0.1 driven by one-shot commands, as DESIGN.md
-//! section 8 spells them: invite, join, put, sync, get, peers, remove.
+//! Two `lattice serve` processes on 127.0.0.1 driven by one-shot commands, as docs/design.md,
+//! CLI spells them: invite, join, put, sync, get, peers, remove.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! One-shot commands, each a separate `lattice` process on a temp data dir: results, `--json`
-//! shapes, exit codes and error lines (DESIGN.md section 8).
+//! shapes, exit codes and error lines (docs/design.md, CLI).
 
 mod common;
 
@@ -61,7 +61,8 @@ fn json_shapes() {
     assert_eq!(heads[0]["tombstone"], false);
 
     let list = l.run(&["--json", "list"]).ok().json();
-    assert_eq!(list, serde_json::json!({"items": [{"key": "k", "value": "v"}]}));
+    // The HTTP API's listing item: `encoding` is present for UTF-8 values too.
+    assert_eq!(list, serde_json::json!({"items": [{"key": "k", "value": "v", "encoding": "utf8"}]}));
 
     let status = l.run(&["--json", "status"]).ok().json();
     for field in ["node_id", "data_dir", "current_store", "daemon", "stores", "peers"] {

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 /// A sustained rate and the burst allowed above it.
 #[derive(Clone, Copy, Debug)]
 pub struct RateLimit {
+    /// Requests per second a token may make for as long as it likes.
     pub per_second: u32,
+    /// Requests a token may make at once above that rate, after being idle.
     pub burst: u32,
 }
 

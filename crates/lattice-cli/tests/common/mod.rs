@@ -45,7 +45,7 @@ impl Run {
         assert_eq!(self.code, 0, "command failed: stdout={:?} stderr={:?}", self.out(), self.stderr);
         self
     }
-    /// A failure reported the DESIGN.md way: the exit code, one line on stderr, no panic.
+    /// A failure reported the way docs/design.md, CLI asks: the exit code, one line on stderr, no panic.
     #[track_caller]
     pub fn fails(self, code: i32, needle: &str) -> Run {
         assert_eq!(self.code, code, "exit code; stderr={:?} stdout={:?}", self.stderr, self.out());

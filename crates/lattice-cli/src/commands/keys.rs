@@ -1,0 +1,114 @@
+//! `put`, `get`, `delete`, `list` and `watch`: the keys of a store.
+
+use lattice_core::winner;
+use tokio_util::sync::CancellationToken;
+
+use super::Context;
+use crate::failure::Failure;
+use crate::render;
+
+/// Page size for `list`.
+const LIST_PAGE: usize = 1000;
+
+pub(super) async fn put(ctx: &Context<'_>, key: &str, value: &str, stdin: Option<Vec<u8>>) -> Result<i32, Failure> {
+    let (node, store) = ctx.target().await?;
+    let value = if value == "-" {
+        stdin.ok_or_else(|| {
+            Failure::usage("VALUE \"-\" reads stdin, which a shell line does not have; give the value inline")
+        })?
+    } else {
+        value.as_bytes().to_vec()
+    };
+    let receipt = node.put(&store, key.as_bytes().to_vec(), value).await?;
+    ctx.print(|| render::json::put_receipt(key, &store, &receipt), || "ok\n".into());
+    Ok(0)
+}
+
+pub(super) async fn get(ctx: &Context<'_>, key: &str, verbose: bool) -> Result<i32, Failure> {
+    let (node, store) = ctx.target().await?;
+    let heads = node.get_heads(&store, key.as_bytes()).await?;
+    let visible = winner(&heads).filter(|h| !h.tombstone).map(|h| h.value.clone());
+    if heads.is_empty() || (visible.is_none() && !verbose) {
+        ctx.out.err("not found");
+        return Ok(1);
+    }
+    if ctx.json {
+        ctx.out.json(&render::json::get(key, visible.as_deref(), &heads));
+    } else if verbose {
+        ctx.out.bytes(render::text::heads(&heads));
+    } else {
+        ctx.out.bytes(render::raw_value(visible.unwrap_or_default(), heads.len(), ctx.opts.terminal));
+    }
+    Ok(0)
+}
+
+pub(super) async fn delete(ctx: &Context<'_>, key: &str) -> Result<i32, Failure> {
+    let (node, store) = ctx.target().await?;
+    let Some(receipt) = node.delete(&store, key.as_bytes().to_vec()).await? else {
+        ctx.out.err("not found");
+        return Ok(1);
+    };
+    ctx.print(|| render::json::delete_receipt(key, &store, &receipt), || "deleted\n".into());
+    Ok(0)
+}
+
+/// Text is printed a page at a time as it is read; JSON is one document, so it waits for all.
+pub(super) async fn list(ctx: &Context<'_>, prefix: Option<&str>) -> Result<i32, Failure> {
+    let (node, store) = ctx.target().await?;
+    let prefix = prefix.unwrap_or_default().as_bytes();
+    let mut items = Vec::new();
+    let mut after = None;
+    loop {
+        let page = node.list(&store, prefix, after, LIST_PAGE).await?;
+        let full = page.len() == LIST_PAGE;
+        after = page.last().map(|(k, _)| k.clone());
+        if ctx.json {
+            items.extend(page.iter().map(|(k, v)| lattice_http::list_item(k, v)));
+        } else {
+            ctx.out.bytes(render::text::key_values(&page));
+        }
+        if !full {
+            break;
+        }
+    }
+    if ctx.json {
+        ctx.out.json(&render::json::list(items));
+    }
+    Ok(0)
+}
+
+/// Prints every change to a matching key until the client, the owner or Ctrl-C stops it.
+pub(super) async fn watch(ctx: &Context<'_>, pattern: &str) -> Result<i32, Failure> {
+    let (node, store) = ctx.target().await?;
+    let (_current, mut events) = node.watch(&store, pattern).await?;
+    // Printed once the subscription is live: everything written from now on is reported.
+    ctx.out.err(format_args!("watching {pattern:?} in store {} (Ctrl-C to stop)", store.name));
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => ctx.out.bytes(render::watch_line(&event, ctx.json)),
+                None => return Err(Failure::other("the watch ended: the store closed or this watcher fell behind")),
+            },
+            _ = ctx.out.closed() => return Ok(0),
+            _ = ctx.engine.shutting_down() => return Ok(0),
+            _ = interrupted(ctx.opts.local) => return Ok(0),
+            _ = stopped(ctx.opts.stop.as_ref()) => return Ok(0),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C when `enabled`, never otherwise.
+async fn interrupted(enabled: bool) {
+    if enabled && tokio::signal::ctrl_c().await.is_ok() {
+        return;
+    }
+    std::future::pending::<()>().await
+}
+
+/// Resolves when `token` is cancelled; never without one.
+async fn stopped(token: Option<&CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,101 @@
+//! `invite`, `remove`, `peers`, `join` and `sync`: this node's mesh.
+
+use lattice_core::MemberStatus;
+use lattice_net::PeerAddr;
+use lattice_node::PeerSync;
+
+use super::{Context, parse_node_id};
+use crate::failure::Failure;
+use crate::render::{self, PeerView, StoreNames, SyncBar};
+
+pub(super) async fn invite(ctx: &Context<'_>, pubkey: &str) -> Result<i32, Failure> {
+    let peer = parse_node_id(pubkey)?;
+    let node = ctx.node().await?;
+    node.invite(peer).await?;
+    ctx.print(
+        || render::json::member(peer, MemberStatus::Invited),
+        || format!("invited {peer}; it can now run `lattice join {}@HOST:PORT`\n", node.node_id()),
+    );
+    Ok(0)
+}
+
+pub(super) async fn remove(ctx: &Context<'_>, pubkey: &str) -> Result<i32, Failure> {
+    let peer = parse_node_id(pubkey)?;
+    ctx.node().await?.remove_peer(peer).await?;
+    ctx.print(|| render::json::member(peer, MemberStatus::Removed), || format!("removed {peer}\n"));
+    Ok(0)
+}
+
+pub(super) async fn peers(ctx: &Context<'_>) -> Result<i32, Failure> {
+    let node = ctx.node().await?;
+    let me = node.node_id();
+    let health = match ctx.engine.running_network().await {
+        Some(net) => net.server().peer_health(),
+        None => Default::default(),
+    };
+    let mut peers = Vec::new();
+    for (id, record) in node.node_records().await? {
+        peers.push(PeerView {
+            id,
+            this_node: id == me,
+            info: record.info.unwrap_or_default(),
+            status: record.status.map_or("unknown", MemberStatus::as_str),
+            local: node.meta().peer(id)?,
+            failures: health.get(&id).filter(|h| h.failures > 0).map(|h| h.failures),
+        });
+    }
+    ctx.print(|| render::json::peers(&peers), || render::text::peers(&peers));
+    Ok(0)
+}
+
+pub(super) async fn join(ctx: &Context<'_>, peer: &str, name: Option<String>) -> Result<i32, Failure> {
+    let peer: PeerAddr = peer.parse().map_err(|e: lattice_net::NetError| Failure::usage(e.to_string()))?;
+    let (progress, bar) = SyncBar::start(ctx.opts.local);
+    let joined = ctx.engine.join(peer.clone(), name, progress).await;
+    SyncBar::finish(bar).await;
+    let node = joined?;
+    let root = node.root_store().id;
+    let current = node.current_store().await?;
+    ctx.print(
+        || render::json::joined(peer.id, root, current.as_ref()),
+        || {
+            let mut text = format!("joined the mesh of {} (root store {root})\n", peer.id);
+            if let Some(store) = &current {
+                text.push_str(&format!("current store: {} ({})\n", store.name, store.id));
+            }
+            text
+        },
+    );
+    Ok(0)
+}
+
+/// Exit 1 when the one peer asked for failed, or every peer did; some failing of many is 0.
+pub(super) async fn sync(ctx: &Context<'_>, peer: Option<&str>) -> Result<i32, Failure> {
+    let peer = peer.map(parse_node_id).transpose()?;
+    let net = ctx.engine.network().await?;
+    let (progress, bar) = SyncBar::start(ctx.opts.local);
+    let results = net.sync(peer, progress).await;
+    SyncBar::finish(bar).await;
+    let results = results?;
+    let names = store_names(ctx).await?;
+    if ctx.json {
+        ctx.out.json(&render::json::sync(&results, &names));
+    } else {
+        render::text::sync(&results, &names, ctx.out);
+    }
+    let failed = results.iter().filter(|r| !synced_fully(r)).count();
+    Ok(if failed > 0 && (peer.is_some() || failed == results.len()) { 1 } else { 0 })
+}
+
+/// True when the sync with this peer, and with every store of it, succeeded.
+fn synced_fully(r: &PeerSync) -> bool {
+    r.result.as_ref().is_ok_and(|stores| stores.iter().all(|(_, s)| s.is_ok()))
+}
+
+/// Every store's name, deleted ones too (a peer may still sync them), and `root`.
+async fn store_names(ctx: &Context<'_>) -> Result<StoreNames, Failure> {
+    let node = ctx.node().await?;
+    let mut names: StoreNames = node.list_stores(true).await?.into_iter().map(|info| (info.id, info.name)).collect();
+    names.insert(node.root_store().id, "root".to_string());
+    Ok(names)
+}

@@ -1,0 +1,123 @@
+//! Running one parsed command against the [`Engine`] of this process, writing to an [`Out`].
+//!
+//! The same [`run`] serves a one-shot command, a shell line and a request forwarded over the
+//! control socket, so all three behave identically. Each command is a function of its group's
+//! file; it gathers what it shows from the node and hands it to `crate::render`.
+//!
+//! - `node`: init, status (and `serve`, which only the command line may start).
+//! - `stores`: create-store, list-stores, delete-store, use.
+//! - `keys`: put, get, delete, list, watch.
+//! - `mesh`: invite, remove, peers, join, sync.
+//! - `tokens`: create-token, list-tokens, revoke-token.
+
+mod keys;
+mod mesh;
+mod node;
+mod stores;
+mod tokens;
+
+use std::sync::Arc;
+
+use lattice_core::AuthorId;
+use lattice_node::{Node, StoreRef};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command};
+use crate::engine::Engine;
+use crate::failure::Failure;
+use crate::protocol::Out;
+
+/// How a command was issued.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Output is read line by line (a shell, or a terminal): a raw `get` value gets a final
+    /// newline if it lacks one. Off for pipes and files, so `get k > file` is byte-exact.
+    pub terminal: bool,
+    /// Issued in this process (not over the socket): Ctrl-C stops a `watch`, and a long sync
+    /// may draw a progress bar.
+    pub local: bool,
+    /// Cancelled when whoever issued the command stops (the control server shutting down):
+    /// a `watch` then ends.
+    pub stop: Option<CancellationToken>,
+}
+
+/// Runs one command; returns its exit code. Output and errors go to `out`.
+pub async fn run(engine: &Engine, cli: &Cli, stdin: Option<Vec<u8>>, opts: RunOptions, out: &Out) -> i32 {
+    let Some(command) = &cli.command else {
+        out.err("error: no command given (try `help`)");
+        return 2;
+    };
+    let ctx = Context { engine, json: cli.json, store: cli.store.as_deref(), opts, out };
+    match dispatch(&ctx, command, stdin).await {
+        Ok(code) => code,
+        Err(failure) => {
+            out.err(failure.line());
+            failure.code()
+        }
+    }
+}
+
+async fn dispatch(ctx: &Context<'_>, command: &Command, stdin: Option<Vec<u8>>) -> Result<i32, Failure> {
+    match command {
+        Command::Init { name } => node::init(ctx, name.clone()).await,
+        Command::Serve { .. } => Err(node::serve_refused(ctx)),
+        Command::Status => node::status(ctx).await,
+        Command::CreateStore { name } => stores::create(ctx, name).await,
+        Command::ListStores { all } => stores::list(ctx, *all).await,
+        Command::DeleteStore { store } => stores::delete(ctx, store).await,
+        Command::Use { store } => stores::use_store(ctx, store).await,
+        Command::Put { key, value } => keys::put(ctx, key, value, stdin).await,
+        Command::Get { key, verbose } => keys::get(ctx, key, *verbose).await,
+        Command::Delete { key } => keys::delete(ctx, key).await,
+        Command::List { prefix } => keys::list(ctx, prefix.as_deref()).await,
+        Command::Watch { pattern } => keys::watch(ctx, pattern).await,
+        Command::Invite { pubkey } => mesh::invite(ctx, pubkey).await,
+        Command::Remove { pubkey } => mesh::remove(ctx, pubkey).await,
+        Command::Peers => mesh::peers(ctx).await,
+        Command::Join { peer, name } => mesh::join(ctx, peer, name.clone()).await,
+        Command::Sync { peer } => mesh::sync(ctx, peer.as_deref()).await,
+        Command::CreateToken { store, name, permissions, expires } => {
+            tokens::create(ctx, store, name.clone(), permissions, expires.as_deref()).await
+        }
+        Command::ListTokens => tokens::list(ctx).await,
+        Command::RevokeToken { id } => tokens::revoke(ctx, id).await,
+    }
+}
+
+/// What every command is given: the engine, the global flags and where its output goes.
+struct Context<'a> {
+    engine: &'a Engine,
+    /// `--json`: one JSON document instead of text.
+    json: bool,
+    /// `--store`: the store key-value commands act on, instead of the current one.
+    store: Option<&'a str>,
+    opts: RunOptions,
+    out: &'a Out,
+}
+
+impl Context<'_> {
+    async fn node(&self) -> Result<Arc<Node>, Failure> {
+        Ok(self.engine.node().await?)
+    }
+
+    /// The node and the store a key-value command acts on (`--store`, else the current store).
+    async fn target(&self) -> Result<(Arc<Node>, StoreRef), Failure> {
+        let node = self.node().await?;
+        let store = node.resolve(self.store).await?;
+        Ok((node, store))
+    }
+
+    /// Prints the JSON document with `--json`, else the text; only the one asked for is built.
+    fn print(&self, json: impl FnOnce() -> Value, text: impl FnOnce() -> String) {
+        if self.json {
+            self.out.json(&json());
+        } else {
+            self.out.bytes(text());
+        }
+    }
+}
+
+fn parse_node_id(text: &str) -> Result<AuthorId, Failure> {
+    AuthorId::from_hex(text).map_err(|e| Failure::usage(format!("invalid node id {text:?}: {e}")))
+}

@@ -1,0 +1,36 @@
+//! `create-token`, `list-tokens` and `revoke-token`: HTTP access tokens.
+
+use lattice_node::time::now_ms;
+use lattice_node::tokens::{self, Permissions};
+
+use super::Context;
+use crate::failure::Failure;
+use crate::render;
+
+pub(super) async fn create(
+    ctx: &Context<'_>,
+    store: &str,
+    name: Option<String>,
+    permissions: &str,
+    expires: Option<&str>,
+) -> Result<i32, Failure> {
+    let permissions: Permissions = permissions.parse()?;
+    let expires = expires.map(tokens::parse_duration).transpose()?;
+    let (record, secret) = ctx.node().await?.create_token(store, name, permissions, expires).await?;
+    let token = format!("{}:{secret}", record.id);
+    ctx.print(|| render::json::created_token(&record, &secret, &token, now_ms()), || format!("{token}\n"));
+    Ok(0)
+}
+
+pub(super) async fn list(ctx: &Context<'_>) -> Result<i32, Failure> {
+    let tokens = ctx.node().await?.list_tokens().await?;
+    let now = now_ms();
+    ctx.print(|| render::json::tokens(&tokens, now), || render::text::tokens(&tokens, now));
+    Ok(0)
+}
+
+pub(super) async fn revoke(ctx: &Context<'_>, id: &str) -> Result<i32, Failure> {
+    let record = ctx.node().await?.revoke_token(id).await?;
+    ctx.print(|| render::json::token(&record, now_ms()), || format!("revoked token {}\n", record.id));
+    Ok(0)
+}

@@ -1,0 +1,202 @@
+//! The `--json` document of each command: one JSON value per command, field names as scripts
+//! rely on them (docs/design.md, CLI). Key/value items and write receipts are `lattice_http`'s.
+
+use std::path::Path;
+
+use lattice_core::{AuthorId, Head, MemberStatus, StoreId};
+use lattice_node::tokens::TokenRecord;
+use lattice_node::{PeerSync, StoreInfo, StoreRef};
+use lattice_store::WriteReceipt;
+use serde_json::{Map, Value, json};
+
+use super::{PeerView, StatusView, StoreNames};
+
+/// A store as `create-store`, `list-stores` and `delete-store` show it.
+pub fn store_info(info: &StoreInfo) -> Value {
+    json!({
+        "name": info.name, "uuid": info.id.to_string(), "created_by": info.created_by,
+        "created_at": info.created_at, "state": info.state.as_str(),
+    })
+}
+
+/// `list-stores`.
+pub fn stores(stores: &[StoreInfo]) -> Value {
+    json!({ "stores": stores.iter().map(store_info).collect::<Vec<_>>() })
+}
+
+/// `delete-store`: the store, and where its local data was kept.
+pub fn deleted_store(info: &StoreInfo, archive: &Path) -> Value {
+    let mut value = store_info(info);
+    value["archive"] = json!(archive.display().to_string());
+    value
+}
+
+/// `use`.
+pub fn current_store(store: &StoreRef) -> Value {
+    json!({ "current_store": store.name, "uuid": store.id.to_string() })
+}
+
+/// A token as `create-token`, `list-tokens` and `revoke-token` show it (never the secret's
+/// hash).
+pub fn token(t: &TokenRecord, now_ms: u64) -> Value {
+    json!({
+        "id": t.id, "name": t.name, "store_id": t.store_id.map(|s| s.to_string()),
+        "permissions": t.permissions.map(|p| p.as_str()), "created_at": t.created_at,
+        "expires_at": t.expires_at, "revoked_at": t.revoked_at,
+        "state": t.state(now_ms),
+    })
+}
+
+/// `list-tokens`.
+pub fn tokens(tokens: &[TokenRecord], now_ms: u64) -> Value {
+    json!({ "tokens": tokens.iter().map(|t| token(t, now_ms)).collect::<Vec<_>>() })
+}
+
+/// `create-token`: the token, its secret (shown this once) and `token` = `ID:SECRET`.
+pub fn created_token(record: &TokenRecord, secret: &str, token_text: &str, now_ms: u64) -> Value {
+    let mut value = token(record, now_ms);
+    value["secret"] = json!(secret);
+    value["token"] = json!(token_text);
+    value
+}
+
+/// `put`: the HTTP API's receipt plus the key, the store and the entry's sequence number.
+pub fn put_receipt(key: &str, store: &StoreRef, receipt: &WriteReceipt) -> Value {
+    Value::Object(key_receipt(key, store, receipt))
+}
+
+/// `delete`: as [`put_receipt`], with `"deleted": true`.
+pub fn delete_receipt(key: &str, store: &StoreRef, receipt: &WriteReceipt) -> Value {
+    let mut obj = key_receipt(key, store, receipt);
+    obj.insert("deleted".into(), json!(true));
+    Value::Object(obj)
+}
+
+fn key_receipt(key: &str, store: &StoreRef, receipt: &WriteReceipt) -> Map<String, Value> {
+    let mut obj = lattice_http::write_receipt(receipt);
+    obj.insert("key".into(), json!(key));
+    obj.insert("store".into(), json!(store.name));
+    obj.insert("seq".into(), json!(receipt.seq));
+    obj
+}
+
+/// `get`: the visible value (`null` when the winner is a deletion) and every head.
+pub fn get(key: &str, visible: Option<&[u8]>, heads: &[Head]) -> Value {
+    let mut obj = Map::new();
+    obj.insert("key".into(), json!(key));
+    match visible {
+        Some(v) => lattice_http::insert_bytes(&mut obj, "value", "encoding", v),
+        None => drop(obj.insert("value".into(), Value::Null)),
+    }
+    obj.insert("heads".into(), json!(heads.iter().map(head).collect::<Vec<_>>()));
+    Value::Object(obj)
+}
+
+fn head(h: &Head) -> Value {
+    let mut obj = Map::new();
+    if h.tombstone {
+        obj.insert("value".into(), Value::Null);
+    } else {
+        lattice_http::insert_bytes(&mut obj, "value", "encoding", &h.value);
+    }
+    obj.insert("hlc".into(), json!(h.hlc.to_string()));
+    obj.insert("author".into(), json!(h.author.to_hex()));
+    obj.insert("hash".into(), json!(h.hash.to_hex()));
+    obj.insert("tombstone".into(), json!(h.tombstone));
+    Value::Object(obj)
+}
+
+/// `list`: every item, in key order.
+pub fn list(items: Vec<Value>) -> Value {
+    json!({ "items": items })
+}
+
+/// `invite` and `remove`: the node and its standing now.
+pub fn member(node: AuthorId, status: MemberStatus) -> Value {
+    json!({ "node_id": node.to_hex(), "status": status.as_str() })
+}
+
+/// `peers`.
+pub fn peers(peers: &[PeerView]) -> Value {
+    json!({ "peers": peers.iter().map(peer).collect::<Vec<_>>() })
+}
+
+fn peer(p: &PeerView) -> Value {
+    let (info, local) = (&p.info, &p.local);
+    json!({
+        "node_id": p.id.to_hex(), "name": info.name, "status": p.status,
+        "hostname": info.hostname, "added_at": info.added_at, "added_by": info.added_by,
+        "addrs": if local.addrs.is_empty() { &info.addrs } else { &local.addrs },
+        "last_seen": local.last_seen, "last_sync": local.last_sync, "last_sync_ok": local.last_sync_ok,
+        "consecutive_failures": p.failures,
+    })
+}
+
+/// `status`.
+pub fn status(view: &StatusView<'_>) -> Value {
+    let status = view.status;
+    let stores: Vec<Value> = status
+        .stores
+        .iter()
+        .map(|(s, f)| {
+            json!({
+                "name": s.name, "uuid": s.id.to_string(), "entries": f.entries, "authors": f.authors,
+                "keys": f.keys, "orphans": f.orphans, "conflicts": f.conflicts,
+            })
+        })
+        .collect();
+    let members: Vec<Value> =
+        view.members.iter().map(|m| json!({"node_id": m.id.to_hex(), "name": m.name, "status": m.status})).collect();
+    let daemon_pid = view.daemon.map(|(pid, _)| pid);
+    json!({
+        "node_id": status.node_id.to_hex(),
+        "data_dir": status.data_dir.display().to_string(),
+        "current_store": status.current.as_ref().map(|s| s.name.clone()),
+        "current_store_uuid": status.current.as_ref().map(|s| s.id.to_string()),
+        "daemon": daemon_pid.is_some(),
+        "daemon_pid": daemon_pid,
+        "stores": stores,
+        "peers": members,
+        "listen_addrs": view.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "http_addr": view.http.map(|a| a.to_string()),
+    })
+}
+
+/// `init`: the new node, its root store and its current store (`""` fields if it has none).
+pub fn initialised(node: AuthorId, data_dir: &Path, root: StoreId, current: Option<&StoreRef>) -> Value {
+    json!({
+        "node_id": node.to_hex(),
+        "data_dir": data_dir.display().to_string(),
+        "root_store": root.to_string(),
+        "current_store": current.map(|s| s.name.clone()).unwrap_or_default(),
+        "current_store_uuid": current.map(|s| s.id.to_string()).unwrap_or_default(),
+    })
+}
+
+/// `join`: whose mesh, its root store, and the current store.
+pub fn joined(peer: AuthorId, root: StoreId, current: Option<&StoreRef>) -> Value {
+    json!({
+        "joined": peer.to_hex(), "root_store": root.to_string(),
+        "current_store": current.map(|s| s.name.clone()),
+    })
+}
+
+/// `sync`: per peer, per store, what moved (or the error).
+pub fn sync(results: &[PeerSync], names: &StoreNames) -> Value {
+    let peers: Vec<Value> = results
+        .iter()
+        .map(|r| match &r.result {
+            Ok(stores) => json!({
+                "node_id": r.peer.to_hex(), "ok": stores.iter().all(|(_, s)| s.is_ok()),
+                "stores": stores.iter().map(|(id, s)| match s {
+                    Ok(o) => json!({"uuid": id.to_string(), "name": names.get(id), "received": o.received,
+                        "applied": o.applied, "sent": o.sent, "rejected": o.rejected,
+                        "unauthorised": o.unauthorised}),
+                    Err(e) => json!({"uuid": id.to_string(), "name": names.get(id), "error": e}),
+                }).collect::<Vec<_>>(),
+            }),
+            Err(e) => json!({ "node_id": r.peer.to_hex(), "ok": false, "error": e }),
+        })
+        .collect();
+    json!({ "peers": peers })
+}

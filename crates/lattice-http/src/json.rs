@@ -1,0 +1,69 @@
+//! The JSON shapes the HTTP API shares with the `lattice` CLI's `--json` output: a key and its
+//! value (listings, watch events) and a write receipt. Both front ends build them here, so a
+//! script sees the same field names from either (docs/design.md, HTTP API and CLI).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use lattice_store::WriteReceipt;
+use serde_json::{Map, Value, json};
+
+/// Sets `obj[field]` to `bytes`: the text when it is UTF-8, else base64 with
+/// `obj[encoding_field] = "base64"` beside it (a reader assumes UTF-8 when that field is absent).
+pub fn insert_bytes(obj: &mut Map<String, Value>, field: &str, encoding_field: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            obj.insert(field.into(), json!(text));
+        }
+        Err(_) => {
+            obj.insert(field.into(), json!(B64.encode(bytes)));
+            obj.insert(encoding_field.into(), json!("base64"));
+        }
+    }
+}
+
+/// `{"key", "value"}`, with `"encoding":"base64"` (value) or `"key_encoding":"base64"` (key)
+/// only for bytes that are not UTF-8: the shape of a CLI watch event.
+pub fn key_value(key: &[u8], value: &[u8]) -> Map<String, Value> {
+    let mut obj = Map::new();
+    insert_bytes(&mut obj, "key", "key_encoding", key);
+    insert_bytes(&mut obj, "value", "encoding", value);
+    obj
+}
+
+/// One item of a listing: [`key_value`] with `encoding` always present (`utf8` or `base64`).
+pub fn list_item(key: &[u8], value: &[u8]) -> Value {
+    let mut obj = key_value(key, value);
+    obj.entry("encoding").or_insert_with(|| json!("utf8"));
+    Value::Object(obj)
+}
+
+/// `{"hash", "hlc"}` of a write; the CLI adds its own fields (key, store, seq) to the map.
+pub fn write_receipt(receipt: &WriteReceipt) -> Map<String, Value> {
+    let mut obj = Map::new();
+    obj.insert("hash".into(), json!(receipt.hash.to_hex()));
+    obj.insert("hlc".into(), json!(receipt.hlc.to_string()));
+    obj
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_mark_only_binary() {
+        let item = |k: &[u8], v: &[u8]| Value::Object(key_value(k, v));
+        assert_eq!(item(b"k", b"v"), json!({"key": "k", "value": "v"}));
+        assert_eq!(item(b"k", &[0xff]), json!({"key": "k", "value": "/w==", "encoding": "base64"}));
+        assert_eq!(item(&[0xfe], b"v"), json!({"key": "/g==", "key_encoding": "base64", "value": "v"}));
+    }
+
+    #[test]
+    fn list_items_always_say_their_encoding() {
+        assert_eq!(list_item(b"k", b"v"), json!({"key": "k", "value": "v", "encoding": "utf8"}));
+        assert_eq!(list_item(b"k", &[0xff]), json!({"key": "k", "value": "/w==", "encoding": "base64"}));
+        assert_eq!(
+            list_item(&[0xfe], b"v"),
+            json!({"key": "/g==", "key_encoding": "base64", "value": "v", "encoding": "utf8"})
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! The key routes: get, put and delete one key, and list a store's keys a page at a time.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Access;
+use crate::json::{list_item, write_receipt};
+use crate::reply::{ApiError, Json};
+use crate::server::Shared;
+
+/// Default and largest page of a listing.
+const DEFAULT_LIST_LIMIT: usize = 100;
+const MAX_LIST_LIMIT: usize = 1000;
+
+pub(crate) async fn get_key(
+    State(api): Shared,
+    Path((store, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let store = api.authorise(&headers, &store, Access::Read).await?;
+    match api.node.get(&store, key.as_bytes()).await? {
+        Some(value) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response()),
+        None => Err(not_found(&key)),
+    }
+}
+
+pub(crate) async fn put_key(
+    State(api): Shared,
+    Path((store, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json, ApiError> {
+    let store = api.authorise(&headers, &store, Access::Write).await?;
+    let receipt = api.node.put(&store, key.into_bytes(), body.to_vec()).await?;
+    Ok(Json(Value::Object(write_receipt(&receipt))))
+}
+
+pub(crate) async fn delete_key(
+    State(api): Shared,
+    Path((store, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json, ApiError> {
+    let store = api.authorise(&headers, &store, Access::Write).await?;
+    match api.node.delete(&store, key.clone().into_bytes()).await? {
+        Some(receipt) => Ok(Json(Value::Object(write_receipt(&receipt)))),
+        None => Err(not_found(&key)),
+    }
+}
+
+fn not_found(key: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("key {key:?} not found"))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    prefix: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+pub(crate) async fn list_keys(
+    State(api): Shared,
+    Path(store): Path<String>,
+    Query(query): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Result<Json, ApiError> {
+    let store = api.authorise(&headers, &store, Access::Read).await?;
+    let limit = list_limit(query.limit.as_deref())?;
+    let prefix = query.prefix.unwrap_or_default().into_bytes();
+    let page = api.node.list(&store, &prefix, query.after.map(String::into_bytes), limit).await?;
+    let next =
+        if page.len() == limit { page.last().map(|(k, _)| String::from_utf8_lossy(k).into_owned()) } else { None };
+    let items: Vec<Value> = page.iter().map(|(k, v)| list_item(k, v)).collect();
+    Ok(Json(json!({ "items": items, "next": next })))
+}
+
+/// The page size a `limit` parameter asks for: 1 to [`MAX_LIST_LIMIT`], else a 400.
+fn list_limit(text: Option<&str>) -> Result<usize, ApiError> {
+    let Some(text) = text else { return Ok(DEFAULT_LIST_LIMIT) };
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => Ok(n),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be a number from 1 to {MAX_LIST_LIMIT}, not {text:?}"),
+        )),
+    }
+}
