@@ -143,6 +143,19 @@ impl StoreId {
     pub fn new_random() -> Self {
         StoreId(uuid::Uuid::new_v4())
     }
+    /// The root store id of a mesh, bound to its genesis admin: the first 16 bytes of
+    /// `blake3("lattice/root/v1" || genesis || nonce)`. A joiner recomputes it from what the mesh
+    /// tells it and refuses a mismatch, so every member agrees on who the genesis admin is.
+    pub fn root_of(genesis: &AuthorId, nonce: &[u8; 16]) -> StoreId {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"lattice/root/v1");
+        hasher.update(genesis.as_bytes());
+        hasher.update(nonce);
+        let digest = hasher.finalize();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest.as_bytes()[..16]);
+        StoreId(uuid::Uuid::from_bytes(id))
+    }
     /// Accepts exactly 16 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdError> {
         let b: [u8; 16] =
@@ -199,6 +212,20 @@ mod tests {
         assert_eq!(StoreId::parse(&s.to_string()).unwrap(), s);
         assert!(matches!(StoreId::parse("not-a-uuid"), Err(IdError::Uuid(_))));
         assert!(StoreId::from_bytes(&[0; 15]).is_err());
+    }
+
+    #[test]
+    fn the_root_id_is_bound_to_its_genesis_and_nonce() {
+        let genesis = crate::Identity::generate().author();
+        let other = crate::Identity::generate().author();
+        let root = StoreId::root_of(&genesis, &[7; 16]);
+        assert_eq!(root, StoreId::root_of(&genesis, &[7; 16]));
+        assert_ne!(root, StoreId::root_of(&other, &[7; 16]));
+        assert_ne!(root, StoreId::root_of(&genesis, &[8; 16]));
+        // The derivation is part of the protocol: a fixed input keeps its output across versions.
+        let fixed = AuthorId([0x11; 32]);
+        let expected = blake3::hash(&[&b"lattice/root/v1"[..], &[0x11; 32], &[0u8; 16]].concat());
+        assert_eq!(StoreId::root_of(&fixed, &[0; 16]).as_bytes()[..], expected.as_bytes()[..16]);
     }
 
     #[test]
