@@ -458,7 +458,7 @@ impl Engine {
             rows.push(vec![
                 id.to_hex(),
                 name,
-                status,
+                status.to_string(),
                 local.last_seen.clone().unwrap_or_else(|| "-".into()),
                 local.last_sync.clone().unwrap_or_else(|| "-".into()),
             ]);
@@ -635,7 +635,13 @@ impl Engine {
             .await?
             .into_iter()
             .filter(|(id, _)| *id != me)
-            .map(|(id, r)| (id, r.info.map(|i| i.name).unwrap_or_default(), r.status.unwrap_or_default()))
+            .map(|(id, r)| {
+                (
+                    id,
+                    r.info.map(|i| i.name).unwrap_or_default(),
+                    r.status.map(MemberStatus::as_str).unwrap_or_default().to_string(),
+                )
+            })
             .collect();
         let peers_json: Vec<Value> = peer_list
             .iter()
