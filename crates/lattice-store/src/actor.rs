@@ -20,9 +20,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::{IngestError, StoreError};
 use crate::missing::MissingEntries;
-use crate::store::{
-    Committed, GapInfo, IngestOutcome, KvPairs, Store, StoreConfig, StoreStatus, WatchEvent, WriteReceipt,
-};
+use crate::store::Store;
+use crate::types::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};
 
 /// Commands queued before the sender waits.
 const COMMAND_CAPACITY: usize = 4096;

@@ -23,8 +23,9 @@ pub mod log;
 mod missing;
 mod store;
 pub mod tables;
+mod types;
 
 pub use actor::{KvStore, StoreHandle, SyncStore, Verified, WATCH_CAPACITY};
 pub use error::{IngestError, StoreError};
 pub use missing::MissingEntries;
-pub use store::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};
+pub use types::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};
