@@ -9,9 +9,8 @@ use lattice_core::{AuthorId, Hash, VerifiedEntry};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::orphans::OrphanTables;
-use super::{decode_heads, encode_heads};
 use crate::error::StoreError;
-use crate::tables::{self, AuthorRow, Counters, EntryRow};
+use crate::tables::{self, AuthorRow, Counters, EntryRow, decode_heads, encode_heads};
 use crate::types::GapInfo;
 
 /// The writes of one group commit, not yet durable.

@@ -11,7 +11,7 @@ use redb::{Durability, WriteTransaction};
 use super::{Store, Txn, Work};
 use crate::error::StoreError;
 use crate::log::{AuthorLog, LogError};
-use crate::tables::{self, Counters};
+use crate::tables::{self, ClockRow, Counters};
 use crate::types::{Committed, WatchEvent};
 
 /// Open log writers kept at most; beyond it, untouched ones are closed after a commit.
@@ -134,11 +134,7 @@ impl Store {
         {
             let mut meta = state.open_table(tables::META)?;
             meta.insert(tables::META_COUNTERS, counters.encode().as_slice())?;
-            let last = self.clock.last();
-            let mut clock = [0u8; 12];
-            clock[..8].copy_from_slice(&last.wall_ms.to_le_bytes());
-            clock[8..].copy_from_slice(&last.counter.to_le_bytes());
-            meta.insert(tables::META_CLOCK, clock.as_slice())?;
+            meta.insert(tables::META_CLOCK, ClockRow { hlc: self.clock.last() }.encode().as_slice())?;
         }
         state.set_durability(durability).map_err(|e| StoreError::Db(e.into()))?;
         state.commit()?;

@@ -8,7 +8,7 @@ use lattice_core::hlc::MergeOutcome;
 use lattice_core::{AuthorId, VerifiedEntry};
 use redb::ReadableTable;
 
-use super::{Store, Tables, Work, author_tip};
+use super::{Store, Tables, Work};
 use crate::error::{IngestError, StoreError};
 use crate::tables::{OrphanRow, Waiting};
 use crate::types::{GapInfo, IngestOutcome};
@@ -131,7 +131,7 @@ impl Store {
             return Ok(IngestOutcome::Unauthorised);
         }
         let tip_hash = tip.map(|t| (t.seq, t.hash));
-        let check = check_next(self.store_id, tip.map(|r| author_tip(&r)).as_ref(), entry, held, |seq| {
+        let check = check_next(self.store_id, tip.map(|r| r.tip()).as_ref(), entry, held, |seq| {
             tip_hash.filter(|(s, _)| *s == seq).map(|(_, h)| h)
         })?;
         match check {

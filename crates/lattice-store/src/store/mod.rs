@@ -22,11 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lattice_core::chain::ChainTip;
 use lattice_core::heads::{self, Head};
-use lattice_core::proto;
-use lattice_core::{AuthorId, Clock, Hlc, Identity, StoreId};
-use prost::Message;
+use lattice_core::{AuthorId, Clock, Identity, StoreId};
 use redb::{Database, ReadableTable};
 use tokio::sync::broadcast;
 
@@ -34,7 +31,7 @@ pub(crate) use batch::{Tables, Txn, Work};
 
 use crate::error::StoreError;
 use crate::log::AuthorLog;
-use crate::tables::{self, AuthorRow, Counters};
+use crate::tables::{self, ClockRow, Counters};
 use crate::types::{Committed, GapInfo, StoreConfig};
 
 /// Capacity of the gap and commit broadcast channels; slow subscribers see `Lagged`.
@@ -94,22 +91,6 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
             Ok(create_db(path)?)
         }
     }
-}
-
-fn author_tip(row: &AuthorRow) -> ChainTip {
-    ChainTip { seq: row.seq, hash: row.hash, hlc: row.hlc }
-}
-
-fn decode_heads(bytes: &[u8]) -> Result<Vec<Head>, StoreError> {
-    let list = proto::HeadList::decode(bytes).map_err(|e| StoreError::CorruptIndex(format!("head list: {e}")))?;
-    list.heads
-        .into_iter()
-        .map(|h| Head::from_proto(h).ok_or_else(|| StoreError::CorruptIndex("malformed head".into())))
-        .collect()
-}
-
-fn encode_heads(heads: &[Head]) -> Vec<u8> {
-    proto::HeadList { heads: heads.iter().map(Head::to_proto).collect() }.encode_to_vec()
 }
 
 fn visible(heads: &[Head]) -> Option<Head> {
@@ -177,12 +158,8 @@ impl Store {
                     Counters::decode(c.value()).ok_or_else(|| StoreError::CorruptIndex("counters".into()))?;
             }
             if let Some(c) = meta.get(tables::META_CLOCK)? {
-                let row = c.value();
-                if row.len() == 12 {
-                    let wall = u64::from_le_bytes(row[..8].try_into().unwrap_or([0; 8]));
-                    let counter = u32::from_le_bytes(row[8..].try_into().unwrap_or([0; 4]));
-                    self.clock = Clock::resume(Hlc::new(wall, counter), self.config.max_drift_ms);
-                }
+                let row = ClockRow::decode(c.value()).ok_or_else(|| StoreError::CorruptIndex("clock".into()))?;
+                self.clock = Clock::resume(row.hlc, self.config.max_drift_ms);
             }
             tx.open_table(tables::KV)?;
             tx.open_table(tables::AUTHORS)?;

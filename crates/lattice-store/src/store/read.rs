@@ -7,11 +7,11 @@ use lattice_core::heads::Head;
 use lattice_core::{AuthorId, AuthorSyncState, SyncState};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::{Store, decode_heads, visible};
+use super::{Store, visible};
 use crate::error::StoreError;
 use crate::log::RecordReader;
 use crate::missing::MissingEntries;
-use crate::tables::{self, AuthorRow, EntryRow};
+use crate::tables::{self, AuthorRow, EntryRow, decode_heads};
 use crate::types::{KvPairs, StoreStatus};
 
 impl Store {

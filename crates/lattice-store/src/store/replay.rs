@@ -10,7 +10,7 @@ use lattice_core::chain::{NextCheck, check_next};
 use lattice_core::{AuthorId, Clock, Hash, VerifiedEntry};
 use redb::Durability;
 
-use super::{Store, Tables, Work, author_tip};
+use super::{Store, Tables, Work};
 use crate::error::StoreError;
 use crate::log::{self, AuthorLog, RecordReader};
 use crate::missing::{DecodedChunk, HlcMerge};
@@ -141,7 +141,7 @@ impl Store {
                         continue;
                     }
                     let tip = t.author_row(&author)?;
-                    match check_next(self.store_id, tip.map(|r| author_tip(&r)).as_ref(), &entry, false, |_| None) {
+                    match check_next(self.store_id, tip.map(|r| r.tip()).as_ref(), &entry, false, |_| None) {
                         Ok(NextCheck::Next) => {}
                         Ok(other) => {
                             return Err(StoreError::CorruptLog {

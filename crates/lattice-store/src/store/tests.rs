@@ -5,6 +5,7 @@ use lattice_core::{EntryBuilder, Hash, Hlc, Identity, Op, StoreId, VerifiedEntry
 
 use super::{Store, wall_ms};
 use crate::error::StoreError;
+use crate::tables;
 use crate::types::{IngestOutcome, StoreConfig, WriteReceipt};
 
 fn remote_entry(
@@ -105,4 +106,26 @@ fn a_failed_index_commit_stops_the_store_and_a_reopen_recovers_the_write() {
     assert_eq!(store.get(b"b").unwrap(), Some(b"2".to_vec()));
     assert_eq!(local_put(&mut store, "c", "3").unwrap().seq, 3, "the chain continues, unforked");
     assert_eq!(store.status().unwrap().entries, 3);
+}
+
+/// A meta clock row of the wrong length is a corrupt index, like any other bad row; it used to
+/// be skipped, and the store then resumed its clock from the wall clock alone.
+#[test]
+fn a_clock_row_of_the_wrong_length_is_a_corrupt_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = StoreId::new_random();
+    let id = Identity::generate();
+    let mut store = Store::open(dir.path(), sid, id.clone(), StoreConfig::default()).unwrap();
+    local_put(&mut store, "a", "1").unwrap();
+    store.checkpoint().unwrap();
+    let tx = store.state.begin_write().unwrap();
+    tx.open_table(tables::META).unwrap().insert(tables::META_CLOCK, [7u8; 8].as_slice()).unwrap();
+    tx.commit().unwrap();
+    drop(store);
+
+    match Store::open(dir.path(), sid, id, StoreConfig::default()) {
+        Err(StoreError::CorruptIndex(what)) => assert_eq!(what, "clock"),
+        Err(e) => panic!("expected a corrupt index, got {e}"),
+        Ok(_) => panic!("a clock row of 8 bytes was accepted"),
+    }
 }
