@@ -16,16 +16,20 @@
 //! Architecture invariant: this crate knows nothing of the network (no iroh, no axum). The logs
 //! are the source of truth; an entry is acknowledged only after its log is fsynced.
 
-pub mod actor;
+mod actor;
 pub mod error;
+mod handle;
 pub mod keyfile;
 pub mod log;
 mod missing;
 mod store;
 pub mod tables;
+mod traits;
 mod types;
 
-pub use actor::{KvStore, StoreHandle, SyncStore, Verified, WATCH_CAPACITY};
+pub use actor::WATCH_CAPACITY;
 pub use error::{IngestError, StoreError};
+pub use handle::StoreHandle;
 pub use missing::MissingEntries;
+pub use traits::{KvStore, SyncStore, Verified};
 pub use types::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};
