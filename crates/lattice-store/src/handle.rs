@@ -145,6 +145,7 @@ impl KvStore for StoreHandle {
 }
 
 impl SyncStore for StoreHandle {
+    type Missing = MissingEntries;
     fn store_id(&self) -> StoreId {
         self.store_id
     }

@@ -31,5 +31,5 @@ pub use actor::WATCH_CAPACITY;
 pub use error::{IngestError, StoreError};
 pub use handle::StoreHandle;
 pub use missing::MissingEntries;
-pub use traits::{KvStore, SyncStore, Verified};
+pub use traits::{EntrySource, KvStore, SyncStore, Verified};
 pub use types::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};

@@ -8,7 +8,6 @@ use lattice_core::{EntryError, Head, Op, StoreId, SyncState, VerifiedEntry};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::{IngestError, StoreError};
-use crate::missing::MissingEntries;
 use crate::types::{Committed, GapInfo, IngestOutcome, KvPairs, WatchEvent, WriteReceipt};
 
 /// Entries after decoding and signature verification, in order, each valid or why not.
@@ -42,6 +41,10 @@ pub trait KvStore: Send + Sync {
 
 /// What the network layer may do with a store: exchange entries, never write values.
 pub trait SyncStore: Send + Sync + Clone + 'static {
+    /// What [`missing_entries`](Self::missing_entries) streams: for a
+    /// [`StoreHandle`](crate::StoreHandle), [`MissingEntries`](crate::MissingEntries), read
+    /// straight from the logs.
+    type Missing: EntrySource;
     fn store_id(&self) -> StoreId;
     /// Verifies (signatures checked as one batch, off the actor thread) and ingests entries.
     /// One result per entry, in order.
@@ -62,12 +65,20 @@ pub trait SyncStore: Send + Sync + Clone + 'static {
     ) -> impl Future<Output = Result<Vec<Result<IngestOutcome, IngestError>>, StoreError>> + Send;
     /// Per author, the last entry held.
     fn sync_state(&self) -> impl Future<Output = Result<SyncState, StoreError>> + Send;
-    /// The entries `remote` lacks, streamed from the logs (iterate on a blocking thread).
-    fn missing_entries(&self, remote: SyncState) -> impl Future<Output = Result<MissingEntries, StoreError>> + Send;
+    /// The entries `remote` lacks, streamed (iterate on a blocking thread).
+    fn missing_entries(&self, remote: SyncState) -> impl Future<Output = Result<Self::Missing, StoreError>> + Send;
     /// Gap events: an entry arrived whose predecessor or parent is missing.
     fn subscribe_gaps(&self) -> broadcast::Receiver<GapInfo>;
     /// Entries applied by each group commit (the local ones are what gossip broadcasts).
     fn subscribe_commits(&self) -> broadcast::Receiver<Arc<Committed>>;
     /// Entries waiting in the orphan buffer.
     fn orphan_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// The entries a peer lacks, as a blocking iterator (run it on a blocking thread): each author's
+/// in seq order, merged across authors in HLC order. How many it yields is known before the
+/// first is read, because a sync announces it to the peer first.
+pub trait EntrySource: Iterator<Item = Result<VerifiedEntry, StoreError>> + Send + 'static {
+    /// How many entries it yields in all.
+    fn total(&self) -> u64;
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::{Chain, fast_tempdir, open, snapshot};
 use lattice_core::{AuthorSyncState, Identity, StoreId, SyncState};
 use lattice_store::log::{AuthorLog, RecordReader};
-use lattice_store::{KvStore, StoreConfig, StoreHandle, SyncStore};
+use lattice_store::{EntrySource, KvStore, StoreConfig, StoreHandle, SyncStore};
 
 fn log_of(dir: &Path, id: &Identity) -> PathBuf {
     dir.join("logs").join(format!("{}.log", id.author().to_hex()))

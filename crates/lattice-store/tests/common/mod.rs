@@ -11,13 +11,13 @@ pub fn open(dir: &Path, store_id: StoreId, id: &Identity) -> StoreHandle {
 }
 
 /// Every entry `from` holds, in the order a sync would send them.
-pub async fn all_entries(from: &StoreHandle) -> Vec<VerifiedEntry> {
+pub async fn all_entries(from: &impl SyncStore) -> Vec<VerifiedEntry> {
     let missing = from.missing_entries(SyncState::default()).await.unwrap();
     tokio::task::spawn_blocking(move || missing.map(|e| e.unwrap()).collect()).await.unwrap()
 }
 
 /// Sends everything `from` has that `to` lacks, as a sync would.
-pub async fn sync_into(from: &StoreHandle, to: &StoreHandle) -> usize {
+pub async fn sync_into(from: &impl SyncStore, to: &impl SyncStore) -> usize {
     let state = to.sync_state().await.unwrap();
     let missing = from.missing_entries(state).await.unwrap();
     let entries: Vec<Vec<u8>> =
