@@ -56,6 +56,7 @@ impl StoreHandle {
         })
     }
 
+    /// The store this handle talks to.
     pub fn store_id(&self) -> StoreId {
         self.store_id
     }
@@ -80,7 +81,7 @@ impl StoreHandle {
     /// Checkpoints the index durably and stops the actor (for every clone). Returns once the
     /// files are closed, so the directory can be reopened or moved right away.
     pub async fn close(&self) -> Result<(), StoreError> {
-        let result = match self.request(|reply| Command::Close(reply)).await {
+        let result = match self.request(Command::Close).await {
             Ok(r) => r,
             Err(StoreError::Closed) => Ok(()),
             Err(e) => Err(e),
@@ -92,6 +93,7 @@ impl StoreHandle {
         result
     }
 
+    /// Counts of entries, authors, live keys, orphans and conflicts, as committed now.
     pub async fn status(&self) -> Result<StoreStatus, StoreError> {
         self.request(|reply| ReadCommand::Status { reply }).await?
     }

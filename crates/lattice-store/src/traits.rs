@@ -45,6 +45,7 @@ pub trait SyncStore: Send + Sync + Clone + 'static {
     /// [`StoreHandle`](crate::StoreHandle), [`MissingEntries`](crate::MissingEntries), read
     /// straight from the logs.
     type Missing: EntrySource;
+    /// The store this is.
     fn store_id(&self) -> StoreId;
     /// Verifies (signatures checked as one batch, off the actor thread) and ingests entries.
     /// One result per entry, in order.

@@ -38,8 +38,11 @@ pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
 /// What a local write produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteReceipt {
+    /// The hash of the signed entry.
     pub hash: Hash,
+    /// Its timestamp.
     pub hlc: Hlc,
+    /// Its place in this node's chain.
     pub seq: u64,
 }
 
@@ -47,9 +50,14 @@ pub struct WriteReceipt {
 /// parent (`missing_parent`) is not held. The network layer answers with a targeted sync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GapInfo {
+    /// The author of the entry that arrived.
     pub author: AuthorId,
+    /// The last seq of `author` held.
     pub have_seq: u64,
+    /// The seq just before the entry that arrived: `have_seq + 1 ..= need_seq` are missing
+    /// (none when only a DAG parent is).
     pub need_seq: u64,
+    /// The DAG parent missing, if that is what the entry waits for.
     pub missing_parent: Option<Hash>,
 }
 
@@ -57,7 +65,10 @@ pub struct GapInfo {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IngestOutcome {
     /// Applied, together with `released` orphans that were waiting for it.
-    Applied { released: usize },
+    Applied {
+        /// Orphans applied after it, in a chain of releases.
+        released: usize,
+    },
     /// Already held.
     Duplicate,
     /// Held in orphans.db until the gap closes.
@@ -70,21 +81,37 @@ pub enum IngestOutcome {
 /// Figures for `status`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStatus {
+    /// Entries applied.
     pub entries: u64,
+    /// Authors with at least one entry applied.
     pub authors: u64,
+    /// Keys with a visible value.
     pub keys: u64,
+    /// Entries waiting in orphans.db.
     pub orphans: u64,
+    /// Keys with more than one head.
     pub conflicts: u64,
 }
 
 /// A change of a key's visible value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchEvent {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    /// The key's visible value is now `value`.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// Its new visible value.
+        value: Vec<u8>,
+    },
+    /// The key has no visible value any more.
+    Delete {
+        /// The key.
+        key: Vec<u8>,
+    },
 }
 
 impl WatchEvent {
+    /// The key that changed.
     pub fn key(&self) -> &[u8] {
         match self {
             WatchEvent::Put { key, .. } | WatchEvent::Delete { key } => key,
@@ -96,6 +123,8 @@ impl WatchEvent {
 /// commit order (what gossip broadcasts).
 #[derive(Clone, Debug, Default)]
 pub struct Committed {
+    /// The entries written on this node, in commit order.
     pub local: Vec<VerifiedEntry>,
+    /// How many received entries the commit applied.
     pub remote: usize,
 }

@@ -3,10 +3,20 @@
 //! Writes happen inside a [`Txn`]: a pair of redb write transactions (state.db, orphans.db)
 //! plus a [`Work`] (the per-batch state: log lengths to undo, changed keys, counters, ...).
 //! While a batch runs, its tables are opened once ([`Tables`], borrowed from the `Txn`) and
-//! log appends are buffered in memory. [`Store::commit`] writes and fsyncs each touched log
-//! once, then commits the index without an fsync of its own (the logs are the source of truth
-//! and the index is brought up to date from them at open). That is the group commit: the actor
-//! puts every queued command into one `Txn`.
+//! log appends are buffered in memory. [`Store::commit_acknowledging`] writes and fsyncs each
+//! touched log once, then commits the index without an fsync of its own (the logs are the source
+//! of truth and the index is brought up to date from them at open). That is the group commit:
+//! the actor puts every queued command into one `Txn`.
+//!
+//! - this file: [`Store`], opening its databases and tables.
+//! - `batch`: [`Txn`], [`Tables`] (with the index rows a batch holds back) and [`Work`].
+//! - `commit`: begin, commit (logs, then acknowledgement, then index), abort, checkpoint.
+//! - `replay`: at open, torn tails cut and unindexed log records replayed (or the index rebuilt).
+//! - `write`: local writes, signed as the next entry of our chain.
+//! - `ingest`: received entries: chain rules, authorisation, release of waiting orphans.
+//! - `orphans`: parking entries in orphans.db, taking them out, expiry.
+//! - `apply`: how any entry lands in its log, the entry and author rows and the key heads.
+//! - `read`: reads of committed state and the stream of entries a peer lacks.
 
 mod apply;
 mod batch;
