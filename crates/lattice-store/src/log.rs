@@ -416,39 +416,38 @@ mod tests {
         assert_eq!(read_all(&path), vec![p[0].clone(), p[4].clone()]);
     }
 
-    #[test]
-    fn truncation_at_every_offset_of_the_last_record_recovers() {
+    /// Damages the last record of a log at each of its bytes in turn (`damage` gets the whole
+    /// log and the position, and returns the damaged file) and checks that recovery cuts exactly
+    /// that record and keeps the others. `what` names the damage in failure messages.
+    fn damaging_the_last_record_cuts_it(what: &str, damage: impl Fn(&[u8], usize) -> Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         let p = payloads();
         let offsets = write_log(&path, &p);
         let full = std::fs::read(&path).unwrap();
         let last = *offsets.last().unwrap() as usize;
-        for cut in last..full.len() {
-            std::fs::write(&path, &full[..cut]).unwrap();
+        for at in last..full.len() {
+            let damaged = damage(&full, at);
+            std::fs::write(&path, &damaged).unwrap();
             let r = recover(&path, 0).unwrap();
-            assert_eq!(r.valid_len as usize, last, "cut at {cut}");
-            assert_eq!(r.truncated as usize, cut - last);
-            assert_eq!(read_all(&path), p[..p.len() - 1].to_vec(), "cut at {cut}");
+            assert_eq!(r.valid_len as usize, last, "{what} at {at}");
+            assert_eq!(r.truncated as usize, damaged.len() - last, "{what} at {at}");
+            assert_eq!(read_all(&path), p[..p.len() - 1].to_vec(), "{what} at {at}");
         }
     }
 
     #[test]
+    fn truncation_at_every_offset_of_the_last_record_recovers() {
+        damaging_the_last_record_cuts_it("cut", |log, at| log[..at].to_vec());
+    }
+
+    #[test]
     fn flipped_byte_in_the_tail_record_is_truncated() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.log");
-        let p = payloads();
-        let offsets = write_log(&path, &p);
-        let full = std::fs::read(&path).unwrap();
-        let last = *offsets.last().unwrap() as usize;
-        for i in last..full.len() {
-            let mut bytes = full.clone();
-            bytes[i] ^= 0x20;
-            std::fs::write(&path, &bytes).unwrap();
-            let r = recover(&path, 0).unwrap();
-            assert_eq!(r.valid_len as usize, last, "flip at {i}");
-            assert_eq!(read_all(&path).len(), p.len() - 1);
-        }
+        damaging_the_last_record_cuts_it("flip", |log, at| {
+            let mut bytes = log.to_vec();
+            bytes[at] ^= 0x20;
+            bytes
+        });
     }
 
     #[test]

@@ -167,13 +167,8 @@ impl Waiting {
         match *self {
             Waiting::Predecessor { author, seq } => WaitKey::Predecessor((author.0, seq)),
             Waiting::Parent(parent) => WaitKey::Parent(parent.0),
-            Waiting::Authorisation(author) => WaitKey::Predecessor(Self::authorisation_key(author)),
+            Waiting::Authorisation(author) => WaitKey::Predecessor((author.0, 0)),
         }
-    }
-
-    /// The `wait_predecessor` key of the entries that wait for `author`'s admission.
-    pub fn authorisation_key(author: AuthorId) -> ([u8; 32], u64) {
-        (author.0, 0)
     }
 }
 

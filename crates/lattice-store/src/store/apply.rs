@@ -2,7 +2,7 @@
 //! append, entry and author rows, and the heads of every key it touches.
 
 use lattice_core::heads::{self, Head};
-use lattice_core::{AuthorId, Op, VerifiedEntry};
+use lattice_core::{Op, VerifiedEntry};
 
 use super::{Store, Tables, Work, visible};
 use crate::error::StoreError;
@@ -10,18 +10,9 @@ use crate::log::{AuthorLog, HEADER_LEN};
 use crate::tables::{AuthorRow, EntryRow};
 
 impl Store {
-    fn log_mut(&mut self, author: AuthorId, t: &Tables<'_>) -> Result<&mut AuthorLog, StoreError> {
-        if !self.logs.contains_key(&author) {
-            let len = t.author_row(&author)?.map_or(0, |r| r.log_len);
-            let log = AuthorLog::open_at(&self.log_path(&author), len)?;
-            self.logs.insert(author, log);
-        }
-        self.logs.get_mut(&author).ok_or(StoreError::Closed)
-    }
-
     /// Applies a valid entry whose predecessor and parents are held: appends it to its log
     /// (unless replaying, `offset` = where it already is), indexes it, and updates the heads of
-    /// every key it touches.
+    /// every key it touches. A failure half-way poisons the batch (it must not commit).
     pub(super) fn apply(
         &mut self,
         t: &mut Tables<'_>,
@@ -29,32 +20,37 @@ impl Store {
         entry: &VerifiedEntry,
         offset: Option<u64>,
     ) -> Result<(), StoreError> {
-        let result = self.apply_inner(t, w, entry, offset);
+        let result = match offset {
+            Some(offset) => Ok(offset),
+            None => self.append_to_log(t, w, entry),
+        }
+        .and_then(|offset| Self::index(t, w, entry, offset));
         if let Err(e) = &result {
             w.poisoned = Some(e.to_string());
         }
         result
     }
 
-    fn apply_inner(
-        &mut self,
-        t: &mut Tables<'_>,
-        w: &mut Work,
-        entry: &VerifiedEntry,
-        offset: Option<u64>,
-    ) -> Result<(), StoreError> {
+    /// Appends the entry to its author's log (buffered until the commit), opening the log if
+    /// needed; returns the record's offset.
+    fn append_to_log(&mut self, t: &Tables<'_>, w: &mut Work, entry: &VerifiedEntry) -> Result<u64, StoreError> {
+        let author = entry.author();
+        if !self.logs.contains_key(&author) {
+            let len = t.author_row(&author)?.map_or(0, |r| r.log_len);
+            let log = AuthorLog::open_at(&self.log_path(&author), len)?;
+            self.logs.insert(author, log);
+        }
+        let log = self.logs.get_mut(&author).ok_or(StoreError::Closed)?;
+        let before = log.len();
+        let offset = log.append(entry.bytes())?;
+        w.log_lens.entry(author).or_insert(before);
+        Ok(offset)
+    }
+
+    /// Writes the entry's rows (the record at `offset` of its log) and the heads of its keys.
+    fn index(t: &mut Tables<'_>, w: &mut Work, entry: &VerifiedEntry, offset: u64) -> Result<(), StoreError> {
         let author = entry.author();
         let record_len = HEADER_LEN + entry.bytes().len() as u64;
-        let offset = match offset {
-            Some(o) => o,
-            None => {
-                let log = self.log_mut(author, t)?;
-                let before = log.len();
-                let o = log.append(entry.bytes())?;
-                w.log_lens.entry(author).or_insert(before);
-                o
-            }
-        };
         let row = EntryRow { author, seq: entry.seq(), offset, record_len: record_len as u32 };
         t.insert_entry(&entry.hash(), &row)?;
         let author_row = AuthorRow { seq: entry.seq(), hash: entry.hash(), hlc: entry.hlc(), log_len: row.end() };

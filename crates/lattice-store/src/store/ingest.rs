@@ -1,16 +1,15 @@
 //! Received entries: chain rules, authorisation, apply or park, and the release of the orphans
 //! that waited for what was applied.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use lattice_core::chain::{ChainError, NextCheck, check_next};
 use lattice_core::hlc::MergeOutcome;
 use lattice_core::{AuthorId, VerifiedEntry};
-use redb::ReadableTable;
 
 use super::{Store, Tables, Work};
 use crate::error::{IngestError, StoreError};
-use crate::tables::{OrphanRow, Waiting};
+use crate::tables::Waiting;
 use crate::types::{GapInfo, IngestOutcome};
 
 impl Store {
@@ -69,25 +68,14 @@ impl Store {
         authors: Option<HashSet<AuthorId>>,
     ) -> Result<u64, StoreError> {
         self.authorised = authors;
-        let mut admitted = BTreeSet::new();
-        for item in t.orphan_tables()?.orphans.iter()? {
-            let (_, value) = item?;
-            if let Some((row, _)) = OrphanRow::decode(value.value())
-                && let Waiting::Authorisation(author) = row.waiting
-                && self.is_authorised(&author)
-            {
-                admitted.insert(author);
-            }
-        }
         let o = t.orphan_tables()?;
-        let mut entries = Vec::new();
-        for author in admitted {
-            let mut hashes = Vec::new();
-            for h in o.wait_predecessor.remove_all(&Waiting::authorisation_key(author))? {
-                hashes.push(h?.value());
-            }
-            entries.extend(Self::take_orphans(o, hashes)?);
-        }
+        let admitted: Vec<Waiting> = o
+            .authors_awaiting_admission()?
+            .into_iter()
+            .filter(|author| self.is_authorised(author))
+            .map(Waiting::Authorisation)
+            .collect();
+        let entries = o.take_waiting_for(&admitted)?;
         let held = entries.len();
         let mut applied = 0u64;
         for entry in entries {

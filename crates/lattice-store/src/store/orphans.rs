@@ -1,6 +1,8 @@
 //! Orphans: entries held in orphans.db until what they wait for arrives (a predecessor, a DAG
 //! parent, or their author's admission), released when it does, dropped at the TTL.
 
+use std::collections::BTreeSet;
+
 use lattice_core::{AuthorId, Hash, VerifiedEntry};
 use redb::{MultimapTable, ReadableTable, ReadableTableMetadata, Table};
 
@@ -11,9 +13,9 @@ use crate::types::GapInfo;
 
 /// The tables of orphans.db.
 pub(super) struct OrphanTables<'t> {
-    pub(super) orphans: Table<'t, [u8; 32], &'static [u8]>,
-    pub(super) wait_predecessor: MultimapTable<'t, ([u8; 32], u64), [u8; 32]>,
-    pub(super) wait_parent: MultimapTable<'t, [u8; 32], [u8; 32]>,
+    orphans: Table<'t, [u8; 32], &'static [u8]>,
+    wait_predecessor: MultimapTable<'t, ([u8; 32], u64), [u8; 32]>,
+    wait_parent: MultimapTable<'t, [u8; 32], [u8; 32]>,
 }
 
 impl OrphanTables<'_> {
@@ -33,6 +35,45 @@ impl OrphanTables<'_> {
             WaitKey::Parent(parent) => self.wait_parent.remove(parent, hash)?,
         };
         Ok(())
+    }
+
+    /// The authors some of whose entries wait for their admission.
+    pub(super) fn authors_awaiting_admission(&self) -> Result<BTreeSet<AuthorId>, StoreError> {
+        let mut authors = BTreeSet::new();
+        for item in self.orphans.iter()? {
+            let (_, value) = item?;
+            if let Some((row, _)) = OrphanRow::decode(value.value())
+                && let Waiting::Authorisation(author) = row.waiting
+            {
+                authors.insert(author);
+            }
+        }
+        Ok(authors)
+    }
+
+    /// Removes and returns the orphans waiting for any of `what` (their rows and wait-index
+    /// rows), each author's lowest seq first so a released run applies in one pass.
+    pub(super) fn take_waiting_for(&mut self, what: &[Waiting]) -> Result<Vec<VerifiedEntry>, StoreError> {
+        let mut hashes = Vec::new();
+        for waiting in what {
+            let filed = match waiting.key() {
+                WaitKey::Predecessor(key) => self.wait_predecessor.remove_all(key)?,
+                WaitKey::Parent(parent) => self.wait_parent.remove_all(parent)?,
+            };
+            for h in filed {
+                hashes.push(h?.value());
+            }
+        }
+        let mut out = Vec::new();
+        for h in hashes {
+            let Some(value) = self.orphans.remove(h)? else { continue };
+            match OrphanRow::decode(value.value()).map(|(_, bytes)| VerifiedEntry::from_trusted_log(bytes.to_vec())) {
+                Some(Ok(e)) => out.push(e),
+                _ => tracing::warn!("dropping an unreadable orphan record"),
+            }
+        }
+        out.sort_by_key(|e| (e.author(), e.seq()));
+        Ok(out)
     }
 }
 
@@ -113,32 +154,7 @@ impl Store {
         if o.orphans.is_empty()? {
             return Ok(Vec::new());
         }
-        let mut hashes = Vec::new();
-        for h in o.wait_predecessor.remove_all(&(author.0, seq))? {
-            hashes.push(h?.value());
-        }
-        for h in o.wait_parent.remove_all(&hash.0)? {
-            hashes.push(h?.value());
-        }
-        Self::take_orphans(o, hashes)
-    }
-
-    /// Removes the orphan rows `hashes` (their wait-index rows are the caller's to remove) and
-    /// returns their entries, each author's lowest seq first so a released run applies in one pass.
-    pub(super) fn take_orphans(
-        o: &mut OrphanTables<'_>,
-        hashes: Vec<[u8; 32]>,
-    ) -> Result<Vec<VerifiedEntry>, StoreError> {
-        let mut out = Vec::new();
-        for h in hashes {
-            let Some(value) = o.orphans.remove(h)? else { continue };
-            match OrphanRow::decode(value.value()).map(|(_, bytes)| VerifiedEntry::from_trusted_log(bytes.to_vec())) {
-                Some(Ok(e)) => out.push(e),
-                _ => tracing::warn!("dropping an unreadable orphan record"),
-            }
-        }
-        out.sort_by_key(|e| (e.author(), e.seq()));
-        Ok(out)
+        o.take_waiting_for(&[Waiting::Predecessor { author, seq }, Waiting::Parent(hash)])
     }
 
     /// Drops orphans older than the TTL. Returns how many were dropped.
