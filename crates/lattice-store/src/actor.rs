@@ -118,7 +118,6 @@ enum Pending {
 impl Pending {
     /// Answers the caller; if the commit failed, every success becomes that failure.
     fn answer(self, failure: Option<&str>) {
-        let fail = || StoreError::Aborted(failure.unwrap_or_default().to_string());
         match self {
             Pending::Write(reply, result) => settle(reply, result, failure),
             Pending::Delete(reply, result) => settle(reply, result, failure),
@@ -126,11 +125,12 @@ impl Pending {
             Pending::Ingest(reply, results) => {
                 let results = match failure {
                     None => results,
-                    Some(_) => results
+                    // A duplicate was held before this commit, so it stays true.
+                    Some(reason) => results
                         .into_iter()
                         .map(|res| match res {
                             Ok(IngestOutcome::Duplicate) => Ok(IngestOutcome::Duplicate),
-                            Ok(_) => Err(IngestError::Store(fail())),
+                            Ok(_) => Err(IngestError::Store(StoreError::Aborted(reason.to_string()))),
                             Err(e) => Err(e),
                         })
                         .collect(),

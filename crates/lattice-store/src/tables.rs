@@ -1,5 +1,6 @@
-//! Every redb table of a store, with its key and value layout. Names carry a version suffix:
-//! a layout change gets a new name (and, since `state.db` is derived, a rebuild from the logs).
+//! Every redb table of a store, with its key and value layout, and the codec of every row: no
+//! other file spells a row's bytes. Names carry a version suffix: a layout change gets a new
+//! name (and, since `state.db` is derived, a rebuild from the logs).
 
 use lattice_core::chain::ChainTip;
 use lattice_core::heads::Head;

@@ -47,12 +47,14 @@ use crate::types::{Committed, GapInfo, StoreConfig};
 /// Capacity of the gap and commit broadcast channels; slow subscribers see `Lagged`.
 pub(crate) const EVENT_CAPACITY: usize = 4096;
 
+/// The wall clock in ms since the Unix epoch, shifted by `offset_ms` (tests skew clocks with it).
 pub(crate) fn wall_ms(offset_ms: i64) -> u64 {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     now.saturating_add_signed(offset_ms)
 }
 
+/// One open store: its directory, databases, open log writers, clock and counters.
 pub(crate) struct Store {
     dir: PathBuf,
     store_id: StoreId,
