@@ -92,7 +92,7 @@ fn invite_join_put_sync_get_across_two_daemons() {
 /// store (the data dir must not be owned by a running process).
 fn fill_store(l: &Lattice, uuid: &str, n: usize) {
     use lattice_store::KvStore;
-    let identity = lattice_store::keyfile::load(&l.dir.join("identity.key")).unwrap();
+    let identity = lattice_store::load_identity(&l.dir.join("identity.key")).unwrap();
     let id = lattice_core::StoreId::parse(uuid).unwrap();
     let path = l.dir.join("stores").join(uuid);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use lattice_core::proto::{self, peer_message::Message as Msg};
 use lattice_core::{AuthorId, StoreId, SyncState};
-use lattice_store::{IngestError, IngestOutcome, SyncStore};
+use lattice_store::{EntrySource, IngestError, IngestOutcome, SyncStore};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::NetError;
@@ -140,7 +140,7 @@ async fn exchange<S: SyncStore>(
     peer: AuthorId,
     mut tx: FrameSender,
     mut rx: FrameReceiver,
-    missing: lattice_store::MissingEntries,
+    missing: S::Missing,
     #[allow(unused_variables)] config: &SyncConfig,
     progress: Option<watch::Sender<SyncProgress>>,
 ) -> Result<SyncOutcome, NetError> {
@@ -252,7 +252,7 @@ async fn exchange<S: SyncStore>(
 }
 
 /// Reads the missing entries off the logs into batches of about [`BATCH_BYTES`] (blocking).
-fn read_batches(missing: lattice_store::MissingEntries, out: mpsc::Sender<Result<Vec<Vec<u8>>, NetError>>) {
+fn read_batches(missing: impl EntrySource, out: mpsc::Sender<Result<Vec<Vec<u8>>, NetError>>) {
     let mut batch = Vec::new();
     let mut bytes = 0;
     for entry in missing {

@@ -36,7 +36,7 @@ pub enum NodeError {
     #[error("{key:?} is under the root store's reserved prefix {prefix}: it changes only through its own command")]
     Reserved { key: String, prefix: &'static str },
     #[error(transparent)]
-    Identity(#[from] lattice_store::keyfile::KeyFileError),
+    Identity(#[from] lattice_store::KeyFileError),
     #[error(transparent)]
     Store(#[from] lattice_store::StoreError),
     #[error("meta.db: {0}")]

@@ -95,10 +95,10 @@ impl Node {
         let key_path = dir.identity_key();
         let identity = if key_path.exists() {
             tracing::info!(path = %key_path.display(), "reusing the existing identity key");
-            lattice_store::keyfile::load(&key_path)?
+            lattice_store::load_identity(&key_path)?
         } else {
             let identity = Identity::generate();
-            lattice_store::keyfile::save(&key_path, &identity)?;
+            lattice_store::save_identity(&key_path, &identity)?;
             identity
         };
         let me = identity.author();
@@ -144,7 +144,7 @@ impl Node {
     /// Opens an initialised data dir and reconciles local stores with the root store.
     pub async fn open(dir: DataDir, lock: Arc<DirLock>) -> Result<Node, NodeError> {
         dir.require_initialised()?;
-        let identity = lattice_store::keyfile::load(&dir.identity_key())?;
+        let identity = lattice_store::load_identity(&dir.identity_key())?;
         let meta = MetaDb::open(&dir.meta_db())?;
         let root = meta.root_store()?;
         let stores = StoreManager::new(dir.clone(), identity.clone(), StoreConfig::default());

@@ -7,26 +7,55 @@ use lattice_core::{ChainError, EntryError, StoreId};
 
 use crate::log::LogError;
 
+/// What went wrong with the store itself.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// An author log could not be read or written, or a record in it is damaged.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A file or directory of the store could not be read or written.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// redb failed (state.db or orphans.db).
     #[error("store database: {0}")]
     Db(#[from] redb::Error),
+    /// The directory belongs to another store.
     #[error("store directory holds store {found}, not {expected}")]
-    WrongStoreDir { expected: StoreId, found: StoreId },
+    WrongStoreDir {
+        /// The store that was asked for.
+        expected: StoreId,
+        /// The store the directory's index names.
+        found: StoreId,
+    },
+    /// A row of state.db does not decode (the message names which).
     #[error("corrupt store index: {0}")]
     CorruptIndex(String),
+    /// A record in the range being replayed is whole but not a valid next entry of its log.
     #[error("log {path} is inconsistent at byte offset {offset}: {reason}")]
-    CorruptLog { path: PathBuf, offset: u64, reason: String },
+    CorruptLog {
+        /// The author log.
+        path: PathBuf,
+        /// Where the record starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A local write was refused as an entry (no operations, a key or value too large, ...).
     #[error(transparent)]
     InvalidEntry(#[from] EntryError),
+    /// A watch pattern is not a valid regular expression.
     #[error("invalid watch pattern: {0}")]
     InvalidPattern(String),
+    /// The store's actor has stopped (closed, or every handle dropped).
     #[error("the store is closed")]
     Closed,
+    /// The group commit this write was part of failed before it was durable; nothing of it
+    /// remains.
     #[error("the write was not made durable and was undone: {0}")]
     Aborted(String),
     /// The index could not follow the logs; the store refuses work until it is reopened (the
@@ -58,10 +87,13 @@ impl StoreError {
 /// Why a received entry was refused. Refusals leave the store unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// The entry does not decode or its signature does not verify.
     #[error("invalid entry: {0}")]
     Invalid(#[from] EntryError),
+    /// The entry breaks its author's chain (another store, a fork, a bad previous hash, ...).
     #[error("rejected entry: {0}")]
     Chain(#[from] ChainError),
+    /// The store failed; the entry may be sent again.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -8,22 +8,51 @@ use std::path::{Path, PathBuf};
 
 use lattice_core::Identity;
 
+/// Why the identity key file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
+    /// The file could not be read.
     #[error("cannot read identity key {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The key file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The file could not be written.
     #[error("cannot write identity key {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        /// The key file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A key file is there already: an identity is never overwritten.
     #[error("identity key {path} already exists; refusing to overwrite it")]
-    Exists { path: PathBuf },
+    Exists {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The file is readable by group or others.
     #[error("identity key {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
-    Permissions { path: PathBuf, mode: u32 },
+    Permissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file does not hold exactly a 32-byte seed.
     #[error("identity key {path} must hold a 32-byte seed, found {len} bytes")]
-    Length { path: PathBuf, len: usize },
+    Length {
+        /// The key file.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 /// Writes a new key file with mode 0600 and fsyncs it. Never overwrites an existing file.
-pub fn save(path: &Path, identity: &Identity) -> Result<(), KeyFileError> {
+pub fn save_identity(path: &Path, identity: &Identity) -> Result<(), KeyFileError> {
     let err = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {
             KeyFileError::Exists { path: path.to_path_buf() }
@@ -38,7 +67,7 @@ pub fn save(path: &Path, identity: &Identity) -> Result<(), KeyFileError> {
 }
 
 /// Reads a key file, refusing one that is group/other-readable or not exactly 32 bytes.
-pub fn load(path: &Path) -> Result<Identity, KeyFileError> {
+pub fn load_identity(path: &Path) -> Result<Identity, KeyFileError> {
     let read_err = |source| KeyFileError::Read { path: path.to_path_buf(), source };
     let meta = std::fs::metadata(path).map_err(read_err)?;
     let mode = meta.permissions().mode() & 0o777;
@@ -58,19 +87,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("identity.key");
         let id = Identity::generate();
-        save(&path, &id).unwrap();
+        save_identity(&path, &id).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(load(&path).unwrap().author(), id.author());
-        assert!(matches!(save(&path, &id), Err(KeyFileError::Exists { .. })));
+        assert_eq!(load_identity(&path).unwrap().author(), id.author());
+        assert!(matches!(save_identity(&path, &id), Err(KeyFileError::Exists { .. })));
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = load(&path).unwrap_err();
+        let err = load_identity(&path).unwrap_err();
         assert!(matches!(err, KeyFileError::Permissions { mode: 0o644, .. }));
         assert!(err.to_string().contains("chmod 600"));
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&path, [1u8; 5]).unwrap();
-        assert!(matches!(load(&path), Err(KeyFileError::Length { len: 5, .. })));
-        assert!(matches!(load(&dir.path().join("missing")), Err(KeyFileError::Read { .. })));
+        assert!(matches!(load_identity(&path), Err(KeyFileError::Length { len: 5, .. })));
+        assert!(matches!(load_identity(&dir.path().join("missing")), Err(KeyFileError::Read { .. })));
     }
 }

@@ -5,26 +5,42 @@
 //! logs: heads per key, author tips, where each entry sits) and `orphans.db` (entries waiting
 //! for a missing predecessor or DAG parent).
 //!
-//! - [`actor`]: [`StoreHandle`] (async, cloneable) and the group-commit actor thread; the
-//!   [`KvStore`] trait (applications) and the [`SyncStore`] trait (the network layer).
-//! - `store`: the synchronous store: open + replay, local writes, ingest, orphans, reads.
+//! Entry types: [`StoreHandle`] (open a store, then use it as a [`KvStore`] for applications
+//! or a [`SyncStore`] for the network layer), [`StoreConfig`], and [`load_identity`] /
+//! [`save_identity`] for the node's `identity.key`.
+//!
+//! - `handle`: [`StoreHandle`], the cloneable async front, and its trait implementations;
+//!   received entries are verified there, on blocking threads.
+//! - `traits`: [`KvStore`], [`SyncStore`] and [`EntrySource`] (what a sync streams).
+//! - `actor`: the thread that owns the store: drains queued commands into one group commit.
+//! - `store`: the synchronous store, one file per concern: open, batch plumbing, commit,
+//!   replay, local writes, ingest, orphans, apply, reads.
 //! - `missing`: streaming the entries a peer lacks, merged across authors in HLC order.
-//! - [`log`]: the author log record format, append + fsync, torn-tail recovery.
-//! - [`tables`]: every redb table and its byte layout.
-//! - [`keyfile`]: the node's `identity.key` file.
+//! - `log`: the author log record format, append + fsync, torn-tail recovery.
+//! - `tables`: every redb table and the codec of every row.
+//! - `types`: the value types of the API (receipts, outcomes, gaps, status, watch events).
+//! - `error`: [`StoreError`] and [`IngestError`].
+//! - `keyfile`: the node's `identity.key` file (0600).
 //!
 //! Architecture invariant: this crate knows nothing of the network (no iroh, no axum). The logs
 //! are the source of truth; an entry is acknowledged only after its log is fsynced.
 
-pub mod actor;
-pub mod error;
-pub mod keyfile;
-pub mod log;
+mod actor;
+mod error;
+mod handle;
+mod keyfile;
+mod log;
 mod missing;
 mod store;
-pub mod tables;
+mod tables;
+mod traits;
+mod types;
 
-pub use actor::{KvStore, StoreHandle, SyncStore, Verified, WATCH_CAPACITY};
+pub use actor::WATCH_CAPACITY;
 pub use error::{IngestError, StoreError};
+pub use handle::StoreHandle;
+pub use keyfile::{KeyFileError, load_identity, save_identity};
+pub use log::LogError;
 pub use missing::MissingEntries;
-pub use store::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};
+pub use traits::{EntrySource, KvStore, SyncStore, Verified};
+pub use types::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};

@@ -9,6 +9,7 @@ use lattice_core::{AuthorId, Hlc, VerifiedEntry};
 
 use crate::error::StoreError;
 use crate::log::RecordReader;
+use crate::traits::EntrySource;
 
 /// A k-way merge of log readers by (HLC, author). Each log is in seq order already; HLCs are
 /// strictly increasing along a log, so the merge keeps every author's order.
@@ -111,9 +112,10 @@ impl MissingEntries {
     pub(crate) fn new(readers: Vec<RecordReader>, total: u64) -> Result<Self, StoreError> {
         Ok(MissingEntries { merge: HlcMerge::new(readers)?, total })
     }
+}
 
-    /// How many entries this reader yields in all.
-    pub fn total(&self) -> u64 {
+impl EntrySource for MissingEntries {
+    fn total(&self) -> u64 {
         self.total
     }
 }

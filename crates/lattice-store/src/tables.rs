@@ -1,8 +1,15 @@
-//! Every redb table of a store, with its key and value layout. Names carry a version suffix:
-//! a layout change gets a new name (and, since `state.db` is derived, a rebuild from the logs).
+//! Every redb table of a store, with its key and value layout, and the codec of every row: no
+//! other file spells a row's bytes. Names carry a version suffix: a layout change gets a new
+//! name (and, since `state.db` is derived, a rebuild from the logs).
 
+use lattice_core::chain::ChainTip;
+use lattice_core::heads::Head;
+use lattice_core::proto;
 use lattice_core::{AuthorId, Hash, Hlc};
+use prost::Message;
 use redb::{MultimapTableDefinition, TableDefinition};
+
+use crate::error::StoreError;
 
 // ---------- state.db: derived from the logs ----------
 
@@ -20,9 +27,9 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
 
 /// 16-byte store id: opening a store directory under another id is refused.
 pub const META_STORE_ID: &str = "store_id";
-/// 12 bytes: the store clock (wall_ms u64 LE, counter u32 LE) at the last commit.
+/// [`ClockRow`] (12 bytes): the store clock at the last commit.
 pub const META_CLOCK: &str = "clock";
-/// 24 bytes: counters (entries, live keys, conflicted keys), u64 LE each.
+/// [`Counters`] (24 bytes): entries, live keys, conflicted keys.
 pub const META_COUNTERS: &str = "counters";
 
 // ---------- orphans.db: entries waiting for something ----------
@@ -49,6 +56,20 @@ fn arr32(b: &[u8], at: usize) -> [u8; 32] {
     let mut x = [0u8; 32];
     x.copy_from_slice(&b[at..at + 32]);
     x
+}
+
+/// Encodes the value of a [`KV`] row: the key's heads, winner first, as a `HeadList`.
+pub fn encode_heads(heads: &[Head]) -> Vec<u8> {
+    proto::HeadList { heads: heads.iter().map(Head::to_proto).collect() }.encode_to_vec()
+}
+
+/// Decodes the value of a [`KV`] row.
+pub fn decode_heads(bytes: &[u8]) -> Result<Vec<Head>, StoreError> {
+    let list = proto::HeadList::decode(bytes).map_err(|e| StoreError::CorruptIndex(format!("head list: {e}")))?;
+    list.heads
+        .into_iter()
+        .map(|h| Head::from_proto(h).ok_or_else(|| StoreError::CorruptIndex("malformed head".into())))
+        .collect()
 }
 
 /// The tip of an author's chain and how far its log is indexed.
@@ -81,6 +102,10 @@ impl AuthorRow {
             hlc: Hlc::new(u64_at(b, 40), u32_at(b, 48)),
             log_len: u64_at(b, 52),
         })
+    }
+    /// The tip the chain rules check the author's next entry against.
+    pub fn tip(&self) -> ChainTip {
+        ChainTip { seq: self.seq, hash: self.hash, hlc: self.hlc }
     }
 }
 
@@ -143,13 +168,8 @@ impl Waiting {
         match *self {
             Waiting::Predecessor { author, seq } => WaitKey::Predecessor((author.0, seq)),
             Waiting::Parent(parent) => WaitKey::Parent(parent.0),
-            Waiting::Authorisation(author) => WaitKey::Predecessor(Self::authorisation_key(author)),
+            Waiting::Authorisation(author) => WaitKey::Predecessor((author.0, 0)),
         }
-    }
-
-    /// The `wait_predecessor` key of the entries that wait for `author`'s admission.
-    pub fn authorisation_key(author: AuthorId) -> ([u8; 32], u64) {
-        (author.0, 0)
     }
 }
 
@@ -205,7 +225,28 @@ impl OrphanRow {
     }
 }
 
+/// The store clock at the last commit, kept in `META_CLOCK`: the next open resumes from it, so
+/// a local write never goes back in time. Layout: `wall_ms u64 | counter u32` (LE), 12 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockRow {
+    pub hlc: Hlc,
+}
+
+impl ClockRow {
+    pub const LEN: usize = 12;
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0..8].copy_from_slice(&self.hlc.wall_ms.to_le_bytes());
+        b[8..12].copy_from_slice(&self.hlc.counter.to_le_bytes());
+        b
+    }
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        (b.len() == Self::LEN).then(|| ClockRow { hlc: Hlc::new(u64_at(b, 0), u32_at(b, 8)) })
+    }
+}
+
 /// Counters kept in `META_COUNTERS`, updated with every applied entry.
+/// Layout: `entries u64 | live_keys u64 | conflicts u64` (LE), 24 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     pub entries: u64,
@@ -214,15 +255,20 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn encode(&self) -> [u8; 24] {
-        let mut b = [0u8; 24];
+    pub const LEN: usize = 24;
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
         b[0..8].copy_from_slice(&self.entries.to_le_bytes());
         b[8..16].copy_from_slice(&self.live_keys.to_le_bytes());
         b[16..24].copy_from_slice(&self.conflicts.to_le_bytes());
         b
     }
     pub fn decode(b: &[u8]) -> Option<Self> {
-        (b.len() == 24).then(|| Counters { entries: u64_at(b, 0), live_keys: u64_at(b, 8), conflicts: u64_at(b, 16) })
+        (b.len() == Self::LEN).then(|| Counters {
+            entries: u64_at(b, 0),
+            live_keys: u64_at(b, 8),
+            conflicts: u64_at(b, 16),
+        })
     }
 }
 
@@ -243,6 +289,17 @@ mod tests {
         }
         let c = Counters { entries: 1, live_keys: 2, conflicts: 3 };
         assert_eq!(Counters::decode(&c.encode()), Some(c));
+        let clock = ClockRow { hlc: Hlc::new(1_700_000_000_000, 9) };
+        assert_eq!(ClockRow::decode(&clock.encode()), Some(clock));
         assert_eq!(AuthorRow::decode(&[0; 3]), None);
+    }
+
+    /// A meta clock row of any other length is not a clock (it used to be ignored, and the
+    /// store then resumed from the wall clock alone).
+    #[test]
+    fn a_clock_row_of_the_wrong_length_does_not_decode() {
+        for len in [0, 8, 11, 13, 24] {
+            assert_eq!(ClockRow::decode(&vec![1; len]), None, "{len} bytes");
+        }
     }
 }

@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use common::snapshot;
+use common::{log_records, snapshot};
 use lattice_core::{Identity, StoreId, VerifiedEntry};
-use lattice_store::log::RecordReader;
 use lattice_store::{KvStore, StoreConfig, StoreHandle, SyncStore};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -281,12 +280,6 @@ fn a_crash_after_the_last_checkpoint_replays_the_unindexed_tail() {
     });
 }
 
-/// Offsets of the records of a log.
-fn record_offsets(path: &Path) -> Vec<(u64, Vec<u8>)> {
-    let len = std::fs::metadata(path).unwrap().len();
-    RecordReader::open(path, 0, len).unwrap().map(|r| r.unwrap()).collect()
-}
-
 #[test]
 fn a_log_torn_inside_its_last_record_reopens_with_the_earlier_entries_intact() {
     let tmp = tempfile::tempdir().unwrap();
@@ -298,7 +291,7 @@ fn a_log_torn_inside_its_last_record_reopens_with_the_earlier_entries_intact() {
         let checkpoint_ms = [5, 10_000][trial as usize % 2];
         let acked = subject.crash_child(trial, checkpoint_ms, rng.random_range(2..=15));
         let path = subject.log_path();
-        let records = record_offsets(&path);
+        let records = log_records(&path);
         let (last_offset, last_payload) = records.last().unwrap().clone();
         let len = std::fs::metadata(&path).unwrap().len();
         let cut = rng.random_range(last_offset + 1..len);

@@ -7,10 +7,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Chain, fast_tempdir, open, snapshot};
+use common::{Chain, append_log_record, fast_tempdir, log_records, open, snapshot};
 use lattice_core::{AuthorSyncState, Identity, StoreId, SyncState};
-use lattice_store::log::{AuthorLog, RecordReader};
-use lattice_store::{KvStore, StoreConfig, StoreHandle, SyncStore};
+use lattice_store::{EntrySource, KvStore, StoreConfig, StoreHandle, SyncStore};
 
 fn log_of(dir: &Path, id: &Identity) -> PathBuf {
     dir.join("logs").join(format!("{}.log", id.author().to_hex()))
@@ -92,10 +91,7 @@ async fn an_undecodable_record_fails_the_open_naming_the_log_and_offset() {
     s.close().await.unwrap();
     // A whole, checksummed record whose payload is not an entry, after the indexed part.
     let path = log_of(dir.path(), &id);
-    let mut log = AuthorLog::open_at(&path, file_len(&path)).unwrap();
-    let offset = log.append(b"not an entry").unwrap();
-    log.sync().unwrap();
-    drop(log);
+    let offset = append_log_record(&path, b"not an entry");
     let len = file_len(&path);
     let name = path.file_name().unwrap().to_str().unwrap().to_string();
 
@@ -122,7 +118,7 @@ async fn a_bad_checksum_in_the_middle_of_a_log_fails_the_rebuild_naming_the_log_
     s.close().await.unwrap();
     let path = log_of(dir.path(), &id);
     let len = file_len(&path);
-    let offsets: Vec<u64> = RecordReader::open(&path, 0, len).unwrap().map(|r| r.unwrap().0).collect();
+    let offsets: Vec<u64> = log_records(&path).into_iter().map(|(offset, _)| offset).collect();
     assert_eq!(offsets.len(), 50);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[offsets[20] as usize + 40] ^= 1;

@@ -11,13 +11,13 @@ pub fn open(dir: &Path, store_id: StoreId, id: &Identity) -> StoreHandle {
 }
 
 /// Every entry `from` holds, in the order a sync would send them.
-pub async fn all_entries(from: &StoreHandle) -> Vec<VerifiedEntry> {
+pub async fn all_entries(from: &impl SyncStore) -> Vec<VerifiedEntry> {
     let missing = from.missing_entries(SyncState::default()).await.unwrap();
     tokio::task::spawn_blocking(move || missing.map(|e| e.unwrap()).collect()).await.unwrap()
 }
 
 /// Sends everything `from` has that `to` lacks, as a sync would.
-pub async fn sync_into(from: &StoreHandle, to: &StoreHandle) -> usize {
+pub async fn sync_into(from: &impl SyncStore, to: &impl SyncStore) -> usize {
     let state = to.sync_state().await.unwrap();
     let missing = from.missing_entries(state).await.unwrap();
     let entries: Vec<Vec<u8>> =
@@ -120,4 +120,35 @@ pub fn fast_tempdir() -> tempfile::TempDir {
         return dir;
     }
     tempfile::tempdir().unwrap()
+}
+
+/// Bytes of a log record before its payload: `len u32 LE | blake3(payload) [32]`.
+const RECORD_HEADER: usize = 36;
+
+/// The records of a whole author log, each with its offset, read by the record layout itself
+/// (docs/design.md, Log record) rather than through the store's reader.
+pub fn log_records(path: &Path) -> Vec<(u64, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let payload = &bytes[at + RECORD_HEADER..at + RECORD_HEADER + len];
+        assert_eq!(blake3::hash(payload).as_bytes()[..], bytes[at + 4..at + RECORD_HEADER], "record at {at}");
+        records.push((at as u64, payload.to_vec()));
+        at += RECORD_HEADER + len;
+    }
+    records
+}
+
+/// Appends one whole, checksummed record to an author log (durably) and returns its offset.
+pub fn append_log_record(path: &Path, payload: &[u8]) -> u64 {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    let offset = file.metadata().unwrap().len();
+    file.write_all(&(payload.len() as u32).to_le_bytes()).unwrap();
+    file.write_all(blake3::hash(payload).as_bytes()).unwrap();
+    file.write_all(payload).unwrap();
+    file.sync_all().unwrap();
+    offset
 }

@@ -1,0 +1,218 @@
+//! [`StoreHandle`]: the cloneable async front of a store's actor, and its [`KvStore`] and
+//! [`SyncStore`] implementations. Signatures of received entries are verified here, on
+//! blocking threads, before the entries reach the actor.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use lattice_core::{AuthorId, EntryError, Head, Identity, Op, StoreId, SyncState, VerifiedEntry};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::actor::{self, Command, ReadCommand, WriteCommand};
+use crate::error::{IngestError, StoreError};
+use crate::missing::MissingEntries;
+use crate::store::Store;
+use crate::traits::{KvStore, SyncStore, Verified};
+use crate::types::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};
+
+/// The async handle to a store. Clone it freely; every clone talks to the same actor.
+/// When the last clone is dropped, the actor checkpoints and stops.
+#[derive(Clone)]
+pub struct StoreHandle {
+    commands: mpsc::Sender<Command>,
+    store_id: StoreId,
+    author: AuthorId,
+    gaps: broadcast::Sender<GapInfo>,
+    commits: broadcast::Sender<Arc<Committed>>,
+    replayed_on_open: u64,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreHandle({})", self.store_id)
+    }
+}
+
+impl StoreHandle {
+    /// Opens the store in `dir` (creating it if needed) and starts its actor thread.
+    /// Blocking: repairs and replays log tails before it returns.
+    pub fn open(dir: &Path, store_id: StoreId, identity: Identity, config: StoreConfig) -> Result<Self, StoreError> {
+        let author = identity.author();
+        let store = Store::open(dir, store_id, identity, config)?;
+        let gaps = store.gaps.clone();
+        let commits = store.commits.clone();
+        let replayed_on_open = store.replayed;
+        let (tx, thread) = actor::spawn(store, dir)?;
+        Ok(StoreHandle {
+            commands: tx,
+            store_id,
+            author,
+            gaps,
+            commits,
+            replayed_on_open,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+        })
+    }
+
+    /// The store this handle talks to.
+    pub fn store_id(&self) -> StoreId {
+        self.store_id
+    }
+
+    /// How many log records this open replayed into the index: 0 after a clean close, more
+    /// after a crash (the records written since the last durable index commit).
+    pub fn replayed_on_open(&self) -> u64 {
+        self.replayed_on_open
+    }
+
+    /// The local author (this node's identity) that signs writes.
+    pub fn author(&self) -> AuthorId {
+        self.author
+    }
+
+    async fn request<T, C: Into<Command>>(&self, make: impl FnOnce(oneshot::Sender<T>) -> C) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx).into()).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+
+    /// Checkpoints the index durably and stops the actor (for every clone). Returns once the
+    /// files are closed, so the directory can be reopened or moved right away.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let result = match self.request(Command::Close).await {
+            Ok(r) => r,
+            Err(StoreError::Closed) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        result
+    }
+
+    /// Counts of entries, authors, live keys, orphans and conflicts, as committed now.
+    pub async fn status(&self) -> Result<StoreStatus, StoreError> {
+        self.request(|reply| ReadCommand::Status { reply }).await?
+    }
+
+    /// Drops orphans older than the configured TTL now (the actor also does it periodically).
+    pub async fn expire_orphans(&self) -> Result<u64, StoreError> {
+        self.request(|reply| WriteCommand::ExpireOrphans { reply }).await?
+    }
+
+    /// Admits only these authors' entries (`None`, the default: every author's). Entries of
+    /// others wait in orphans.db ([`IngestOutcome::Unauthorised`]) until a later call admits
+    /// their author, or the orphan TTL drops them. Entries already applied stay. This node's own
+    /// author is always admitted. Returns how many held entries this call applied.
+    pub async fn set_authorised(&self, authors: Option<HashSet<AuthorId>>) -> Result<u64, StoreError> {
+        self.request(|reply| WriteCommand::Authorise { authors, reply }).await?
+    }
+
+    /// Ingests one entry (see [`SyncStore::ingest_batch`]).
+    pub async fn ingest(&self, entry: Vec<u8>) -> Result<IngestOutcome, IngestError> {
+        let mut results = self.ingest_batch(vec![entry]).await?;
+        results.pop().unwrap_or(Err(IngestError::Store(StoreError::Closed)))
+    }
+}
+
+impl KvStore for StoreHandle {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_vec();
+        self.request(|reply| ReadCommand::Get { key, reply }).await?
+    }
+    async fn get_heads(&self, key: &[u8]) -> Result<Vec<Head>, StoreError> {
+        let key = key.to_vec();
+        self.request(|reply| ReadCommand::Heads { key, reply }).await?
+    }
+    async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<WriteReceipt, StoreError> {
+        self.batch(vec![Op::Put { key, value }]).await
+    }
+    async fn delete(&self, key: Vec<u8>) -> Result<Option<WriteReceipt>, StoreError> {
+        self.request(|reply| WriteCommand::Delete { key, reply }).await?
+    }
+    async fn batch(&self, ops: Vec<Op>) -> Result<WriteReceipt, StoreError> {
+        self.request(|reply| WriteCommand::Ops { ops, reply }).await?
+    }
+    async fn list(&self, prefix: &[u8], after: Option<Vec<u8>>, limit: usize) -> Result<KvPairs, StoreError> {
+        let prefix = prefix.to_vec();
+        self.request(|reply| ReadCommand::List { prefix, after, limit, reply }).await?
+    }
+    async fn watch(&self, pattern: &str) -> Result<(KvPairs, mpsc::Receiver<WatchEvent>), StoreError> {
+        let pattern = regex::bytes::Regex::new(pattern).map_err(|e| StoreError::InvalidPattern(e.to_string()))?;
+        self.request(|reply| ReadCommand::Watch { pattern, reply }).await?
+    }
+}
+
+impl SyncStore for StoreHandle {
+    type Missing = MissingEntries;
+    fn store_id(&self) -> StoreId {
+        self.store_id
+    }
+    async fn verify(&self, entries: Vec<Vec<u8>>) -> Result<Verified, StoreError> {
+        verify_in_parallel(entries).await
+    }
+    async fn ingest_verified(&self, decoded: Verified) -> Result<Vec<Result<IngestOutcome, IngestError>>, StoreError> {
+        let mut results: Vec<Option<Result<IngestOutcome, IngestError>>> = Vec::with_capacity(decoded.len());
+        let mut valid = Vec::new();
+        for d in decoded {
+            match d {
+                Ok(e) => {
+                    valid.push(e);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(IngestError::Invalid(e)))),
+            }
+        }
+        let mut applied = if valid.is_empty() {
+            Vec::new()
+        } else {
+            self.request(|reply| WriteCommand::Ingest { entries: valid, reply }).await?
+        }
+        .into_iter();
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| applied.next().unwrap_or(Err(IngestError::Store(StoreError::Closed)))))
+            .collect())
+    }
+    async fn sync_state(&self) -> Result<SyncState, StoreError> {
+        self.request(|reply| ReadCommand::SyncState { reply }).await?
+    }
+    async fn missing_entries(&self, remote: SyncState) -> Result<MissingEntries, StoreError> {
+        self.request(|reply| ReadCommand::Missing { remote, reply }).await?
+    }
+    fn subscribe_gaps(&self) -> broadcast::Receiver<GapInfo> {
+        self.gaps.subscribe()
+    }
+    fn subscribe_commits(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.commits.subscribe()
+    }
+    async fn orphan_count(&self) -> Result<u64, StoreError> {
+        Ok(self.status().await?.orphans)
+    }
+}
+
+/// Below this many entries, one thread verifies the whole batch.
+const PARALLEL_VERIFY_MIN: usize = 256;
+
+/// Decodes and verifies entries on blocking threads, one chunk per core: signature checks are
+/// the cost of ingest, and they are independent.
+async fn verify_in_parallel(mut entries: Vec<Vec<u8>>) -> Result<Vec<Result<VerifiedEntry, EntryError>>, StoreError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunks =
+        if entries.len() < PARALLEL_VERIFY_MIN { 1 } else { cores.min(entries.len() / (PARALLEL_VERIFY_MIN / 2)) };
+    let chunk_len = entries.len().div_ceil(chunks.max(1)).max(1);
+    let mut parts = Vec::new();
+    while !entries.is_empty() {
+        let rest = entries.split_off(chunk_len.min(entries.len()));
+        let chunk = std::mem::replace(&mut entries, rest);
+        parts.push(tokio::task::spawn_blocking(move || VerifiedEntry::decode_batch(chunk)));
+    }
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part.await.map_err(|_| StoreError::Closed)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,136 @@
+//! Reads of committed state (each in its own read transaction), and the stream of the entries a
+//! peer lacks.
+
+use std::collections::HashMap;
+
+use lattice_core::heads::Head;
+use lattice_core::{AuthorId, AuthorSyncState, SyncState};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::{Store, visible};
+use crate::error::StoreError;
+use crate::log::RecordReader;
+use crate::missing::MissingEntries;
+use crate::tables::{self, AuthorRow, EntryRow, decode_heads};
+use crate::types::{KvPairs, StoreStatus};
+
+impl Store {
+    pub(crate) fn get_heads(&self, key: &[u8]) -> Result<Vec<Head>, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let kv = tx.open_table(tables::KV)?;
+        let found = kv.get(key)?;
+        found.map(|v| decode_heads(v.value())).transpose().map(Option::unwrap_or_default)
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(visible(&self.get_heads(key)?).map(|h| h.value))
+    }
+
+    /// Visible keys starting with `prefix`, after `after` (exclusive), at most `limit`.
+    pub(crate) fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<KvPairs, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let kv = tx.open_table(tables::KV)?;
+        let start: &[u8] = match after {
+            Some(a) if a > prefix => a,
+            _ => prefix,
+        };
+        let mut out = Vec::new();
+        for item in kv.range::<&[u8]>(start..)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let key = k.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if after == Some(key) {
+                continue;
+            }
+            if let Some(h) = visible(&decode_heads(v.value())?) {
+                out.push((key.to_vec(), h.value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every visible key matching `pattern`, with its value (the initial state of a watch).
+    pub(crate) fn scan_matching(&self, pattern: &regex::bytes::Regex) -> Result<KvPairs, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let kv = tx.open_table(tables::KV)?;
+        let mut out = Vec::new();
+        for item in kv.iter()? {
+            let (k, v) = item?;
+            if pattern.is_match(k.value())
+                && let Some(h) = visible(&decode_heads(v.value())?)
+            {
+                out.push((k.value().to_vec(), h.value));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn status(&self) -> Result<StoreStatus, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let authors = tx.open_table(tables::AUTHORS)?.len()?;
+        let otx = self.orphans.begin_read().map_err(redb::Error::from)?;
+        let orphans = otx.open_table(tables::ORPHANS)?.len()?;
+        Ok(StoreStatus {
+            entries: self.counters.entries,
+            authors,
+            keys: self.counters.live_keys,
+            orphans,
+            conflicts: self.counters.conflicts,
+        })
+    }
+
+    pub(super) fn author_rows(&self) -> Result<Vec<(AuthorId, AuthorRow)>, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let authors = tx.open_table(tables::AUTHORS)?;
+        let mut out = Vec::new();
+        for item in authors.iter()? {
+            let (k, v) = item?;
+            let row = AuthorRow::decode(v.value()).ok_or_else(|| StoreError::CorruptIndex("author row".into()))?;
+            out.push((AuthorId(k.value()), row));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn sync_state(&self) -> Result<SyncState, StoreError> {
+        let authors =
+            self.author_rows()?.into_iter().map(|(a, r)| (a, AuthorSyncState { seq: r.seq, hash: r.hash })).collect();
+        Ok(SyncState { authors })
+    }
+
+    /// A reader of the entries `remote` lacks, per author in seq order, merged in HLC order.
+    /// It reads the logs directly (up to the lengths committed now), off the actor thread.
+    pub(crate) fn missing_entries(&self, remote: &SyncState) -> Result<MissingEntries, StoreError> {
+        let rows: HashMap<AuthorId, AuthorRow> = self.author_rows()?.into_iter().collect();
+        let ours = SyncState {
+            authors: rows.iter().map(|(a, r)| (*a, AuthorSyncState { seq: r.seq, hash: r.hash })).collect(),
+        };
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let entries = tx.open_table(tables::ENTRIES)?;
+        let mut readers = Vec::new();
+        let mut total = 0;
+        for range in ours.missing_for(remote) {
+            let Some(row) = rows.get(&range.author) else { continue };
+            let from = if range.after_seq == 0 {
+                0
+            } else {
+                let found = entries.get(range.after_hash.0)?.and_then(|v| EntryRow::decode(v.value()));
+                match found {
+                    Some(e) if e.author == range.author && e.seq == range.after_seq => e.end(),
+                    _ => {
+                        tracing::warn!(author = %range.author.short(), seq = range.after_seq,
+                            "peer holds an entry of this author that we do not: a forked author; not sending its log");
+                        continue;
+                    }
+                }
+            };
+            total += range.len();
+            readers.push(RecordReader::open(&self.log_path(&range.author), from, row.log_len)?);
+        }
+        MissingEntries::new(readers, total)
+    }
+}

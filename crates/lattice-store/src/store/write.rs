@@ -1,0 +1,58 @@
+//! Local writes: sign the next entry of our own chain and apply it.
+
+use lattice_core::{EntryBuilder, Hash, Op};
+
+use super::{Store, Tables, Work, visible};
+use crate::error::StoreError;
+use crate::types::WriteReceipt;
+
+impl Store {
+    /// Signs and applies a local write: the next seq of our chain, a fresh HLC, and as parents
+    /// every current head of every key it touches (so the write merges any fork it sees).
+    pub(crate) fn local_write(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        ops: Vec<Op>,
+    ) -> Result<WriteReceipt, StoreError> {
+        for (i, op) in ops.iter().enumerate() {
+            lattice_core::entry::check_op(i, op)?;
+        }
+        if ops.is_empty() {
+            return Err(lattice_core::EntryError::NoOps.into());
+        }
+        let me = self.identity.author();
+        let tip = t.author_row(&me)?;
+        let mut parents = Vec::new();
+        for op in &ops {
+            for head in t.heads_in(op.key())? {
+                if !parents.contains(&head.hash) {
+                    parents.push(head.hash);
+                }
+            }
+        }
+        let hlc = self.clock.tick(self.now());
+        let entry = EntryBuilder::new(self.store_id, tip.map_or(1, |t| t.seq + 1))
+            .prev_hash(tip.map_or(Hash::ZERO, |t| t.hash))
+            .timestamp(hlc)
+            .parent_hashes(parents)
+            .ops(ops)
+            .sign(&self.identity)?;
+        self.apply(t, w, &entry, None)?;
+        w.local.push(entry.clone());
+        Ok(WriteReceipt { hash: entry.hash(), hlc, seq: entry.seq() })
+    }
+
+    /// Deletes a key if it has a visible value; otherwise writes nothing and returns `None`.
+    pub(crate) fn local_delete(
+        &mut self,
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        key: Vec<u8>,
+    ) -> Result<Option<WriteReceipt>, StoreError> {
+        if visible(&t.heads_in(&key)?).is_none() {
+            return Ok(None);
+        }
+        self.local_write(t, w, vec![Op::Delete { key }]).map(Some)
+    }
+}

@@ -1,0 +1,130 @@
+//! The value types of the store's API: its configuration, what a write or an ingest produced,
+//! gaps, status figures, watch events and the entries of a commit.
+
+use std::time::Duration;
+
+use lattice_core::{AuthorId, Hash, Hlc, VerifiedEntry};
+
+/// Tunables of a store. `Default` gives production values.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// How far a remote HLC may pull the local clock ahead of the wall clock.
+    pub max_drift_ms: u64,
+    /// How long an orphan waits for its missing predecessor or parent before it is dropped.
+    pub orphan_ttl: Duration,
+    /// Orphans beyond this count are refused (a peer cannot fill the disk with them).
+    pub max_orphans: u64,
+    /// At most this long between durable (fsynced) index commits; bounds replay at open.
+    pub checkpoint_interval: Duration,
+    /// Added to the wall clock (tests simulate skewed clocks with it).
+    pub clock_offset_ms: i64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_drift_ms: lattice_core::hlc::DEFAULT_MAX_DRIFT_MS,
+            orphan_ttl: Duration::from_secs(3600),
+            max_orphans: 1_000_000,
+            checkpoint_interval: Duration::from_secs(1),
+            clock_offset_ms: 0,
+        }
+    }
+}
+
+/// Keys and values, in key order.
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// What a local write produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteReceipt {
+    /// The hash of the signed entry.
+    pub hash: Hash,
+    /// Its timestamp.
+    pub hlc: Hlc,
+    /// Its place in this node's chain.
+    pub seq: u64,
+}
+
+/// A gap: an entry arrived whose predecessor (`have_seq + 1 ..= need_seq` of `author`) or DAG
+/// parent (`missing_parent`) is not held. The network layer answers with a targeted sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GapInfo {
+    /// The author of the entry that arrived.
+    pub author: AuthorId,
+    /// The last seq of `author` held.
+    pub have_seq: u64,
+    /// The seq just before the entry that arrived: `have_seq + 1 ..= need_seq` are missing
+    /// (none when only a DAG parent is).
+    pub need_seq: u64,
+    /// The DAG parent missing, if that is what the entry waits for.
+    pub missing_parent: Option<Hash>,
+}
+
+/// What became of an ingested entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Applied, together with `released` orphans that were waiting for it.
+    Applied {
+        /// Orphans applied after it, in a chain of releases.
+        released: usize,
+    },
+    /// Already held.
+    Duplicate,
+    /// Held in orphans.db until the gap closes.
+    Orphaned(GapInfo),
+    /// Held in orphans.db because its author is not admitted to the mesh (yet); applied when
+    /// [`set_authorised`](crate::StoreHandle::set_authorised) admits it, dropped at the orphan TTL.
+    Unauthorised,
+}
+
+/// Figures for `status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// Entries applied.
+    pub entries: u64,
+    /// Authors with at least one entry applied.
+    pub authors: u64,
+    /// Keys with a visible value.
+    pub keys: u64,
+    /// Entries waiting in orphans.db.
+    pub orphans: u64,
+    /// Keys with more than one head.
+    pub conflicts: u64,
+}
+
+/// A change of a key's visible value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The key's visible value is now `value`.
+    Put {
+        /// The key.
+        key: Vec<u8>,
+        /// Its new visible value.
+        value: Vec<u8>,
+    },
+    /// The key has no visible value any more.
+    Delete {
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
+impl WatchEvent {
+    /// The key that changed.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            WatchEvent::Put { key, .. } | WatchEvent::Delete { key } => key,
+        }
+    }
+}
+
+/// Entries applied by one group commit. `local` holds the ones written on this node, in
+/// commit order (what gossip broadcasts).
+#[derive(Clone, Debug, Default)]
+pub struct Committed {
+    /// The entries written on this node, in commit order.
+    pub local: Vec<VerifiedEntry>,
+    /// How many received entries the commit applied.
+    pub remote: usize,
+}
