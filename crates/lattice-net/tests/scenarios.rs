@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{TestNode, eventually, faulty_mesh_config, join_mesh, link, write_many};
 use lattice_core::{AuthorId, Head, StoreId};
+use lattice_net::test_utils::TestNodeConfig;
 use lattice_net::{Faults, LatticeServer, NetConfig};
 use lattice_store::{KvStore, StoreConfig, StoreHandle, SyncStore};
 
@@ -38,7 +39,8 @@ impl Cluster {
         let mut cluster =
             Cluster { root, nodes: Vec::new(), servers: Vec::new(), configs: Vec::new(), faults: Vec::new() };
         for sc in store_configs {
-            let node = TestNode::with_store_config(root, sc);
+            let node =
+                TestNode::with_config(TestNodeConfig { root: Some(root), store: sc, ..Default::default() }).unwrap();
             let (config, faults) = faulty_mesh_config();
             cluster.servers.push(Some(join_mesh(&node, config.clone()).await));
             cluster.nodes.push(node);
@@ -58,7 +60,7 @@ impl Cluster {
     }
 
     fn store(&self, i: usize) -> StoreHandle {
-        self.nodes[i].store(self.root)
+        self.nodes[i].store(self.root).unwrap()
     }
 
     fn stores(&self) -> Vec<StoreHandle> {
@@ -66,7 +68,7 @@ impl Cluster {
     }
 
     fn id(&self, i: usize) -> AuthorId {
-        self.nodes[i].identity.author()
+        self.nodes[i].author()
     }
 
     fn server(&self, i: usize) -> &LatticeServer<TestNode> {
