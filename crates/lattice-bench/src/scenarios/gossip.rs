@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use lattice_core::{MemberStatus, StoreId};
+use lattice_net::test_utils::{TestNode, TestNodeConfig};
 use lattice_net::{NetConfig, PeerAddr};
 use lattice_store::{KvStore, StoreHandle, WatchEvent};
 use tokio::task::JoinSet;
 
 use super::Ctx;
 use super::fixtures::{VALUE_BYTES, close, runtime, scratch_dir, value};
-use super::net_node::BenchNode;
 use crate::report::Row;
 
 /// Nodes of the mesh.
@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let dir = scratch_dir(ctx, "gossip")?;
     let rt = runtime(2)?;
     let store_id = StoreId::new_random();
-    let nodes: Vec<_> = (0..NODES).map(|_| BenchNode::new(None)).collect();
+    let nodes = (0..NODES).map(|_| TestNode::with_config(TestNodeConfig::default())).collect::<Result<Vec<_>, _>>()?;
     for a in &nodes {
         for b in nodes.iter().filter(|b| b.author() != a.author()) {
             a.set_peer(b.author(), MemberStatus::Active);
@@ -56,8 +56,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let stores = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| n.open_store(&dir.path().join(format!("node-{i}")), store_id))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|(i, n)| n.open_store_at(&dir.path().join(format!("node-{i}")), store_id))
+        .collect::<Result<Vec<_>, _>>()?;
     let result = rt.block_on(converge(&nodes, &stores, puts));
     for store in stores {
         close(&rt, store)?;
@@ -116,7 +116,7 @@ struct Convergence {
 }
 
 /// Starts the mesh, warms it up, makes `puts` paced puts and records their arrivals.
-async fn converge(nodes: &[Arc<BenchNode>], stores: &[StoreHandle], puts: u64) -> Result<Convergence> {
+async fn converge(nodes: &[Arc<TestNode>], stores: &[StoreHandle], puts: u64) -> Result<Convergence> {
     let mut config = NetConfig::loopback();
     config.mesh.anti_entropy_interval = ANTI_ENTROPY;
     config.mesh.stale_after = ANTI_ENTROPY;
