@@ -134,6 +134,21 @@ impl TestNode {
     }
 }
 
+/// Tells every server about every other (as the root store's `/nodes/` would), limited to the
+/// pairs `linked` allows, and marks those pairs active on both sides.
+pub fn link(nodes: &[(&Arc<TestNode>, &LatticeServer<TestNode>)], linked: impl Fn(usize, usize) -> bool) {
+    for (i, (node, server)) in nodes.iter().enumerate() {
+        let mut peers = Vec::new();
+        for (j, (other, other_server)) in nodes.iter().enumerate() {
+            if i != j && linked(i, j) {
+                node.set_peer(other.author(), MemberStatus::Active);
+                peers.push(other_server.peer_addr());
+            }
+        }
+        server.set_peers(peers);
+    }
+}
+
 /// Opens a stream on `conn` and returns its raw frames, to speak `lattice/sync/1` message by
 /// message (as a peer that breaks the protocol would).
 pub async fn raw_stream(conn: &PeerConnection) -> Result<(FrameSender, FrameReceiver), NetError> {

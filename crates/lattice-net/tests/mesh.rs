@@ -2,8 +2,9 @@
 
 mod common;
 
-use common::{TestNode, dump, eventually, join_mesh, link, mesh_config, write_many};
+use common::{TestNode, dump, eventually, join_mesh, mesh_config, write_many};
 use lattice_core::StoreId;
+use lattice_net::test_utils::link;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossip_delivers_writes_without_manual_sync() {

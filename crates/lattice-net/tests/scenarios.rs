@@ -10,9 +10,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{TestNode, eventually, faulty_mesh_config, join_mesh, link, write_many};
+use common::{TestNode, eventually, faulty_mesh_config, join_mesh, write_many};
 use lattice_core::{AuthorId, Head, StoreId};
-use lattice_net::test_utils::TestNodeConfig;
+use lattice_net::test_utils::{TestNodeConfig, link};
 use lattice_net::{Faults, LatticeServer, NetConfig};
 use lattice_store::{KvStore, StoreConfig, StoreHandle, SyncStore};
 

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lattice_core::{MemberStatus, StoreId};
-use lattice_net::test_utils::{TestNode, TestNodeConfig};
-use lattice_net::{NetConfig, PeerAddr};
+use lattice_core::StoreId;
+use lattice_net::NetConfig;
+use lattice_net::test_utils::{TestNode, TestNodeConfig, link};
 use lattice_store::{KvStore, StoreHandle, WatchEvent};
 use tokio::task::JoinSet;
 
@@ -48,11 +48,6 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let rt = runtime(2)?;
     let store_id = StoreId::new_random();
     let nodes = (0..NODES).map(|_| TestNode::with_config(TestNodeConfig::default())).collect::<Result<Vec<_>, _>>()?;
-    for a in &nodes {
-        for b in nodes.iter().filter(|b| b.author() != a.author()) {
-            a.set_peer(b.author(), MemberStatus::Active);
-        }
-    }
     let stores = nodes
         .iter()
         .enumerate()
@@ -124,10 +119,7 @@ async fn converge(nodes: &[Arc<TestNode>], stores: &[StoreHandle], puts: u64) ->
     for node in nodes {
         servers.push(node.serve(config.clone()).await?);
     }
-    let addrs: Vec<PeerAddr> = servers.iter().map(|s| s.peer_addr()).collect();
-    for (i, server) in servers.iter().enumerate() {
-        server.set_peers(addrs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| a.clone()).collect());
-    }
+    link(&nodes.iter().zip(&servers).collect::<Vec<_>>(), |_, _| true);
 
     let arrivals: Arrivals = Arc::default();
     let mut watchers = JoinSet::new();

@@ -58,21 +58,6 @@ pub async fn join_mesh(node: &Arc<TestNode>, config: NetConfig) -> LatticeServer
     server
 }
 
-/// Tells every server about every other (as the root store's `/nodes/` would), limited to the
-/// pairs `linked` allows, and marks those pairs active on both sides.
-pub fn link(nodes: &[(&Arc<TestNode>, &LatticeServer<TestNode>)], linked: impl Fn(usize, usize) -> bool) {
-    for (i, (node, server)) in nodes.iter().enumerate() {
-        let mut peers = Vec::new();
-        for (j, (other, other_server)) in nodes.iter().enumerate() {
-            if i != j && linked(i, j) {
-                node.set_peer(other.author(), MemberStatus::Active);
-                peers.push(other_server.peer_addr());
-            }
-        }
-        server.set_peers(peers);
-    }
-}
-
 /// Makes two nodes active members of each other's mesh.
 pub fn befriend(a: &TestNode, b: &TestNode) {
     a.set_peer(b.author(), MemberStatus::Active);
