@@ -1,6 +1,7 @@
 //! Who may do what: one pure function of a peer's membership status, the fault rules and what
 //! the peer asks for. Every path that accepts a connection, serves a stream or starts a sync
-//! asks [`admit`], so the rules of docs/design.md, "Enforcement on the wire", live in one place.
+//! asks [`admit`], so the rules of docs/design.md, Wire protocol (the table of first frames
+//! and statuses) and Gossip, live in one place.
 //!
 //! The status comes from the node (the root store's `/nodes/`), looked up by the node id the
 //! TLS handshake proved. [`Purpose::Connect`] is asked before any stream of a connection is

@@ -2,16 +2,18 @@
 
 mod common;
 
-use common::{TestNode, dump, eventually, join_mesh, mesh_config, write_many};
+use common::{TestNode, dump, join_mesh, mesh_config, write_many};
 use lattice_core::StoreId;
 use lattice_net::test_utils::link;
+use lattice_testkit::eventually;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossip_delivers_writes_without_manual_sync() {
     let root = StoreId::new_random();
     let nodes: Vec<_> = (0..3).map(|_| TestNode::new(root).unwrap()).collect();
     let mut config = mesh_config();
-    config.mesh.anti_entropy_interval = std::time::Duration::from_secs(3600);
+    config.mesh.anti_entropy_interval = Duration::from_secs(3600);
     let mut servers = Vec::new();
     for n in &nodes {
         servers.push(join_mesh(n, config.clone()).await);
@@ -21,7 +23,7 @@ async fn gossip_delivers_writes_without_manual_sync() {
     write_many(&nodes[0].store(root).unwrap(), "live", 20).await;
     for n in &nodes[1..] {
         let s = n.store(root).unwrap();
-        eventually("gossip reaches every node", 20, || {
+        eventually("gossip reaches every node", Duration::from_secs(20), || {
             let s = s.clone();
             async move { s.status().await.unwrap().entries == 20 }
         })
@@ -47,7 +49,7 @@ async fn chain_a_b_c_converges_without_a_and_c_meeting() {
     write_many(&nodes[2].store(root).unwrap(), "c", 30).await;
     for n in &nodes {
         let s = n.store(root).unwrap();
-        eventually("all three converge", 30, || {
+        eventually("all three converge", Duration::from_secs(30), || {
             let s = s.clone();
             async move { s.status().await.unwrap().entries == 60 }
         })

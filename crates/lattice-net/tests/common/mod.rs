@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 //! Helpers of the network tests around `lattice_net::test_utils::TestNode` (stores on a
-//! tempdir, peer statuses in a map): mesh configs, linking nodes, bounded waits, bulk writes.
+//! tempdir, peer statuses in a map): mesh configs, serving, bulk writes, dumps.
 
 use std::sync::Arc;
 
@@ -26,22 +26,6 @@ pub fn mesh_config() -> NetConfig {
     c.mesh.stale_after = std::time::Duration::from_secs(2);
     c.connect_timeout = std::time::Duration::from_secs(2);
     c
-}
-
-/// Polls `check` until it holds or the deadline passes.
-pub async fn eventually<F, Fut>(what: &str, secs: u64, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
 }
 
 /// Serves `node` on loopback with the default config.
