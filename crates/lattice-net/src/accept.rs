@@ -1,11 +1,10 @@
-//! The accepting side: the `lattice/sync/1` handler (joins and sync sessions) and the gossip
-//! gate. Both are thin adapters: they ask [`crate::admission::admit`] whether the peer may do
-//! what it asks, then hand the stream to [`crate::sync`] or the connection to gossip. Every task
-//! they start belongs to the router, which `LatticeServer::shutdown` stops before closing the
-//! endpoint.
+//! The accepting side of `lattice/sync/1` (joins and sync sessions): a thin adapter that asks
+//! [`crate::admission::admit`] whether the peer may do what a stream asks, then hands the stream
+//! to [`crate::sync`]. The connection itself was admitted at its handshake (`gate`): only
+//! members get here. Every task it starts belongs to the router, which
+//! `LatticeServer::shutdown` stops before closing the endpoint.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler};
@@ -13,15 +12,13 @@ use lattice_core::AuthorId;
 use lattice_core::proto::{self, peer_message::Message as Msg};
 use tokio::task::JoinSet;
 
-use crate::admission::{Admission, Purpose};
+use crate::admission::{Admission, PROTOCOL_VIOLATION, Purpose};
 use crate::context::{NodeContext, PeerEvent};
+use crate::error::NetError;
 use crate::framing::{self, FrameReceiver, FrameSender};
+use crate::gate::author_of;
 use crate::mesh::Mesh;
 use crate::sync;
-
-fn author_of(conn: &Connection) -> AuthorId {
-    AuthorId(*conn.remote_id().as_bytes())
-}
 
 /// The `lattice/sync/1` protocol handler: one task per stream, each a join or a sync.
 pub(crate) struct SyncHandler<C: NodeContext> {
@@ -38,11 +35,6 @@ impl<C: NodeContext> ProtocolHandler for SyncHandler<C> {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = author_of(&conn);
         let mesh = &self.mesh;
-        if let Admission::Refuse(refusal) = mesh.admit(peer, Purpose::Connect).await {
-            conn.close(1u32.into(), refusal.close_reason());
-            return Ok(());
-        }
-        let joined = Arc::new(AtomicBool::new(false));
         let mut streams = JoinSet::new();
         mesh.heard_from(peer);
         mesh.ctx().peer_event(PeerEvent::Connected { peer, addr: None });
@@ -53,9 +45,8 @@ impl<C: NodeContext> ProtocolHandler for SyncHandler<C> {
                 next = conn.accept_bi() => match next {
                     Ok((send, recv)) => {
                         let (tx, rx) = framing::split(send, recv, peer, mesh.config().sync.idle_timeout);
-                        let mesh = mesh.clone();
-                        let joined = joined.clone();
-                        streams.spawn(async move { serve_stream(&mesh, peer, &joined, tx, rx).await });
+                        let (mesh, conn) = (mesh.clone(), conn.clone());
+                        streams.spawn(async move { serve_stream(&mesh, &conn, peer, tx, rx).await });
                     }
                     Err(_) => break,
                 },
@@ -71,17 +62,24 @@ impl<C: NodeContext> ProtocolHandler for SyncHandler<C> {
     }
 }
 
-/// Serves one stream: a join or a sync of one store.
+/// Serves one stream: a join or a sync of one store. Its first frame is read under the
+/// `framing::FIRST_FRAME` cap; a peer whose first frame is too big or undecodable broke the
+/// protocol, and loses the whole connection.
 async fn serve_stream<C: NodeContext>(
     mesh: &Mesh<C>,
+    conn: &Connection,
     peer: AuthorId,
-    joined: &AtomicBool,
     mut tx: FrameSender,
     mut rx: FrameReceiver,
 ) {
     let first = match rx.recv().await {
         Ok(Some(m)) => m,
         Ok(None) => return,
+        Err(e @ NetError::Protocol { .. }) => {
+            tracing::warn!(%peer, error = %e, "bad first frame: closing the connection");
+            conn.close(PROTOCOL_VIOLATION.into(), b"protocol violation");
+            return;
+        }
         Err(e) => {
             tracing::debug!(%peer, error = %e, "stream ended before its first message");
             return;
@@ -106,7 +104,6 @@ async fn serve_stream<C: NodeContext>(
                 return tx.refuse("this node has no mesh to join".into()).await;
             };
             tracing::info!(%peer, name = %req.name, "peer joins the mesh");
-            joined.store(true, Ordering::SeqCst);
             let _ = tx.send(Msg::JoinResponse(proto::JoinResponse { root_store_id: root.as_bytes().to_vec() })).await;
             tx.finish().await;
         }
@@ -115,10 +112,7 @@ async fn serve_stream<C: NodeContext>(
                 Ok(s) => s,
                 Err(e) => return tx.refuse(e.to_string()).await,
             };
-            let purpose = Purpose::Sync {
-                root_store: ctx.root_store_id() == Some(store_id),
-                joined_here: joined.load(Ordering::SeqCst),
-            };
+            let purpose = Purpose::Sync { root_store: ctx.root_store_id() == Some(store_id) };
             if let Some(reason) = refused(mesh.admit(peer, purpose).await) {
                 return tx.refuse(reason).await;
             }
@@ -137,29 +131,5 @@ async fn serve_stream<C: NodeContext>(
             }
         }
         _ => tx.refuse("expected a join or sync request".into()).await,
-    }
-}
-
-/// Admits gossip connections only from members (active or invited), then hands them to gossip.
-pub(crate) struct GossipGate<C: NodeContext> {
-    pub(crate) mesh: Arc<Mesh<C>>,
-}
-
-impl<C: NodeContext> std::fmt::Debug for GossipGate<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GossipGate")
-    }
-}
-
-impl<C: NodeContext> ProtocolHandler for GossipGate<C> {
-    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
-        let peer = author_of(&conn);
-        if let Admission::Refuse(refusal) = self.mesh.admit(peer, Purpose::Gossip).await {
-            tracing::debug!(%peer, ?refusal, "refusing gossip connection");
-            conn.close(1u32.into(), refusal.close_reason());
-            return Ok(());
-        }
-        self.mesh.heard_from(peer);
-        self.mesh.accept_gossip(conn).await
     }
 }

@@ -1,12 +1,13 @@
 //! The dialling side of `lattice/sync/1`: a [`PeerConnection`] asks to join a mesh, or opens one
 //! sync session per store, each on its own stream.
 
-use iroh::endpoint::Connection;
+use iroh::endpoint::{Connection, ConnectionError, VarInt};
 use lattice_core::proto::{self, peer_message::Message as Msg};
 use lattice_core::{AuthorId, StoreId};
 use lattice_store::SyncStore;
 use tokio::sync::watch;
 
+use crate::admission::{EXPELLED, REFUSED};
 use crate::endpoint::NetConfig;
 use crate::error::NetError;
 use crate::framing::{self, FrameReceiver, FrameSender};
@@ -33,13 +34,35 @@ impl PeerConnection {
         Ok(framing::split(send, recv, self.peer, self.config.sync.idle_timeout))
     }
 
+    /// The underlying connection (for tests that inspect it).
+    #[cfg(feature = "test-utils")]
+    pub(crate) fn inner(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A peer that refuses us closes the whole connection (at its handshake, or when it expels
+    /// us), with the refusal as the close reason: that explains whatever error followed.
+    fn explain(&self, error: NetError) -> NetError {
+        match self.conn.close_reason() {
+            Some(ConnectionError::ApplicationClosed(close))
+                if [REFUSED, EXPELLED].map(VarInt::from_u32).contains(&close.error_code) =>
+            {
+                NetError::Refused { peer: self.peer, message: String::from_utf8_lossy(&close.reason).into_owned() }
+            }
+            _ => error,
+        }
+    }
+
     /// Asks to join the peer's mesh; returns its root store id.
     pub async fn join(&self, name: &str, hostname: &str) -> Result<StoreId, NetError> {
-        let (mut tx, mut rx) = self.open().await?;
-        tx.send(Msg::JoinRequest(proto::JoinRequest { name: name.into(), hostname: hostname.into() })).await?;
-        let reply = rx.expect().await?;
-        tx.finish().await;
-        match reply {
+        let asked = async {
+            let (mut tx, mut rx) = self.open().await?;
+            tx.send(Msg::JoinRequest(proto::JoinRequest { name: name.into(), hostname: hostname.into() })).await?;
+            let reply = rx.expect().await?;
+            tx.finish().await;
+            Ok(reply)
+        };
+        match asked.await.map_err(|e| self.explain(e))? {
             Msg::JoinResponse(r) => StoreId::from_bytes(&r.root_store_id)
                 .map_err(|e| NetError::Protocol { peer: self.peer, reason: format!("bad root store id: {e}") }),
             _ => Err(NetError::Protocol { peer: self.peer, reason: "expected a join response".into() }),
@@ -52,8 +75,11 @@ impl PeerConnection {
         store: &S,
         progress: Option<watch::Sender<SyncProgress>>,
     ) -> Result<SyncOutcome, NetError> {
-        let (tx, rx) = self.open().await?;
-        sync::initiate(store, self.peer, tx, rx, &self.config.sync, progress).await
+        let session = async {
+            let (tx, rx) = self.open().await?;
+            sync::initiate(store, self.peer, tx, rx, &self.config.sync, progress).await
+        };
+        session.await.map_err(|e| self.explain(e))
     }
 
     /// Closes the connection (running sessions end with an error).

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use iroh::address_lookup::memory::MemoryLookup;
-use iroh::endpoint::{PortmapperConfig, presets};
+use iroh::endpoint::{EndpointHooks, PortmapperConfig, presets};
 use iroh::{Endpoint, EndpointAddr, NetReportConfig, RelayMode, SecretKey};
 use lattice_core::{AuthorId, Identity};
 
@@ -134,13 +134,15 @@ impl std::fmt::Display for PeerAddr {
     }
 }
 
-/// Binds the endpoint. With [`Discovery::None`], the only way to find a peer is an address in
-/// `lookup` (filled from `join NODE_ID@HOST:PORT` and from the root store's peer records).
+/// Binds the endpoint, with `gate` judging every connection at its handshake. With
+/// [`Discovery::None`], the only way to find a peer is an address in `lookup` (filled from
+/// `join NODE_ID@HOST:PORT` and from the root store's peer records).
 pub(crate) async fn bind(
     identity: &Identity,
     config: &NetConfig,
     lookup: MemoryLookup,
     alpns: Vec<Vec<u8>>,
+    gate: impl EndpointHooks + 'static,
 ) -> Result<Endpoint, NetError> {
     let secret = SecretKey::from_bytes(&identity.seed());
     let bind_err = |e: String| NetError::Bind(e);
@@ -159,6 +161,7 @@ pub(crate) async fn bind(
     #[cfg(feature = "fault-injection")]
     let builder = builder.hooks(crate::faults::FaultHook(config.faults.clone()));
     builder
+        .hooks(gate)
         .secret_key(secret)
         .address_lookup(lookup)
         .alpns(alpns)

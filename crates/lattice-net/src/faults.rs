@@ -21,6 +21,8 @@ pub struct Faults {
 struct FaultState {
     blocked: std::collections::HashSet<AuthorId>,
     gossip_loss: f64,
+    /// The membership gate lets everyone in at the handshake (see [`Faults::open_gate`]).
+    gate_open: bool,
     /// Open connections by remote peer (weak handles: they do not keep a connection alive).
     conns: Vec<(AuthorId, iroh::endpoint::WeakConnectionHandle)>,
 }
@@ -40,6 +42,15 @@ impl Faults {
         #[cfg(feature = "fault-injection")]
         if let Ok(s) = self.state.lock() {
             return s.blocked.contains(&from) || (s.gossip_loss > 0.0 && rand::random::<f64>() < s.gossip_loss);
+        }
+        false
+    }
+
+    /// Does the membership gate let every peer through at the handshake?
+    pub(crate) fn gate_open(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        if let Ok(s) = self.state.lock() {
+            return s.gate_open;
         }
         false
     }
@@ -69,6 +80,14 @@ impl Faults {
     pub fn heal(&self) {
         if let Ok(mut s) = self.state.lock() {
             s.blocked.clear();
+        }
+    }
+    /// Lets every peer through the membership check at the handshake, as if it were a member
+    /// (the gate still records it as what it is), so tests reach the checks behind it: gossip
+    /// delivered from a non-member is dropped, its streams are refused.
+    pub fn open_gate(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.gate_open = true;
         }
     }
     /// Drops this fraction (0..1) of received gossip messages.

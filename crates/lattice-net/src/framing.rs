@@ -1,7 +1,9 @@
 //! Length-delimited `PeerMessage` frames on a QUIC bidirectional stream.
 //!
 //! Frame: `u32 big-endian length | PeerMessage bytes` (tokio-util's `LengthDelimitedCodec`).
-//! A frame longer than [`MAX_FRAME`] fails the stream before anything of that size is allocated.
+//! A frame longer than the receiver's cap fails the stream before anything of that size is
+//! allocated: the cap is [`FIRST_FRAME`] for the first frame of a stream (whatever it is), and
+//! [`MAX_FRAME`] once the side reading it has admitted the session.
 
 use futures::{SinkExt, StreamExt};
 use iroh::endpoint::{RecvStream, SendStream};
@@ -16,8 +18,12 @@ use crate::error::NetError;
 /// Largest frame: one maximal entry (4 MiB) plus framing slack.
 pub(crate) const MAX_FRAME: usize = lattice_core::entry::MAX_ENTRY_BYTES + 64 * 1024;
 
-fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().big_endian().length_field_length(4).max_frame_length(MAX_FRAME).new_codec()
+/// Cap on the first frame of a stream: a join request, a sync request (a state of up to ~800
+/// authors), or a refusal. Until a session is admitted, nothing a peer sends may cost more.
+pub(crate) const FIRST_FRAME: usize = 64 * 1024;
+
+fn codec(max_frame: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().big_endian().length_field_length(4).max_frame_length(max_frame).new_codec()
 }
 
 /// The sending half of a peer stream.
@@ -41,8 +47,8 @@ pub(crate) fn split(
     idle_timeout: Duration,
 ) -> (FrameSender, FrameReceiver) {
     (
-        FrameSender { inner: FramedWrite::new(send, codec()), peer },
-        FrameReceiver { inner: FramedRead::new(recv, codec()), peer, idle_timeout },
+        FrameSender { inner: FramedWrite::new(send, codec(MAX_FRAME)), peer },
+        FrameReceiver { inner: FramedRead::new(recv, codec(FIRST_FRAME)), peer, idle_timeout },
     )
 }
 
@@ -71,6 +77,13 @@ impl FrameSender {
 }
 
 impl FrameReceiver {
+    /// Lifts the cap from [`FIRST_FRAME`] to [`MAX_FRAME`]: the session is admitted (the
+    /// responder checked the peer's membership for this store; the initiator got the
+    /// responder's state), so entry batches may follow.
+    pub(crate) fn admit_full_frames(&mut self) {
+        self.inner.decoder_mut().set_max_frame_length(MAX_FRAME);
+    }
+
     /// The next message; `Ok(None)` when the peer finished the stream cleanly.
     pub async fn recv(&mut self) -> Result<Option<Msg>, NetError> {
         let peer = self.peer;

@@ -9,8 +9,9 @@
 //!
 //! - `context`: [`NodeContext`] (what the network needs from the node) and [`PeerEvent`].
 //! - `admission`: who may connect, join, sync or gossip — one pure function of membership and faults.
-//! - `server`: [`LatticeServer`], the facade: binds, routes ALPNs to `accept`, runs the `mesh`.
-//! - `accept`: the `lattice/sync/1` handler and the gossip gate, both asking `admission`.
+//! - `gate`: the endpoint hook that admits each connection at its handshake and can close them all.
+//! - `server`: [`LatticeServer`], the facade: binds behind the `gate`, routes ALPNs, runs the `mesh`.
+//! - `accept`: the `lattice/sync/1` handler, asking `admission` per stream.
 //! - `connection`: [`PeerConnection`], the dialling side of `lattice/sync/1`.
 //! - `mesh`: gossip per store and the sync scheduler (gap filling, reconnects, anti-entropy).
 //! - `policy`: backoff, peer choice, staleness — pure functions of time and a random draw.
@@ -31,6 +32,7 @@ mod endpoint;
 mod error;
 mod faults;
 mod framing;
+mod gate;
 mod mesh;
 mod policy;
 mod server;

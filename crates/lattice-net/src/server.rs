@@ -1,6 +1,6 @@
-//! [`LatticeServer`]: the node's network presence. It binds the endpoint, routes
-//! `lattice/sync/1` and gossip to their handlers (`accept`), and runs the mesh; every other
-//! method hands the call to the [`Mesh`].
+//! [`LatticeServer`]: the node's network presence. It binds the endpoint behind the membership
+//! gate (`gate`), routes `lattice/sync/1` to its handler (`accept`) and gossip to iroh-gossip,
+//! and runs the mesh; every other method hands the call to the [`Mesh`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,11 +12,12 @@ use iroh_gossip::Gossip;
 use lattice_core::{AuthorId, Identity, StoreId};
 use tokio::sync::watch;
 
-use crate::accept::{GossipGate, SyncHandler};
+use crate::accept::SyncHandler;
 use crate::connection::{PeerConnection, SYNC_ALPN};
 use crate::context::NodeContext;
 use crate::endpoint::{self, NetConfig, PeerAddr};
 use crate::error::NetError;
+use crate::gate::{Gate, GateHook};
 use crate::mesh::{Mesh, StoreSync};
 use crate::policy::PeerHealth;
 use crate::sync::SyncProgress;
@@ -33,7 +34,8 @@ impl<C: NodeContext> LatticeServer<C> {
     pub async fn bind(ctx: Arc<C>, identity: &Identity, config: NetConfig) -> Result<Self, NetError> {
         let lookup = MemoryLookup::new();
         let alpns = vec![SYNC_ALPN.to_vec(), iroh_gossip::ALPN.to_vec()];
-        let endpoint = endpoint::bind(identity, &config, lookup.clone(), alpns).await?;
+        let gate = Gate::new(ctx.clone(), config.faults.clone());
+        let endpoint = endpoint::bind(identity, &config, lookup.clone(), alpns, GateHook(gate.clone())).await?;
         let broadcast = iroh_gossip::proto::PlumtreeConfig {
             graft_timeout_1: config.mesh.graft_timeout,
             graft_timeout_2: config.mesh.graft_timeout / 2,
@@ -43,10 +45,12 @@ impl<C: NodeContext> LatticeServer<C> {
             .max_message_size(config.mesh.max_gossip_bytes)
             .broadcast_config(broadcast)
             .spawn(endpoint.clone());
-        let mesh = Mesh::new(ctx, endpoint.clone(), lookup, gossip, config);
+        let mesh = Mesh::new(ctx, endpoint.clone(), lookup, gossip.clone(), gate, config);
+        // Gossip connections reach iroh-gossip only through the gate (at the handshake); the
+        // messages they carry are checked again as they arrive (`mesh`).
         let router = Router::builder(endpoint)
             .accept(SYNC_ALPN, SyncHandler { mesh: mesh.clone() })
-            .accept(iroh_gossip::ALPN, GossipGate { mesh: mesh.clone() })
+            .accept(iroh_gossip::ALPN, gossip)
             .spawn();
         mesh.start();
         tracing::info!(node = %identity.author(), addrs = ?router.endpoint().bound_sockets(), "network up");
@@ -65,9 +69,35 @@ impl<C: NodeContext> LatticeServer<C> {
     }
 
     /// The mesh's members (the node derives them from `/nodes/` in the root store). Gossip
-    /// topics join new members; anti-entropy and gap filling choose among them.
+    /// topics join new members; anti-entropy and gap filling choose among them; an expelled
+    /// peer is never among them. Open connections are checked again against the peers'
+    /// statuses (a removed peer loses them, even if it was not expelled).
     pub fn set_peers(&self, peers: Vec<PeerAddr>) {
         self.mesh.set_peers(peers);
+    }
+
+    /// Removes `peer` from this node's mesh (its status became `removed`, by any path): refuses
+    /// it from now on, whatever its status says (racing handshakes and redials included), and
+    /// closes every connection with it, sync and gossip, either direction, so it leaves every
+    /// gossip topic's neighbour set. Undone by [`Self::readmit`].
+    pub fn expel(&self, peer: AuthorId) {
+        self.mesh.expel(peer);
+    }
+
+    /// Undoes [`Self::expel`] (the peer was invited again): it is judged by its status again,
+    /// and gossip reconnects with it.
+    pub fn readmit(&self, peer: AuthorId) {
+        self.mesh.readmit(peer);
+    }
+
+    /// Open connections with `peer`: sync and gossip, dialled by either side.
+    pub fn connections(&self, peer: AuthorId) -> usize {
+        self.mesh.connections(peer)
+    }
+
+    /// The gossip neighbours of `store`'s topic (empty if the store is not on the mesh).
+    pub fn gossip_neighbours(&self, store: StoreId) -> Vec<AuthorId> {
+        self.mesh.gossip_neighbours(store)
     }
 
     /// Puts a store on the mesh: its gossip topic, gap filling, anti-entropy.

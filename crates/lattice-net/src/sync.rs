@@ -100,6 +100,8 @@ pub async fn initiate<S: SyncStore>(
     let Msg::SyncRequest(reply) = rx.expect().await? else {
         return Err(protocol(peer, "expected the peer's sync state"));
     };
+    // The responder took the session (it answered with its state): batches of entries follow.
+    rx.admit_full_frames();
     let theirs = parse_state(peer, store.store_id(), &reply)?;
     if let Some(p) = &progress {
         p.send_modify(|p| p.expected += reply.sending);
@@ -108,15 +110,16 @@ pub async fn initiate<S: SyncStore>(
     exchange(store, peer, tx, rx, missing, config, progress).await
 }
 
-/// Runs the responder side, after the initiator's `SyncRequest` was read.
+/// Runs the responder side, once the initiator's `SyncRequest` was read and admitted.
 pub async fn respond<S: SyncStore>(
     store: &S,
     peer: AuthorId,
     request: proto::SyncRequest,
     mut tx: FrameSender,
-    rx: FrameReceiver,
+    mut rx: FrameReceiver,
     config: &SyncConfig,
 ) -> Result<SyncOutcome, NetError> {
+    rx.admit_full_frames();
     let theirs = parse_state(peer, store.store_id(), &request)?;
     let ours = store.sync_state().await?;
     let missing = store.missing_entries(theirs).await?;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use lattice_core::{AuthorId, Identity, MemberStatus, StoreId};
 use lattice_store::{StoreConfig, StoreError, StoreHandle};
 
-use crate::{LatticeServer, NetConfig, NetError, NodeContext, PeerConnection};
+use crate::{LatticeServer, NetConfig, NetError, NodeContext, PeerConnection, PeerEvent};
 
 pub use crate::framing::{FrameReceiver, FrameSender};
 
@@ -48,6 +48,8 @@ pub struct TestNode {
     config: TestNodeConfig,
     stores: Mutex<HashMap<StoreId, StoreHandle>>,
     peers: Mutex<HashMap<AuthorId, MemberStatus>>,
+    /// Every peer event the network reported, in order.
+    events: Mutex<Vec<PeerEvent>>,
     /// Where [`TestNode::open_store`] puts stores; removed with the node.
     dir: tempfile::TempDir,
 }
@@ -62,6 +64,11 @@ impl NodeContext for TestNode {
     }
     async fn store(&self, id: StoreId) -> Option<StoreHandle> {
         TestNode::store(self, id)
+    }
+    fn peer_event(&self, event: PeerEvent) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event);
+        }
     }
 }
 
@@ -78,6 +85,7 @@ impl TestNode {
             config,
             stores: Mutex::default(),
             peers: Mutex::default(),
+            events: Mutex::default(),
             dir: tempfile::tempdir()?,
         });
         if let Some(root) = node.config.root {
@@ -128,6 +136,11 @@ impl TestNode {
         }
     }
 
+    /// Every peer event the network reported so far (what a node would record), in order.
+    pub fn events(&self) -> Vec<PeerEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
     /// Binds this node's endpoint with `config` (call inside a tokio runtime).
     pub async fn serve(self: &Arc<Self>, config: NetConfig) -> Result<LatticeServer<TestNode>, NetError> {
         LatticeServer::bind(self.clone(), &self.identity, config).await
@@ -153,4 +166,10 @@ pub fn link(nodes: &[(&Arc<TestNode>, &LatticeServer<TestNode>)], linked: impl F
 /// message (as a peer that breaks the protocol would).
 pub async fn raw_stream(conn: &PeerConnection) -> Result<(FrameSender, FrameReceiver), NetError> {
     conn.open().await
+}
+
+/// The QUIC connection under `conn`, to inspect what it carried (`stats`) or how it ended
+/// (`closed`, `close_reason`).
+pub fn quic_connection(conn: &PeerConnection) -> iroh::endpoint::Connection {
+    conn.inner().clone()
 }

@@ -60,22 +60,25 @@ async fn uninvited_and_removed_nodes_are_refused() {
     let (a, stranger) = (TestNode::new(root).unwrap(), TestNode::new(root).unwrap());
     write_many(&a.store(root).unwrap(), "secret", 5).await;
     let (sa, ss) = (serve(&a).await, serve(&stranger).await);
+    // Refused at the handshake: the connection closes with the refusal, which its calls report.
     let conn = ss.connect(&sa.peer_addr()).await.unwrap();
-    assert!(matches!(conn.join("stranger", "host").await, Err(NetError::Refused { .. })));
+    let err = conn.join("stranger", "host").await.unwrap_err();
+    assert!(matches!(&err, NetError::Refused { message, .. } if message.contains("not invited")), "{err}");
     let err = conn.sync(&stranger.store(root).unwrap(), None).await.unwrap_err();
     assert!(matches!(err, NetError::Refused { .. }), "{err}");
     assert!(dump(&stranger.store(root).unwrap()).await.is_empty());
 
-    // Invited: may join, and sync on the connection it joined with.
+    // Invited: may join, and fetch the root store, nothing else, even on the connection it
+    // joined with.
     a.set_peer(stranger.author(), MemberStatus::Invited);
-    let conn = ss.connect(&sa.peer_addr()).await.unwrap();
-    assert_eq!(conn.join("friend", "host").await.unwrap(), root);
-    conn.sync(&stranger.store(root).unwrap(), None).await.unwrap();
-    assert_eq!(dump(&stranger.store(root).unwrap()).await.len(), 5);
-    // A fresh connection from a node that is only invited may fetch the root store, nothing else.
     let other = StoreId::new_random();
     a.open_store(other).unwrap();
     let s_other = stranger.open_store(other).unwrap();
+    let conn = ss.connect(&sa.peer_addr()).await.unwrap();
+    assert_eq!(conn.join("friend", "host").await.unwrap(), root);
+    assert!(matches!(conn.sync(&s_other, None).await, Err(NetError::Refused { .. })));
+    conn.sync(&stranger.store(root).unwrap(), None).await.unwrap();
+    assert_eq!(dump(&stranger.store(root).unwrap()).await.len(), 5);
     let conn = ss.connect(&sa.peer_addr()).await.unwrap();
     conn.sync(&stranger.store(root).unwrap(), None).await.unwrap();
     assert!(matches!(conn.sync(&s_other, None).await, Err(NetError::Refused { .. })));

@@ -9,34 +9,26 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
-use futures::StreamExt;
 use iroh::address_lookup::memory::MemoryLookup;
-use iroh::endpoint::Connection;
-use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::{Endpoint, EndpointId};
-use iroh_gossip::api::{Event, GossipSender};
-use iroh_gossip::{Gossip, TopicId};
-use lattice_core::proto::{self, AuthorState};
-use lattice_core::{AuthorId, StoreId, SyncState};
-use lattice_store::{IngestOutcome, SyncStore};
-use prost::Message;
+use iroh_gossip::Gossip;
+use lattice_core::{AuthorId, StoreId};
+use lattice_store::SyncStore;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::{self, Admission, Purpose};
+use crate::admission::{Admission, Purpose};
 use crate::connection::{PeerConnection, SYNC_ALPN};
 use crate::context::{NodeContext, PeerEvent};
 use crate::endpoint::{Discovery, NetConfig, PeerAddr};
 use crate::error::NetError;
+use crate::gate::Gate;
 use crate::policy::{self, PeerHealth};
 use crate::sync::{SyncOutcome, SyncProgress};
 
-/// The gossip topic of a store: `blake3("lattice/{store_uuid}")`.
-fn topic_for(store: StoreId) -> TopicId {
-    TopicId::from_bytes(*blake3::hash(format!("lattice/{store}").as_bytes()).as_bytes())
-}
+mod gossip;
+use gossip::TopicInputs;
 
 fn endpoint_id(a: AuthorId) -> Option<EndpointId> {
     EndpointId::from_bytes(&a.0).ok()
@@ -49,12 +41,6 @@ struct Job {
     prefer: Option<AuthorId>,
     /// Keep asking further peers while the store still holds orphans (a gap to fill).
     fill_gap: bool,
-}
-
-/// What a store's gossip task listens to, subscribed when the store joins the mesh.
-struct TopicInputs {
-    commits: tokio::sync::broadcast::Receiver<Arc<lattice_store::Committed>>,
-    gaps: tokio::sync::broadcast::Receiver<lattice_store::GapInfo>,
 }
 
 /// The outcome of one store's session with a peer.
@@ -70,8 +56,12 @@ pub(crate) struct Mesh<C: NodeContext> {
     endpoint: Endpoint,
     lookup: MemoryLookup,
     gossip: Gossip,
+    gate: Arc<Gate<C>>,
     config: NetConfig,
+    /// The members as the node last gave them (expelled ones are filtered out where used).
     peers: watch::Sender<Vec<PeerAddr>>,
+    /// Each open store's gossip neighbours, as iroh-gossip last reported them.
+    neighbours: Mutex<HashMap<StoreId, Vec<AuthorId>>>,
     health: Mutex<HashMap<AuthorId, PeerHealth>>,
     stores: Mutex<HashMap<StoreId, (C::Store, CancellationToken)>>,
     jobs: mpsc::UnboundedSender<Job>,
@@ -86,6 +76,7 @@ impl<C: NodeContext> Mesh<C> {
         endpoint: Endpoint,
         lookup: MemoryLookup,
         gossip: Gossip,
+        gate: Arc<Gate<C>>,
         config: NetConfig,
     ) -> Arc<Self> {
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
@@ -94,8 +85,10 @@ impl<C: NodeContext> Mesh<C> {
             endpoint,
             lookup,
             gossip,
+            gate,
             config,
             peers: watch::Sender::new(Vec::new()),
+            neighbours: Mutex::default(),
             health: Mutex::new(HashMap::new()),
             stores: Mutex::new(HashMap::new()),
             jobs,
@@ -138,15 +131,39 @@ impl<C: NodeContext> Mesh<C> {
         self.cancel.clone()
     }
 
-    /// Hands an admitted gossip connection to gossip.
-    pub(crate) async fn accept_gossip(&self, conn: Connection) -> Result<(), AcceptError> {
-        self.gossip.accept(conn).await
-    }
-
     /// Asks admission whether `peer` may do `purpose`, given its current status and the faults.
     pub(crate) async fn admit(&self, peer: AuthorId, purpose: Purpose) -> Admission {
-        let status = self.ctx.peer_status(peer).await;
-        admission::admit(status, self.config.faults.blocks(peer), purpose)
+        self.gate.admit(peer, purpose).await
+    }
+
+    /// Denies `peer` and closes every connection with it (see [`Gate::expel`]). Gossip then
+    /// sees the neighbour go down on every topic, and its redials fail at `before_connect`.
+    pub(crate) fn expel(&self, peer: AuthorId) {
+        self.gate.expel(peer);
+    }
+
+    /// Undoes [`Mesh::expel`], and reconnects gossip with the peer: after a refused dial,
+    /// iroh-gossip keeps a peer pending and never dials it again, so it is handed a fresh
+    /// connection; then every topic joins the peer again.
+    pub(crate) fn readmit(self: &Arc<Self>, peer: AuthorId) {
+        self.gate.readmit(peer);
+        let me = self.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = me.cancel.cancelled() => {}
+                _ = me.redial_gossip(peer) => {}
+            }
+        });
+    }
+
+    /// Open connections with `peer` (sync and gossip, either direction).
+    pub(crate) fn connections(&self, peer: AuthorId) -> usize {
+        self.gate.connections(peer)
+    }
+
+    /// The gossip neighbours of `store`'s topic.
+    pub(crate) fn gossip_neighbours(&self, store: StoreId) -> Vec<AuthorId> {
+        self.neighbours.lock().ok().and_then(|n| n.get(&store).cloned()).unwrap_or_default()
     }
 
     /// Reachability per peer (last success, last failure, backoff).
@@ -158,16 +175,27 @@ impl<C: NodeContext> Mesh<C> {
         AuthorId(*self.endpoint.id().as_bytes())
     }
 
+    /// The members to gossip and sync with: never this node, never an expelled peer.
     fn active_peers(&self) -> Vec<AuthorId> {
         let me = self.me();
-        self.peers.borrow().iter().map(|p| p.id).filter(|p| *p != me).collect()
+        self.peers.borrow().iter().map(|p| p.id).filter(|p| *p != me && !self.gate.is_denied(*p)).collect()
     }
 
+    /// Takes the node's member list, and checks the open connections against the statuses
+    /// behind it: the list changes when `/nodes/` does, so a peer removed by any path loses its
+    /// connections here even if nobody expelled it.
     pub(crate) fn set_peers(&self, peers: Vec<PeerAddr>) {
         for p in &peers {
             self.add_addr(p);
         }
         self.peers.send_replace(peers);
+        let (gate, cancel) = (self.gate.clone(), self.cancel.clone());
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = gate.recheck() => {}
+            }
+        });
     }
 
     fn add_addr(&self, peer: &PeerAddr) {
@@ -246,131 +274,6 @@ impl<C: NodeContext> Mesh<C> {
 
     fn store(&self, id: StoreId) -> Option<C::Store> {
         self.stores.lock().ok()?.get(&id).map(|(s, _)| s.clone())
-    }
-
-    async fn run_topic(self: Arc<Self>, store: C::Store, inputs: TopicInputs, cancel: CancellationToken) {
-        let id = store.store_id();
-        let topic = topic_for(id);
-        let TopicInputs { mut commits, mut gaps } = inputs;
-        let mut peers = self.peers.subscribe();
-        'subscribe: while !cancel.is_cancelled() {
-            let bootstrap: Vec<EndpointId> = self.active_peers().into_iter().filter_map(endpoint_id).collect();
-            let sub = match self.gossip.subscribe(topic, bootstrap).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(store = %id, error = %e, "cannot join gossip topic");
-                    return;
-                }
-            };
-            let (sender, mut events) = sub.split();
-            tracing::debug!(store = %id, topic = %topic.fmt_short(), "joined gossip topic");
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break 'subscribe,
-                    commit = commits.recv() => match commit {
-                        Ok(entries) => self.broadcast(&sender, id, entries).await,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::debug!(store = %id, missed = n, "gossip fell behind local commits; peers will catch up by sync");
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break 'subscribe,
-                    },
-                    gap = gaps.recv() => match gap {
-                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.submit(Some(id), None, true),
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break 'subscribe,
-                    },
-                    changed = peers.changed() => {
-                        if changed.is_err() { break 'subscribe; }
-                        let ids: Vec<EndpointId> = self.active_peers().into_iter().filter_map(endpoint_id).collect();
-                        let _ = sender.join_peers(ids).await;
-                    },
-                    event = events.next() => match event {
-                        Some(Ok(Event::Received(msg))) => {
-                            let from = AuthorId(*msg.delivered_from.as_bytes());
-                            if self.config.faults.drops_gossip(from) {
-                                continue;
-                            }
-                            self.heard_from(from);
-                            self.receive(&store, from, msg.content).await;
-                        }
-                        Some(Ok(Event::NeighborUp(peer))) => {
-                            let peer = AuthorId(*peer.as_bytes());
-                            tracing::debug!(store = %id, %peer, "gossip neighbour up: syncing with it");
-                            self.heard_from(peer);
-                            self.submit(Some(id), Some(peer), false);
-                        }
-                        Some(Ok(Event::NeighborDown(_))) => {}
-                        Some(Ok(Event::Lagged)) | Some(Err(_)) | None => {
-                            // The subscription is gone or lost messages: rejoin, and let sync
-                            // fetch whatever we missed.
-                            tracing::debug!(store = %id, "gossip subscription lagged or closed; rejoining");
-                            self.submit(Some(id), None, false);
-                            continue 'subscribe;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Broadcasts locally committed entries, packed into messages of at most `max_gossip_bytes`;
-    /// an entry too large for one message is announced instead and fetched by sync.
-    async fn broadcast(&self, sender: &GossipSender, store: StoreId, committed: Arc<lattice_store::Committed>) {
-        let limit = self.config.mesh.max_gossip_bytes.saturating_sub(256);
-        let mut msg = proto::GossipMessage::default();
-        let mut size = 0;
-        for e in &committed.local {
-            if e.bytes().len() > limit {
-                msg.announce.push(AuthorState {
-                    author: e.author().0.to_vec(),
-                    seq: e.seq(),
-                    hash: e.hash().0.to_vec(),
-                });
-                continue;
-            }
-            if size + e.bytes().len() > limit && !msg.entries.is_empty() {
-                send(sender, store, std::mem::take(&mut msg)).await;
-                size = 0;
-            }
-            size += e.bytes().len() + 8;
-            msg.entries.push(e.bytes().to_vec());
-        }
-        if !msg.entries.is_empty() || !msg.announce.is_empty() {
-            send(sender, store, msg).await;
-        }
-    }
-
-    async fn receive(&self, store: &C::Store, from: AuthorId, content: Bytes) {
-        let id = store.store_id();
-        let msg = match proto::GossipMessage::decode(content) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(%from, error = %e, "undecodable gossip message");
-                return;
-            }
-        };
-        let mut need_sync = false;
-        if !msg.entries.is_empty() {
-            match store.ingest_batch(msg.entries).await {
-                Ok(results) => {
-                    for r in results {
-                        match r {
-                            Ok(IngestOutcome::Orphaned(_)) => need_sync = true,
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(%from, store = %id, error = %e, "rejected gossiped entry"),
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(store = %id, error = %e, "cannot ingest gossip"),
-            }
-        }
-        if !msg.announce.is_empty() {
-            let ours = store.sync_state().await.unwrap_or_default();
-            let announced = SyncState::from_proto(&proto::SyncState { authors: msg.announce }).unwrap_or_default();
-            need_sync |= !announced.missing_for(&ours).is_empty();
-        }
-        if need_sync {
-            self.submit(Some(id), Some(from), true);
-        }
     }
 
     // ---------- the sync scheduler ----------
@@ -510,11 +413,5 @@ impl<C: NodeContext> Mesh<C> {
                 self.submit(None, Some(peer), false);
             }
         }
-    }
-}
-
-async fn send(sender: &GossipSender, store: StoreId, msg: proto::GossipMessage) {
-    if let Err(e) = sender.broadcast(Bytes::from(msg.encode_to_vec())).await {
-        tracing::debug!(store = %store, error = %e, "gossip broadcast failed; sync will deliver");
     }
 }

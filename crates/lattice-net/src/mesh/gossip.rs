@@ -1,0 +1,206 @@
+//! Gossip per store: the topic task (local commits out, received entries in, gap-triggered
+//! syncs), the per-message membership check, and reconnecting gossip with a readmitted peer.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use iroh::EndpointId;
+use iroh_gossip::TopicId;
+use iroh_gossip::api::{Event, GossipSender};
+use lattice_core::proto::{self, AuthorState};
+use lattice_core::{AuthorId, StoreId, SyncState};
+use lattice_store::{IngestOutcome, SyncStore};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::{Mesh, endpoint_id};
+use crate::admission::Admission;
+use crate::context::{NodeContext, PeerEvent};
+use crate::endpoint::PeerAddr;
+
+/// The gossip topic of a store: `blake3("lattice/{store_uuid}")`.
+fn topic_for(store: StoreId) -> TopicId {
+    TopicId::from_bytes(*blake3::hash(format!("lattice/{store}").as_bytes()).as_bytes())
+}
+
+/// What a store's gossip task listens to, subscribed when the store joins the mesh.
+pub(super) struct TopicInputs {
+    pub(super) commits: tokio::sync::broadcast::Receiver<Arc<lattice_store::Committed>>,
+    pub(super) gaps: tokio::sync::broadcast::Receiver<lattice_store::GapInfo>,
+}
+
+impl<C: NodeContext> Mesh<C> {
+    /// Hands gossip a fresh connection to a readmitted peer (best effort: the peer may dial us
+    /// first), then has every topic join the member list again.
+    pub(super) async fn redial_gossip(&self, peer: AuthorId) {
+        let addr = self.peers.borrow().iter().find(|p| p.id == peer).cloned().unwrap_or_else(|| PeerAddr::new(peer));
+        if let Ok(addr) = addr.to_endpoint_addr() {
+            let connecting = self.endpoint.connect(addr, iroh_gossip::ALPN);
+            match tokio::time::timeout(self.config.connect_timeout, connecting).await {
+                Ok(Ok(conn)) => {
+                    if let Err(e) = self.gossip.handle_connection(conn).await {
+                        tracing::debug!(%peer, error = %e, "gossip did not take the connection");
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "cannot reconnect gossip with a readmitted peer"),
+                Err(_) => tracing::debug!(%peer, "reconnecting gossip with a readmitted peer timed out"),
+            }
+        }
+        self.peers.send_modify(|_| {});
+    }
+
+    pub(super) async fn run_topic(self: Arc<Self>, store: C::Store, inputs: TopicInputs, cancel: CancellationToken) {
+        let id = store.store_id();
+        let topic = topic_for(id);
+        let TopicInputs { mut commits, mut gaps } = inputs;
+        let mut peers = self.peers.subscribe();
+        'subscribe: while !cancel.is_cancelled() {
+            let bootstrap: Vec<EndpointId> = self.active_peers().into_iter().filter_map(endpoint_id).collect();
+            let sub = match self.gossip.subscribe(topic, bootstrap).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(store = %id, error = %e, "cannot join gossip topic");
+                    return;
+                }
+            };
+            let (sender, mut events) = sub.split();
+            tracing::debug!(store = %id, topic = %topic.fmt_short(), "joined gossip topic");
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break 'subscribe,
+                    commit = commits.recv() => match commit {
+                        Ok(entries) => self.broadcast(&sender, id, entries).await,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::debug!(store = %id, missed = n, "gossip fell behind local commits; peers will catch up by sync");
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break 'subscribe,
+                    },
+                    gap = gaps.recv() => match gap {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.submit(Some(id), None, true),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break 'subscribe,
+                    },
+                    changed = peers.changed() => {
+                        if changed.is_err() { break 'subscribe; }
+                        let ids: Vec<EndpointId> = self.active_peers().into_iter().filter_map(endpoint_id).collect();
+                        let _ = sender.join_peers(ids).await;
+                    },
+                    event = events.next() => match event {
+                        Some(Ok(Event::Received(msg))) => {
+                            let from = AuthorId(*msg.delivered_from.as_bytes());
+                            if !self.takes_gossip_from(id, from, "gossip message") || self.config.faults.drops_gossip(from) {
+                                continue;
+                            }
+                            self.heard_from(from);
+                            self.receive(&store, from, msg.content).await;
+                        }
+                        Some(Ok(Event::NeighborUp(peer))) => {
+                            self.note_neighbours(id, events.neighbors());
+                            let peer = AuthorId(*peer.as_bytes());
+                            if !self.takes_gossip_from(id, peer, "gossip neighbour") {
+                                continue;
+                            }
+                            tracing::debug!(store = %id, %peer, "gossip neighbour up: syncing with it");
+                            self.heard_from(peer);
+                            self.submit(Some(id), Some(peer), false);
+                        }
+                        Some(Ok(Event::NeighborDown(_))) => self.note_neighbours(id, events.neighbors()),
+                        Some(Ok(Event::Lagged)) | Some(Err(_)) | None => {
+                            // The subscription is gone or lost messages: rejoin, and let sync
+                            // fetch whatever we missed.
+                            tracing::debug!(store = %id, "gossip subscription lagged or closed; rejoining");
+                            self.submit(Some(id), None, false);
+                            continue 'subscribe;
+                        }
+                    }
+                }
+            }
+        }
+        if let Ok(mut n) = self.neighbours.lock() {
+            n.remove(&id);
+        }
+    }
+
+    /// Is gossip from `peer` (`what`: a message it delivered, or it as a neighbour) taken? A
+    /// synchronous check, once per message: the gate's view of the peer, not a status lookup.
+    fn takes_gossip_from(&self, store: StoreId, peer: AuthorId, what: &str) -> bool {
+        let Admission::Refuse(refusal) = self.gate.admit_gossip(peer) else { return true };
+        let reason = format!("{what} dropped: {}", refusal.message(peer));
+        tracing::debug!(%store, %peer, %reason, "dropping gossip from a non-member");
+        self.ctx.peer_event(PeerEvent::Refused { peer, reason });
+        false
+    }
+
+    fn note_neighbours(&self, store: StoreId, neighbours: impl Iterator<Item = EndpointId>) {
+        if let Ok(mut n) = self.neighbours.lock() {
+            n.insert(store, neighbours.map(|p| AuthorId(*p.as_bytes())).collect());
+        }
+    }
+
+    /// Broadcasts locally committed entries, packed into messages of at most `max_gossip_bytes`;
+    /// an entry too large for one message is announced instead and fetched by sync.
+    async fn broadcast(&self, sender: &GossipSender, store: StoreId, committed: Arc<lattice_store::Committed>) {
+        let limit = self.config.mesh.max_gossip_bytes.saturating_sub(256);
+        let mut msg = proto::GossipMessage::default();
+        let mut size = 0;
+        for e in &committed.local {
+            if e.bytes().len() > limit {
+                msg.announce.push(AuthorState {
+                    author: e.author().0.to_vec(),
+                    seq: e.seq(),
+                    hash: e.hash().0.to_vec(),
+                });
+                continue;
+            }
+            if size + e.bytes().len() > limit && !msg.entries.is_empty() {
+                send(sender, store, std::mem::take(&mut msg)).await;
+                size = 0;
+            }
+            size += e.bytes().len() + 8;
+            msg.entries.push(e.bytes().to_vec());
+        }
+        if !msg.entries.is_empty() || !msg.announce.is_empty() {
+            send(sender, store, msg).await;
+        }
+    }
+
+    async fn receive(&self, store: &C::Store, from: AuthorId, content: Bytes) {
+        let id = store.store_id();
+        let msg = match proto::GossipMessage::decode(content) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%from, error = %e, "undecodable gossip message");
+                return;
+            }
+        };
+        let mut need_sync = false;
+        if !msg.entries.is_empty() {
+            match store.ingest_batch(msg.entries).await {
+                Ok(results) => {
+                    for r in results {
+                        match r {
+                            Ok(IngestOutcome::Orphaned(_)) => need_sync = true,
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(%from, store = %id, error = %e, "rejected gossiped entry"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(store = %id, error = %e, "cannot ingest gossip"),
+            }
+        }
+        if !msg.announce.is_empty() {
+            let ours = store.sync_state().await.unwrap_or_default();
+            let announced = SyncState::from_proto(&proto::SyncState { authors: msg.announce }).unwrap_or_default();
+            need_sync |= !announced.missing_for(&ours).is_empty();
+        }
+        if need_sync {
+            self.submit(Some(id), Some(from), true);
+        }
+    }
+}
+
+async fn send(sender: &GossipSender, store: StoreId, msg: proto::GossipMessage) {
+    if let Err(e) = sender.broadcast(Bytes::from(msg.encode_to_vec())).await {
+        tracing::debug!(store = %store, error = %e, "gossip broadcast failed; sync will deliver");
+    }
+}
