@@ -16,7 +16,7 @@ use crate::admission::{Admission, PROTOCOL_VIOLATION, Purpose};
 use crate::context::{NodeContext, PeerEvent};
 use crate::error::NetError;
 use crate::framing::{self, FrameReceiver, FrameSender};
-use crate::gate::author_of;
+use crate::gate::{author_of, open_window};
 use crate::mesh::Mesh;
 use crate::sync;
 
@@ -119,6 +119,8 @@ async fn serve_stream<C: NodeContext>(
             let Some(store) = ctx.store(store_id).await else {
                 return tx.refuse(format!("store {store_id} is not active on this node")).await;
             };
+            // The peer may sync: let its entries flow at full speed (see `gate`).
+            open_window(conn);
             match sync::respond(&store, peer, req, tx, rx, &mesh.config().sync).await {
                 Ok(outcome) => {
                     tracing::debug!(%peer, store = %store_id, ?outcome, "served sync");

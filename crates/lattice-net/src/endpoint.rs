@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use iroh::address_lookup::memory::MemoryLookup;
-use iroh::endpoint::{EndpointHooks, PortmapperConfig, presets};
+use iroh::endpoint::{EndpointHooks, PortmapperConfig, QuicTransportConfig, presets};
 use iroh::{Endpoint, EndpointAddr, NetReportConfig, RelayMode, SecretKey};
 use lattice_core::{AuthorId, Identity};
 
@@ -160,8 +160,11 @@ pub(crate) async fn bind(
     // Test builds: partitions refuse and cut connections at the endpoint (see `faults`).
     #[cfg(feature = "fault-injection")]
     let builder = builder.hooks(crate::faults::FaultHook(config.faults.clone()));
+    // Until the gate admits a connection, the peer may have only this much in flight to us.
+    let transport = QuicTransportConfig::builder().receive_window(crate::gate::PRE_ADMISSION_WINDOW.into()).build();
     builder
         .hooks(gate)
+        .transport_config(transport)
         .secret_key(secret)
         .address_lookup(lookup)
         .alpns(alpns)

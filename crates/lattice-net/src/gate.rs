@@ -8,6 +8,12 @@
 //! [`Gate::expel`] closes all of them (sync and gossip, either direction): iroh has no
 //! per-peer connection list, and a gossip connection left open keeps relaying.
 //!
+//! Until a connection is admitted, the peer may have at most [`PRE_ADMISSION_WINDOW`] bytes in
+//! flight to us (QUIC connection-level flow control, set for every connection at bind): a
+//! refused peer costs no more than that, however much it tries to send. The gate opens the
+//! window when it admits a connection, except an incoming `lattice/sync/1` one, whose window
+//! opens only once one of its sessions is admitted (`accept`): its first frame is capped too.
+//!
 //! Gossip asks for an answer per message, without waiting: [`Gate::admit_gossip`] judges by the
 //! status the gate saw when it last checked the peer (at a handshake or in [`Gate::recheck`]).
 //! A peer this node expelled counts as removed whatever the node says, until readmitted.
@@ -17,13 +23,24 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use iroh::EndpointAddr;
 use iroh::endpoint::{
-    AfterHandshakeOutcome, BeforeConnectOutcome, Connection, EndpointHooks, Side, WeakConnectionHandle,
+    AfterHandshakeOutcome, BeforeConnectOutcome, Connection, EndpointHooks, Side, VarInt, WeakConnectionHandle,
 };
 use lattice_core::{AuthorId, MemberStatus};
 
 use crate::admission::{self, Admission, EXPELLED, Purpose, REFUSED};
+use crate::connection::SYNC_ALPN;
 use crate::context::{NodeContext, PeerEvent};
 use crate::faults::Faults;
+
+/// What a peer may send us before its connection (or, on `lattice/sync/1`, one of its
+/// sessions) is admitted: the QUIC connection-level receive window every connection starts with.
+pub(crate) const PRE_ADMISSION_WINDOW: u32 = 64 * 1024;
+
+/// Lifts the pre-admission window (to QUIC's default: unbounded at the connection level, each
+/// stream still bounded by its own window).
+pub(crate) fn open_window(conn: &Connection) {
+    conn.set_receive_window(VarInt::MAX);
+}
 
 /// The peer of a connection: the node id its handshake proved.
 pub(crate) fn author_of(conn: &Connection) -> AuthorId {
@@ -210,7 +227,12 @@ impl<C: NodeContext> EndpointHooks for GateHook<C> {
                 }
             }
         };
-        let Some(refusal) = refusal else { return AfterHandshakeOutcome::Accept };
+        let Some(refusal) = refusal else {
+            if !(purpose == Purpose::Connect && conn.alpn() == SYNC_ALPN) {
+                open_window(conn);
+            }
+            return AfterHandshakeOutcome::Accept;
+        };
         let reason = refusal.message(peer);
         tracing::debug!(%peer, ?purpose, %reason, "refusing connection at the handshake");
         gate.ctx.peer_event(PeerEvent::Refused { peer, reason: reason.clone() });
