@@ -55,6 +55,8 @@ pub(crate) enum Refusal {
 
 /// QUIC application close code of a connection refused at the handshake.
 pub(crate) const REFUSED: u32 = 1;
+/// QUIC application close code of a connection cut by a partition (fault injection).
+pub(crate) const PARTITIONED: u32 = 2;
 /// QUIC application close code of the connections of a peer this node expelled.
 pub(crate) const EXPELLED: u32 = 3;
 /// QUIC application close code of a connection whose peer broke the protocol.

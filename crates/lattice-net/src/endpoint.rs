@@ -157,9 +157,6 @@ pub(crate) async fn bind(
             return Err(bind_err("mDNS discovery is not built into this binary; use --discovery none or n0".into()));
         }
     };
-    // Test builds: partitions refuse and cut connections at the endpoint (see `faults`).
-    #[cfg(feature = "fault-injection")]
-    let builder = builder.hooks(crate::faults::FaultHook(config.faults.clone()));
     // Until the gate admits a connection, the peer may have only this much in flight to us.
     let transport = QuicTransportConfig::builder().receive_window(crate::gate::PRE_ADMISSION_WINDOW.into()).build();
     builder

@@ -1,11 +1,11 @@
 //! Fault injection for tests: partitions (traffic to and from chosen peers refused or dropped)
 //! and gossip loss. Without the `fault-injection` feature every check is a constant `false`.
 //!
-//! With the feature, the endpoint carries a [`FaultHook`]: it refuses connections with blocked
-//! peers (both directions, every ALPN) and remembers the others, so that a partition also cuts
-//! the connections already open. Without that, a gossip connection made before the partition
-//! kept relaying: the application dropped the partitioned peer's messages, but iroh-gossip
-//! still forwarded them to the node's other neighbours, across the cut.
+//! The membership gate (`gate`) enforces partitions at the endpoint: it refuses connections with
+//! blocked peers (both directions, every ALPN), and [`Faults::partition`] has every gate that
+//! registered with these rules cut the connections already open. Without that, a gossip
+//! connection made before the partition kept relaying: the application dropped the partitioned
+//! peer's messages, but iroh-gossip still forwarded them to the node's other neighbours.
 
 use lattice_core::AuthorId;
 
@@ -16,15 +16,34 @@ pub struct Faults {
     state: std::sync::Mutex<FaultState>,
 }
 
+/// What closes the open connections with partitioned peers: the gates of the nodes that use
+/// these rules (one `Faults` may be shared by several nodes).
 #[cfg(feature = "fault-injection")]
-#[derive(Debug, Default)]
+pub(crate) trait Cut: Send + Sync {
+    /// Closes every connection with these peers.
+    fn cut(&self, peers: &std::collections::HashSet<AuthorId>);
+}
+
+#[cfg(feature = "fault-injection")]
+#[derive(Default)]
 struct FaultState {
     blocked: std::collections::HashSet<AuthorId>,
     gossip_loss: f64,
     /// The membership gate lets everyone in at the handshake (see [`Faults::open_gate`]).
     gate_open: bool,
-    /// Open connections by remote peer (weak handles: they do not keep a connection alive).
-    conns: Vec<(AuthorId, iroh::endpoint::WeakConnectionHandle)>,
+    /// The gates to tell about a partition (weak: the rules do not keep a node alive).
+    gates: Vec<std::sync::Weak<dyn Cut>>,
+}
+
+#[cfg(feature = "fault-injection")]
+impl std::fmt::Debug for FaultState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultState")
+            .field("blocked", &self.blocked)
+            .field("gossip_loss", &self.gossip_loss)
+            .field("gate_open", &self.gate_open)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Faults {
@@ -61,19 +80,22 @@ impl Faults {
     /// Cuts all traffic with these peers (both directions, from this node's side): closes the
     /// connections open with them and refuses new ones until [`Faults::heal`].
     pub fn partition(&self, peers: impl IntoIterator<Item = AuthorId>) {
-        let cut = match self.state.lock() {
+        let (blocked, gates) = match self.state.lock() {
             Ok(mut s) => {
                 s.blocked.extend(peers);
-                let (cut, keep) = std::mem::take(&mut s.conns).into_iter().partition(|(p, _)| s.blocked.contains(p));
-                s.conns = keep;
-                cut
+                s.gates.retain(|g| g.strong_count() > 0);
+                (s.blocked.clone(), s.gates.iter().filter_map(std::sync::Weak::upgrade).collect::<Vec<_>>())
             }
-            Err(_) => Vec::new(),
+            Err(_) => return,
         };
-        for (_, conn) in cut {
-            if let Some(conn) = conn.upgrade() {
-                conn.close(2u32.into(), b"partitioned (fault injection)");
-            }
+        for gate in gates {
+            gate.cut(&blocked);
+        }
+    }
+    /// Tells `gate` about the partitions to come.
+    pub(crate) fn register(&self, gate: std::sync::Weak<dyn Cut>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.gates.push(gate);
         }
     }
     /// Restores traffic with every peer.
@@ -95,42 +117,5 @@ impl Faults {
         if let Ok(mut s) = self.state.lock() {
             s.gossip_loss = fraction;
         }
-    }
-}
-
-/// Endpoint hook (with `fault-injection`): refuses connections with blocked peers, and records
-/// the others so that [`Faults::partition`] can close them.
-#[cfg(feature = "fault-injection")]
-#[derive(Debug)]
-pub(crate) struct FaultHook(pub(crate) std::sync::Arc<Faults>);
-
-#[cfg(feature = "fault-injection")]
-impl iroh::endpoint::EndpointHooks for FaultHook {
-    async fn before_connect<'a>(
-        &'a self,
-        remote: &'a iroh::EndpointAddr,
-        _alpn: &'a [u8],
-    ) -> iroh::endpoint::BeforeConnectOutcome {
-        if self.0.blocks(AuthorId(*remote.id.as_bytes())) {
-            return iroh::endpoint::BeforeConnectOutcome::Reject;
-        }
-        iroh::endpoint::BeforeConnectOutcome::Accept
-    }
-
-    async fn after_handshake<'a>(
-        &'a self,
-        conn: &'a iroh::endpoint::Connection,
-    ) -> iroh::endpoint::AfterHandshakeOutcome {
-        let peer = AuthorId(*conn.remote_id().as_bytes());
-        let Ok(mut s) = self.0.state.lock() else { return iroh::endpoint::AfterHandshakeOutcome::accept() };
-        if s.blocked.contains(&peer) {
-            return iroh::endpoint::AfterHandshakeOutcome::Reject {
-                error_code: 2u32.into(),
-                reason: b"partitioned (fault injection)".to_vec(),
-            };
-        }
-        s.conns.retain(|(_, c)| c.upgrade().is_some_and(|c| c.close_reason().is_none()));
-        s.conns.push((peer, conn.weak_handle()));
-        iroh::endpoint::AfterHandshakeOutcome::accept()
     }
 }

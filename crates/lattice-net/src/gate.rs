@@ -27,7 +27,7 @@ use iroh::endpoint::{
 };
 use lattice_core::{AuthorId, MemberStatus};
 
-use crate::admission::{self, Admission, EXPELLED, Purpose, REFUSED};
+use crate::admission::{self, Admission, EXPELLED, PARTITIONED, Purpose, REFUSED, Refusal};
 use crate::connection::SYNC_ALPN;
 use crate::context::{NodeContext, PeerEvent};
 use crate::faults::Faults;
@@ -192,6 +192,17 @@ impl<C: NodeContext> Gate<C> {
     }
 }
 
+#[cfg(feature = "fault-injection")]
+impl<C: NodeContext> crate::faults::Cut for Gate<C> {
+    fn cut(&self, peers: &HashSet<AuthorId>) {
+        let handles: Vec<_> = {
+            let mut s = self.state();
+            peers.iter().filter_map(|p| s.conns.remove(p)).flatten().collect()
+        };
+        close_all(handles, PARTITIONED, b"partitioned (fault injection)");
+    }
+}
+
 /// The gate installed on the endpoint (`Builder::hooks`). It holds no `Endpoint`, so it makes
 /// no reference cycle with it.
 pub(crate) struct GateHook<C: NodeContext>(pub(crate) Arc<Gate<C>>);
@@ -203,9 +214,11 @@ impl<C: NodeContext> std::fmt::Debug for GateHook<C> {
 }
 
 impl<C: NodeContext> EndpointHooks for GateHook<C> {
-    /// Covers every dial, iroh-gossip's included: an expelled peer is never dialled.
+    /// Covers every dial, iroh-gossip's included: an expelled or partitioned peer is never
+    /// dialled.
     async fn before_connect<'a>(&'a self, remote: &'a EndpointAddr, _alpn: &'a [u8]) -> BeforeConnectOutcome {
-        if self.0.is_denied(AuthorId(*remote.id.as_bytes())) {
+        let peer = AuthorId(*remote.id.as_bytes());
+        if self.0.is_denied(peer) || self.0.faults.blocks(peer) {
             return BeforeConnectOutcome::Reject;
         }
         BeforeConnectOutcome::Accept
@@ -220,7 +233,9 @@ impl<C: NodeContext> EndpointHooks for GateHook<C> {
             let mut s = gate.state();
             let status = s.status(peer, reported);
             match admission::admit(status, gate.faults.blocks(peer), purpose) {
-                Admission::Refuse(refusal) if !gate.faults.gate_open() => Some(refusal),
+                Admission::Refuse(refusal) if refusal == Refusal::Partitioned || !gate.faults.gate_open() => {
+                    Some(refusal)
+                }
                 _ => {
                     s.record(peer, status, conn);
                     None
@@ -236,6 +251,7 @@ impl<C: NodeContext> EndpointHooks for GateHook<C> {
         let reason = refusal.message(peer);
         tracing::debug!(%peer, ?purpose, %reason, "refusing connection at the handshake");
         gate.ctx.peer_event(PeerEvent::Refused { peer, reason: reason.clone() });
-        AfterHandshakeOutcome::Reject { error_code: REFUSED.into(), reason: reason.into_bytes() }
+        let code = if refusal == Refusal::Partitioned { PARTITIONED } else { REFUSED };
+        AfterHandshakeOutcome::Reject { error_code: code.into(), reason: reason.into_bytes() }
     }
 }

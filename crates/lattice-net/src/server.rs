@@ -35,6 +35,8 @@ impl<C: NodeContext> LatticeServer<C> {
         let lookup = MemoryLookup::new();
         let alpns = vec![SYNC_ALPN.to_vec(), iroh_gossip::ALPN.to_vec()];
         let gate = Gate::new(ctx.clone(), config.faults.clone());
+        #[cfg(feature = "fault-injection")]
+        config.faults.register(Arc::downgrade(&gate) as std::sync::Weak<dyn crate::faults::Cut>);
         let endpoint = endpoint::bind(identity, &config, lookup.clone(), alpns, GateHook(gate.clone())).await?;
         let broadcast = iroh_gossip::proto::PlumtreeConfig {
             graft_timeout_1: config.mesh.graft_timeout,
