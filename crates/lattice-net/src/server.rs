@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use iroh::address_lookup::memory::MemoryLookup;
 use iroh::protocol::Router;
-use iroh_gossip::Gossip;
 use lattice_core::{AuthorId, Identity, StoreId};
 use tokio::sync::watch;
 
@@ -38,21 +37,12 @@ impl<C: NodeContext> LatticeServer<C> {
         #[cfg(feature = "fault-injection")]
         config.faults.register(Arc::downgrade(&gate) as std::sync::Weak<dyn crate::faults::Cut>);
         let endpoint = endpoint::bind(identity, &config, lookup.clone(), alpns, GateHook(gate.clone())).await?;
-        let broadcast = iroh_gossip::proto::PlumtreeConfig {
-            graft_timeout_1: config.mesh.graft_timeout,
-            graft_timeout_2: config.mesh.graft_timeout / 2,
-            ..Default::default()
-        };
-        let gossip = Gossip::builder()
-            .max_message_size(config.mesh.max_gossip_bytes)
-            .broadcast_config(broadcast)
-            .spawn(endpoint.clone());
-        let mesh = Mesh::new(ctx, endpoint.clone(), lookup, gossip.clone(), gate, config);
+        let mesh = Mesh::new(ctx, gate, endpoint.clone(), lookup, config);
         // Gossip connections reach iroh-gossip only through the gate (at the handshake); the
         // messages they carry are checked again as they arrive (`mesh`).
         let router = Router::builder(endpoint)
             .accept(SYNC_ALPN, SyncHandler { mesh: mesh.clone() })
-            .accept(iroh_gossip::ALPN, gossip)
+            .accept(iroh_gossip::ALPN, mesh.gossip().clone())
             .spawn();
         mesh.start();
         tracing::info!(node = %identity.author(), addrs = ?router.endpoint().bound_sockets(), "network up");

@@ -7,11 +7,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestNode, dump, faulty_mesh_config, join_mesh, mesh_config, serve, write_many};
+use common::{TestNode, dump, faulty_mesh_config, full_mesh, join_mesh, mesh_config, serve, write_many};
 use iroh::endpoint::{Connection, ConnectionError};
 use lattice_core::proto::{self, peer_message::Message as Msg};
 use lattice_core::{AuthorId, MemberStatus, StoreId};
-use lattice_net::test_utils::{TestNodeConfig, link, quic_connection, raw_stream};
+use lattice_net::test_utils::{TestNodeConfig, quic_connection, raw_stream};
 use lattice_net::{LatticeServer, NetError, PeerAddr, PeerEvent};
 use lattice_store::{KvStore, StoreHandle};
 use lattice_testkit::{DEADLINE, eventually};
@@ -223,12 +223,7 @@ async fn gossip_delivered_from_a_non_member_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expel_closes_every_connection_and_cuts_gossip_both_ways() {
     let root = StoreId::new_random();
-    let nodes: Vec<_> = (0..3).map(|_| TestNode::new(root).unwrap()).collect();
-    let mut servers = Vec::new();
-    for n in &nodes {
-        servers.push(join_mesh(n, mesh_config()).await);
-    }
-    link(&nodes.iter().zip(servers.iter()).collect::<Vec<_>>(), |_, _| true);
+    let (nodes, servers) = full_mesh(3, root, mesh_config()).await;
     let (a, b, x) = (&nodes[0], &nodes[1], &nodes[2]);
     let (sa, sb, sx) = (&servers[0], &servers[1], &servers[2]);
     let store = |n: &TestNode| n.store(root).unwrap();
@@ -297,12 +292,7 @@ async fn expel_closes_every_connection_and_cuts_gossip_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_peers_never_bootstraps_an_expelled_peer_and_closes_removed_ones() {
     let root = StoreId::new_random();
-    let nodes: Vec<_> = (0..2).map(|_| TestNode::new(root).unwrap()).collect();
-    let mut servers = Vec::new();
-    for n in &nodes {
-        servers.push(join_mesh(n, mesh_config()).await);
-    }
-    link(&nodes.iter().zip(servers.iter()).collect::<Vec<_>>(), |_, _| true);
+    let (nodes, servers) = full_mesh(2, root, mesh_config()).await;
     let (a, x) = (&nodes[0], &nodes[1]);
     let (sa, sx) = (&servers[0], &servers[1]);
     eventually("gossip between A and X", DEADLINE, || async { sa.connections(x.author()) >= 1 }).await;

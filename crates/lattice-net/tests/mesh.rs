@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestNode, dump, join_mesh, mesh_config, write_many};
+use common::{TestNode, dump, full_mesh, join_mesh, mesh_config, write_many};
 use lattice_core::StoreId;
 use lattice_net::test_utils::link;
 use lattice_testkit::eventually;
@@ -11,15 +11,9 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossip_delivers_writes_without_manual_sync() {
     let root = StoreId::new_random();
-    let nodes: Vec<_> = (0..3).map(|_| TestNode::new(root).unwrap()).collect();
     let mut config = mesh_config();
     config.mesh.anti_entropy_interval = Duration::from_secs(3600);
-    let mut servers = Vec::new();
-    for n in &nodes {
-        servers.push(join_mesh(n, config.clone()).await);
-    }
-    let pairs: Vec<_> = nodes.iter().zip(servers.iter()).collect();
-    link(&pairs, |_, _| true);
+    let (nodes, servers) = full_mesh(3, root, config).await;
     write_many(&nodes[0].store(root).unwrap(), "live", 20).await;
     for n in &nodes[1..] {
         let s = n.store(root).unwrap();

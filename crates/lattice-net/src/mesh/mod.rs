@@ -71,14 +71,23 @@ pub(crate) struct Mesh<C: NodeContext> {
 }
 
 impl<C: NodeContext> Mesh<C> {
+    /// The mesh on `endpoint` (bound behind `gate`), with its gossip instance.
     pub(crate) fn new(
         ctx: Arc<C>,
+        gate: Arc<Gate<C>>,
         endpoint: Endpoint,
         lookup: MemoryLookup,
-        gossip: Gossip,
-        gate: Arc<Gate<C>>,
         config: NetConfig,
     ) -> Arc<Self> {
+        let broadcast = iroh_gossip::proto::PlumtreeConfig {
+            graft_timeout_1: config.mesh.graft_timeout,
+            graft_timeout_2: config.mesh.graft_timeout / 2,
+            ..Default::default()
+        };
+        let gossip = Gossip::builder()
+            .max_message_size(config.mesh.max_gossip_bytes)
+            .broadcast_config(broadcast)
+            .spawn(endpoint.clone());
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
         Arc::new(Mesh {
             ctx,
@@ -116,6 +125,11 @@ impl<C: NodeContext> Mesh<C> {
         if let Err(e) = self.gossip.shutdown().await {
             tracing::debug!(error = %e, "gossip shutdown");
         }
+    }
+
+    /// The gossip instance, to route its ALPN to.
+    pub(crate) fn gossip(&self) -> &Gossip {
+        &self.gossip
     }
 
     pub(crate) fn ctx(&self) -> &Arc<C> {

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use lattice_core::MemberStatus;
+use lattice_core::{MemberStatus, StoreId};
 pub use lattice_net::test_utils::TestNode;
+use lattice_net::test_utils::link;
 use lattice_net::{Faults, LatticeServer, NetConfig};
 use lattice_store::{KvStore, StoreHandle};
 
@@ -40,6 +41,22 @@ pub async fn join_mesh(node: &Arc<TestNode>, config: NetConfig) -> LatticeServer
         server.open_store(store);
     }
     server
+}
+
+/// `n` nodes of the mesh whose root store is `root`, each serving with `config` and its stores on
+/// the mesh, all active members of each other's mesh.
+pub async fn full_mesh(
+    n: usize,
+    root: StoreId,
+    config: NetConfig,
+) -> (Vec<Arc<TestNode>>, Vec<LatticeServer<TestNode>>) {
+    let nodes: Vec<_> = (0..n).map(|_| TestNode::new(root).unwrap()).collect();
+    let mut servers = Vec::new();
+    for node in &nodes {
+        servers.push(join_mesh(node, config.clone()).await);
+    }
+    link(&nodes.iter().zip(servers.iter()).collect::<Vec<_>>(), |_, _| true);
+    (nodes, servers)
 }
 
 /// Makes two nodes active members of each other's mesh.
