@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use jiff::{Span, SpanRelativeTo};
 use lattice_core::StoreId;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -152,24 +153,18 @@ pub fn generate() -> (String, String) {
     (id, secret)
 }
 
-/// `30d`, `12h`, `45m`, `90s` or `2w`.
+/// A token's lifetime (`--expires`): `30d`, `12h`, `45m`, `90s`, `2w`, or any positive duration
+/// in jiff's friendly format (`1h30m`, `2 weeks`); days and weeks are 24 hours and 7 days, and
+/// calendar units (months, years) are refused, since their length depends on the date.
 pub fn parse_duration(text: &str) -> Result<Duration, NodeError> {
     let bad = || NodeError::Invalid(format!("expected a duration like 30d, 12h, 45m, 90s or 2w, not {text:?}"));
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(bad()),
-    };
-    if n == 0 {
+    let span: Span = text.parse().map_err(|_| bad())?;
+    let duration = span.to_duration(SpanRelativeTo::days_are_24_hours()).map_err(|_| bad())?;
+    let duration = Duration::try_from(duration).map_err(|_| bad())?;
+    if duration.is_zero() {
         return Err(NodeError::Invalid(format!("a token cannot expire after {text}")));
     }
-    n.checked_mul(unit_secs).map(Duration::from_secs).ok_or_else(bad)
+    Ok(duration)
 }
 
 /// Groups the visible items under `/tokens/` by id; unparsable keys are skipped.
@@ -249,6 +244,20 @@ mod tests {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         for bad in ["", "d", "30", "30y", "0d", "-1d", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn expiries_take_every_unit_the_cli_documents_and_refuse_zero_and_calendar_units() {
+        let secs = |text| parse_duration(text).map(|d| d.as_secs()).ok();
+        assert_eq!(secs("2w"), Some(14 * 86_400));
+        assert_eq!(secs("12h"), Some(12 * 3600));
+        assert_eq!(secs("45m"), Some(45 * 60));
+        assert_eq!(secs("1h30m"), Some(5400));
+        assert_eq!(secs("1mo"), None, "a month has no fixed length");
+        match parse_duration("0h") {
+            Err(NodeError::Invalid(message)) => assert_eq!(message, "a token cannot expire after 0h"),
+            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 
