@@ -28,7 +28,7 @@ pub fn rfc3339(ms: u64) -> String {
 ///
 /// Other RFC 3339 spellings (offsets, other precisions, lowercase) are refused rather than read:
 /// every node of a mesh must read a peer's `expires_at` alike, whichever version it runs.
-pub fn parse_rfc3339(text: &str) -> Option<u64> {
+pub(crate) fn parse_rfc3339(text: &str) -> Option<u64> {
     if !SHAPES.iter().any(|shape| has_shape(text, shape)) {
         return None;
     }
