@@ -1,8 +1,7 @@
 //! Who may do what: a request's bearer token, its rate, and its store and permission.
 
 use axum::http::{HeaderMap, StatusCode, header};
-use lattice_node::StoreRef;
-use lattice_node::tokens::{self, TokenRejected};
+use lattice_node::{StoreRef, TokenRejected};
 
 use crate::reply::ApiError;
 use crate::server::Api;
@@ -29,9 +28,9 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(TokenRejected::Malformed)?;
-        let (id, secret) = tokens::split_token(presented.trim())?;
+        let (id, secret) = lattice_node::split_token(presented.trim())?;
         let record = self.node.token(id).await?.ok_or(TokenRejected::Unknown)?;
-        record.check(secret, lattice_node::time::now_ms())?;
+        record.check(secret, lattice_node::now_ms())?;
         self.limiter.admit(id).map_err(ApiError::rate_limited)?;
         let forbidden =
             || ApiError::new(StatusCode::FORBIDDEN, format!("this token does not grant access to store {store:?}"));

@@ -2,7 +2,7 @@
 //!
 //! The HTTP API of `lattice serve --http ADDR` (docs/design.md, HTTP API): the keys of a store
 //! over HTTP, each request authorised by an access token from the root store (`/tokens/`, see
-//! `lattice_node::tokens`).
+//! `lattice_node::TokenRecord`).
 //!
 //! ```text
 //! GET    /stores/{store}/keys/{*key}                     200 raw value | 404

@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lattice_node::tokens::TokenRejected;
-use lattice_node::{ErrorKind, NodeError};
+use lattice_node::{ErrorKind, NodeError, TokenRejected};
 use serde_json::{Value, json};
 
 /// A JSON body with its content type.

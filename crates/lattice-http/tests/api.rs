@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::request;
 use lattice_http::{HttpConfig, HttpServer, RateLimit};
-use lattice_node::tokens::Permissions;
-use lattice_node::{DataDir, DirLock, Node};
+use lattice_node::{DataDir, DirLock, Node, Permissions};
 
 struct Fixture {
     _dir: tempfile::TempDir,

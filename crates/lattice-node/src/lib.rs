@@ -31,21 +31,23 @@
 #[allow(dead_code)]
 mod authority;
 mod control;
-pub mod datadir;
-pub mod error;
-pub mod lock;
-pub mod meta;
-pub mod network;
+mod datadir;
+mod error;
+mod lock;
+mod meta;
+mod network;
 mod node;
-pub mod stores;
-pub mod tables;
-pub mod time;
-pub mod tokens;
+mod stores;
+mod tables;
+mod time;
+mod tokens;
 
 pub use control::{NodeInfo, NodeRecord};
-pub use datadir::DataDir;
+pub use datadir::{DataDir, ENV_DATA_DIR};
 pub use error::{ErrorKind, NodeError};
 pub use lock::DirLock;
 pub use meta::{LocalState, MetaDb, PeerRecord};
-pub use network::{Network, PeerSync};
+pub use network::{Network, NodeCtx, PeerSync, StoreSync, join};
 pub use node::{DEFAULT_STORE_NAME, Node, NodeStatus, StoreInfo, StoreRef};
+pub use time::{now_ms, rfc3339};
+pub use tokens::{Permissions, TokenRecord, TokenRejected, parse_duration, split_token};

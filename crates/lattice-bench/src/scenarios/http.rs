@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use lattice_http::{HttpConfig, HttpServer, RateLimit};
-use lattice_node::tokens::Permissions;
-use lattice_node::{DataDir, DirLock, Node};
+use lattice_node::{DataDir, DirLock, Node, Permissions};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
