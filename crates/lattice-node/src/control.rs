@@ -1,4 +1,4 @@
-//! The root store's control plane (docs/design.md, Root store): every reserved prefix and key is
+//! The root store's control plane (docs/design.md, Control plane): every reserved prefix and key is
 //! spelled here, and each kind of record has one field enum, one key function, one function that
 //! writes it and one that reads it back:
 //!
@@ -176,8 +176,8 @@ pub(crate) fn parse_node_records(items: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<Autho
     group_records(items, NODES_PREFIX, key, |record: &mut NodeRecord, field, value| match field {
         NodeField::Status => record.status = parse_node_status(value),
         NodeField::Info => record.info = parse_node_info(value),
-        // Roles and cut-offs belong to the authority model (docs/design.md, Root store:
-        // Authority), which this version does not enforce yet: known, so not mistaken for junk.
+        // Roles and cut-offs belong to the authority model (docs/design.md, Control plane),
+        // which this version does not enforce yet: known, so not mistaken for junk.
         NodeField::Role | NodeField::Cutoff => {}
     })
 }

@@ -14,7 +14,7 @@ use crate::error::NodeError;
 /// The environment variable that names the data dir when `--data-dir` is not given.
 pub const ENV_DATA_DIR: &str = "LATTICE_DATA_DIR";
 
-/// A data dir: a root path and the names of everything inside it (docs/design.md, Data on disk).
+/// A data dir: a root path and the names of everything inside it (docs/design.md, Data directory).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataDir {
     root: PathBuf,

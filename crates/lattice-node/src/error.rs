@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use lattice_store::StoreError;
 
-/// What a caller should make of an error: the CLI maps these to exit codes 1, 2 and 1
-/// (docs/design.md, The `lattice` CLI).
+/// What a caller should make of an error: the CLI maps these to exit codes 1, 2 and 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Something named does not exist (a store, a key).

@@ -132,7 +132,7 @@ impl Presence {
 
     /// Every store but the root applies only the entries of members (`active` or `invited` in
     /// `/nodes/`); others' wait until their author is admitted or the orphan TTL drops them
-    /// (docs/design.md, Root store). The root store is exempt: it is where membership is written, a fresh
+    /// (docs/design.md, Control plane). The root store is exempt: it is where membership is written, a fresh
     /// joiner has no member list to check it against, and only members can connect at all.
     async fn admit_members(&self) -> Result<(), NodeError> {
         let members: HashSet<AuthorId> = self

@@ -1,4 +1,4 @@
-//! HTTP access tokens (docs/design.md, Root store and HTTP API), kept in the root store under
+//! HTTP access tokens (docs/design.md, Control plane and HTTP API), kept in the root store under
 //! `/tokens/{id}/` (spelled in [`crate::control`]) so every node of the mesh accepts them.
 //!
 //! A client presents `{id}:{secret}`. The secret is shown once, at creation; only its hash (hex

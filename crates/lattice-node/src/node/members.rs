@@ -117,7 +117,7 @@ mod tests {
         assert!(!hostname().is_empty());
     }
 
-    /// A store takes entries only from members of the mesh (docs/design.md, Root store): a
+    /// A store takes entries only from members of the mesh (docs/design.md, Control plane): a
     /// stranger's entry waits until `invite` admits its author, then applies without being sent
     /// again. Here, not in `tests/`, because it feeds the entry through the raw store handle.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
