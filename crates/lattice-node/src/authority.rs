@@ -279,9 +279,10 @@ impl ControlPlane {
 
 /// The root store's control-plane entries, kept in fold order, and the plane they give.
 ///
-/// Cheap as the root store grows: it holds only entries that touch reserved keys, an entry that
-/// sorts last (the common case: a fresh local or received change) is applied in place, and only
-/// one arriving out of order, or a change of cut-offs, refolds the whole log.
+/// Every insert refolds the whole log, which holds only the entries that touch reserved keys.
+/// Applying an entry that sorts last in place, as an earlier version did, gave planes that the
+/// two-pass fold does not: the convergence property test found delivery orders that disagreed
+/// (in the ops ignored, and in a store tombstone), so the plane must be the fold's alone.
 #[derive(Clone, Debug)]
 pub struct ControlLog {
     entries: BTreeMap<FoldKey, ControlEntry>,
@@ -315,25 +316,10 @@ impl ControlLog {
         if self.entries.contains_key(&key) {
             return false;
         }
-        let last = self.entries.keys().next_back().is_none_or(|k| *k < key);
         self.entries.insert(key, entry);
         let before = self.plane.clone();
-        if last {
-            let entry = &self.entries[&key];
-            if !self.plane.refuses(entry) {
-                self.plane.apply(entry);
-            }
-            if self.cutoffs_of(&before) != self.cutoffs_of(&self.plane) {
-                self.refold();
-            }
-        } else {
-            self.refold();
-        }
+        self.refold();
         self.plane != before
-    }
-
-    fn cutoffs_of(&self, plane: &ControlPlane) -> Vec<(AuthorId, Option<Cutoffs>)> {
-        plane.nodes().into_iter().map(|n| (n, plane.cutoffs(n))).collect()
     }
 
     /// Recomputes the plane from every entry: a pass to learn the cut-offs, then a pass that
