@@ -13,8 +13,10 @@
 //! ```
 //!
 //! Order of checks: the token (401: missing, malformed, unknown, wrong secret, revoked,
-//! expired), its rate (429 with `Retry-After`), then the store and permission (403: a token for
-//! another store, or without the right). Errors are JSON `{"error": "..."}`.
+//! expired; the first four share one message, so an answer never says whether a token id
+//! exists; every 401 carries `WWW-Authenticate: Bearer`), its rate (429 with `Retry-After`),
+//! then the store and permission (403: a token for another store, or without the right). Errors are
+//! JSON `{"error": "..."}`; a 500 says only `internal error` (the details are logged).
 //!
 //! Entry types: [`HttpServer`] owns its task; [`HttpServer::shutdown`] stops accepting, lets
 //! requests in flight finish, and returns when the task has ended. [`list_item`] and

@@ -3,47 +3,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::request;
-use lattice_http::{HttpConfig, HttpServer, RateLimit};
+use common::{Fixture, request, send_raw};
+use lattice_http::{HttpConfig, RateLimit};
 use lattice_node::tokens::Permissions;
-use lattice_node::{DataDir, DirLock, Node};
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    node: Arc<Node>,
-    server: HttpServer,
-}
-
-impl Fixture {
-    async fn start(config: HttpConfig) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let data = DataDir::new(dir.path()).unwrap();
-        let lock = Arc::new(DirLock::try_acquire(&data).unwrap());
-        let node = Arc::new(Node::init(data, lock, Some("http-test".into())).await.unwrap());
-        node.create_store("app").await.unwrap();
-        node.create_store("other").await.unwrap();
-        let server = HttpServer::start(node.clone(), "127.0.0.1:0".parse().unwrap(), config).await.unwrap();
-        Fixture { _dir: dir, node, server }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.server.local_addr()
-    }
-
-    async fn token(&self, store: &str, permissions: Permissions) -> String {
-        let (record, secret) = self.node.create_token(store, None, permissions, None).await.unwrap();
-        format!("{}:{secret}", record.id)
-    }
-
-    async fn stop(self) {
-        self.server.shutdown().await;
-        self.node.shutdown().await.unwrap();
-    }
-}
 
 #[tokio::test]
 async fn a_token_holder_puts_gets_lists_and_deletes_keys() {
@@ -130,8 +94,9 @@ async fn bad_missing_revoked_and_expired_tokens_get_401() {
     for (token, why) in [
         (None, "Bearer"),
         (Some("garbage"), "Bearer"),
-        (Some("0123456789abcdef:secret"), "unknown token"),
-        (Some(wrong_secret.as_str()), "wrong token secret"),
+        // One message for both, so a 401 does not say whether the id exists.
+        (Some("0123456789abcdef:secret"), "missing or invalid token"),
+        (Some(wrong_secret.as_str()), "missing or invalid token"),
     ] {
         let reply = request(f.addr(), "GET", path, token, b"").await;
         assert_eq!(reply.status, 401, "{token:?}");
@@ -208,5 +173,33 @@ async fn a_token_over_its_rate_gets_429_with_retry_after() {
         "limits are per token"
     );
     assert_eq!(request(f.addr(), "GET", "/healthz", None, b"").await.status, 200);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn every_bad_token_gets_the_same_401_with_a_bearer_challenge() {
+    let f = Fixture::start(HttpConfig::default()).await;
+    let rw = f.token("app", Permissions::ReadWrite).await;
+    let (id, secret) = rw.split_once(':').unwrap();
+    let path = "/stores/app/keys/k";
+    assert_eq!(request(f.addr(), "PUT", path, Some(&rw), b"v").await.status, 200);
+    let wrong_secret = format!("{id}:{}", "0".repeat(64));
+    let mut bodies = Vec::new();
+    for token in [None, Some("garbage"), Some("0123456789abcdef:secret"), Some(wrong_secret.as_str())] {
+        let reply = request(f.addr(), "GET", path, token, b"").await;
+        assert_eq!(reply.status, 401, "{token:?}");
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"), "{token:?}");
+        bodies.push(reply.body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{:?}", bodies.iter().map(|b| String::from_utf8_lossy(b)));
+
+    // The scheme is case-insensitive (RFC 9110): a raw request, since `request` writes "Bearer".
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let raw = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {scheme} {id}:{secret}\r\n\r\n"
+        );
+        let reply = send_raw(f.addr(), raw.as_bytes()).await.unwrap();
+        assert_eq!((reply.status, reply.body.as_slice()), (200, b"v".as_slice()), "{scheme}");
+    }
     f.stop().await;
 }
