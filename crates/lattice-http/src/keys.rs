@@ -2,12 +2,13 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Access;
+use crate::cursor;
 use crate::json::{list_item, write_receipt};
 use crate::reply::{ApiError, Json};
 use crate::server::Shared;
@@ -62,18 +63,22 @@ pub(crate) struct ListQuery {
     after: Option<String>,
 }
 
+/// `after` is a cursor from a previous page's `next` (or, as before cursors, a plain key); `next`
+/// is a cursor (see `cursor`).
 pub(crate) async fn list_keys(
     State(api): Shared,
     Path(store): Path<String>,
-    Query(query): Query<ListQuery>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json, ApiError> {
     let store = api.authorise(&headers, &store, Access::Read).await?;
+    // Parsed after the token, so a stranger learns nothing from how a query is refused.
+    let Query(query) = Query::<ListQuery>::try_from_uri(&uri).map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let limit = list_limit(query.limit.as_deref())?;
     let prefix = query.prefix.unwrap_or_default().into_bytes();
-    let page = api.node.list(&store, &prefix, query.after.map(String::into_bytes), limit).await?;
-    let next =
-        if page.len() == limit { page.last().map(|(k, _)| String::from_utf8_lossy(k).into_owned()) } else { None };
+    let after = query.after.as_deref().map(cursor::after_key);
+    let page = api.node.list(&store, &prefix, after, limit).await?;
+    let next = if page.len() == limit { page.last().map(|(k, _)| cursor::encode(k)) } else { None };
     let items: Vec<Value> = page.iter().map(|(k, v)| list_item(k, v)).collect();
     Ok(Json(json!({ "items": items, "next": next })))
 }

@@ -18,6 +18,9 @@
 //! then the store and permission (403: a token for another store, or without the right). Errors are
 //! JSON `{"error": "..."}`; a 500 says only `internal error` (the details are logged).
 //!
+//! A listing's `next` is an opaque cursor (any key bytes), the next request's `after`; `after`
+//! also takes a plain UTF-8 key, as it did before cursors.
+//!
 //! Entry types: [`HttpServer`] owns its task; [`HttpServer::shutdown`] stops accepting, lets
 //! requests in flight finish, and returns when the task has ended. [`list_item`] and
 //! [`write_receipt`] are the JSON shapes the `lattice` CLI's `--json` output shares.
@@ -25,6 +28,7 @@
 //! - `server`: [`HttpServer`], [`HttpConfig`], [`HttpError`]; the router.
 //! - `auth`: the bearer token, its rate and its permission for a store.
 //! - `keys`: the key routes (get, put, delete, list).
+//! - `cursor`: the listing's opaque `next`.
 //! - `reply`: JSON bodies and `{"error"}` responses, and the mapping of node errors to statuses.
 //! - `json`: the JSON shapes shared with the CLI (key/value items, write receipts).
 //! - `rate`: per-token token buckets ([`RateLimit`]).
@@ -34,6 +38,7 @@
 //! dependencies include neither lattice-net nor the CLI.
 
 mod auth;
+mod cursor;
 mod json;
 mod keys;
 mod rate;

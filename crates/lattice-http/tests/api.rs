@@ -5,7 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Fixture, request, send_raw};
+use base64::Engine as _;
+use common::{Fixture, query_escape, request, send_raw};
 use lattice_http::{HttpConfig, RateLimit};
 use lattice_node::tokens::Permissions;
 
@@ -44,13 +45,16 @@ async fn a_token_holder_puts_gets_lists_and_deletes_keys() {
     assert_eq!(page["items"][0]["value"], "hello");
     assert_eq!(page["items"][1]["encoding"], "base64");
     assert_eq!(page["items"][1]["value"], "AJ+Slv8=");
-    assert_eq!(page["next"], "users/bin");
-    let rest = request(f.addr(), "GET", "/stores/app/keys?prefix=users/&limit=10&after=users/bin", Some(&rw), b"")
-        .await
-        .json();
-    let keys: Vec<&str> = rest["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
-    assert_eq!(keys, ["users/z0", "users/z1", "users/z2"]);
-    assert!(rest["next"].is_null(), "the last page has no next");
+    // `next` is an opaque cursor now (it was the key "users/bin"); `after` takes it, and still
+    // takes the plain key.
+    let next = page["next"].as_str().expect("a full page has a next");
+    for after in [next, "users/bin"] {
+        let path = format!("/stores/app/keys?prefix=users/&limit=10&after={}", query_escape(after));
+        let rest = request(f.addr(), "GET", &path, Some(&rw), b"").await.json();
+        let keys: Vec<&str> = rest["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["users/z0", "users/z1", "users/z2"], "after={after}");
+        assert!(rest["next"].is_null(), "the last page has no next");
+    }
     let all = request(f.addr(), "GET", "/stores/app/keys", Some(&rw), b"").await.json();
     assert_eq!(all["items"].as_array().unwrap().len(), 6);
     let bad_limit = request(f.addr(), "GET", "/stores/app/keys?limit=0", Some(&rw), b"").await;
@@ -201,5 +205,40 @@ async fn every_bad_token_gets_the_same_401_with_a_bearer_challenge() {
         let reply = send_raw(f.addr(), raw.as_bytes()).await.unwrap();
         assert_eq!((reply.status, reply.body.as_slice()), (200, b"v".as_slice()), "{scheme}");
     }
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn keys_that_are_not_utf8_page_completely_one_at_a_time() {
+    let f = Fixture::start(HttpConfig::default()).await;
+    let read = f.token("app", Permissions::Read).await;
+    let app = f.node.resolve(Some("app")).await.unwrap();
+    for key in [&b"\xff\x00"[..], b"\xff", b"a"] {
+        f.node.put(&app, key.to_vec(), b"v".to_vec()).await.unwrap();
+    }
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    let mut after: Option<String> = None;
+    // Three keys take four pages at most (the last may be empty); a lossy cursor loops forever.
+    for _ in 0..6 {
+        let path = match &after {
+            Some(cursor) => format!("/stores/app/keys?limit=1&after={}", query_escape(cursor)),
+            None => "/stores/app/keys?limit=1".to_string(),
+        };
+        let page = request(f.addr(), "GET", &path, Some(&read), b"").await;
+        assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
+        let page = page.json();
+        for item in page["items"].as_array().unwrap() {
+            let key = item["key"].as_str().unwrap();
+            seen.push(match item["key_encoding"].as_str() {
+                Some("base64") => base64::engine::general_purpose::STANDARD.decode(key).unwrap(),
+                _ => key.as_bytes().to_vec(),
+            });
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [&b"a"[..], b"\xff", b"\xff\x00"], "every key exactly once, in order");
     f.stop().await;
 }
