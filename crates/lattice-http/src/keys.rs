@@ -1,7 +1,7 @@
 //! The key routes: get, put and delete one key, and list a store's keys a page at a time.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -29,13 +29,19 @@ pub(crate) async fn get_key(
     }
 }
 
+/// The body is read only once the token is accepted (a stranger's upload is refused from its
+/// headers), and only for as long as `HttpConfig::body_read_timeout`.
 pub(crate) async fn put_key(
     State(api): Shared,
     Path((store, key)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Json, ApiError> {
-    let store = api.authorise(&headers, &store, Access::Write).await?;
+    let store = api.authorise(request.headers(), &store, Access::Write).await?;
+    // `Bytes` honours the router's `DefaultBodyLimit` (413 past it).
+    let body = tokio::time::timeout(api.body_read_timeout, Bytes::from_request(request, &()))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time"))?
+        .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let receipt = api.node.put(&store, key.into_bytes(), body.to_vec()).await?;
     Ok(Json(Value::Object(write_receipt(&receipt))))
 }

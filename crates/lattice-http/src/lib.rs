@@ -15,7 +15,8 @@
 //! Order of checks: the token (401: missing, malformed, unknown, wrong secret, revoked,
 //! expired; the first four share one message, so an answer never says whether a token id
 //! exists; every 401 carries `WWW-Authenticate: Bearer`), its rate (429 with `Retry-After`),
-//! then the store and permission (403: a token for another store, or without the right). Errors are
+//! then the store and permission (403: a token for another store, or without the right). All of
+//! it comes from the request head: a body is read only once the token is accepted. Errors are
 //! JSON `{"error": "..."}`; a 500 says only `internal error` (the details are logged).
 //!
 //! A listing's `next` is an opaque cursor (any key bytes), the next request's `after`; `after`

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -29,16 +30,22 @@ pub enum HttpError {
     },
 }
 
+/// How long a PUT's body may take once its token is accepted: a full value
+/// (`MAX_VALUE_BYTES`, 1 MiB) at 64 KiB/s needs 16 s.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Tunables of the HTTP API.
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
     /// Requests each token may make: a sustained rate and a burst.
     pub rate_limit: RateLimit,
+    /// Time allowed for a PUT's body after its token is accepted (default 30 s); then 408.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { rate_limit: RateLimit { per_second: 100, burst: 200 } }
+        HttpConfig { rate_limit: RateLimit { per_second: 100, burst: 200 }, body_read_timeout: BODY_READ_TIMEOUT }
     }
 }
 
@@ -49,10 +56,11 @@ pub struct HttpServer {
     task: JoinHandle<()>,
 }
 
-/// What every handler shares: the node and the per-token rate limiter.
+/// What every handler shares: the node, the per-token rate limiter and the body timeout.
 pub(crate) struct Api {
     pub(crate) node: Arc<Node>,
     pub(crate) limiter: Limiter,
+    pub(crate) body_read_timeout: Duration,
 }
 
 /// The handlers' view of [`Api`].
@@ -63,7 +71,11 @@ impl HttpServer {
     pub async fn start(node: Arc<Node>, addr: SocketAddr, config: HttpConfig) -> Result<HttpServer, HttpError> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })?;
         let local = listener.local_addr().map_err(|source| HttpError::Bind { addr, source })?;
-        let api = Arc::new(Api { node, limiter: Limiter::new(config.rate_limit) });
+        let api = Arc::new(Api {
+            node,
+            limiter: Limiter::new(config.rate_limit),
+            body_read_timeout: config.body_read_timeout,
+        });
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let app = router(api);

@@ -160,7 +160,8 @@ async fn tokens_grant_only_their_store_and_their_permissions() {
 
 #[tokio::test]
 async fn a_token_over_its_rate_gets_429_with_retry_after() {
-    let f = Fixture::start(HttpConfig { rate_limit: RateLimit { per_second: 1, burst: 2 } }).await;
+    let f =
+        Fixture::start(HttpConfig { rate_limit: RateLimit { per_second: 1, burst: 2 }, ..HttpConfig::default() }).await;
     let busy = f.token("app", Permissions::ReadWrite).await;
     let calm = f.token("app", Permissions::ReadWrite).await;
     for _ in 0..2 {
