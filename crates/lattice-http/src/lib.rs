@@ -22,11 +22,17 @@
 //! A listing's `next` is an opaque cursor (any key bytes), the next request's `after`; `after`
 //! also takes a plain UTF-8 key, as it did before cursors.
 //!
+//! Connections: at most [`HttpConfig::max_connections`] at once (the idle longest makes room
+//! for a new one), a header-read timeout that is also the idle keep-alive timeout, a body-read
+//! timeout (408). HTTP/1.1 only.
+//!
 //! Entry types: [`HttpServer`] owns its task; [`HttpServer::shutdown`] stops accepting, lets
-//! requests in flight finish, and returns when the task has ended. [`list_item`] and
-//! [`write_receipt`] are the JSON shapes the `lattice` CLI's `--json` output shares.
+//! requests in flight finish for up to [`HttpConfig::shutdown_grace`], drops what is left, and
+//! returns when the task has ended. [`list_item`] and [`write_receipt`] are the JSON shapes the
+//! `lattice` CLI's `--json` output shares.
 //!
 //! - `server`: [`HttpServer`], [`HttpConfig`], [`HttpError`]; the router.
+//! - `conn`: the accept loop, the connection cap, and each connection's task and timeouts.
 //! - `auth`: the bearer token, its rate and its permission for a store.
 //! - `keys`: the key routes (get, put, delete, list).
 //! - `cursor`: the listing's opaque `next`.
@@ -39,6 +45,7 @@
 //! dependencies include neither lattice-net nor the CLI.
 
 mod auth;
+mod conn;
 mod cursor;
 mod json;
 mod keys;
