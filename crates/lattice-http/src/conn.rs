@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::server::HttpConfig;
+use crate::wire::JsonErrors;
 
 /// The largest request head (request line and headers). hyper answers a URI over its own
 /// 64 KiB limit with 414; this leaves room for that and 32 KiB of headers, and anything
@@ -108,7 +109,7 @@ impl Connection {
                 response
             }
         });
-        let served = http.serve_connection(TokioIo::new(stream), service);
+        let served = http.serve_connection(TokioIo::new(JsonErrors::new(stream)), service);
         tokio::pin!(served);
         let ended = tokio::select! {
             ended = served.as_mut() => ended,

@@ -17,7 +17,8 @@
 //! exists; every 401 carries `WWW-Authenticate: Bearer`), its rate (429 with `Retry-After`),
 //! then the store and permission (403: a token for another store, or without the right). All of
 //! it comes from the request head: a body is read only once the token is accepted. Errors are
-//! JSON `{"error": "..."}`; a 500 says only `internal error` (the details are logged).
+//! JSON `{"error": "..."}`, those hyper answers by itself (400, 414, 431) included; a 500 says
+//! only `internal error` (the details are logged).
 //!
 //! A listing's `next` is an opaque cursor (any key bytes), the next request's `after`; `after`
 //! also takes a plain UTF-8 key, as it did before cursors.
@@ -33,6 +34,7 @@
 //!
 //! - `server`: [`HttpServer`], [`HttpConfig`], [`HttpError`]; the router.
 //! - `conn`: the accept loop, the connection cap, and each connection's task and timeouts.
+//! - `wire`: JSON in place of the bare error heads hyper writes itself.
 //! - `auth`: the bearer token, its rate and its permission for a store.
 //! - `keys`: the key routes (get, put, delete, list).
 //! - `cursor`: the listing's opaque `next`.
@@ -52,6 +54,7 @@ mod keys;
 mod rate;
 mod reply;
 mod server;
+mod wire;
 
 pub use json::{insert_bytes, key_value, list_item, write_receipt};
 pub use rate::RateLimit;

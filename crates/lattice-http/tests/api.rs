@@ -1,5 +1,5 @@
-//! The HTTP API against a real node on 127.0.0.1: every route, and every refusal (401, 403,
-//! 404, 429) with its JSON error.
+//! The HTTP API against a real node on 127.0.0.1: every route, and every refusal (400, 401,
+//! 403, 404, 414, 429, 431) with its JSON error.
 
 mod common;
 
@@ -241,5 +241,28 @@ async fn keys_that_are_not_utf8_page_completely_one_at_a_time() {
         }
     }
     assert_eq!(seen, [&b"a"[..], b"\xff", b"\xff\x00"], "every key exactly once, in order");
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn errors_hyper_answers_itself_are_json_too() {
+    let f = Fixture::start(HttpConfig::default()).await;
+    let long_uri = format!("GET /stores/app/keys/{} HTTP/1.1\r\nHost: x\r\n\r\n", "k".repeat(70_000));
+    let many_headers = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..150).map(|i| format!("X-Filler-{i}: v\r\n")).collect::<String>()
+    );
+    for (raw, status) in [
+        ("NOT HTTP AT ALL\r\n\r\n".to_string(), 400),
+        ("GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_string(), 400),
+        (long_uri, 414),
+        (many_headers, 431),
+    ] {
+        let reply = send_raw(f.addr(), raw.as_bytes()).await.unwrap();
+        assert_eq!(reply.status, status, "{:?}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(reply.header("content-type"), Some("application/json"), "{status}");
+        assert!(!reply.error().is_empty(), "{status}");
+    }
+    assert_eq!(request(f.addr(), "GET", "/healthz", None, b"").await.status, 200, "the server carries on");
     f.stop().await;
 }
