@@ -54,8 +54,9 @@ pub struct HttpConfig {
     /// Requests each token may make: a sustained rate and a burst.
     pub rate_limit: RateLimit,
     /// Connections served at once (at least 1; default 256). At the cap, a new connection
-    /// closes the one idle longest (no request in progress, possibly a head half-sent); when
-    /// none is idle it waits, unaccepted, until one is.
+    /// closes the one idle longest (no request being handled, possibly a head half-sent); when
+    /// none is idle, it waits for a connection to end or go idle, and later ones wait in the
+    /// listen backlog.
     pub max_connections: usize,
     /// Time allowed for a request head, and for an idle keep-alive connection's next one
     /// (default 10 s); then the connection is closed.
