@@ -88,7 +88,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         let (record, secret) = node.create_token("bench", None, Permissions::ReadWrite, None).await?;
         let token = format!("{}:{secret}", record.id);
         // The benchmark measures the API, not the limiter's default of 100 requests/s per token.
-        let config = HttpConfig { rate_limit: RateLimit { per_second: u32::MAX, burst: u32::MAX } };
+        let config =
+            HttpConfig { rate_limit: RateLimit { per_second: u32::MAX, burst: u32::MAX }, ..HttpConfig::default() };
         let server = HttpServer::start(node.clone(), "127.0.0.1:0".parse()?, config).await?;
         let addr = server.local_addr();
 
