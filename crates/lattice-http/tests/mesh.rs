@@ -33,7 +33,7 @@ async fn a_token_made_on_one_node_opens_another_until_revoked() {
     let token = format!("{}:{secret}", record.id);
 
     let b = init(&dir_b, "b").await;
-    a.invite(b.node_id()).await.unwrap();
+    a.invite(b.node_id(), lattice_node::Role::Member).await.unwrap();
     let addr_a: PeerAddr = format!("{}@{}", a.node_id(), net_a.listen_addrs()[0]).parse().unwrap();
     let b = lattice_node::join(b, addr_a, Some("b".into()), loopback(), None).await.unwrap();
     let net_b = Network::start(b.clone(), loopback()).await.unwrap();

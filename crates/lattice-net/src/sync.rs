@@ -181,7 +181,7 @@ async fn exchange<S: SyncStore>(
         drop(batches);
         let _ = reader.await;
         result?;
-        tx.send(Msg::SyncDone(proto::SyncDone { sent })).await?;
+        tx.send(Msg::SyncDone(proto::SyncDone { sent, ..Default::default() })).await?;
         tracing::debug!(%peer, sent, frames, "sent entries");
         Ok::<u64, NetError>(sent)
     };

@@ -69,7 +69,7 @@ async fn uninvited_and_removed_nodes_are_refused() {
     // Invited: may join, and sync on the connection it joined with.
     a.set_peer(stranger.author(), MemberStatus::Invited);
     let conn = ss.connect(&sa.peer_addr()).await.unwrap();
-    assert_eq!(conn.join("friend", "host").await.unwrap(), root);
+    assert_eq!(conn.join("friend", "host").await.unwrap().root, root);
     conn.sync(&stranger.store(root).unwrap(), None).await.unwrap();
     assert_eq!(dump(&stranger.store(root).unwrap()).await.len(), 5);
     // A fresh connection from a node that is only invited may fetch the root store, nothing else.

@@ -300,23 +300,22 @@ impl ControlLog {
         &self.plane
     }
 
-    /// How many control-plane entries the log holds.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True if the log holds no entry.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Adds an entry (a duplicate changes nothing). Returns true if the plane changed.
+    #[cfg(test)]
     pub fn insert(&mut self, entry: ControlEntry) -> bool {
-        let key = entry.order();
-        if self.entries.contains_key(&key) {
+        self.extend([entry])
+    }
+
+    /// Adds entries (duplicates change nothing) and refolds once. Returns true if the plane
+    /// changed.
+    pub fn extend(&mut self, entries: impl IntoIterator<Item = ControlEntry>) -> bool {
+        let mut added = false;
+        for entry in entries {
+            added |= self.entries.insert(entry.order(), entry).is_none();
+        }
+        if !added {
             return false;
         }
-        self.entries.insert(key, entry);
         let before = self.plane.clone();
         self.refold();
         self.plane != before

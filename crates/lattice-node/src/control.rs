@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use lattice_core::{AuthorId, MemberStatus, Op, StoreId};
 use serde::{Deserialize, Serialize};
 
+use crate::authority::{Cutoffs, Role, format_cutoffs};
 use crate::error::NodeError;
 use crate::tokens::{Permissions, TokenRecord, is_token_id};
 
@@ -152,6 +153,16 @@ pub struct NodeRecord {
 /// The op that sets a node's membership status.
 pub(crate) fn node_status_op(node: AuthorId, status: MemberStatus) -> Op {
     Op::put(node_key(node, NodeField::Status), status.as_str())
+}
+
+/// The op that sets a node's role.
+pub(crate) fn node_role_op(node: AuthorId, role: Role) -> Op {
+    Op::put(node_key(node, NodeField::Role), role.as_str())
+}
+
+/// The op that records a removed node's cut-offs.
+pub(crate) fn node_cutoff_op(node: AuthorId, cutoffs: &Cutoffs) -> Op {
+    Op::put(node_key(node, NodeField::Cutoff), format_cutoffs(cutoffs))
 }
 
 /// The op that sets a node's info.

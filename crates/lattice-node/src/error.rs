@@ -42,6 +42,9 @@ pub enum NodeError {
     /// Malformed input; the message says what is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// The node's role does not allow the operation (`only an admin may …`).
+    #[error("{0}")]
+    Forbidden(String),
     /// A user's write under a reserved prefix of the root store.
     #[error("{key:?} is under the root store's reserved prefix {prefix}: it changes only through its own command")]
     Reserved {

@@ -27,8 +27,6 @@
 //! CLI's job. It depends on the store only through `StoreHandle` and `KvStore`, and knows nothing
 //! of the CLI or HTTP crates above it.
 
-// Not yet read by `Node`: the readers move onto it with the authority work (issue 13).
-#[allow(dead_code)]
 mod authority;
 mod control;
 mod datadir;
@@ -42,6 +40,7 @@ mod tables;
 mod time;
 mod tokens;
 
+pub use authority::{Cutoff, Role};
 pub use control::{NodeInfo, NodeRecord};
 pub use datadir::{DataDir, ENV_DATA_DIR};
 pub use error::{ErrorKind, NodeError};

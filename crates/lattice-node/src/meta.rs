@@ -10,7 +10,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::error::NodeError;
 use crate::tables::{
-    LOCAL_STORES, PEERS, SCHEMA_VERSION, SETTING_CURRENT_STORE, SETTING_ROOT_STORE, SETTING_SCHEMA, SETTINGS,
+    LOCAL_STORES, PEERS, SCHEMA_VERSION, SETTING_CURRENT_STORE, SETTING_MESH_BINDING, SETTING_ROOT_STORE,
+    SETTING_SCHEMA, SETTINGS,
 };
 
 /// Whether a store's data is live on this node or archived.
@@ -69,6 +70,38 @@ impl PeerRecord {
 /// An open `meta.db`.
 pub struct MetaDb {
     db: Database,
+}
+
+/// Who founded the mesh, and the nonce its root store id was derived from (docs/design.md,
+/// Control plane): every member can check `root == StoreId::root_of(genesis, nonce)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeshBinding {
+    /// The node that ran `init`: the genesis admin.
+    pub genesis: AuthorId,
+    /// 16 random bytes chosen at `init`.
+    pub nonce: [u8; 16],
+}
+
+impl MeshBinding {
+    /// A new mesh founded by `genesis`, with a fresh random nonce.
+    pub fn generate(genesis: AuthorId) -> MeshBinding {
+        MeshBinding { genesis, nonce: rand::random() }
+    }
+
+    /// The root store id this binding derives.
+    pub fn root(&self) -> StoreId {
+        StoreId::root_of(&self.genesis, &self.nonce)
+    }
+
+    fn to_bytes(self) -> Vec<u8> {
+        [self.genesis.as_bytes().as_slice(), &self.nonce].concat()
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<MeshBinding> {
+        let genesis = AuthorId::from_bytes(bytes.get(..32)?).ok()?;
+        let nonce = bytes.get(32..)?.try_into().ok()?;
+        Some(MeshBinding { genesis, nonce })
+    }
 }
 
 fn db_err(e: impl Into<redb::Error>) -> NodeError {
@@ -146,6 +179,19 @@ impl MetaDb {
     /// Makes `root` this node's root store (used when joining a mesh).
     pub(crate) fn set_root_store(&self, root: StoreId) -> Result<(), NodeError> {
         self.set_setting(SETTING_ROOT_STORE, Some(root.as_bytes().as_slice()))
+    }
+
+    /// The mesh's binding (genesis admin, nonce), if this data dir records one.
+    pub(crate) fn mesh_binding(&self) -> Result<Option<MeshBinding>, NodeError> {
+        let Some(bytes) = self.setting(SETTING_MESH_BINDING)? else { return Ok(None) };
+        MeshBinding::from_bytes(&bytes)
+            .map(Some)
+            .ok_or_else(|| NodeError::Corrupt(format!("meta.db setting {SETTING_MESH_BINDING}: {} bytes", bytes.len())))
+    }
+
+    /// Records the mesh's binding (at `init`, and when joining a mesh).
+    pub(crate) fn set_mesh_binding(&self, binding: &MeshBinding) -> Result<(), NodeError> {
+        self.set_setting(SETTING_MESH_BINDING, Some(&binding.to_bytes()))
     }
 
     /// What this node knows locally about a peer (addresses, last contact).

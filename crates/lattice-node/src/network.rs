@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::control::{NODES_PREFIX, STORES_PREFIX};
 use crate::error::NodeError;
-use crate::meta::LocalState;
+use crate::meta::{LocalState, MeshBinding};
 use crate::node::{Node, hostname};
 use crate::time::{now_ms, rfc3339};
 
@@ -36,6 +36,10 @@ impl NodeContext for NodeCtx {
 
     fn root_store_id(&self) -> Option<StoreId> {
         Some(self.node.root_store().id)
+    }
+
+    fn mesh_binding(&self) -> Option<(AuthorId, [u8; 16])> {
+        self.node.binding().map(|b| (b.genesis, b.nonce))
     }
 
     async fn peer_status(&self, peer: AuthorId) -> Option<MemberStatus> {
@@ -330,14 +334,23 @@ pub async fn join(
     let asked = async {
         let conn = network.server().connect(&peer).await?;
         let name_text = name.clone().unwrap_or_else(hostname);
-        let root = conn.join(&name_text, &hostname()).await?;
+        let joined = conn.join(&name_text, &hostname()).await?;
         conn.close();
-        Ok::<_, NetError>(root)
+        Ok::<_, NetError>(joined)
     }
     .await;
     network.shutdown().await;
     drop(network);
-    let root = asked?;
+    let joined = asked?;
+    let Some((genesis, nonce)) = joined.binding else {
+        return Err(NodeError::Invalid(format!(
+            "{} runs a mesh whose root id is not bound to its genesis admin (made by an older lattice); \
+             it cannot be joined safely",
+            peer.id
+        )));
+    };
+    let binding = MeshBinding { genesis, nonce };
+    let root = joined.root;
     let node = if root == node.root_store().id {
         node
     } else {
@@ -348,7 +361,7 @@ pub async fn join(
             )));
         }
         let node = sole_owner(node).await?;
-        let (dir, lock) = node.switch_root(root).await?;
+        let (dir, lock) = node.switch_root(binding).await?;
         Arc::new(Node::open(dir, lock).await?)
     };
     node.meta().update_peer(peer.id, |r| peer.addrs.iter().for_each(|a| r.remember_addr(a.to_string())))?;

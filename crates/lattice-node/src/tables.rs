@@ -20,6 +20,11 @@ pub(crate) const PEERS: TableDefinition<&[u8], &str> = TableDefinition::new("pee
 
 /// `SETTINGS` key: the root store's uuid. Written by `init`, replaced by `join`.
 pub(crate) const SETTING_ROOT_STORE: &str = "root_store";
+/// `SETTINGS` key: the mesh's binding, 48 bytes: the genesis admin's public key (32) and the
+/// nonce (16) from which the root store id is derived (`StoreId::root_of`). Written by `init`,
+/// replaced by `join`; absent in data dirs made before root ids were bound (their node then
+/// counts itself as the genesis admin).
+pub(crate) const SETTING_MESH_BINDING: &str = "mesh_binding";
 /// `SETTINGS` key: the uuid of the store commands use when no `--store` is given.
 pub(crate) const SETTING_CURRENT_STORE: &str = "current_store";
 /// `SETTINGS` key: the schema version of this file, `u32` LE.

@@ -7,12 +7,13 @@ use lattice_core::{Identity, MemberStatus, StoreId};
 use lattice_store::{KvStore, StoreConfig};
 use tokio::sync::Mutex;
 
+use super::authority::Authority;
 use super::{DEFAULT_STORE_NAME, Node};
 use crate::control::{NodeInfo, declare_store_ops, node_info_op, node_status_op};
 use crate::datadir::{DataDir, sync_dir};
 use crate::error::NodeError;
 use crate::lock::DirLock;
-use crate::meta::{LocalState, MetaDb};
+use crate::meta::{LocalState, MeshBinding, MetaDb};
 use crate::node::hostname;
 use crate::stores::StoreManager;
 use crate::time::{now_ms, rfc3339};
@@ -40,7 +41,8 @@ impl Node {
             identity
         };
         let me = identity.author();
-        let root_id = StoreId::new_random();
+        let binding = MeshBinding::generate(me);
+        let root_id = binding.root();
         let default_id = StoreId::new_random();
         let staging = dir.meta_db_staging();
         let _ = std::fs::remove_file(&staging);
@@ -49,6 +51,7 @@ impl Node {
             meta.set_local_state(root_id, LocalState::Active)?;
             meta.set_local_state(default_id, LocalState::Active)?;
             meta.set_current_store(Some(default_id))?;
+            meta.set_mesh_binding(&binding)?;
         }
         let stores = StoreManager::new(dir.clone(), identity.clone(), StoreConfig::default());
         let written = async {
@@ -78,8 +81,11 @@ impl Node {
         let identity = lattice_store::load_identity(&dir.identity_key())?;
         let meta = MetaDb::open(&dir.meta_db())?;
         let root = meta.root_store()?;
+        let binding = meta.mesh_binding()?;
+        let genesis = binding.map_or(identity.author(), |b| b.genesis);
+        let authority = std::sync::Mutex::new(Authority::new(genesis, root));
         let stores = StoreManager::new(dir.clone(), identity.clone(), StoreConfig::default());
-        let node = Node { dir, identity, meta, root, stores, control: Mutex::new(()), _lock: lock };
+        let node = Node { dir, identity, meta, root, stores, control: Mutex::new(()), binding, authority, _lock: lock };
         node.reconcile().await?;
         Ok(node)
     }
@@ -99,7 +105,8 @@ impl Node {
 
     /// Makes `root` this node's root store, archiving the stores of the mesh it leaves (only
     /// allowed for a fresh node, see [`is_fresh`](Self::is_fresh)). The node must be reopened.
-    pub(crate) async fn switch_root(self, root: StoreId) -> Result<(DataDir, Arc<DirLock>), NodeError> {
+    pub(crate) async fn switch_root(self, binding: MeshBinding) -> Result<(DataDir, Arc<DirLock>), NodeError> {
+        let root = binding.root();
         let Node { dir, meta, stores, _lock, .. } = self;
         stores.close_all().await?;
         for (id, state) in meta.local_stores()? {
@@ -109,6 +116,7 @@ impl Node {
         }
         meta.set_local_state(root, LocalState::Active)?;
         meta.set_root_store(root)?;
+        meta.set_mesh_binding(&binding)?;
         meta.set_current_store(None)?;
         Ok((dir, _lock))
     }

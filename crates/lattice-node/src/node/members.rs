@@ -7,9 +7,10 @@ use lattice_core::{AuthorId, MemberStatus};
 use lattice_store::KvStore;
 
 use super::Node;
+use crate::authority::{Cutoff, Cutoffs, Role};
 use crate::control::{
-    NODES_PREFIX, NodeField, NodeInfo, NodeRecord, node_info_op, node_key, node_status_op, parse_node_info,
-    parse_node_records, parse_node_status,
+    NODES_PREFIX, NodeField, NodeInfo, NodeRecord, node_cutoff_op, node_info_op, node_key, node_role_op,
+    node_status_op, parse_node_info, parse_node_records,
 };
 use crate::error::NodeError;
 use crate::time::{now_ms, rfc3339};
@@ -23,22 +24,25 @@ impl Node {
     /// A node's status in the root store, if it has one (a value that spells no status counts
     /// as none).
     pub(crate) async fn node_status(&self, peer: AuthorId) -> Result<Option<MemberStatus>, NodeError> {
-        let root = self.stores.get(self.root).await?;
-        let value = root.get(node_key(peer, NodeField::Status).as_bytes()).await?;
-        Ok(value.as_deref().and_then(parse_node_status))
+        Ok(self.control_plane().await?.status(peer))
     }
 
-    /// Invites a node: `/nodes/{pk}/status = invited` (it may then join).
-    pub async fn invite(&self, peer: AuthorId) -> Result<(), NodeError> {
+    /// Invites a node: `/nodes/{pk}/status = invited` (it may then join), as an admin if `role`
+    /// says so. Only an admin may invite.
+    pub async fn invite(&self, peer: AuthorId, role: Role) -> Result<(), NodeError> {
+        let _guard = self.control.lock().await;
+        let plane = self.require_admin("invite nodes").await?;
         if peer == self.node_id() {
             return Err(NodeError::Invalid("a node cannot invite itself".into()));
         }
-        let _guard = self.control.lock().await;
-        if self.node_status(peer).await? == Some(MemberStatus::Active) {
+        if plane.status(peer) == Some(MemberStatus::Active) {
             return Err(NodeError::Exists(format!("node {peer} is already an active member")));
         }
         let root = self.stores.get(self.root).await?;
         let mut ops = vec![node_status_op(peer, MemberStatus::Invited)];
+        if role == Role::Admin || plane.role(peer) == Role::Admin {
+            ops.push(node_role_op(peer, role));
+        }
         if root.get(node_key(peer, NodeField::Info).as_bytes()).await?.is_none() {
             let info = NodeInfo {
                 name: String::new(),
@@ -53,16 +57,44 @@ impl Node {
         Ok(())
     }
 
-    /// Removes a node from the mesh: `/nodes/{pk}/status = removed`; its connections are refused.
+    /// Removes a node from the mesh, causally: one entry writes `status = removed` and the
+    /// node's cut-off in every store (its last entry as this node holds it). What it wrote up to
+    /// there stays valid everywhere; what it writes after is refused. Only an admin may remove.
     pub async fn remove_peer(&self, peer: AuthorId) -> Result<(), NodeError> {
+        let _guard = self.control.lock().await;
+        let plane = self.require_admin("remove nodes").await?;
         if peer == self.node_id() {
             return Err(NodeError::Invalid("a node cannot remove itself".into()));
         }
-        let _guard = self.control.lock().await;
-        if self.node_status(peer).await?.is_none() {
+        if peer == plane.genesis() {
+            return Err(NodeError::Forbidden("the genesis admin cannot be removed".into()));
+        }
+        if plane.status(peer).is_none() {
             return Err(NodeError::NotFound(format!("node {peer} is not in this mesh")));
         }
-        self.stores.get(self.root).await?.batch(vec![node_status_op(peer, MemberStatus::Removed)]).await?;
+        let mut cutoffs = Cutoffs::new();
+        for id in self.active_store_ids().await? {
+            let state = lattice_store::SyncStore::sync_state(&self.stores.get(id).await?).await?;
+            if let Some(tip) = state.authors.get(&peer) {
+                cutoffs.insert(id, Cutoff { seq: tip.seq, hash: tip.hash });
+            }
+        }
+        let ops = vec![node_status_op(peer, MemberStatus::Removed), node_cutoff_op(peer, &cutoffs)];
+        self.stores.get(self.root).await?.batch(ops).await?;
+        Ok(())
+    }
+
+    /// Makes a member an admin (`grant`) or a plain member again. Only an admin may.
+    pub async fn set_role(&self, peer: AuthorId, role: Role) -> Result<(), NodeError> {
+        let _guard = self.control.lock().await;
+        let plane = self.require_admin("change roles").await?;
+        if peer == plane.genesis() {
+            return Err(NodeError::Forbidden("the genesis admin's role cannot change".into()));
+        }
+        if !plane.status(peer).is_some_and(MemberStatus::is_member) {
+            return Err(NodeError::NotFound(format!("node {peer} is not a member of this mesh")));
+        }
+        self.stores.get(self.root).await?.batch(vec![node_role_op(peer, role)]).await?;
         Ok(())
     }
 
@@ -142,7 +174,7 @@ mod tests {
         assert_eq!(handle.ingest(entry.bytes().to_vec()).await.unwrap(), IngestOutcome::Unauthorised);
         assert_eq!(node.get(&store, b"from/stranger").await.unwrap(), None);
 
-        node.invite(stranger.author()).await.unwrap();
+        node.invite(stranger.author(), crate::Role::Member).await.unwrap();
         lattice_testkit::eventually(
             "the invited author's held entry to be applied",
             lattice_testkit::DEADLINE,

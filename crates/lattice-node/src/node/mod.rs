@@ -6,6 +6,7 @@
 //! - `tokens`: create, list, read and revoke HTTP access tokens.
 //! - `kv`: the guarded key-value path users drive (reserved prefixes of the root store refused).
 
+mod authority;
 mod kv;
 mod lifecycle;
 mod members;
@@ -15,7 +16,7 @@ mod tokens;
 use std::sync::Arc;
 
 use lattice_core::{AuthorId, Identity, StoreId};
-use lattice_store::{KvStore, StoreHandle};
+use lattice_store::StoreHandle;
 use tokio::sync::Mutex;
 
 pub use stores::{DEFAULT_STORE_NAME, NodeStatus, StoreInfo};
@@ -26,11 +27,8 @@ use crate::control::ROOT_NAME;
 use crate::datadir::DataDir;
 use crate::error::NodeError;
 use crate::lock::DirLock;
-use crate::meta::MetaDb;
+use crate::meta::{MeshBinding, MetaDb};
 use crate::stores::StoreManager;
-
-/// Page size when the node reads a whole prefix (e.g. `/stores/`).
-const LIST_PAGE: usize = 1000;
 
 /// A store picked by name or uuid: what commands act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +59,11 @@ pub struct Node {
     // Serialises control-plane changes (create/delete/use), so name checks and writes are atomic
     // with respect to each other inside this process.
     control: Mutex<()>,
+    /// The mesh's genesis admin and root-id nonce (`None` in a data dir from before roots were
+    /// bound: this node then counts itself as the genesis admin).
+    binding: Option<MeshBinding>,
+    /// The effective control plane, folded from the root store.
+    authority: std::sync::Mutex<authority::Authority>,
     _lock: Arc<DirLock>,
 }
 
@@ -91,19 +94,9 @@ impl Node {
     pub(crate) async fn store_handle(&self, id: StoreId) -> Result<StoreHandle, NodeError> {
         self.stores.get(id).await
     }
-    /// Every visible item under `prefix` of the root store, page by page.
+    /// Every effective item under the reserved `prefix` of the root store: what took effect in
+    /// the control plane, not the raw winners (an operation without the right changes nothing).
     async fn list_root(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NodeError> {
-        let root = self.store_handle(self.root).await?;
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let page = root.list(prefix.as_bytes(), after, LIST_PAGE).await?;
-            let full = page.len() == LIST_PAGE;
-            after = page.last().map(|(k, _)| k.clone());
-            out.extend(page);
-            if !full {
-                return Ok(out);
-            }
-        }
+        Ok(self.control_plane().await?.items(prefix))
     }
 }

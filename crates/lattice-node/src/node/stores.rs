@@ -146,8 +146,9 @@ impl Node {
 
     /// Declares a new store in the root store and materialises it here.
     pub async fn create_store(&self, name: &str) -> Result<StoreInfo, NodeError> {
-        validate_store_name(name)?;
         let _guard = self.control.lock().await;
+        self.require_admin("create stores").await?;
+        validate_store_name(name)?;
         let decls = self.declarations().await?;
         if let Some((id, _)) = decls.iter().find(|(_, d)| d.is_live() && d.name.as_deref() == Some(name)) {
             return Err(NodeError::Exists(format!("a store named {name:?} already exists ({id})")));
@@ -170,6 +171,7 @@ impl Node {
     /// Deletes a store from the mesh: tombstone `/stores/{uuid}/deleted_at`, then archive locally.
     pub async fn delete_store(&self, selector: &str) -> Result<StoreInfo, NodeError> {
         let _guard = self.control.lock().await;
+        self.require_admin("delete stores").await?;
         let store = self.resolve(Some(selector)).await?;
         if store.is_root() {
             return Err(NodeError::Invalid("the root store cannot be deleted".into()));

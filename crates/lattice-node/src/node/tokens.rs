@@ -20,6 +20,7 @@ impl Node {
         permissions: Permissions,
         expires_in: Option<std::time::Duration>,
     ) -> Result<(TokenRecord, String), NodeError> {
+        self.require_admin("create tokens").await?;
         let store = self.resolve(Some(store)).await?;
         if store.is_root() {
             return Err(NodeError::Invalid("tokens grant access to declared stores, not to the root store".into()));
@@ -56,6 +57,7 @@ impl Node {
     /// Revokes a token: from now on (on every node, once synced) it is refused.
     pub async fn revoke_token(&self, id: &str) -> Result<TokenRecord, NodeError> {
         let _guard = self.control.lock().await;
+        self.require_admin("revoke tokens").await?;
         let mut record = self.token(id).await?.ok_or_else(|| NodeError::NotFound(format!("no token {id:?}")))?;
         if record.revoked_at.is_none() {
             let at = rfc3339(now_ms());
