@@ -58,6 +58,8 @@ pub struct SyncOutcome {
     pub orphaned: u64,
     /// Entries held back because their author is not admitted to the mesh (yet).
     pub unauthorised: u64,
+    /// Entries stored but not applied: their author is removed or equivocated in this store.
+    pub refused: u64,
     pub rejected: u64,
 }
 
@@ -218,6 +220,7 @@ async fn exchange<S: SyncStore>(
                         Ok(IngestOutcome::Duplicate) => outcome.duplicates += 1,
                         Ok(IngestOutcome::Orphaned(_)) => outcome.orphaned += 1,
                         Ok(IngestOutcome::Unauthorised) => outcome.unauthorised += 1,
+                        Ok(IngestOutcome::Refused) => outcome.refused += 1,
                         Err(IngestError::Store(e)) => return Err(NetError::Store(e)),
                         Err(e) => {
                             outcome.rejected += 1;

@@ -43,4 +43,7 @@ pub use keyfile::{KeyFileError, load_identity, save_identity};
 pub use log::LogError;
 pub use missing::MissingEntries;
 pub use traits::{EntrySource, KvStore, SyncStore, Verified};
-pub use types::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};
+pub use types::{
+    Authorisation, Committed, GapInfo, IngestOutcome, KvPairs, ProofBytes, StoreConfig, StoreStatus, WatchEvent,
+    WriteReceipt,
+};

@@ -51,6 +51,31 @@ impl OrphanTables<'_> {
         Ok(authors)
     }
 
+    /// Removes and returns the orphans for which `pred` holds (a scan of orphans.db, for rare
+    /// events), each author's lowest seq first.
+    pub(super) fn take_where(
+        &mut self,
+        pred: impl Fn(&VerifiedEntry) -> bool,
+    ) -> Result<Vec<VerifiedEntry>, StoreError> {
+        let mut taken = Vec::new();
+        for item in self.orphans.iter()? {
+            let (key, value) = item?;
+            let Some((row, bytes)) = OrphanRow::decode(value.value()) else { continue };
+            if let Ok(entry) = VerifiedEntry::from_trusted_log(bytes.to_vec())
+                && pred(&entry)
+            {
+                taken.push((key.value(), row.waiting, entry));
+            }
+        }
+        for (hash, waiting, _) in &taken {
+            self.orphans.remove(hash)?;
+            self.unindex_wait(*waiting, *hash)?;
+        }
+        let mut out: Vec<VerifiedEntry> = taken.into_iter().map(|(_, _, e)| e).collect();
+        out.sort_by_key(|e| (e.author(), e.seq()));
+        Ok(out)
+    }
+
     /// Removes and returns the orphans waiting for any of `what` (their rows and wait-index
     /// rows), each author's lowest seq first so a released run applies in one pass.
     pub(super) fn take_waiting_for(&mut self, what: &[Waiting]) -> Result<Vec<VerifiedEntry>, StoreError> {

@@ -81,6 +81,8 @@ impl Store {
             keys: self.counters.live_keys,
             orphans,
             conflicts: self.counters.conflicts,
+            refused: self.counters.refused,
+            equivocated: self.policy.equivocated(),
         })
     }
 

@@ -23,6 +23,8 @@ impl Store {
         }
         let me = self.identity.author();
         let tip = t.author_row(&me)?;
+        // Every node would refuse it: say so rather than write an entry that never applies.
+        self.policy.refuse_own_write(tip.map_or(1, |t| t.seq + 1))?;
         let mut parents = Vec::new();
         for op in &ops {
             for head in t.heads_in(op.key())? {
