@@ -1,12 +1,13 @@
 //! Unit tests of what only the synchronous store can show: a batch's deferred rows read back
-//! within it, and an index commit that fails after the logs were synced.
+//! within it, an index commit that fails after the logs were synced, and crashes around a
+//! policy change.
 
 use lattice_core::{EntryBuilder, Hash, Hlc, Identity, Op, StoreId, VerifiedEntry};
 
 use super::{Store, wall_ms};
 use crate::error::StoreError;
 use crate::tables;
-use crate::types::{IngestOutcome, StoreConfig, WriteReceipt};
+use crate::types::{Authorisation, IngestOutcome, StoreConfig, WriteReceipt};
 
 fn remote_entry(
     store: StoreId,
@@ -128,4 +129,82 @@ fn a_clock_row_of_the_wrong_length_is_a_corrupt_index() {
         Err(e) => panic!("expected a corrupt index, got {e}"),
         Ok(_) => panic!("a clock row of 8 bytes was accepted"),
     }
+}
+
+fn ingest_all(store: &mut Store, entries: &[VerifiedEntry]) -> Vec<IngestOutcome> {
+    let mut tx = store.begin(true).unwrap();
+    let outcomes = {
+        let (mut t, w) = tx.split().unwrap();
+        entries.iter().map(|e| store.ingest(&mut t, w, e.clone()).unwrap()).collect()
+    };
+    store.commit(tx).unwrap();
+    outcomes
+}
+
+fn set_policy(store: &mut Store, authorisation: Option<Authorisation>) {
+    let mut tx = store.begin(true).unwrap();
+    {
+        let (mut t, w) = tx.split().unwrap();
+        store.set_authorisation(&mut t, w, authorisation).unwrap();
+    }
+    store.commit(tx).unwrap();
+}
+
+/// `x`'s chain of three puts of `k`, each citing the one before.
+fn chain_of_three(sid: StoreId, x: &Identity) -> Vec<VerifiedEntry> {
+    let mut out: Vec<VerifiedEntry> = Vec::new();
+    for seq in 1..=3 {
+        let prev = out.last().map_or(Hash::ZERO, |e| e.hash());
+        let parents = out.last().map(|e| vec![e.hash()]).unwrap_or_default();
+        out.push(remote_entry(sid, x, seq, prev, parents, vec![Op::put("k", format!("{seq}"))]));
+    }
+    out
+}
+
+/// A crash after a policy change committed but before the index was recomputed: the open
+/// recomputes it (the `recompute` meta row says so), as if the policy had been known first.
+#[test]
+fn a_crash_between_a_policy_change_and_its_recomputation_is_finished_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = StoreId::new_random();
+    let (id, x) = (Identity::generate(), Identity::generate());
+    let entries = chain_of_three(sid, &x);
+    let cut = Some(Authorisation { cutoffs: [(x.author(), 1)].into(), ..Authorisation::default() });
+    let mut store = Store::open(dir.path(), sid, id.clone(), StoreConfig::default()).unwrap();
+    ingest_all(&mut store, &entries);
+    set_policy(&mut store, cut.clone());
+    assert!(store.needs_settling(), "the recomputation is left to the actor, after the commit");
+    assert_eq!(store.get(b"k").unwrap(), Some(b"3".to_vec()), "not recomputed yet");
+    drop(store);
+
+    let store = Store::open(dir.path(), sid, id.clone(), StoreConfig::default()).unwrap();
+    assert_eq!(store.get(b"k").unwrap(), Some(b"1".to_vec()));
+    let status = store.status().unwrap();
+    assert_eq!((status.entries, status.refused), (1, 2));
+    drop(store);
+    let store = Store::open(dir.path(), sid, id, StoreConfig::default()).unwrap();
+    assert_eq!(store.replayed, 0, "the rebuild cleared the recompute row");
+}
+
+/// Entries refused under a persisted policy whose index commit was lost are replayed from the
+/// logs under the same policy: still refused.
+#[test]
+fn the_replay_of_unindexed_tails_refuses_what_the_policy_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = StoreId::new_random();
+    let (id, x) = (Identity::generate(), Identity::generate());
+    let entries = chain_of_three(sid, &x);
+    let cut = Some(Authorisation { cutoffs: [(x.author(), 1)].into(), ..Authorisation::default() });
+    let mut store = Store::open(dir.path(), sid, id.clone(), StoreConfig::default()).unwrap();
+    set_policy(&mut store, cut);
+    store.fail_next_index_commit = true;
+    let outcomes = ingest_all(&mut store, &entries);
+    assert_eq!(outcomes[1..], [IngestOutcome::Refused, IngestOutcome::Refused]);
+    drop(store);
+
+    let store = Store::open(dir.path(), sid, id, StoreConfig::default()).unwrap();
+    assert_eq!(store.replayed, 3);
+    assert_eq!(store.get(b"k").unwrap(), Some(b"1".to_vec()));
+    let status = store.status().unwrap();
+    assert_eq!((status.entries, status.refused, status.orphans), (1, 2, 0));
 }
