@@ -358,6 +358,10 @@ impl Actor {
                 Err(e) => failure = failure.or(Some(e.to_string())),
             }
         }
+        // A policy lives in state.db alone: if its commit failed, it is not in force.
+        if let Err(e) = self.store.check_running() {
+            failure = failure.or(Some(e.to_string()));
+        }
         policy_replies.into_iter().for_each(|p| p.answer(failure.as_deref()));
     }
 

@@ -121,6 +121,10 @@ impl AuthorRow {
             log_len: u64_at(b, 52),
         })
     }
+    /// [`AuthorRow::decode`] of a stored row: one that does not decode is a corrupt index.
+    pub fn read(b: &[u8]) -> Result<Self, StoreError> {
+        Self::decode(b).ok_or_else(|| StoreError::CorruptIndex("author row".into()))
+    }
     /// The tip the chain rules check the author's next entry against.
     pub fn tip(&self) -> ChainTip {
         ChainTip { seq: self.seq, hash: self.hash, hlc: self.hlc }

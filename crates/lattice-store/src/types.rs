@@ -105,7 +105,7 @@ pub struct Authorisation {
 pub struct StoreStatus {
     /// Entries applied.
     pub entries: u64,
-    /// Authors with at least one entry applied.
+    /// Authors with at least one entry stored (applied or refused).
     pub authors: u64,
     /// Keys with a visible value.
     pub keys: u64,

@@ -11,32 +11,12 @@ use crate::log::{AuthorLog, HEADER_LEN};
 use crate::tables::{AuthorRow, EntryRow};
 
 impl Store {
-    /// Applies a valid entry whose predecessor and parents are held: appends it to its log
-    /// (unless replaying, `offset` = where it already is), indexes it, and updates the heads of
-    /// every key it touches. A failure half-way poisons the batch (it must not commit).
-    pub(super) fn apply(
-        &mut self,
-        t: &mut Tables<'_>,
-        w: &mut Work,
-        entry: &VerifiedEntry,
-        offset: Option<u64>,
-    ) -> Result<(), StoreError> {
-        self.store_entry(t, w, entry, offset, true)
-    }
-
-    /// Stores a refused entry (its predecessor is held; its parents do not matter): log, entry
-    /// and author rows as for any entry, so sync state shows it and sync serves it, but no heads.
-    pub(super) fn hold_refused(
-        &mut self,
-        t: &mut Tables<'_>,
-        w: &mut Work,
-        entry: &VerifiedEntry,
-        offset: Option<u64>,
-    ) -> Result<(), StoreError> {
-        self.store_entry(t, w, entry, offset, false)
-    }
-
-    fn store_entry(
+    /// Stores a valid entry whose predecessor is held: appends it to its log (unless replaying,
+    /// `offset` = where it already is) and indexes it; if `applied` (its parents are held too),
+    /// updates the heads of every key it touches. A refused entry (`applied` false) gets its log
+    /// record and rows like any, so sync state shows it and sync serves it, but no heads. A
+    /// failure half-way poisons the batch (it must not commit).
+    pub(super) fn store_entry(
         &mut self,
         t: &mut Tables<'_>,
         w: &mut Work,

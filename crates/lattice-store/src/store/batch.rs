@@ -182,8 +182,7 @@ impl<'t> Tables<'t> {
             return Ok(Some(*row));
         }
         let row = self.authors.get(author.0)?;
-        row.map(|v| AuthorRow::decode(v.value()).ok_or_else(|| StoreError::CorruptIndex("author row".into())))
-            .transpose()
+        row.map(|v| AuthorRow::read(v.value())).transpose()
     }
 
     pub(super) fn holds(&self, hash: &Hash) -> Result<bool, StoreError> {

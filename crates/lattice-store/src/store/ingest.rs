@@ -150,7 +150,7 @@ impl Store {
             NextCheck::Next if refused => {
                 // Stored (so sync state shows it and sync serves it) but never part of the state;
                 // its parents do not matter, and its clock is not adopted.
-                self.hold_refused(t, w, entry, None)?;
+                self.store_entry(t, w, entry, None, false)?;
                 Ok((IngestOutcome::Refused, true))
             }
             NextCheck::Next => {
@@ -163,7 +163,7 @@ impl Store {
                 if let MergeOutcome::Clamped { ahead_ms } = self.clock.merge(entry.hlc(), now) {
                     tracing::warn!(author = %author.short(), ahead_ms, "entry's clock is beyond the drift bound; not adopting it");
                 }
-                self.apply(t, w, entry, None)?;
+                self.store_entry(t, w, entry, None, true)?;
                 w.remote += 1;
                 Ok((IngestOutcome::Applied { released: 0 }, true))
             }

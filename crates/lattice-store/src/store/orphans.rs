@@ -51,6 +51,15 @@ impl OrphanTables<'_> {
         Ok(authors)
     }
 
+    /// Removes orphans and their wait-index rows.
+    fn remove(&mut self, which: &[([u8; 32], Waiting)]) -> Result<(), StoreError> {
+        for (hash, waiting) in which {
+            self.orphans.remove(hash)?;
+            self.unindex_wait(*waiting, *hash)?;
+        }
+        Ok(())
+    }
+
     /// Removes and returns the orphans for which `pred` holds (a scan of orphans.db, for rare
     /// events), each author's lowest seq first.
     pub(super) fn take_where(
@@ -67,10 +76,8 @@ impl OrphanTables<'_> {
                 taken.push((key.value(), row.waiting, entry));
             }
         }
-        for (hash, waiting, _) in &taken {
-            self.orphans.remove(hash)?;
-            self.unindex_wait(*waiting, *hash)?;
-        }
+        let rows: Vec<([u8; 32], Waiting)> = taken.iter().map(|(hash, waiting, _)| (*hash, *waiting)).collect();
+        self.remove(&rows)?;
         let mut out: Vec<VerifiedEntry> = taken.into_iter().map(|(_, _, e)| e).collect();
         out.sort_by_key(|e| (e.author(), e.seq()));
         Ok(out)
@@ -226,11 +233,6 @@ impl Store {
         if which.is_empty() {
             return Ok(());
         }
-        let o = t.orphan_tables()?;
-        for (hash, waiting) in which {
-            o.orphans.remove(hash)?;
-            o.unindex_wait(*waiting, *hash)?;
-        }
-        Ok(())
+        t.orphan_tables()?.remove(which)
     }
 }

@@ -73,7 +73,7 @@ impl Policy {
             self.authorisation.iter().flat_map(|a| a.cutoffs.iter().map(|(k, v)| (*k, *v))).collect();
         for (author, fork) in &self.forks {
             let limit = limits.entry(*author).or_insert(UNLIMITED);
-            *limit = (*limit).min(fork.seq - 1);
+            *limit = (*limit).min(fork.seq.saturating_sub(1));
         }
         self.limits = limits;
         self.proven = self.forks.values().flat_map(|f| f.hashes).collect();
@@ -105,7 +105,7 @@ impl Policy {
     pub(super) fn refuse_own_write(&self, seq: u64) -> Result<(), StoreError> {
         match self.limit(&self.me) {
             Some(limit) if seq > limit => Err(match self.forks.get(&self.me) {
-                Some(fork) if fork.seq - 1 == limit => StoreError::Equivocated { fork_seq: fork.seq },
+                Some(fork) if fork.seq.saturating_sub(1) == limit => StoreError::Equivocated { fork_seq: fork.seq },
                 _ => StoreError::Removed { cutoff: limit },
             }),
             _ => Ok(()),
@@ -290,7 +290,7 @@ impl Store {
         &self,
         author: &AuthorId,
     ) -> Result<impl Iterator<Item = Result<VerifiedEntry, StoreError>>, StoreError> {
-        let len = self.author_rows()?.into_iter().find(|(a, _)| a == author).map_or(0, |(_, r)| r.log_len);
+        let len = self.author_row(author)?.map_or(0, |r| r.log_len);
         let path = self.log_path(author);
         let reader = if len == 0 { None } else { Some(RecordReader::open(&path, 0, len)?) };
         Ok(reader.into_iter().flatten().map(move |record| {

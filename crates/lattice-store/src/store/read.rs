@@ -86,13 +86,20 @@ impl Store {
         })
     }
 
+    /// The committed row of one author.
+    pub(super) fn author_row(&self, author: &AuthorId) -> Result<Option<AuthorRow>, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let row = tx.open_table(tables::AUTHORS)?.get(author.0)?;
+        row.map(|v| AuthorRow::read(v.value())).transpose()
+    }
+
     pub(super) fn author_rows(&self) -> Result<Vec<(AuthorId, AuthorRow)>, StoreError> {
         let tx = self.state.begin_read().map_err(redb::Error::from)?;
         let authors = tx.open_table(tables::AUTHORS)?;
         let mut out = Vec::new();
         for item in authors.iter()? {
             let (k, v) = item?;
-            let row = AuthorRow::decode(v.value()).ok_or_else(|| StoreError::CorruptIndex("author row".into()))?;
+            let row = AuthorRow::read(v.value())?;
             out.push((AuthorId(k.value()), row));
         }
         Ok(out)

@@ -162,11 +162,7 @@ impl Store {
                         }
                     }
                     let hash = entry.hash();
-                    if refused {
-                        self.hold_refused(t, w, &entry, Some(offset))?;
-                    } else {
-                        self.apply(t, w, &entry, Some(offset))?;
-                    }
+                    self.store_entry(t, w, &entry, Some(offset), !refused)?;
                     self.replay_clock(&entry, refused);
                     count += 1;
                     // Unblock authors that waited for this entry.

@@ -150,59 +150,68 @@ fn set_policy(store: &mut Store, authorisation: Option<Authorisation>) {
     store.commit(tx).unwrap();
 }
 
-/// `x`'s chain of three puts of `k`, each citing the one before.
-fn chain_of_three(sid: StoreId, x: &Identity) -> Vec<VerifiedEntry> {
-    let mut out: Vec<VerifiedEntry> = Vec::new();
-    for seq in 1..=3 {
-        let prev = out.last().map_or(Hash::ZERO, |e| e.hash());
-        let parents = out.last().map(|e| vec![e.hash()]).unwrap_or_default();
-        out.push(remote_entry(sid, x, seq, prev, parents, vec![Op::put("k", format!("{seq}"))]));
+/// A store, and a remote author `x` with three puts of `k` (each citing the one before) and a
+/// cut-off at 1.
+struct CutOff {
+    dir: tempfile::TempDir,
+    sid: StoreId,
+    id: Identity,
+    entries: Vec<VerifiedEntry>,
+    policy: Option<Authorisation>,
+}
+
+impl CutOff {
+    fn new() -> Self {
+        let sid = StoreId::new_random();
+        let x = Identity::generate();
+        let mut entries: Vec<VerifiedEntry> = Vec::new();
+        for seq in 1..=3 {
+            let prev = entries.last().map_or(Hash::ZERO, |e| e.hash());
+            let parents = entries.last().map(|e| vec![e.hash()]).unwrap_or_default();
+            entries.push(remote_entry(sid, &x, seq, prev, parents, vec![Op::put("k", format!("{seq}"))]));
+        }
+        let policy = Some(Authorisation { cutoffs: [(x.author(), 1)].into(), ..Authorisation::default() });
+        CutOff { dir: tempfile::tempdir().unwrap(), sid, id: Identity::generate(), entries, policy }
     }
-    out
+
+    fn open(&self) -> Store {
+        Store::open(self.dir.path(), self.sid, self.id.clone(), StoreConfig::default()).unwrap()
+    }
 }
 
 /// A crash after a policy change committed but before the index was recomputed: the open
 /// recomputes it (the `recompute` meta row says so), as if the policy had been known first.
 #[test]
 fn a_crash_between_a_policy_change_and_its_recomputation_is_finished_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let sid = StoreId::new_random();
-    let (id, x) = (Identity::generate(), Identity::generate());
-    let entries = chain_of_three(sid, &x);
-    let cut = Some(Authorisation { cutoffs: [(x.author(), 1)].into(), ..Authorisation::default() });
-    let mut store = Store::open(dir.path(), sid, id.clone(), StoreConfig::default()).unwrap();
-    ingest_all(&mut store, &entries);
-    set_policy(&mut store, cut.clone());
+    let c = CutOff::new();
+    let mut store = c.open();
+    ingest_all(&mut store, &c.entries);
+    set_policy(&mut store, c.policy.clone());
     assert!(store.needs_settling(), "the recomputation is left to the actor, after the commit");
     assert_eq!(store.get(b"k").unwrap(), Some(b"3".to_vec()), "not recomputed yet");
     drop(store);
 
-    let store = Store::open(dir.path(), sid, id.clone(), StoreConfig::default()).unwrap();
+    let store = c.open();
     assert_eq!(store.get(b"k").unwrap(), Some(b"1".to_vec()));
     let status = store.status().unwrap();
     assert_eq!((status.entries, status.refused), (1, 2));
     drop(store);
-    let store = Store::open(dir.path(), sid, id, StoreConfig::default()).unwrap();
-    assert_eq!(store.replayed, 0, "the rebuild cleared the recompute row");
+    assert_eq!(c.open().replayed, 0, "the rebuild cleared the recompute row");
 }
 
 /// Entries refused under a persisted policy whose index commit was lost are replayed from the
 /// logs under the same policy: still refused.
 #[test]
 fn the_replay_of_unindexed_tails_refuses_what_the_policy_refuses() {
-    let dir = tempfile::tempdir().unwrap();
-    let sid = StoreId::new_random();
-    let (id, x) = (Identity::generate(), Identity::generate());
-    let entries = chain_of_three(sid, &x);
-    let cut = Some(Authorisation { cutoffs: [(x.author(), 1)].into(), ..Authorisation::default() });
-    let mut store = Store::open(dir.path(), sid, id.clone(), StoreConfig::default()).unwrap();
-    set_policy(&mut store, cut);
+    let c = CutOff::new();
+    let mut store = c.open();
+    set_policy(&mut store, c.policy.clone());
     store.fail_next_index_commit = true;
-    let outcomes = ingest_all(&mut store, &entries);
+    let outcomes = ingest_all(&mut store, &c.entries);
     assert_eq!(outcomes[1..], [IngestOutcome::Refused, IngestOutcome::Refused]);
     drop(store);
 
-    let store = Store::open(dir.path(), sid, id, StoreConfig::default()).unwrap();
+    let store = c.open();
     assert_eq!(store.replayed, 3);
     assert_eq!(store.get(b"k").unwrap(), Some(b"1".to_vec()));
     let status = store.status().unwrap();

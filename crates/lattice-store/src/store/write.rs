@@ -40,7 +40,7 @@ impl Store {
             .parent_hashes(parents)
             .ops(ops)
             .sign(&self.identity)?;
-        self.apply(t, w, &entry, None)?;
+        self.store_entry(t, w, &entry, None, true)?;
         w.local.push(entry.clone());
         Ok(WriteReceipt { hash: entry.hash(), hlc, seq: entry.seq() })
     }
