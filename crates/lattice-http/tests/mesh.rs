@@ -10,8 +10,7 @@ use std::time::Duration;
 use common::request;
 use lattice_http::{HttpConfig, HttpServer};
 use lattice_net::{NetConfig, PeerAddr};
-use lattice_node::tokens::Permissions;
-use lattice_node::{DataDir, DirLock, Network, Node};
+use lattice_node::{DataDir, DirLock, Network, Node, Permissions};
 
 async fn init(dir: &tempfile::TempDir, name: &str) -> Arc<Node> {
     let data = DataDir::new(dir.path()).unwrap();
@@ -36,7 +35,7 @@ async fn a_token_made_on_one_node_opens_another_until_revoked() {
     let b = init(&dir_b, "b").await;
     a.invite(b.node_id()).await.unwrap();
     let addr_a: PeerAddr = format!("{}@{}", a.node_id(), net_a.listen_addrs()[0]).parse().unwrap();
-    let b = lattice_node::network::join(b, addr_a, Some("b".into()), loopback(), None).await.unwrap();
+    let b = lattice_node::join(b, addr_a, Some("b".into()), loopback(), None).await.unwrap();
     let net_b = Network::start(b.clone(), loopback()).await.unwrap();
     let api_b = HttpServer::start(b.clone(), "127.0.0.1:0".parse().unwrap(), HttpConfig::default()).await.unwrap();
 

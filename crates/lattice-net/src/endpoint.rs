@@ -43,10 +43,15 @@ impl FromStr for Discovery {
 /// Network settings of a node.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
+    /// The UDP address to listen on (port 0: any free port).
     pub bind: SocketAddr,
+    /// How peers are found beyond the addresses given.
     pub discovery: Discovery,
+    /// Longest wait for a connection to a peer.
     pub connect_timeout: Duration,
+    /// Knobs of each sync session.
     pub sync: SyncConfig,
+    /// Tunables of the self-healing mesh.
     pub mesh: MeshConfig,
     /// Test-only traffic faults (no-ops unless built with `fault-injection`).
     pub faults: Arc<Faults>,
@@ -75,19 +80,23 @@ impl NetConfig {
 /// A peer: its node id and any direct addresses known for it. Text form: `NODE_ID[@HOST:PORT]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerAddr {
+    /// The peer's node id.
     pub id: AuthorId,
+    /// Direct addresses to try, in order (empty: only what is already known or discovered).
     pub addrs: Vec<SocketAddr>,
 }
 
 impl PeerAddr {
+    /// A peer with no address known yet.
     pub fn new(id: AuthorId) -> Self {
         PeerAddr { id, addrs: Vec::new() }
     }
+    /// The same peer with one more direct address.
     pub fn with_addr(mut self, addr: SocketAddr) -> Self {
         self.addrs.push(addr);
         self
     }
-    pub fn to_endpoint_addr(&self) -> Result<EndpointAddr, NetError> {
+    pub(crate) fn to_endpoint_addr(&self) -> Result<EndpointAddr, NetError> {
         let key = iroh::PublicKey::from_bytes(&self.id.0)
             .map_err(|e| NetError::BadAddress { text: self.id.to_hex(), reason: e.to_string() })?;
         Ok(self.addrs.iter().fold(EndpointAddr::new(key), |a, s| a.with_ip_addr(*s)))

@@ -14,7 +14,7 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use crate::error::NetError;
 
 /// Largest frame: one maximal entry (4 MiB) plus framing slack.
-pub const MAX_FRAME: usize = lattice_core::entry::MAX_ENTRY_BYTES + 64 * 1024;
+pub(crate) const MAX_FRAME: usize = lattice_core::entry::MAX_ENTRY_BYTES + 64 * 1024;
 
 fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().big_endian().length_field_length(4).max_frame_length(MAX_FRAME).new_codec()
@@ -33,7 +33,8 @@ pub struct FrameReceiver {
     idle_timeout: Duration,
 }
 
-pub fn split(
+/// Frames both halves of a stream with `peer` (named in errors).
+pub(crate) fn split(
     send: SendStream,
     recv: RecvStream,
     peer: AuthorId,
@@ -46,6 +47,7 @@ pub fn split(
 }
 
 impl FrameSender {
+    /// Sends one message.
     pub async fn send(&mut self, msg: Msg) -> Result<(), NetError> {
         let bytes = PeerMessage { message: Some(msg) }.encode_to_vec();
         let frame: bytes::Bytes = bytes.into();

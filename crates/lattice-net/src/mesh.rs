@@ -1,9 +1,9 @@
-//! The self-healing mesh: one gossip topic per active store, a sync scheduler (gap filling,
-//! reconnects, anti-entropy) with per-peer backoff, and the gossip gate that admits only
-//! members. Decisions come from [`crate::policy`]; this module only moves bytes and owns tasks.
+//! The self-healing mesh: one gossip topic per active store, and a sync scheduler (gap filling,
+//! reconnects, anti-entropy) with per-peer backoff. Decisions come from [`crate::policy`] and
+//! [`crate::admission`]; this module only moves bytes and owns tasks.
 //!
 //! Every task is spawned on the mesh's `TaskTracker` and watches its `CancellationToken`;
-//! `LatticeServer::shutdown` cancels, waits for the tracker, then closes the router.
+//! [`Mesh::shutdown`] cancels and waits for the tracker, then stops gossip.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,21 +18,23 @@ use iroh::{Endpoint, EndpointId};
 use iroh_gossip::api::{Event, GossipSender};
 use iroh_gossip::{Gossip, TopicId};
 use lattice_core::proto::{self, AuthorState};
-use lattice_core::{AuthorId, MemberStatus, StoreId, SyncState};
+use lattice_core::{AuthorId, StoreId, SyncState};
 use lattice_store::{IngestOutcome, SyncStore};
 use prost::Message;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{self, Admission, Purpose};
+use crate::connection::{PeerConnection, SYNC_ALPN};
+use crate::context::{NodeContext, PeerEvent};
 use crate::endpoint::{Discovery, NetConfig, PeerAddr};
 use crate::error::NetError;
 use crate::policy::{self, PeerHealth};
-use crate::server::{NodeContext, PeerConnection, PeerEvent, SYNC_ALPN};
-use crate::sync::SyncProgress;
+use crate::sync::{SyncOutcome, SyncProgress};
 
 /// The gossip topic of a store: `blake3("lattice/{store_uuid}")`.
-pub fn topic_for(store: StoreId) -> TopicId {
+fn topic_for(store: StoreId) -> TopicId {
     TopicId::from_bytes(*blake3::hash(format!("lattice/{store}").as_bytes()).as_bytes())
 }
 
@@ -42,7 +44,7 @@ fn endpoint_id(a: AuthorId) -> Option<EndpointId> {
 
 /// A request to sync: one store or all, with peers to try in order (empty: the mesh picks).
 #[derive(Clone, Debug)]
-pub(crate) struct Job {
+struct Job {
     store: Option<StoreId>,
     prefer: Option<AuthorId>,
     /// Keep asking further peers while the store still holds orphans (a gap to fill).
@@ -56,24 +58,26 @@ struct TopicInputs {
 }
 
 /// The outcome of one store's session with a peer.
-pub type StoreSync = (StoreId, Result<crate::sync::SyncOutcome, NetError>);
+pub type StoreSync = (StoreId, Result<SyncOutcome, NetError>);
 
 /// Jobs with the same key are not run twice at once.
 type JobKey = (Option<StoreId>, Option<AuthorId>);
 
+/// The mesh of one node: its endpoint and gossip, the peers and stores on the mesh, the
+/// scheduler's queue, and the tasks it owns.
 pub(crate) struct Mesh<C: NodeContext> {
-    pub(crate) ctx: Arc<C>,
-    pub(crate) endpoint: Endpoint,
-    pub(crate) lookup: MemoryLookup,
-    pub(crate) gossip: Gossip,
-    pub(crate) config: NetConfig,
+    ctx: Arc<C>,
+    endpoint: Endpoint,
+    lookup: MemoryLookup,
+    gossip: Gossip,
+    config: NetConfig,
     peers: watch::Sender<Vec<PeerAddr>>,
-    pub(crate) health: Mutex<HashMap<AuthorId, PeerHealth>>,
+    health: Mutex<HashMap<AuthorId, PeerHealth>>,
     stores: Mutex<HashMap<StoreId, (C::Store, CancellationToken)>>,
     jobs: mpsc::UnboundedSender<Job>,
     jobs_rx: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
-    pub(crate) cancel: CancellationToken,
-    pub(crate) tracker: TaskTracker,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
 }
 
 impl<C: NodeContext> Mesh<C> {
@@ -111,11 +115,50 @@ impl<C: NodeContext> Mesh<C> {
         self.tracker.spawn(async move { me.anti_entropy().await });
     }
 
+    /// Stops every mesh task and waits for them, then shuts gossip down.
+    pub(crate) async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        if let Err(e) = self.gossip.shutdown().await {
+            tracing::debug!(error = %e, "gossip shutdown");
+        }
+    }
+
+    pub(crate) fn ctx(&self) -> &Arc<C> {
+        &self.ctx
+    }
+
+    pub(crate) fn config(&self) -> &NetConfig {
+        &self.config
+    }
+
+    /// Cancelled when the mesh shuts down.
+    pub(crate) fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Hands an admitted gossip connection to gossip.
+    pub(crate) async fn accept_gossip(&self, conn: Connection) -> Result<(), AcceptError> {
+        self.gossip.accept(conn).await
+    }
+
+    /// Asks admission whether `peer` may do `purpose`, given its current status and the faults.
+    pub(crate) async fn admit(&self, peer: AuthorId, purpose: Purpose) -> Admission {
+        let status = self.ctx.peer_status(peer).await;
+        admission::admit(status, self.config.faults.blocks(peer), purpose)
+    }
+
+    /// Reachability per peer (last success, last failure, backoff).
+    pub(crate) fn peer_health(&self) -> HashMap<AuthorId, PeerHealth> {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
     fn me(&self) -> AuthorId {
         AuthorId(*self.endpoint.id().as_bytes())
     }
 
-    pub(crate) fn active_peers(&self) -> Vec<AuthorId> {
+    fn active_peers(&self) -> Vec<AuthorId> {
         let me = self.me();
         self.peers.borrow().iter().map(|p| p.id).filter(|p| *p != me).collect()
     }
@@ -127,7 +170,7 @@ impl<C: NodeContext> Mesh<C> {
         self.peers.send_replace(peers);
     }
 
-    pub(crate) fn add_addr(&self, peer: &PeerAddr) {
+    fn add_addr(&self, peer: &PeerAddr) {
         if !peer.addrs.is_empty()
             && let Ok(addr) = peer.to_endpoint_addr()
         {
@@ -141,7 +184,7 @@ impl<C: NodeContext> Mesh<C> {
         }
     }
 
-    pub(crate) fn submit(&self, store: Option<StoreId>, prefer: Option<AuthorId>, fill_gap: bool) {
+    fn submit(&self, store: Option<StoreId>, prefer: Option<AuthorId>, fill_gap: bool) {
         let _ = self.jobs.send(Job { store, prefer, fill_gap });
     }
 
@@ -197,7 +240,7 @@ impl<C: NodeContext> Mesh<C> {
         }
     }
 
-    pub(crate) fn open_stores(&self) -> Vec<C::Store> {
+    fn open_stores(&self) -> Vec<C::Store> {
         self.stores.lock().map(|s| s.values().map(|(s, _)| s.clone()).collect()).unwrap_or_default()
     }
 
@@ -364,7 +407,7 @@ impl<C: NodeContext> Mesh<C> {
     async fn run_job(&self, job: Job) {
         let peers = self.active_peers();
         let order = {
-            let health = self.health.lock().map(|h| h.clone()).unwrap_or_default();
+            let health = self.peer_health();
             let prefer = job.prefer.filter(|p| peers.contains(p));
             let mut order = policy::gap_fill_order(prefer, &peers, &health, Instant::now(), rand::random());
             if !job.fill_gap {
@@ -380,7 +423,7 @@ impl<C: NodeContext> Mesh<C> {
             return;
         }
         for peer in order {
-            if self.ctx.peer_status(peer).await != Some(MemberStatus::Active) {
+            if let Admission::Refuse(_) = self.admit(peer, Purpose::ScheduleSync).await {
                 continue;
             }
             let ok = self.sync_peer(peer, &stores).await;
@@ -422,7 +465,7 @@ impl<C: NodeContext> Mesh<C> {
     }
 
     /// Syncs `stores` with one peer and records the outcome in its health. True on success.
-    pub(crate) async fn sync_peer(&self, peer: AuthorId, stores: &[C::Store]) -> bool {
+    async fn sync_peer(&self, peer: AuthorId, stores: &[C::Store]) -> bool {
         let addr = self.peers.borrow().iter().find(|p| p.id == peer).cloned().unwrap_or_else(|| PeerAddr::new(peer));
         let error = match self.sync_stores(&addr, stores, None).await {
             Ok(results) => results.into_iter().find_map(|(_, r)| r.err()).map(|e| e.to_string()),
@@ -459,7 +502,7 @@ impl<C: NodeContext> Mesh<C> {
             }
             let peers = self.active_peers();
             let pick = {
-                let health = self.health.lock().map(|h| h.clone()).unwrap_or_default();
+                let health = self.peer_health();
                 policy::pick_peer(&peers, &health, Instant::now(), mesh.stale_after, rand::random())
             };
             if let Some(peer) = pick {
@@ -473,30 +516,5 @@ impl<C: NodeContext> Mesh<C> {
 async fn send(sender: &GossipSender, store: StoreId, msg: proto::GossipMessage) {
     if let Err(e) = sender.broadcast(Bytes::from(msg.encode_to_vec())).await {
         tracing::debug!(store = %store, error = %e, "gossip broadcast failed; sync will deliver");
-    }
-}
-
-/// Admits gossip connections only from active (or invited) members, then hands them to gossip.
-pub(crate) struct GossipGate<C: NodeContext> {
-    pub(crate) mesh: Arc<Mesh<C>>,
-}
-
-impl<C: NodeContext> std::fmt::Debug for GossipGate<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GossipGate")
-    }
-}
-
-impl<C: NodeContext> ProtocolHandler for GossipGate<C> {
-    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
-        let peer = AuthorId(*conn.remote_id().as_bytes());
-        let status = self.mesh.ctx.peer_status(peer).await;
-        if !status.is_some_and(MemberStatus::is_member) || self.mesh.config.faults.blocks(peer) {
-            tracing::debug!(%peer, ?status, "refusing gossip connection");
-            conn.close(1u32.into(), b"not a member");
-            return Ok(());
-        }
-        self.mesh.heard_from(peer);
-        self.mesh.gossip.accept(conn).await
     }
 }

@@ -52,7 +52,9 @@ pub struct PeerHealth {
     pub failures: u32,
     /// No new attempt before this instant (backoff).
     pub retry_at: Option<Instant>,
+    /// When the last sync with the peer succeeded.
     pub last_success: Option<Instant>,
+    /// When and why the last attempt failed.
     pub last_failure: Option<(Instant, String)>,
     /// Last time anything arrived from the peer (gossip, a connection).
     pub last_heard: Option<Instant>,
@@ -70,6 +72,7 @@ pub fn backoff(failures: u32, base: Duration, max: Duration, unit: f64) -> Durat
 }
 
 impl PeerHealth {
+    /// Records a successful sync: the backoff ends.
     pub fn succeeded(&mut self, now: Instant) {
         self.failures = 0;
         self.retry_at = None;
@@ -77,16 +80,19 @@ impl PeerHealth {
         self.last_heard = Some(now);
     }
 
+    /// Records a failed attempt: the next one waits for [`backoff`] (`unit` ∈ [0, 1)).
     pub fn failed(&mut self, now: Instant, error: String, config: &MeshConfig, unit: f64) {
         self.failures = self.failures.saturating_add(1);
         self.retry_at = Some(now + backoff(self.failures, config.backoff_base, config.backoff_max, unit));
         self.last_failure = Some((now, error));
     }
 
+    /// May the peer be tried at `now` (not in backoff)?
     pub fn available(&self, now: Instant) -> bool {
         self.retry_at.is_none_or(|t| now >= t)
     }
 
+    /// Has the peer been silent for `stale_after` or longer (or never heard from)?
     pub fn stale(&self, now: Instant, stale_after: Duration) -> bool {
         self.last_heard.is_none_or(|t| now.duration_since(t) >= stale_after)
     }

@@ -51,15 +51,22 @@ impl Default for SyncConfig {
 /// What one session did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncOutcome {
+    /// Entries we streamed to the peer.
     pub sent: u64,
+    /// Entries the peer streamed to us.
     pub received: u64,
+    /// Received entries applied, with the orphans they released.
     pub applied: u64,
+    /// Received entries we already held.
     pub duplicates: u64,
+    /// Received entries parked until what they depend on arrives.
     pub orphaned: u64,
     /// Entries held back because their author is not admitted to the mesh (yet).
     pub unauthorised: u64,
-    /// Entries stored but not applied: their author is removed or equivocated in this store.
+    /// Received entries stored but not applied: their author is removed or equivocated in this
+    /// store (DESIGN.md §7.2, §7.4).
     pub refused: u64,
+    /// Received entries refused (bad signature, wrong store, broken chain, …).
     pub rejected: u64,
 }
 
@@ -67,7 +74,9 @@ pub struct SyncOutcome {
 /// said so) how many to expect. Sessions add to it, so one sender can follow several sessions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncProgress {
+    /// Entries received so far.
     pub received: u64,
+    /// Entries the responders said they would send.
     pub expected: u64,
 }
 

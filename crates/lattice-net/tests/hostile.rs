@@ -3,52 +3,51 @@
 
 mod common;
 
-use common::{TestNode, befriend, dump, write_many};
+use common::{TestNode, befriend, dump, serve, write_many};
 use lattice_core::proto::{self, peer_message::Message as Msg};
 use lattice_core::{EntryBuilder, Hash, Hlc, Op, StoreId};
-use lattice_net::{SYNC_ALPN, framing};
+use lattice_net::test_utils::raw_stream;
 use lattice_store::KvStore;
+use lattice_testkit::eventually;
 use prost::Message;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_wrong_store_entries_are_rejected() {
     let root = StoreId::new_random();
-    let (a, m) = (TestNode::new(root), TestNode::new(root));
+    let (a, m) = (TestNode::new(root).unwrap(), TestNode::new(root).unwrap());
     befriend(&a, &m);
-    write_many(&a.store(root), "honest", 10).await;
-    let before = dump(&a.store(root)).await;
-    let (sa, sm) = (a.serve().await, m.serve().await);
+    write_many(&a.store(root).unwrap(), "honest", 10).await;
+    let before = dump(&a.store(root).unwrap()).await;
+    let (sa, sm) = (serve(&a).await, serve(&m).await);
 
     let valid =
-        EntryBuilder::new(root, 1).timestamp(Hlc::new(1, 0)).op(Op::put("from-m", "ok")).sign(&m.identity).unwrap();
+        EntryBuilder::new(root, 1).timestamp(Hlc::new(1, 0)).op(Op::put("from-m", "ok")).sign(m.identity()).unwrap();
     let wrong_store = EntryBuilder::new(StoreId::new_random(), 2)
         .prev_hash(valid.hash())
         .timestamp(Hlc::new(2, 0))
         .op(Op::put("honest000001", "overwritten"))
-        .sign(&m.identity)
+        .sign(m.identity())
         .unwrap();
     let mut forged = proto::SignedEntry::decode(
         EntryBuilder::new(root, 1)
             .timestamp(Hlc::new(5, 0))
             .op(Op::put("honest000002", "forged"))
-            .sign(&m.identity)
+            .sign(m.identity())
             .unwrap()
             .bytes(),
     )
     .unwrap();
-    forged.author_id = a.identity.author().0.to_vec(); // claims to be A
+    forged.author_id = a.author().0.to_vec(); // claims to be A
     let forged_prev = EntryBuilder::new(root, 2)
         .prev_hash(Hash::of(b"not the previous entry"))
         .timestamp(Hlc::new(3, 0))
         .op(Op::put("honest000003", "chain-forged"))
-        .sign(&m.identity)
+        .sign(m.identity())
         .unwrap();
 
-    let conn = sm.endpoint().connect(sa.peer_addr().to_endpoint_addr().unwrap(), SYNC_ALPN).await.unwrap();
-    let (send, recv) = conn.open_bi().await.unwrap();
-    let peer = a.identity.author();
-    let (mut tx, mut rx) = framing::split(send, recv, peer, Duration::from_secs(10));
+    let conn = sm.connect(&sa.peer_addr()).await.unwrap();
+    let (mut tx, mut rx) = raw_stream(&conn).await.unwrap();
     tx.send(Msg::SyncRequest(proto::SyncRequest {
         store_id: root.as_bytes().to_vec(),
         state: Some(proto::SyncState { authors: vec![] }),
@@ -75,15 +74,16 @@ async fn forged_and_wrong_store_entries_are_rejected() {
     tx.finish().await;
 
     // The session is served asynchronously: poll until the valid entry lands.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while a.store(root).get(b"from-m").await.unwrap().is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "valid entry never applied");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut after = dump(&a.store(root)).await;
+    let store = a.store(root).unwrap();
+    eventually("the valid entry to be applied", Duration::from_secs(10), || {
+        let store = store.clone();
+        async move { store.get(b"from-m").await.unwrap().is_some() }
+    })
+    .await;
+    let mut after = dump(&a.store(root).unwrap()).await;
     after.retain(|(k, _)| k != b"from-m");
     assert_eq!(after, before, "honest data is unaffected");
-    let status = a.store(root).status().await.unwrap();
+    let status = a.store(root).unwrap().status().await.unwrap();
     assert_eq!((status.entries, status.authors, status.orphans), (11, 2, 0));
     sa.shutdown().await;
     sm.shutdown().await;

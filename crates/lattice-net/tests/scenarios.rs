@@ -8,15 +8,14 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{TestNode, eventually, faulty_mesh_config, join_mesh, link, write_many};
+use common::{TestNode, faulty_mesh_config, join_mesh, write_many};
 use lattice_core::{AuthorId, Head, StoreId};
+use lattice_net::test_utils::{TestNodeConfig, link};
 use lattice_net::{Faults, LatticeServer, NetConfig};
 use lattice_store::{KvStore, StoreConfig, StoreHandle, SyncStore};
-
-/// Deadline of every wait: generous, since a healthy run converges in a second or two.
-const WAIT_SECS: u64 = 30;
+use lattice_testkit::{DEADLINE, eventually};
 
 /// N nodes, each with its own `Faults`, fully linked. A node may be offline (server shut down,
 /// store still open) and come back on a new port.
@@ -38,7 +37,8 @@ impl Cluster {
         let mut cluster =
             Cluster { root, nodes: Vec::new(), servers: Vec::new(), configs: Vec::new(), faults: Vec::new() };
         for sc in store_configs {
-            let node = TestNode::with_store_config(root, sc);
+            let node =
+                TestNode::with_config(TestNodeConfig { root: Some(root), store: sc, ..Default::default() }).unwrap();
             let (config, faults) = faulty_mesh_config();
             cluster.servers.push(Some(join_mesh(&node, config.clone()).await));
             cluster.nodes.push(node);
@@ -58,7 +58,7 @@ impl Cluster {
     }
 
     fn store(&self, i: usize) -> StoreHandle {
-        self.nodes[i].store(self.root)
+        self.nodes[i].store(self.root).unwrap()
     }
 
     fn stores(&self) -> Vec<StoreHandle> {
@@ -66,7 +66,7 @@ impl Cluster {
     }
 
     fn id(&self, i: usize) -> AuthorId {
-        self.nodes[i].identity.author()
+        self.nodes[i].author()
     }
 
     fn server(&self, i: usize) -> &LatticeServer<TestNode> {
@@ -127,7 +127,7 @@ async fn same_state(stores: &[StoreHandle], entries: u64) -> bool {
 
 /// Waits until `stores` converge on `entries` entries, then checks their contents are identical.
 async fn converge(what: &str, stores: &[StoreHandle], entries: u64) {
-    eventually(what, WAIT_SECS, || async move { same_state(stores, entries).await }).await;
+    eventually(what, DEADLINE, || async move { same_state(stores, entries).await }).await;
     let reference = dump_paged(&stores[0], &stores[0]).await;
     for s in &stores[1..] {
         assert_eq!(dump_paged(&stores[0], s).await, reference, "{what}: contents differ");
@@ -191,7 +191,7 @@ async fn offline_node_comes_back_and_converges_without_manual_sync() {
     // B is unreachable: A's attempts fail and are recorded, and nothing crossed.
     let sa = c.server(0);
     let b = c.id(1);
-    eventually("A records failed attempts to reach B", WAIT_SECS, || async move {
+    eventually("A records failed attempts to reach B", DEADLINE, || async move {
         sa.peer_health().get(&b).is_some_and(|h| h.failures > 0)
     })
     .await;
@@ -226,7 +226,7 @@ async fn partition_ab_cd_heals_and_merges() {
     for i in 0..4 {
         let others: Vec<AuthorId> = if i < 2 { vec![c.id(2), c.id(3)] } else { vec![c.id(0), c.id(1)] };
         let server = c.server(i);
-        eventually("a sync across the partition is refused", WAIT_SECS, || {
+        eventually("a sync across the partition is refused", DEADLINE, || {
             let others = others.clone();
             async move {
                 let health = server.peer_health();
@@ -280,7 +280,7 @@ async fn split_brain_resolves_by_hlc_then_merges_into_one_head() {
 
     c.heal();
     converge("all four hold both writes", &stores, 2).await;
-    eventually("every node shows both heads, identically", WAIT_SECS, || async { same_heads(&stores, "x", 2).await })
+    eventually("every node shows both heads, identically", DEADLINE, || async { same_heads(&stores, "x", 2).await })
         .await;
     // The winner: highest HLC, then highest author.
     let winner: &[u8] = if (ra.hlc, c.id(0)) > (rc.hlc, c.id(2)) { b"1" } else { b"2" };
@@ -295,7 +295,7 @@ async fn split_brain_resolves_by_hlc_then_merges_into_one_head() {
     let one = heads(&stores[1], "x").await;
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].hash, merge.hash);
-    eventually("the merge reaches every node", WAIT_SECS, || async { heads_are(&stores, "x", &one).await }).await;
+    eventually("the merge reaches every node", DEADLINE, || async { heads_are(&stores, "x", &one).await }).await;
     for s in &stores {
         assert_eq!(s.get(b"x").await.unwrap().as_deref(), Some(&b"merged"[..]));
     }
@@ -353,7 +353,7 @@ async fn node_offline_during_10k_writes_catches_up() {
 
     c.restart(2).await;
     let late = c.store(2);
-    eventually("the returning node catches up on 10,000 entries", 60, || {
+    eventually("the returning node catches up on 10,000 entries", Duration::from_secs(60), || {
         let late = late.clone();
         async move { late.status().await.unwrap().entries == 10_010 }
     })
@@ -445,7 +445,7 @@ async fn offline_peer_is_backed_off_and_others_still_serve() {
 
     let sb = c.server(1);
     let offline = c.id(2);
-    eventually("B records a failure for the offline peer", WAIT_SECS, || async move {
+    eventually("B records a failure for the offline peer", DEADLINE, || async move {
         sb.peer_health().get(&offline).is_some_and(|h| h.failures >= 1 && h.retry_at.is_some())
     })
     .await;
@@ -455,7 +455,7 @@ async fn offline_peer_is_backed_off_and_others_still_serve() {
     write_many(&c.store(0), "second", 50).await;
     converge("B still syncs with A", &c.stores()[..2], 100).await;
     let a = c.id(0);
-    eventually("B's own scheduler syncs with A after C failed", WAIT_SECS, || async move {
+    eventually("B's own scheduler syncs with A after C failed", DEADLINE, || async move {
         sb.peer_health().get(&a).is_some_and(|h| h.last_success.is_some_and(|t| t > failed_at))
     })
     .await;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestNode, befriend, dump, write_many};
+use common::{TestNode, befriend, dump, serve, write_many};
 use lattice_core::{MemberStatus, StoreId, SyncState};
 use lattice_net::{NetConfig, NetError};
 use lattice_store::{KvStore, SyncStore};
@@ -10,26 +10,27 @@ use lattice_store::{KvStore, SyncStore};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writes_b_syncs_same_state() {
     let root = StoreId::new_random();
-    let (a, b) = (TestNode::new(root), TestNode::new(root));
+    let (a, b) = (TestNode::new(root).unwrap(), TestNode::new(root).unwrap());
     befriend(&a, &b);
-    write_many(&a.store(root), "k", 300).await;
-    let (sa, sb) = (a.serve().await, b.serve().await);
-    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)], None).await.unwrap();
+    write_many(&a.store(root).unwrap(), "k", 300).await;
+    let (sa, sb) = (serve(&a).await, serve(&b).await);
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root).unwrap()], None).await.unwrap();
     let outcome = results[0].1.as_ref().unwrap();
     assert_eq!((outcome.received, outcome.applied, outcome.rejected), (300, 300, 0));
-    assert_eq!(dump(&a.store(root)).await, dump(&b.store(root)).await);
-    assert_eq!(b.store(root).sync_state().await.unwrap(), a.store(root).sync_state().await.unwrap());
+    assert_eq!(dump(&a.store(root).unwrap()).await, dump(&b.store(root).unwrap()).await);
+    assert_eq!(b.store(root).unwrap().sync_state().await.unwrap(), a.store(root).unwrap().sync_state().await.unwrap());
 
     // Concurrent writes to one key, then one sync session carries both directions.
-    a.store(root).put(b"x".to_vec(), b"from-a".to_vec()).await.unwrap();
-    b.store(root).put(b"x".to_vec(), b"from-b".to_vec()).await.unwrap();
-    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)], None).await.unwrap();
+    a.store(root).unwrap().put(b"x".to_vec(), b"from-a".to_vec()).await.unwrap();
+    b.store(root).unwrap().put(b"x".to_vec(), b"from-b".to_vec()).await.unwrap();
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root).unwrap()], None).await.unwrap();
     let outcome = results[0].1.as_ref().unwrap();
     assert_eq!((outcome.sent, outcome.received), (1, 1));
-    let (ha, hb) = (a.store(root).get_heads(b"x").await.unwrap(), b.store(root).get_heads(b"x").await.unwrap());
+    let (ha, hb) =
+        (a.store(root).unwrap().get_heads(b"x").await.unwrap(), b.store(root).unwrap().get_heads(b"x").await.unwrap());
     assert_eq!(ha.len(), 2);
     assert_eq!(ha, hb);
-    assert_eq!(a.store(root).get(b"x").await.unwrap(), b.store(root).get(b"x").await.unwrap());
+    assert_eq!(a.store(root).unwrap().get(b"x").await.unwrap(), b.store(root).unwrap().get(b"x").await.unwrap());
     sa.shutdown().await;
     sb.shutdown().await;
 }
@@ -37,17 +38,17 @@ async fn a_writes_b_syncs_same_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn third_node_gets_a_entries_from_b_only() {
     let root = StoreId::new_random();
-    let (a, b, c) = (TestNode::new(root), TestNode::new(root), TestNode::new(root));
+    let (a, b, c) = (TestNode::new(root).unwrap(), TestNode::new(root).unwrap(), TestNode::new(root).unwrap());
     befriend(&a, &b);
     befriend(&b, &c);
-    write_many(&a.store(root), "a", 50).await;
-    write_many(&b.store(root), "b", 20).await;
-    let (sa, sb, sc) = (a.serve().await, b.serve().await, c.serve().await);
-    sb.sync_stores(&sa.peer_addr(), vec![b.store(root)], None).await.unwrap();
-    let results = sc.sync_stores(&sb.peer_addr(), vec![c.store(root)], None).await.unwrap();
+    write_many(&a.store(root).unwrap(), "a", 50).await;
+    write_many(&b.store(root).unwrap(), "b", 20).await;
+    let (sa, sb, sc) = (serve(&a).await, serve(&b).await, serve(&c).await);
+    sb.sync_stores(&sa.peer_addr(), vec![b.store(root).unwrap()], None).await.unwrap();
+    let results = sc.sync_stores(&sb.peer_addr(), vec![c.store(root).unwrap()], None).await.unwrap();
     assert_eq!(results[0].1.as_ref().unwrap().applied, 70);
-    assert_eq!(dump(&c.store(root)).await, dump(&a.store(root)).await);
-    assert_eq!(c.store(root).status().await.unwrap().authors, 2);
+    assert_eq!(dump(&c.store(root).unwrap()).await, dump(&a.store(root).unwrap()).await);
+    assert_eq!(c.store(root).unwrap().status().await.unwrap().authors, 2);
     for s in [sa, sb, sc] {
         s.shutdown().await;
     }
@@ -56,35 +57,35 @@ async fn third_node_gets_a_entries_from_b_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uninvited_and_removed_nodes_are_refused() {
     let root = StoreId::new_random();
-    let (a, stranger) = (TestNode::new(root), TestNode::new(root));
-    write_many(&a.store(root), "secret", 5).await;
-    let (sa, ss) = (a.serve().await, stranger.serve().await);
+    let (a, stranger) = (TestNode::new(root).unwrap(), TestNode::new(root).unwrap());
+    write_many(&a.store(root).unwrap(), "secret", 5).await;
+    let (sa, ss) = (serve(&a).await, serve(&stranger).await);
     let conn = ss.connect(&sa.peer_addr()).await.unwrap();
     assert!(matches!(conn.join("stranger", "host").await, Err(NetError::Refused { .. })));
-    let err = conn.sync(&stranger.store(root), None).await.unwrap_err();
+    let err = conn.sync(&stranger.store(root).unwrap(), None).await.unwrap_err();
     assert!(matches!(err, NetError::Refused { .. }), "{err}");
-    assert!(dump(&stranger.store(root)).await.is_empty());
+    assert!(dump(&stranger.store(root).unwrap()).await.is_empty());
 
     // Invited: may join, and sync on the connection it joined with.
-    a.set_peer(stranger.identity.author(), MemberStatus::Invited);
+    a.set_peer(stranger.author(), MemberStatus::Invited);
     let conn = ss.connect(&sa.peer_addr()).await.unwrap();
     assert_eq!(conn.join("friend", "host").await.unwrap(), root);
-    conn.sync(&stranger.store(root), None).await.unwrap();
-    assert_eq!(dump(&stranger.store(root)).await.len(), 5);
+    conn.sync(&stranger.store(root).unwrap(), None).await.unwrap();
+    assert_eq!(dump(&stranger.store(root).unwrap()).await.len(), 5);
     // A fresh connection from a node that is only invited may fetch the root store, nothing else.
     let other = StoreId::new_random();
-    a.open_store(other);
-    let s_other = stranger.open_store(other);
+    a.open_store(other).unwrap();
+    let s_other = stranger.open_store(other).unwrap();
     let conn = ss.connect(&sa.peer_addr()).await.unwrap();
-    conn.sync(&stranger.store(root), None).await.unwrap();
+    conn.sync(&stranger.store(root).unwrap(), None).await.unwrap();
     assert!(matches!(conn.sync(&s_other, None).await, Err(NetError::Refused { .. })));
 
     // Removed: refused from then on, even on an open connection.
-    a.set_peer(stranger.identity.author(), MemberStatus::Active);
+    a.set_peer(stranger.author(), MemberStatus::Active);
     let conn = ss.connect(&sa.peer_addr()).await.unwrap();
-    conn.sync(&stranger.store(root), None).await.unwrap();
-    a.set_peer(stranger.identity.author(), MemberStatus::Removed);
-    assert!(matches!(conn.sync(&stranger.store(root), None).await, Err(NetError::Refused { .. })));
+    conn.sync(&stranger.store(root).unwrap(), None).await.unwrap();
+    a.set_peer(stranger.author(), MemberStatus::Removed);
+    assert!(matches!(conn.sync(&stranger.store(root).unwrap(), None).await, Err(NetError::Refused { .. })));
     assert!(matches!(conn.join("again", "host").await, Err(NetError::Refused { .. })));
     sa.shutdown().await;
     ss.shutdown().await;
@@ -93,11 +94,11 @@ async fn uninvited_and_removed_nodes_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_store_and_missing_address_are_clear_errors() {
     let root = StoreId::new_random();
-    let (a, b) = (TestNode::new(root), TestNode::new(root));
+    let (a, b) = (TestNode::new(root).unwrap(), TestNode::new(root).unwrap());
     befriend(&a, &b);
     let other = StoreId::new_random();
-    let b_other = b.open_store(other);
-    let (sa, sb) = (a.serve().await, b.serve().await);
+    let b_other = b.open_store(other).unwrap();
+    let (sa, sb) = (serve(&a).await, serve(&b).await);
     let results = sb.sync_stores(&sa.peer_addr(), vec![b_other], None).await.unwrap();
     let err = results[0].1.as_ref().unwrap_err();
     assert!(err.to_string().contains("not active"), "{err}");
@@ -110,10 +111,10 @@ async fn unknown_store_and_missing_address_are_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_cut_midway_keeps_progress_and_next_sync_completes() {
     let root = StoreId::new_random();
-    let (a, b) = (TestNode::new(root), TestNode::new(root));
+    let (a, b) = (TestNode::new(root).unwrap(), TestNode::new(root).unwrap());
     befriend(&a, &b);
     // Values of ~2 KiB so a few thousand entries span several 1 MiB batches.
-    let sa_store = a.store(root);
+    let sa_store = a.store(root).unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..16 {
         let s = sa_store.clone();
@@ -126,21 +127,21 @@ async fn sync_cut_midway_keeps_progress_and_next_sync_completes() {
     while tasks.join_next().await.is_some() {}
     let mut cut = NetConfig::loopback();
     cut.sync.cut_after_batches = Some(2);
-    let sa = a.serve_with(cut).await;
-    let sb = b.serve().await;
-    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)], None).await.unwrap();
+    let sa = a.serve(cut).await.unwrap();
+    let sb = serve(&b).await;
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root).unwrap()], None).await.unwrap();
     assert!(results[0].1.is_err(), "the cut session reports an error");
-    let partial = b.store(root).status().await.unwrap().entries;
+    let partial = b.store(root).unwrap().status().await.unwrap().entries;
     assert!(partial > 0 && partial < 2000, "kept {partial} entries of the cut session");
     sa.shutdown().await;
 
-    let sa = a.serve().await;
-    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root)], None).await.unwrap();
+    let sa = serve(&a).await;
+    let results = sb.sync_stores(&sa.peer_addr(), vec![b.store(root).unwrap()], None).await.unwrap();
     let outcome = results[0].1.as_ref().unwrap();
     assert_eq!(outcome.received, 2000 - partial, "the next sync resumes where the cut one stopped");
-    assert_eq!(dump(&b.store(root)).await, dump(&a.store(root)).await);
-    assert_eq!(b.store(root).sync_state().await.unwrap(), a.store(root).sync_state().await.unwrap());
-    assert_ne!(b.store(root).sync_state().await.unwrap(), SyncState::default());
+    assert_eq!(dump(&b.store(root).unwrap()).await, dump(&a.store(root).unwrap()).await);
+    assert_eq!(b.store(root).unwrap().sync_state().await.unwrap(), a.store(root).unwrap().sync_state().await.unwrap());
+    assert_ne!(b.store(root).unwrap().sync_state().await.unwrap(), SyncState::default());
     sa.shutdown().await;
     sb.shutdown().await;
 }

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use lattice_core::{AuthorId, Hash, Hlc, MemberStatus, Op, StoreId, VerifiedEntry};
 use serde::{Deserialize, Serialize};
 
-use crate::root::{NODES_PREFIX, reserved_prefix, split_record_key};
+use crate::control::{NODES_PREFIX, NodeField, node_key, reserved_prefix, split_record_key};
 
 /// A node's role in the mesh (`/nodes/{pk}/role`; absent means member).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -188,14 +188,14 @@ impl ControlPlane {
         self.ignored
     }
 
-    fn field(&self, node: AuthorId, field: &str) -> Option<&str> {
+    fn field(&self, node: AuthorId, field: NodeField) -> Option<&str> {
         let value = self.values.get(&node_key(node, field))?;
         std::str::from_utf8(value).ok()
     }
 
     /// A node's effective status; `None` if it has none (never invited).
     pub fn status(&self, node: AuthorId) -> Option<MemberStatus> {
-        self.field(node, "status").and_then(MemberStatus::parse)
+        self.field(node, NodeField::Status).and_then(MemberStatus::parse)
     }
 
     /// A node's effective role: the genesis admin is always an admin; others are admins only if
@@ -204,7 +204,7 @@ impl ControlPlane {
         if node == self.genesis {
             return Role::Admin;
         }
-        self.field(node, "role").and_then(Role::parse).unwrap_or(Role::Member)
+        self.field(node, NodeField::Role).and_then(Role::parse).unwrap_or(Role::Member)
     }
 
     /// True if `node` may change the control plane now: an admin that is not removed (the
@@ -218,7 +218,7 @@ impl ControlPlane {
 
     /// A removed node's cut-offs (`None`: no cut-off, so no limit, or not removed).
     pub fn cutoffs(&self, node: AuthorId) -> Option<Cutoffs> {
-        self.values.get(&node_key(node, "cutoff")).and_then(|v| parse_cutoffs(v))
+        self.values.get(&node_key(node, NodeField::Cutoff)).and_then(|v| parse_cutoffs(v))
     }
 
     /// Every node the plane has a record for.
@@ -247,11 +247,11 @@ impl ControlPlane {
         }
         let itself = author == node && self.status(node).is_some_and(MemberStatus::is_member);
         let status = value.and_then(|v| std::str::from_utf8(v).ok()).and_then(MemberStatus::parse);
-        match field {
+        match NodeField::parse(field) {
             // A node declares itself active; admins invite and remove.
-            "status" if status == Some(MemberStatus::Active) => itself,
+            Some(NodeField::Status) if status == Some(MemberStatus::Active) => itself,
             // A node publishes its own info; the inviting admin records who added it.
-            "info" => itself || admin,
+            Some(NodeField::Info) => itself || admin,
             _ => admin,
         }
     }
@@ -277,15 +277,12 @@ impl ControlPlane {
     }
 }
 
-fn node_key(node: AuthorId, field: &str) -> String {
-    format!("{NODES_PREFIX}{}/{field}", node.to_hex())
-}
-
 /// The root store's control-plane entries, kept in fold order, and the plane they give.
 ///
-/// Cheap as the root store grows: it holds only entries that touch reserved keys, an entry that
-/// sorts last (the common case: a fresh local or received change) is applied in place, and only
-/// one arriving out of order, or a change of cut-offs, refolds the whole log.
+/// Every insert refolds the whole log, which holds only the entries that touch reserved keys.
+/// Applying an entry that sorts last in place, as an earlier version did, gave planes that the
+/// two-pass fold does not: the convergence property test found delivery orders that disagreed
+/// (in the ops ignored, and in a store tombstone), so the plane must be the fold's alone.
 #[derive(Clone, Debug)]
 pub struct ControlLog {
     entries: BTreeMap<FoldKey, ControlEntry>,
@@ -319,25 +316,10 @@ impl ControlLog {
         if self.entries.contains_key(&key) {
             return false;
         }
-        let last = self.entries.keys().next_back().is_none_or(|k| *k < key);
         self.entries.insert(key, entry);
         let before = self.plane.clone();
-        if last {
-            let entry = &self.entries[&key];
-            if !self.plane.refuses(entry) {
-                self.plane.apply(entry);
-            }
-            if self.cutoffs_of(&before) != self.cutoffs_of(&self.plane) {
-                self.refold();
-            }
-        } else {
-            self.refold();
-        }
+        self.refold();
         self.plane != before
-    }
-
-    fn cutoffs_of(&self, plane: &ControlPlane) -> Vec<(AuthorId, Option<Cutoffs>)> {
-        plane.nodes().into_iter().map(|n| (n, plane.cutoffs(n))).collect()
     }
 
     /// Recomputes the plane from every entry: a pass to learn the cut-offs, then a pass that
@@ -391,7 +373,7 @@ mod tests {
     }
 
     fn status(node: AuthorId) -> String {
-        node_key(node, "status")
+        node_key(node, NodeField::Status)
     }
 
     #[test]
@@ -422,7 +404,7 @@ mod tests {
         assert_eq!(log.plane().status(m.id(0)), Some(MemberStatus::Active));
         assert_eq!(log.plane().value(&store), None);
         // Once granted admin, the same member may.
-        log.insert(entry(m.id(0), 5, 3, vec![(node_key(m.id(1), "role"), Some("admin"))]));
+        log.insert(entry(m.id(0), 5, 3, vec![(node_key(m.id(1), NodeField::Role), Some("admin"))]));
         log.insert(entry(m.id(1), 6, 3, vec![(store.clone(), Some("granted"))]));
         assert_eq!(log.plane().value(&store), Some(&b"granted"[..]));
         // Even an admin cannot change the genesis admin's record.
@@ -442,7 +424,7 @@ mod tests {
             1,
             vec![
                 (status(m.id(1)), Some("active")),
-                (node_key(m.id(1), "role"), Some("admin")),
+                (node_key(m.id(1), NodeField::Role), Some("admin")),
                 (store.clone(), Some("x")),
             ],
         ));
@@ -456,7 +438,12 @@ mod tests {
         let m = Mesh::new(2);
         let mut log = m.log();
         let x = m.id(1);
-        log.insert(entry(m.id(0), 1, 1, vec![(status(x), Some("invited")), (node_key(x, "role"), Some("admin"))]));
+        log.insert(entry(
+            m.id(0),
+            1,
+            1,
+            vec![(status(x), Some("invited")), (node_key(x, NodeField::Role), Some("admin"))],
+        ));
         log.insert(entry(x, 2, 1, vec![(status(x), Some("active"))]));
         // X, an admin, declares a store at seq 2 concurrently with its removal (a lower HLC), but
         // the remover had seen only X's seq 1.
@@ -464,7 +451,12 @@ mod tests {
         log.insert(entry(x, 3, 2, vec![(store.clone(), Some("late"))]));
         let cut = format_cutoffs(&[(m.root, Cutoff { seq: 1, hash: Hash::ZERO })].into_iter().collect());
         let cut = String::from_utf8(cut).unwrap();
-        log.insert(entry(m.id(0), 4, 2, vec![(status(x), Some("removed")), (node_key(x, "cutoff"), Some(&cut))]));
+        log.insert(entry(
+            m.id(0),
+            4,
+            2,
+            vec![(status(x), Some("removed")), (node_key(x, NodeField::Cutoff), Some(&cut))],
+        ));
         assert_eq!(log.plane().status(x), Some(MemberStatus::Removed));
         assert_eq!(log.plane().value(&store), None, "X's entry beyond its cut-off took effect");
     }
@@ -489,14 +481,14 @@ mod tests {
                 0 => (status(t), Some("invited".into())),
                 1 => (status(t), Some("active".into())),
                 2 => (status(t), Some("removed".into())),
-                3 => (node_key(t, "role"), Some("admin".into())),
-                4 => (node_key(t, "role"), Some("member".into())),
+                3 => (node_key(t, NodeField::Role), Some("admin".into())),
+                4 => (node_key(t, NodeField::Role), Some("member".into())),
                 5 => (format!("/stores/{s}/name"), Some(format!("s{store}"))),
                 6 => (format!("/stores/{s}/deleted_at"), Some("then".into())),
                 7 => (format!("/tokens/t{store}/revoked_at"), Some("then".into())),
                 _ => {
                     let cut = format_cutoffs(&[(m.root, Cutoff { seq: u64::from(kind) % 4, hash: Hash::ZERO })].into());
-                    (node_key(t, "cutoff"), Some(String::from_utf8(cut).unwrap_or_default()))
+                    (node_key(t, NodeField::Cutoff), Some(String::from_utf8(cut).unwrap_or_default()))
                 }
             }
         }

@@ -17,14 +17,16 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::control::{NODES_PREFIX, STORES_PREFIX};
 use crate::error::NodeError;
-use crate::node::Node;
+use crate::meta::LocalState;
+use crate::node::{Node, hostname};
 use crate::time::{now_ms, rfc3339};
 
 /// How long one peer may take for a whole `sync` before it is skipped.
-pub const PEER_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+const PEER_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// What the network layer may ask of the node.
+/// What the network layer may ask of the node (its [`NodeContext`]).
 pub struct NodeCtx {
     node: Arc<Node>,
 }
@@ -81,7 +83,9 @@ pub type StoreSync = (StoreId, Result<SyncOutcome, String>);
 /// The result of syncing with one peer: per store, or why the peer could not be reached.
 #[derive(Debug)]
 pub struct PeerSync {
+    /// The peer.
     pub peer: AuthorId,
+    /// Per store, or why the peer could not be reached.
     pub result: Result<Vec<StoreSync>, String>,
 }
 
@@ -128,7 +132,7 @@ impl Presence {
 
     /// Every store but the root applies only the entries of members (`active` or `invited` in
     /// `/nodes/`); others' wait until their author is admitted or the orphan TTL drops them
-    /// (DESIGN.md §7). The root store is exempt: it is where membership is written, a fresh
+    /// (docs/design.md, Control plane). The root store is exempt: it is where membership is written, a fresh
     /// joiner has no member list to check it against, and only members can connect at all.
     async fn admit_members(&self) -> Result<(), NodeError> {
         let members: HashSet<AuthorId> = self
@@ -156,7 +160,7 @@ impl Presence {
             self.server.open_store(self.node.store_handle(id).await?);
         }
         for (id, state) in self.node.meta().local_stores()? {
-            if state == crate::LocalState::Archived {
+            if state == LocalState::Archived {
                 self.server.close_store(id);
             }
         }
@@ -171,12 +175,12 @@ impl Presence {
                 _ = cancel.cancelled() => return,
                 e = events.recv() => match e { Some(e) => e, None => return },
             };
-            let mut nodes = event.key().starts_with(b"/nodes/");
+            let mut nodes = event.key().starts_with(NODES_PREFIX.as_bytes());
             let mut stores = !nodes;
             // Fold a burst of changes (a sync brings many) into one refresh.
             while let Ok(e) = events.try_recv() {
-                nodes |= e.key().starts_with(b"/nodes/");
-                stores |= e.key().starts_with(b"/stores/");
+                nodes |= e.key().starts_with(NODES_PREFIX.as_bytes());
+                stores |= e.key().starts_with(STORES_PREFIX.as_bytes());
             }
             if nodes && let Err(e) = self.refresh_peers().await {
                 tracing::warn!(error = %e, "cannot refresh the member list");
@@ -220,21 +224,24 @@ impl Network {
         network.presence.admit_members().await?;
         network.presence.refresh_stores().await?;
         let node = &network.presence.node;
-        let (_, events) = node.store_handle(node.root_store().id).await?.watch("^/(nodes|stores)/").await?;
+        let followed = format!("^({NODES_PREFIX}|{STORES_PREFIX})");
+        let (_, events) = node.store_handle(node.root_store().id).await?.watch(&followed).await?;
         network.tasks.spawn(network.presence.clone().follow_root(events, network.cancel.clone()));
         Ok(network)
     }
 
+    /// The addresses the endpoint is bound to.
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
         self.presence.server.listen_addrs()
     }
 
+    /// The server (peer health, connections).
     pub fn server(&self) -> &LatticeServer<NodeCtx> {
         &self.presence.server
     }
 
     /// Publishes this node's addresses in its `/nodes/{self}/info` (only once it is a member).
-    pub async fn publish_addrs(&self) -> Result<(), NodeError> {
+    async fn publish_addrs(&self) -> Result<(), NodeError> {
         let node = &self.presence.node;
         if node.node_status(node.node_id()).await? == Some(MemberStatus::Active) {
             node.publish_self(None, self.presence.advertised_addrs()).await?;
@@ -323,8 +330,8 @@ pub async fn join(
     let network = Network::start(node.clone(), config.clone()).await?;
     let asked = async {
         let conn = network.server().connect(&peer).await?;
-        let name_text = name.clone().unwrap_or_else(crate::root::hostname);
-        let root = conn.join(&name_text, &crate::root::hostname()).await?;
+        let name_text = name.clone().unwrap_or_else(hostname);
+        let root = conn.join(&name_text, &hostname()).await?;
         conn.close();
         Ok::<_, NetError>(root)
     }

@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use lattice_core::{MemberStatus, StoreId};
-use lattice_net::{NetConfig, PeerAddr};
+use lattice_core::StoreId;
+use lattice_net::NetConfig;
+use lattice_net::test_utils::{TestNode, TestNodeConfig, link};
 use lattice_store::{KvStore, StoreHandle, WatchEvent};
 use tokio::task::JoinSet;
 
 use super::Ctx;
 use super::fixtures::{VALUE_BYTES, close, runtime, scratch_dir, value};
-use super::net_node::BenchNode;
 use crate::report::Row;
 
 /// Nodes of the mesh.
@@ -47,17 +47,12 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let dir = scratch_dir(ctx, "gossip")?;
     let rt = runtime(2)?;
     let store_id = StoreId::new_random();
-    let nodes: Vec<_> = (0..NODES).map(|_| BenchNode::new(None)).collect();
-    for a in &nodes {
-        for b in nodes.iter().filter(|b| b.author() != a.author()) {
-            a.set_peer(b.author(), MemberStatus::Active);
-        }
-    }
+    let nodes = (0..NODES).map(|_| TestNode::with_config(TestNodeConfig::default())).collect::<Result<Vec<_>, _>>()?;
     let stores = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| n.open_store(&dir.path().join(format!("node-{i}")), store_id))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|(i, n)| n.open_store_at(&dir.path().join(format!("node-{i}")), store_id))
+        .collect::<Result<Vec<_>, _>>()?;
     let result = rt.block_on(converge(&nodes, &stores, puts));
     for store in stores {
         close(&rt, store)?;
@@ -116,7 +111,7 @@ struct Convergence {
 }
 
 /// Starts the mesh, warms it up, makes `puts` paced puts and records their arrivals.
-async fn converge(nodes: &[Arc<BenchNode>], stores: &[StoreHandle], puts: u64) -> Result<Convergence> {
+async fn converge(nodes: &[Arc<TestNode>], stores: &[StoreHandle], puts: u64) -> Result<Convergence> {
     let mut config = NetConfig::loopback();
     config.mesh.anti_entropy_interval = ANTI_ENTROPY;
     config.mesh.stale_after = ANTI_ENTROPY;
@@ -124,10 +119,7 @@ async fn converge(nodes: &[Arc<BenchNode>], stores: &[StoreHandle], puts: u64) -
     for node in nodes {
         servers.push(node.serve(config.clone()).await?);
     }
-    let addrs: Vec<PeerAddr> = servers.iter().map(|s| s.peer_addr()).collect();
-    for (i, server) in servers.iter().enumerate() {
-        server.set_peers(addrs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| a.clone()).collect());
-    }
+    link(&nodes.iter().zip(&servers).collect::<Vec<_>>(), |_, _| true);
 
     let arrivals: Arrivals = Arc::default();
     let mut watchers = JoinSet::new();

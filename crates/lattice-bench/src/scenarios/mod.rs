@@ -6,7 +6,6 @@ pub mod entries;
 pub mod fixtures;
 pub mod gossip;
 pub mod http;
-pub mod net_node;
 pub mod net_sync;
 pub mod store_kv;
 pub mod store_sync;

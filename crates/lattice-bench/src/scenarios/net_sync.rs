@@ -17,12 +17,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use lattice_core::MemberStatus;
 use lattice_core::StoreId;
+use lattice_net::test_utils::{TestNode, TestNodeConfig};
 use lattice_net::{NetConfig, PeerAddr};
 use serde::{Deserialize, Serialize};
 
 use super::Ctx;
 use super::fixtures::{Signing, VALUE_BYTES, big_store, close, runtime, scratch_dir};
-use super::net_node::BenchNode;
 use super::store_sync::{BIG_AUTHORS, INGEST_BATCH};
 use crate::measure::Rate;
 use crate::report::Row;
@@ -84,9 +84,9 @@ pub struct ReceiverReport {
 pub fn receive(args: &ReceiverArgs) -> Result<ReceiverReport> {
     let peer: PeerAddr = args.peer.parse().with_context(|| format!("bad sender address {:?}", args.peer))?;
     let rt = runtime(2)?;
-    let node = BenchNode::new(None);
+    let node = TestNode::with_config(TestNodeConfig::default())?;
     node.set_peer(peer.id, MemberStatus::Active);
-    let store = node.open_store(&args.dir, args.store)?;
+    let store = node.open_store_at(&args.dir, args.store)?;
     let (report, result) = rt.block_on(async {
         let server = node.serve(NetConfig::loopback()).await?;
         let rss_before_kb = peak_rss_kb()?;
@@ -150,8 +150,11 @@ pub fn run_size(ctx: &Ctx, name: &str, per_author: u64) -> Result<Vec<Row>> {
     let n = big.spec.total();
 
     let rt = runtime(2)?;
-    let node = BenchNode::new(Some(MemberStatus::Active));
-    let store = node.open_store(&big.dir, big.store_id)?;
+    let node = TestNode::with_config(TestNodeConfig {
+        default_status: Some(MemberStatus::Active),
+        ..TestNodeConfig::default()
+    })?;
+    let store = node.open_store_at(&big.dir, big.store_id)?;
     let server = rt.block_on(node.serve(NetConfig::loopback()))?;
     let receiver_dir = scratch_dir(ctx, "sync-receiver")?;
     let args = ReceiverArgs {

@@ -4,8 +4,7 @@
 use std::path::Path;
 
 use lattice_core::{AuthorId, Head, MemberStatus, StoreId};
-use lattice_node::tokens::TokenRecord;
-use lattice_node::{PeerSync, StoreInfo, StoreRef};
+use lattice_node::{PeerSync, StoreInfo, StoreRef, TokenRecord};
 use lattice_store::WriteReceipt;
 use serde_json::{Map, Value, json};
 

@@ -18,8 +18,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use lattice_core::{AuthorId, StoreId};
-use lattice_node::root::NodeInfo;
-use lattice_node::{NodeStatus, PeerRecord};
+use lattice_node::{NodeInfo, NodeStatus, PeerRecord};
 
 pub use progress::SyncBar;
 pub use value::{raw_value, text};
