@@ -276,9 +276,9 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
+// 32 cases by default (fast); `PROPTEST_CASES=n` runs more, `LATTICE_TEST_SEED=s` replays a run.
 proptest! {
-    // 32 cases by default (fast); `PROPTEST_CASES=n` runs more.
-    #![proptest_config(lattice_testkit::proptest_config("convergence of three replicas", 32))]
+    #![proptest_config(lattice_testkit::proptest_config("store convergence", 32))]
 
     #[test]
     fn three_skewed_replicas_converge_after_lossy_shuffled_deliveries_and_a_full_exchange(
@@ -397,7 +397,7 @@ async fn run_model(steps: Vec<ModelStep>) {
 }
 
 proptest! {
-    #![proptest_config(lattice_testkit::proptest_config("a single store against a map", 32))]
+    #![proptest_config(lattice_testkit::proptest_config("store convergence with deletes", 32))]
 
     #[test]
     fn a_single_store_matches_a_map_through_reopens_and_a_rebuild(steps in prop::collection::vec(model_step(), 1..40)) {

@@ -143,14 +143,12 @@ mod tests {
         assert_eq!(node.get(&store, b"from/stranger").await.unwrap(), None);
 
         node.invite(stranger.author()).await.unwrap();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            if node.get(&store, b"from/stranger").await.unwrap().as_deref() == Some(&b"hello"[..]) {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the invited author's held entry was never applied");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        lattice_testkit::eventually(
+            "the invited author's held entry to be applied",
+            lattice_testkit::DEADLINE,
+            || async { node.get(&store, b"from/stranger").await.unwrap().as_deref() == Some(&b"hello"[..]) },
+        )
+        .await;
         let status: StoreStatus = handle.status().await.unwrap();
         assert_eq!(status.orphans, 0);
         network.shutdown().await;
