@@ -5,14 +5,14 @@
 //! The network layer sees the node only through [`NodeCtx`] (a `NodeContext`): statuses from the
 //! root store, active stores as `SyncStore`s, and peer events recorded in `meta.db`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lattice_core::{AuthorId, MemberStatus, StoreId};
 use lattice_net::{LatticeServer, NetConfig, NetError, NodeContext, PeerAddr, PeerEvent, SyncOutcome, SyncProgress};
-use lattice_store::{KvStore, StoreHandle, WatchEvent};
+use lattice_store::{Authorisation, KvStore, StoreHandle, WatchEvent};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -150,7 +150,8 @@ impl Presence {
         let root = self.node.root_store().id;
         for id in self.node.active_store_ids().await? {
             if id != root {
-                self.node.store_handle(id).await?.set_authorised(Some(members.clone())).await?;
+                let authorisation = Authorisation { members: members.clone(), cutoffs: HashMap::new() };
+                self.node.store_handle(id).await?.set_authorisation(Some(authorisation)).await?;
             }
         }
         Ok(())
