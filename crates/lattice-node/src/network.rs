@@ -5,14 +5,13 @@
 //! The network layer sees the node only through [`NodeCtx`] (a `NodeContext`): statuses from the
 //! root store, active stores as `SyncStore`s, and peer events recorded in `meta.db`.
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lattice_core::{AuthorId, MemberStatus, StoreId};
 use lattice_net::{LatticeServer, NetConfig, NetError, NodeContext, PeerAddr, PeerEvent, SyncOutcome, SyncProgress};
-use lattice_store::{Authorisation, KvStore, StoreHandle, WatchEvent};
+use lattice_store::{KvStore, StoreHandle, WatchEvent};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -134,27 +133,12 @@ impl Presence {
         Ok(())
     }
 
-    /// Every store but the root applies only the entries of members (`active` or `invited` in
-    /// `/nodes/`); others' wait until their author is admitted or the orphan TTL drops them
-    /// (docs/design.md, Control plane). The root store is exempt: it is where membership is written, a fresh
-    /// joiner has no member list to check it against, and only members can connect at all.
+    /// Every store, the root store too, applies only the entries of members (the effective
+    /// control plane's `invited`/`active` nodes and the genesis admin) and of removed nodes up to
+    /// their cut-off; strangers' entries wait until admitted or the orphan TTL drops them
+    /// (docs/design.md, Control plane).
     async fn admit_members(&self) -> Result<(), NodeError> {
-        let members: HashSet<AuthorId> = self
-            .node
-            .node_records()
-            .await?
-            .into_iter()
-            .filter(|(_, record)| record.status.is_some_and(MemberStatus::is_member))
-            .map(|(id, _)| id)
-            .collect();
-        let root = self.node.root_store().id;
-        for id in self.node.active_store_ids().await? {
-            if id != root {
-                let authorisation = Authorisation { members: members.clone(), cutoffs: HashMap::new() };
-                self.node.store_handle(id).await?.set_authorisation(Some(authorisation)).await?;
-            }
-        }
-        Ok(())
+        self.node.admit_members().await
     }
 
     /// Puts every active store on the mesh (and takes archived ones off). Run after

@@ -2,8 +2,10 @@
 //! folded by [`ControlLog`], brought up to date from the root store on every read, so every
 //! reader (members, stores, tokens, rights) sees the same plane and none reads a raw key.
 
-use lattice_core::{AuthorId, SyncState};
-use lattice_store::SyncStore;
+use std::collections::{HashMap, HashSet};
+
+use lattice_core::{AuthorId, MemberStatus, StoreId, SyncState};
+use lattice_store::{Authorisation, SyncStore};
 
 use super::Node;
 use crate::authority::{ControlEntry, ControlLog, ControlPlane};
@@ -54,6 +56,50 @@ impl Node {
         authority.log.extend(entries);
         authority.seen = frontier;
         Ok(authority.log.plane().clone())
+    }
+
+    /// Who may write into store `store` under `plane`: its members (invited or active, and the
+    /// genesis admin), and every removed node up to its cut-off there (0 where it has none).
+    fn authorisation(&self, plane: &ControlPlane, store: StoreId) -> Authorisation {
+        let mut members: HashSet<AuthorId> = HashSet::from([plane.genesis()]);
+        let mut cutoffs = HashMap::new();
+        for node in plane.nodes() {
+            match plane.status(node) {
+                Some(status) if status.is_member() => {
+                    members.insert(node);
+                }
+                Some(MemberStatus::Removed) => {
+                    let seq = plane.cutoffs(node).and_then(|c| c.get(&store).map(|c| c.seq)).unwrap_or(0);
+                    cutoffs.insert(node, seq);
+                }
+                _ => {}
+            }
+        }
+        Authorisation { members, cutoffs }
+    }
+
+    /// Gives every active store (the root store too) the authorisation the control plane says.
+    /// The root store goes first and again until the plane stops changing: entries it admits
+    /// can change the plane itself (a member's own join, an admin's invite).
+    pub(crate) async fn admit_members(&self) -> Result<(), NodeError> {
+        const ROUNDS: usize = 8;
+        let root = self.store_handle(self.root).await?;
+        let mut plane = self.control_plane().await?;
+        for _ in 0..ROUNDS {
+            let applied = root.set_authorisation(Some(self.authorisation(&plane, self.root))).await?;
+            let next = self.control_plane().await?;
+            let settled = applied == 0 || next == plane;
+            plane = next;
+            if settled {
+                break;
+            }
+        }
+        for id in self.active_store_ids().await? {
+            if id != self.root {
+                self.store_handle(id).await?.set_authorisation(Some(self.authorisation(&plane, id))).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The mesh's binding (genesis admin, root-id nonce), if this data dir records one.
