@@ -24,11 +24,12 @@ use serde::{Deserialize, Serialize};
 use crate::control::{NODES_PREFIX, NodeField, node_key, reserved_prefix, split_record_key};
 
 /// A node's role in the mesh (`/nodes/{pk}/role`; absent means member).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     /// May change the control plane: invite, remove, roles, stores, tokens.
     Admin,
     /// May read and write the stores' data, and change only its own record.
+    #[default]
     Member,
 }
 

@@ -148,6 +148,8 @@ pub struct NodeRecord {
     pub status: Option<MemberStatus>,
     /// `/nodes/{pubkey}/info`; `None` if absent or not its JSON.
     pub info: Option<NodeInfo>,
+    /// Its effective role (the genesis admin is always an admin).
+    pub role: Role,
 }
 
 /// The op that sets a node's membership status.
@@ -187,9 +189,9 @@ pub(crate) fn parse_node_records(items: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<Autho
     group_records(items, NODES_PREFIX, key, |record: &mut NodeRecord, field, value| match field {
         NodeField::Status => record.status = parse_node_status(value),
         NodeField::Info => record.info = parse_node_info(value),
-        // Roles and cut-offs belong to the authority model (docs/design.md, Control plane),
-        // which this version does not enforce yet: known, so not mistaken for junk.
-        NodeField::Role | NodeField::Cutoff => {}
+        NodeField::Role => record.role = std::str::from_utf8(value).ok().and_then(Role::parse).unwrap_or_default(),
+        // Read through the control plane's fold where they matter (authority).
+        NodeField::Cutoff => {}
     })
 }
 
@@ -341,7 +343,7 @@ mod tests {
                 .map(put_item)
                 .collect();
         let nodes = parse_node_records(&items);
-        assert_eq!(nodes[&me], NodeRecord { status: Some(MemberStatus::Invited), info: Some(info) });
+        assert_eq!(nodes[&me], NodeRecord { status: Some(MemberStatus::Invited), info: Some(info), role: Role::Member });
 
         let token = TokenRecord {
             id: "0123456789abcdef".into(),

@@ -55,6 +55,7 @@ pub(super) async fn peers(ctx: &Context<'_>) -> Result<i32, Failure> {
             this_node: id == me,
             info: record.info.unwrap_or_default(),
             status: record.status.map_or("unknown", MemberStatus::as_str),
+            role: record.role.as_str(),
             local: node.meta().peer(id)?,
             failures: health.get(&id).filter(|h| h.failures > 0).map(|h| h.failures),
         });

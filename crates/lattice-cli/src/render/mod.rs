@@ -31,6 +31,8 @@ pub struct PeerView {
     pub this_node: bool,
     pub info: NodeInfo,
     pub status: &'static str,
+    /// `admin` or `member`.
+    pub role: &'static str,
     /// What this node has seen of it (addresses, last contact, last sync).
     pub local: PeerRecord,
     /// Consecutive failed attempts to reach it, when there are any.

@@ -18,7 +18,12 @@ use crate::time::{now_ms, rfc3339};
 impl Node {
     /// Every node the root store knows, with its status and info.
     pub async fn node_records(&self) -> Result<BTreeMap<AuthorId, NodeRecord>, NodeError> {
-        Ok(parse_node_records(&self.list_root(NODES_PREFIX).await?))
+        let plane = self.control_plane().await?;
+        let mut records = parse_node_records(&plane.items(NODES_PREFIX));
+        for (id, record) in &mut records {
+            record.role = plane.role(*id);
+        }
+        Ok(records)
     }
 
     /// A node's status in the root store, if it has one (a value that spells no status counts
