@@ -343,7 +343,7 @@ mod tests {
                 .map(put_item)
                 .collect();
         let nodes = parse_node_records(&items);
-        assert_eq!(nodes[&me], NodeRecord { status: Some(MemberStatus::Invited), info: Some(info), role: Role::Member });
+        assert_eq!(nodes[&me], NodeRecord { status: Some(MemberStatus::Invited), info: Some(info), role: Role::Admin });
 
         let token = TokenRecord {
             id: "0123456789abcdef".into(),
