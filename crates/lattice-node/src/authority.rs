@@ -380,14 +380,14 @@ mod tests {
     fn the_genesis_admin_invites_and_the_invitee_joins() {
         let m = Mesh::new(3);
         let mut log = m.log();
-        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(0)), Some("active"))]));
-        log.insert(entry(m.id(0), 2, 2, vec![(status(m.id(1)), Some("invited"))]));
+        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(0)), Some(MemberStatus::Active.as_str()))]));
+        log.insert(entry(m.id(0), 2, 2, vec![(status(m.id(1)), Some(MemberStatus::Invited.as_str()))]));
         assert_eq!(log.plane().status(m.id(1)), Some(MemberStatus::Invited));
-        log.insert(entry(m.id(1), 3, 1, vec![(status(m.id(1)), Some("active"))]));
+        log.insert(entry(m.id(1), 3, 1, vec![(status(m.id(1)), Some(MemberStatus::Active.as_str()))]));
         assert_eq!(log.plane().status(m.id(1)), Some(MemberStatus::Active));
         // A stranger cannot declare itself active, and a member cannot invite.
-        log.insert(entry(m.id(2), 4, 1, vec![(status(m.id(2)), Some("active"))]));
-        log.insert(entry(m.id(1), 5, 2, vec![(status(m.id(2)), Some("invited"))]));
+        log.insert(entry(m.id(2), 4, 1, vec![(status(m.id(2)), Some(MemberStatus::Active.as_str()))]));
+        log.insert(entry(m.id(1), 5, 2, vec![(status(m.id(2)), Some(MemberStatus::Invited.as_str()))]));
         assert_eq!(log.plane().status(m.id(2)), None);
         assert_eq!(log.plane().ignored_ops(), 2);
     }
@@ -396,11 +396,16 @@ mod tests {
     fn a_member_cannot_remove_the_genesis_admin_or_declare_stores() {
         let m = Mesh::new(2);
         let mut log = m.log();
-        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(0)), Some("active"))]));
-        log.insert(entry(m.id(0), 2, 2, vec![(status(m.id(1)), Some("invited"))]));
-        log.insert(entry(m.id(1), 3, 1, vec![(status(m.id(1)), Some("active"))]));
+        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(0)), Some(MemberStatus::Active.as_str()))]));
+        log.insert(entry(m.id(0), 2, 2, vec![(status(m.id(1)), Some(MemberStatus::Invited.as_str()))]));
+        log.insert(entry(m.id(1), 3, 1, vec![(status(m.id(1)), Some(MemberStatus::Active.as_str()))]));
         let store = format!("/stores/{}/name", StoreId::new_random());
-        log.insert(entry(m.id(1), 4, 2, vec![(status(m.id(0)), Some("removed")), (store.clone(), Some("evil"))]));
+        log.insert(entry(
+            m.id(1),
+            4,
+            2,
+            vec![(status(m.id(0)), Some(MemberStatus::Removed.as_str())), (store.clone(), Some("evil"))],
+        ));
         assert_eq!(log.plane().status(m.id(0)), Some(MemberStatus::Active));
         assert_eq!(log.plane().value(&store), None);
         // Once granted admin, the same member may.
@@ -408,7 +413,7 @@ mod tests {
         log.insert(entry(m.id(1), 6, 3, vec![(store.clone(), Some("granted"))]));
         assert_eq!(log.plane().value(&store), Some(&b"granted"[..]));
         // Even an admin cannot change the genesis admin's record.
-        log.insert(entry(m.id(1), 7, 4, vec![(status(m.id(0)), Some("removed"))]));
+        log.insert(entry(m.id(1), 7, 4, vec![(status(m.id(0)), Some(MemberStatus::Removed.as_str()))]));
         assert!(log.plane().is_admin(m.id(0)));
     }
 
@@ -416,14 +421,14 @@ mod tests {
     fn an_entry_cannot_use_a_right_it_grants_itself() {
         let m = Mesh::new(2);
         let mut log = m.log();
-        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(1)), Some("invited"))]));
+        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(1)), Some(MemberStatus::Invited.as_str()))]));
         let store = format!("/stores/{}/name", StoreId::new_random());
         log.insert(entry(
             m.id(1),
             2,
             1,
             vec![
-                (status(m.id(1)), Some("active")),
+                (status(m.id(1)), Some(MemberStatus::Active.as_str())),
                 (node_key(m.id(1), NodeField::Role), Some("admin")),
                 (store.clone(), Some("x")),
             ],
@@ -442,9 +447,9 @@ mod tests {
             m.id(0),
             1,
             1,
-            vec![(status(x), Some("invited")), (node_key(x, NodeField::Role), Some("admin"))],
+            vec![(status(x), Some(MemberStatus::Invited.as_str())), (node_key(x, NodeField::Role), Some("admin"))],
         ));
-        log.insert(entry(x, 2, 1, vec![(status(x), Some("active"))]));
+        log.insert(entry(x, 2, 1, vec![(status(x), Some(MemberStatus::Active.as_str()))]));
         // X, an admin, declares a store at seq 2 concurrently with its removal (a lower HLC), but
         // the remover had seen only X's seq 1.
         let store = format!("/stores/{}/name", StoreId::new_random());
@@ -455,7 +460,7 @@ mod tests {
             m.id(0),
             4,
             2,
-            vec![(status(x), Some("removed")), (node_key(x, NodeField::Cutoff), Some(&cut))],
+            vec![(status(x), Some(MemberStatus::Removed.as_str())), (node_key(x, NodeField::Cutoff), Some(&cut))],
         ));
         assert_eq!(log.plane().status(x), Some(MemberStatus::Removed));
         assert_eq!(log.plane().value(&store), None, "X's entry beyond its cut-off took effect");
@@ -478,9 +483,9 @@ mod tests {
             let t = m.id(target);
             let s = stores[store];
             match kind % 9 {
-                0 => (status(t), Some("invited".into())),
-                1 => (status(t), Some("active".into())),
-                2 => (status(t), Some("removed".into())),
+                0 => (status(t), Some(MemberStatus::Invited.as_str().into())),
+                1 => (status(t), Some(MemberStatus::Active.as_str().into())),
+                2 => (status(t), Some(MemberStatus::Removed.as_str().into())),
                 3 => (node_key(t, NodeField::Role), Some("admin".into())),
                 4 => (node_key(t, NodeField::Role), Some("member".into())),
                 5 => (format!("/stores/{s}/name"), Some(format!("s{store}"))),
@@ -507,7 +512,7 @@ mod tests {
                 let m = Mesh::new(4);
                 let stores: Vec<StoreId> = (0..3).map(|_| StoreId::new_random()).collect();
                 let mut seqs = [0u64; 4];
-                let mut all = vec![entry(m.id(0), 0, 0, vec![(status(m.id(0)), Some("active"))])];
+                let mut all = vec![entry(m.id(0), 0, 0, vec![(status(m.id(0)), Some(MemberStatus::Active.as_str()))])];
                 for (author, wall, target, kind, store) in writes {
                     seqs[author] += 1;
                     let (key, value) = op(&m, target, kind, store, &stores);
