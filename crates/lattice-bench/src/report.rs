@@ -193,7 +193,7 @@ fn round3(v: f64) -> f64 {
 /// (the node's own formatter, so every timestamp Lattice prints looks the same).
 pub fn rfc3339_utc(time: SystemTime) -> String {
     let ms = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    lattice_node::time::rfc3339(ms)
+    lattice_node::rfc3339(ms)
 }
 
 #[cfg(test)]

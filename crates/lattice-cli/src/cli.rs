@@ -97,14 +97,27 @@ pub enum Command {
         #[arg(allow_hyphen_values = true, value_name = "REGEX")]
         pattern: String,
     },
-    /// Invite a node into the mesh (it may then `join`)
+    /// Invite a node into the mesh (it may then `join`); admins only
     Invite {
+        #[arg(value_name = "PUBKEY")]
+        pubkey: String,
+        /// Invite it as an admin (it may then change the control plane too)
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Make a member an admin; admins only
+    GrantAdmin {
+        #[arg(value_name = "PUBKEY")]
+        pubkey: String,
+    },
+    /// Make an admin a plain member again; admins only
+    RevokeAdmin {
         #[arg(value_name = "PUBKEY")]
         pubkey: String,
     },
     /// List the mesh's nodes: status, last seen, last sync
     Peers,
-    /// Remove a node from the mesh: its connections are refused from then on
+    /// Remove a node from the mesh: what it wrote so far stays, what it writes after is refused; admins only
     Remove {
         #[arg(value_name = "PUBKEY")]
         pubkey: String,

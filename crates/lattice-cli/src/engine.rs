@@ -126,7 +126,7 @@ impl Engine {
             None => Arc::new(Node::init(self.dir.clone(), self.lock.clone(), name.clone()).await?),
         };
         self.stop_network().await;
-        let node = lattice_node::network::join(node, peer, name, self.net_config.clone(), progress).await?;
+        let node = lattice_node::join(node, peer, name, self.net_config.clone(), progress).await?;
         *slot = Some(node.clone());
         drop(slot);
         if self.role != Role::OneShot {

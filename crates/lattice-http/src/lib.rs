@@ -2,7 +2,7 @@
 //!
 //! The HTTP API of `lattice serve --http ADDR` (docs/design.md, HTTP API): the keys of a store
 //! over HTTP, each request authorised by an access token from the root store (`/tokens/`, see
-//! `lattice_node::tokens`).
+//! `lattice_node::TokenRecord`).
 //!
 //! ```text
 //! GET    /stores/{store}/keys/{*key}                     200 raw value | 404
@@ -13,16 +13,31 @@
 //! ```
 //!
 //! Order of checks: the token (401: missing, malformed, unknown, wrong secret, revoked,
-//! expired), its rate (429 with `Retry-After`), then the store and permission (403: a token for
-//! another store, or without the right). Errors are JSON `{"error": "..."}`.
+//! expired; the first four share one message, so an answer never says whether a token id
+//! exists; every 401 carries `WWW-Authenticate: Bearer`), its rate (429 with `Retry-After`),
+//! then the store and permission (403: a token for another store, or without the right). All of
+//! it comes from the request head: a body is read only once the token is accepted. Errors are
+//! JSON `{"error": "..."}`, those hyper answers by itself (400, 414, 431) included; a 500 says
+//! only `internal error` (the details are logged).
+//!
+//! A listing's `next` is an opaque cursor (any key bytes), the next request's `after`; `after`
+//! also takes a plain UTF-8 key, as it did before cursors.
+//!
+//! Connections: at most [`HttpConfig::max_connections`] at once (the idle longest makes room
+//! for a new one), a header-read timeout that is also the idle keep-alive timeout, a body-read
+//! timeout (408). HTTP/1.1 only.
 //!
 //! Entry types: [`HttpServer`] owns its task; [`HttpServer::shutdown`] stops accepting, lets
-//! requests in flight finish, and returns when the task has ended. [`list_item`] and
-//! [`write_receipt`] are the JSON shapes the `lattice` CLI's `--json` output shares.
+//! requests in flight finish for up to [`HttpConfig::shutdown_grace`], drops what is left, and
+//! returns when the task has ended. [`list_item`] and [`write_receipt`] are the JSON shapes the
+//! `lattice` CLI's `--json` output shares.
 //!
 //! - `server`: [`HttpServer`], [`HttpConfig`], [`HttpError`]; the router.
+//! - `conn`: the accept loop, the connection cap, and each connection's task and timeouts.
+//! - `wire`: JSON in place of the bare error heads hyper writes itself.
 //! - `auth`: the bearer token, its rate and its permission for a store.
 //! - `keys`: the key routes (get, put, delete, list).
+//! - `cursor`: the listing's opaque `next`.
 //! - `reply`: JSON bodies and `{"error"}` responses, and the mapping of node errors to statuses.
 //! - `json`: the JSON shapes shared with the CLI (key/value items, write receipts).
 //! - `rate`: per-token token buckets ([`RateLimit`]).
@@ -32,11 +47,14 @@
 //! dependencies include neither lattice-net nor the CLI.
 
 mod auth;
+mod conn;
+mod cursor;
 mod json;
 mod keys;
 mod rate;
 mod reply;
 mod server;
+mod wire;
 
 pub use json::{insert_bytes, key_value, list_item, write_receipt};
 pub use rate::RateLimit;

@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lattice_node::tokens::TokenRejected;
-use lattice_node::{ErrorKind, NodeError};
+use lattice_node::{ErrorKind, NodeError, TokenRejected};
 use serde_json::{Value, json};
 
 /// A JSON body with its content type.
@@ -13,9 +12,27 @@ pub(crate) struct Json(pub(crate) Value);
 
 impl IntoResponse for Json {
     fn into_response(self) -> Response {
-        ([(header::CONTENT_TYPE, "application/json")], format!("{}\n", self.0)).into_response()
+        ([(header::CONTENT_TYPE, "application/json")], json_text(&self.0)).into_response()
     }
 }
+
+/// A JSON body as this API writes it: one line.
+fn json_text(value: &Value) -> String {
+    format!("{value}\n")
+}
+
+/// The body of every error: `{"error": message}`.
+pub(crate) fn error_body(message: &str) -> String {
+    json_text(&json!({ "error": message }))
+}
+
+/// What a client is told for a missing, malformed or unknown token and for a wrong secret: one
+/// message, so an answer never says whether a token id exists.
+const BAD_TOKEN: &str = "missing or invalid token (expected `Authorization: Bearer ID:SECRET`)";
+
+/// What a client is told for a 500; the details go to the log only, since they can name paths
+/// and internal state.
+const INTERNAL: &str = "internal error";
 
 /// An error response: a status and `{"error": "..."}`.
 #[derive(Debug)]
@@ -30,6 +47,12 @@ impl ApiError {
         ApiError { status, message: message.into(), retry_after: None }
     }
 
+    /// 500 with a generic message; `detail` is logged, never sent.
+    pub(crate) fn internal(detail: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "HTTP request failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL)
+    }
+
     /// 429, with `Retry-After` saying when the token's bucket has a request again.
     pub(crate) fn rate_limited(wait: Duration) -> ApiError {
         let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate limit of this token exceeded");
@@ -40,7 +63,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, "application/json")], error_body(&self.message)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 requires a challenge on every 401; this API knows one scheme.
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(wait) = self.retry_after {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             if let Ok(value) = HeaderValue::from_str(&secs.max(1).to_string()) {
@@ -59,10 +87,7 @@ impl From<NodeError> for ApiError {
             (_, ErrorKind::NotFound) => StatusCode::NOT_FOUND,
             (_, ErrorKind::Usage) => StatusCode::BAD_REQUEST,
             (NodeError::Invalid(_), _) => StatusCode::BAD_REQUEST,
-            _ => {
-                tracing::error!(error = %e, "HTTP request failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            _ => return ApiError::internal(&e),
         };
         ApiError::new(status, e.to_string())
     }
@@ -70,7 +95,13 @@ impl From<NodeError> for ApiError {
 
 impl From<TokenRejected> for ApiError {
     fn from(e: TokenRejected) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
+        let message = match e {
+            TokenRejected::Malformed | TokenRejected::Unknown | TokenRejected::WrongSecret => BAD_TOKEN.to_string(),
+            // Reached only with the right secret (it is checked first), so these tell the
+            // token's holder why, and a stranger nothing.
+            TokenRejected::Revoked | TokenRejected::Expired => e.to_string(),
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, message)
     }
 }
 
@@ -86,12 +117,46 @@ pub(crate) async fn json_errors(response: Response) -> Response {
     let (parts, body) = response.into_parts();
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&text).trim().to_string();
-    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
-    let mut rewrapped = ApiError::new(status, message).into_response();
+    let error = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        ApiError::internal(&text)
+    } else if text.is_empty() {
+        ApiError::new(status, status.canonical_reason().unwrap_or("error").to_lowercase())
+    } else {
+        ApiError::new(status, text)
+    };
+    let mut rewrapped = error.into_response();
     for name in [header::ALLOW, header::RETRY_AFTER] {
         if let Some(value) = parts.headers.get(&name) {
             rewrapped.headers_mut().insert(name, value.clone());
         }
     }
     rewrapped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_500_says_internal_error_and_nothing_more() {
+        let secret = "meta.db row 7 under /home/alice/.lattice is unreadable";
+        let response = ApiError::from(NodeError::Corrupt(secret.into())).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body_of(response).await, "{\"error\":\"internal error\"}\n");
+        // axum's own 500s (none expected, but a layer could make one) are rewrapped alike.
+        let plain = (StatusCode::INTERNAL_SERVER_ERROR, secret).into_response();
+        assert_eq!(body_of(json_errors(plain).await).await, "{\"error\":\"internal error\"}\n");
+    }
+
+    #[tokio::test]
+    async fn client_errors_keep_their_message() {
+        let response = ApiError::from(NodeError::Invalid("key is empty".into())).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body_of(response).await, "{\"error\":\"key is empty\"}\n");
+    }
 }

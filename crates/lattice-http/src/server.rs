@@ -1,7 +1,8 @@
-//! The server's lifecycle: binding, the router, and a graceful shutdown that owns its task.
+//! The server's lifecycle: binding, the router, and a bounded shutdown that owns its task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -12,6 +13,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn;
 use crate::keys::{delete_key, get_key, list_keys, put_key};
 use crate::rate::{Limiter, RateLimit};
 use crate::reply::{ApiError, Json, json_errors};
@@ -29,16 +31,52 @@ pub enum HttpError {
     },
 }
 
+/// Connections served at once. A process's soft file-descriptor limit is often 1024, and the
+/// node's stores, its mesh connections and the control socket need theirs whatever HTTP
+/// clients do; 256 leaves them that room.
+const MAX_CONNECTIONS: usize = 256;
+
+/// How long a client has to send a request head. hyper starts the clock whenever a connection
+/// waits for a head (at accept, and after each response on a keep-alive connection), so this
+/// is also the idle keep-alive timeout. A real client sends its head at once.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a PUT's body may take once its token is accepted: a full value
+/// (`MAX_VALUE_BYTES`, 1 MiB) at 64 KiB/s needs 16 s.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long shutdown lets requests in flight finish before it drops their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// Tunables of the HTTP API.
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
     /// Requests each token may make: a sustained rate and a burst.
     pub rate_limit: RateLimit,
+    /// Connections served at once (at least 1; default 256). At the cap, a new connection
+    /// closes the one idle longest (no request being handled, possibly a head half-sent); when
+    /// none is idle, it waits for a connection to end or go idle, and later ones wait in the
+    /// listen backlog.
+    pub max_connections: usize,
+    /// Time allowed for a request head, and for an idle keep-alive connection's next one
+    /// (default 10 s); then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Time allowed for a PUT's body after its token is accepted (default 30 s); then 408.
+    pub body_read_timeout: Duration,
+    /// How long [`HttpServer::shutdown`] lets requests in flight finish (default 3 s); then
+    /// their connections are dropped.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { rate_limit: RateLimit { per_second: 100, burst: 200 } }
+        HttpConfig {
+            rate_limit: RateLimit { per_second: 100, burst: 200 },
+            max_connections: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: BODY_READ_TIMEOUT,
+            shutdown_grace: SHUTDOWN_GRACE,
+        }
     }
 }
 
@@ -49,10 +87,11 @@ pub struct HttpServer {
     task: JoinHandle<()>,
 }
 
-/// What every handler shares: the node and the per-token rate limiter.
+/// What every handler shares: the node, the per-token rate limiter and the body timeout.
 pub(crate) struct Api {
     pub(crate) node: Arc<Node>,
     pub(crate) limiter: Limiter,
+    pub(crate) body_read_timeout: Duration,
 }
 
 /// The handlers' view of [`Api`].
@@ -63,16 +102,13 @@ impl HttpServer {
     pub async fn start(node: Arc<Node>, addr: SocketAddr, config: HttpConfig) -> Result<HttpServer, HttpError> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })?;
         let local = listener.local_addr().map_err(|source| HttpError::Bind { addr, source })?;
-        let api = Arc::new(Api { node, limiter: Limiter::new(config.rate_limit) });
-        let cancel = CancellationToken::new();
-        let stop = cancel.clone();
-        let app = router(api);
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
+        let api = Arc::new(Api {
+            node,
+            limiter: Limiter::new(config.rate_limit),
+            body_read_timeout: config.body_read_timeout,
         });
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(conn::serve(listener, router(api), conn::Limits::from(&config), cancel.clone()));
         tracing::info!(addr = %local, "HTTP API listening");
         Ok(HttpServer { addr: local, cancel, task })
     }
@@ -82,7 +118,9 @@ impl HttpServer {
         self.addr
     }
 
-    /// Stops accepting, lets requests in flight finish, and waits for the server task.
+    /// Stops accepting, lets requests in flight finish for up to
+    /// [`HttpConfig::shutdown_grace`], drops the connections still open, and waits for the
+    /// server task: it returns within the grace period whatever clients do.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         if let Err(e) = self.task.await {

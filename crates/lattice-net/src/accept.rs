@@ -104,7 +104,10 @@ async fn serve_stream<C: NodeContext>(
                 return tx.refuse("this node has no mesh to join".into()).await;
             };
             tracing::info!(%peer, name = %req.name, "peer joins the mesh");
-            let _ = tx.send(Msg::JoinResponse(proto::JoinResponse { root_store_id: root.as_bytes().to_vec() })).await;
+            let (genesis, nonce) =
+                ctx.mesh_binding().map_or((Vec::new(), Vec::new()), |(g, n)| (g.as_bytes().to_vec(), n.to_vec()));
+            let response = proto::JoinResponse { root_store_id: root.as_bytes().to_vec(), genesis, nonce };
+            let _ = tx.send(Msg::JoinResponse(response)).await;
             tx.finish().await;
         }
         Msg::SyncRequest(req) => {

@@ -16,6 +16,16 @@ use crate::sync::{self, SyncOutcome, SyncProgress};
 /// ALPN of the join and sync protocol.
 pub(crate) const SYNC_ALPN: &[u8] = b"lattice/sync/1";
 
+/// What a join answered: the mesh's root store id, and the binding it derives from (`None` from
+/// a node made before root ids were bound to their genesis admin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Joined {
+    /// The mesh's root store.
+    pub root: StoreId,
+    /// The genesis admin and the nonce, already checked against `root`.
+    pub binding: Option<(AuthorId, [u8; 16])>,
+}
+
 /// An open connection to a peer on `lattice/sync/1`.
 pub struct PeerConnection {
     conn: Connection,
@@ -53,8 +63,10 @@ impl PeerConnection {
         }
     }
 
-    /// Asks to join the peer's mesh; returns its root store id.
-    pub async fn join(&self, name: &str, hostname: &str) -> Result<StoreId, NetError> {
+    /// Asks to join the peer's mesh; returns its root store id and, when the mesh sends it, the
+    /// binding (genesis admin, nonce) that id derives from — checked here: a root id that does
+    /// not derive from what came with it is refused.
+    pub async fn join(&self, name: &str, hostname: &str) -> Result<Joined, NetError> {
         let asked = async {
             let (mut tx, mut rx) = self.open().await?;
             tx.send(Msg::JoinRequest(proto::JoinRequest { name: name.into(), hostname: hostname.into() })).await?;
@@ -62,11 +74,20 @@ impl PeerConnection {
             tx.finish().await;
             Ok(reply)
         };
-        match asked.await.map_err(|e| self.explain(e))? {
-            Msg::JoinResponse(r) => StoreId::from_bytes(&r.root_store_id)
-                .map_err(|e| NetError::Protocol { peer: self.peer, reason: format!("bad root store id: {e}") }),
-            _ => Err(NetError::Protocol { peer: self.peer, reason: "expected a join response".into() }),
+        let reply = asked.await.map_err(|e| self.explain(e))?;
+        let bad = |reason: String| NetError::Protocol { peer: self.peer, reason };
+        let Msg::JoinResponse(r) = reply else { return Err(bad("expected a join response".into())) };
+        let root = StoreId::from_bytes(&r.root_store_id).map_err(|e| bad(format!("bad root store id: {e}")))?;
+        if r.genesis.is_empty() && r.nonce.is_empty() {
+            return Ok(Joined { root, binding: None });
         }
+        let genesis = AuthorId::from_bytes(&r.genesis).map_err(|e| bad(format!("bad genesis key: {e}")))?;
+        let nonce: [u8; 16] =
+            r.nonce.as_slice().try_into().map_err(|_| bad(format!("nonce of {} bytes, not 16", r.nonce.len())))?;
+        if StoreId::root_of(&genesis, &nonce) != root {
+            return Err(bad(format!("root store id {root} does not derive from genesis {genesis}")));
+        }
+        Ok(Joined { root, binding: Some((genesis, nonce)) })
     }
 
     /// One bidirectional sync session for `store`.

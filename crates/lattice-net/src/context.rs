@@ -52,6 +52,11 @@ pub trait NodeContext: Send + Sync + 'static {
     type Store: SyncStore;
     /// The mesh's root store id (the answer to a join), if this node has one.
     fn root_store_id(&self) -> Option<StoreId>;
+    /// The mesh's genesis admin and the nonce the root store id derives from
+    /// (`StoreId::root_of`), sent to joiners so they can check it (default: none to send).
+    fn mesh_binding(&self) -> Option<(AuthorId, [u8; 16])> {
+        None
+    }
     /// The peer's status in the root store (`None`: the mesh does not know it).
     fn peer_status(&self, peer: AuthorId) -> impl Future<Output = Option<MemberStatus>> + Send;
     /// An active local store by id.

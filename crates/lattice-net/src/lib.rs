@@ -40,7 +40,7 @@ mod sync;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
 
-pub use connection::PeerConnection;
+pub use connection::{Joined, PeerConnection};
 pub use context::{NodeContext, PeerEvent};
 pub use endpoint::{Discovery, NetConfig, PeerAddr};
 pub use error::NetError;

@@ -63,6 +63,9 @@ pub struct SyncOutcome {
     pub orphaned: u64,
     /// Entries held back because their author is not admitted to the mesh (yet).
     pub unauthorised: u64,
+    /// Received entries stored but not applied: their author is removed or equivocated in this
+    /// store (DESIGN.md §7.2, §7.4).
+    pub refused: u64,
     /// Received entries refused (bad signature, wrong store, broken chain, …).
     pub rejected: u64,
 }
@@ -184,7 +187,7 @@ async fn exchange<S: SyncStore>(
         drop(batches);
         let _ = reader.await;
         result?;
-        tx.send(Msg::SyncDone(proto::SyncDone { sent })).await?;
+        tx.send(Msg::SyncDone(proto::SyncDone { sent, ..Default::default() })).await?;
         tracing::debug!(%peer, sent, frames, "sent entries");
         Ok::<u64, NetError>(sent)
     };
@@ -229,6 +232,7 @@ async fn exchange<S: SyncStore>(
                         Ok(IngestOutcome::Duplicate) => outcome.duplicates += 1,
                         Ok(IngestOutcome::Orphaned(_)) => outcome.orphaned += 1,
                         Ok(IngestOutcome::Unauthorised) => outcome.unauthorised += 1,
+                        Ok(IngestOutcome::Refused) => outcome.refused += 1,
                         Err(IngestError::Store(e)) => return Err(NetError::Store(e)),
                         Err(e) => {
                             outcome.rejected += 1;

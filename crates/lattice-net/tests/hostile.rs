@@ -64,7 +64,7 @@ async fn forged_and_wrong_store_entries_are_rejected() {
         vec![0xde, 0xad],
     ];
     tx.send(Msg::SyncEntries(proto::SyncEntries { entries: batch })).await.unwrap();
-    tx.send(Msg::SyncDone(proto::SyncDone { sent: 5 })).await.unwrap();
+    tx.send(Msg::SyncDone(proto::SyncDone { sent: 5, ..Default::default() })).await.unwrap();
     // Drain what A sends us until its SyncDone, so the session completes.
     while let Some(msg) = rx.recv().await.unwrap() {
         if matches!(msg, Msg::SyncDone(_)) {

@@ -75,7 +75,7 @@ async fn uninvited_and_removed_nodes_are_refused() {
     a.open_store(other).unwrap();
     let s_other = stranger.open_store(other).unwrap();
     let conn = ss.connect(&sa.peer_addr()).await.unwrap();
-    assert_eq!(conn.join("friend", "host").await.unwrap(), root);
+    assert_eq!(conn.join("friend", "host").await.unwrap().root, root);
     assert!(matches!(conn.sync(&s_other, None).await, Err(NetError::Refused { .. })));
     conn.sync(&stranger.store(root).unwrap(), None).await.unwrap();
     assert_eq!(dump(&stranger.store(root).unwrap()).await.len(), 5);

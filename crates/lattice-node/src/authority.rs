@@ -21,14 +21,15 @@ use std::collections::BTreeMap;
 use lattice_core::{AuthorId, Hash, Hlc, MemberStatus, Op, StoreId, VerifiedEntry};
 use serde::{Deserialize, Serialize};
 
-use crate::root::{NODES_PREFIX, reserved_prefix, split_record_key};
+use crate::control::{NODES_PREFIX, NodeField, node_key, reserved_prefix, split_record_key};
 
 /// A node's role in the mesh (`/nodes/{pk}/role`; absent means member).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     /// May change the control plane: invite, remove, roles, stores, tokens.
     Admin,
     /// May read and write the stores' data, and change only its own record.
+    #[default]
     Member,
 }
 
@@ -188,14 +189,14 @@ impl ControlPlane {
         self.ignored
     }
 
-    fn field(&self, node: AuthorId, field: &str) -> Option<&str> {
+    fn field(&self, node: AuthorId, field: NodeField) -> Option<&str> {
         let value = self.values.get(&node_key(node, field))?;
         std::str::from_utf8(value).ok()
     }
 
     /// A node's effective status; `None` if it has none (never invited).
     pub fn status(&self, node: AuthorId) -> Option<MemberStatus> {
-        self.field(node, "status").and_then(MemberStatus::parse)
+        self.field(node, NodeField::Status).and_then(MemberStatus::parse)
     }
 
     /// A node's effective role: the genesis admin is always an admin; others are admins only if
@@ -204,7 +205,7 @@ impl ControlPlane {
         if node == self.genesis {
             return Role::Admin;
         }
-        self.field(node, "role").and_then(Role::parse).unwrap_or(Role::Member)
+        self.field(node, NodeField::Role).and_then(Role::parse).unwrap_or(Role::Member)
     }
 
     /// True if `node` may change the control plane now: an admin that is not removed (the
@@ -218,7 +219,7 @@ impl ControlPlane {
 
     /// A removed node's cut-offs (`None`: no cut-off, so no limit, or not removed).
     pub fn cutoffs(&self, node: AuthorId) -> Option<Cutoffs> {
-        self.values.get(&node_key(node, "cutoff")).and_then(|v| parse_cutoffs(v))
+        self.values.get(&node_key(node, NodeField::Cutoff)).and_then(|v| parse_cutoffs(v))
     }
 
     /// Every node the plane has a record for.
@@ -247,11 +248,11 @@ impl ControlPlane {
         }
         let itself = author == node && self.status(node).is_some_and(MemberStatus::is_member);
         let status = value.and_then(|v| std::str::from_utf8(v).ok()).and_then(MemberStatus::parse);
-        match field {
+        match NodeField::parse(field) {
             // A node declares itself active; admins invite and remove.
-            "status" if status == Some(MemberStatus::Active) => itself,
+            Some(NodeField::Status) if status == Some(MemberStatus::Active) => itself,
             // A node publishes its own info; the inviting admin records who added it.
-            "info" => itself || admin,
+            Some(NodeField::Info) => itself || admin,
             _ => admin,
         }
     }
@@ -277,15 +278,12 @@ impl ControlPlane {
     }
 }
 
-fn node_key(node: AuthorId, field: &str) -> String {
-    format!("{NODES_PREFIX}{}/{field}", node.to_hex())
-}
-
 /// The root store's control-plane entries, kept in fold order, and the plane they give.
 ///
-/// Cheap as the root store grows: it holds only entries that touch reserved keys, an entry that
-/// sorts last (the common case: a fresh local or received change) is applied in place, and only
-/// one arriving out of order, or a change of cut-offs, refolds the whole log.
+/// Every insert refolds the whole log, which holds only the entries that touch reserved keys.
+/// Applying an entry that sorts last in place, as an earlier version did, gave planes that the
+/// two-pass fold does not: the convergence property test found delivery orders that disagreed
+/// (in the ops ignored, and in a store tombstone), so the plane must be the fold's alone.
 #[derive(Clone, Debug)]
 pub struct ControlLog {
     entries: BTreeMap<FoldKey, ControlEntry>,
@@ -303,41 +301,25 @@ impl ControlLog {
         &self.plane
     }
 
-    /// How many control-plane entries the log holds.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True if the log holds no entry.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Adds an entry (a duplicate changes nothing). Returns true if the plane changed.
+    #[cfg(test)]
     pub fn insert(&mut self, entry: ControlEntry) -> bool {
-        let key = entry.order();
-        if self.entries.contains_key(&key) {
+        self.extend([entry])
+    }
+
+    /// Adds entries (duplicates change nothing) and refolds once. Returns true if the plane
+    /// changed.
+    pub fn extend(&mut self, entries: impl IntoIterator<Item = ControlEntry>) -> bool {
+        let mut added = false;
+        for entry in entries {
+            added |= self.entries.insert(entry.order(), entry).is_none();
+        }
+        if !added {
             return false;
         }
-        let last = self.entries.keys().next_back().is_none_or(|k| *k < key);
-        self.entries.insert(key, entry);
         let before = self.plane.clone();
-        if last {
-            let entry = &self.entries[&key];
-            if !self.plane.refuses(entry) {
-                self.plane.apply(entry);
-            }
-            if self.cutoffs_of(&before) != self.cutoffs_of(&self.plane) {
-                self.refold();
-            }
-        } else {
-            self.refold();
-        }
+        self.refold();
         self.plane != before
-    }
-
-    fn cutoffs_of(&self, plane: &ControlPlane) -> Vec<(AuthorId, Option<Cutoffs>)> {
-        plane.nodes().into_iter().map(|n| (n, plane.cutoffs(n))).collect()
     }
 
     /// Recomputes the plane from every entry: a pass to learn the cut-offs, then a pass that
@@ -391,21 +373,21 @@ mod tests {
     }
 
     fn status(node: AuthorId) -> String {
-        node_key(node, "status")
+        node_key(node, NodeField::Status)
     }
 
     #[test]
     fn the_genesis_admin_invites_and_the_invitee_joins() {
         let m = Mesh::new(3);
         let mut log = m.log();
-        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(0)), Some("active"))]));
-        log.insert(entry(m.id(0), 2, 2, vec![(status(m.id(1)), Some("invited"))]));
+        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(0)), Some(MemberStatus::Active.as_str()))]));
+        log.insert(entry(m.id(0), 2, 2, vec![(status(m.id(1)), Some(MemberStatus::Invited.as_str()))]));
         assert_eq!(log.plane().status(m.id(1)), Some(MemberStatus::Invited));
-        log.insert(entry(m.id(1), 3, 1, vec![(status(m.id(1)), Some("active"))]));
+        log.insert(entry(m.id(1), 3, 1, vec![(status(m.id(1)), Some(MemberStatus::Active.as_str()))]));
         assert_eq!(log.plane().status(m.id(1)), Some(MemberStatus::Active));
         // A stranger cannot declare itself active, and a member cannot invite.
-        log.insert(entry(m.id(2), 4, 1, vec![(status(m.id(2)), Some("active"))]));
-        log.insert(entry(m.id(1), 5, 2, vec![(status(m.id(2)), Some("invited"))]));
+        log.insert(entry(m.id(2), 4, 1, vec![(status(m.id(2)), Some(MemberStatus::Active.as_str()))]));
+        log.insert(entry(m.id(1), 5, 2, vec![(status(m.id(2)), Some(MemberStatus::Invited.as_str()))]));
         assert_eq!(log.plane().status(m.id(2)), None);
         assert_eq!(log.plane().ignored_ops(), 2);
     }
@@ -414,19 +396,24 @@ mod tests {
     fn a_member_cannot_remove_the_genesis_admin_or_declare_stores() {
         let m = Mesh::new(2);
         let mut log = m.log();
-        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(0)), Some("active"))]));
-        log.insert(entry(m.id(0), 2, 2, vec![(status(m.id(1)), Some("invited"))]));
-        log.insert(entry(m.id(1), 3, 1, vec![(status(m.id(1)), Some("active"))]));
+        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(0)), Some(MemberStatus::Active.as_str()))]));
+        log.insert(entry(m.id(0), 2, 2, vec![(status(m.id(1)), Some(MemberStatus::Invited.as_str()))]));
+        log.insert(entry(m.id(1), 3, 1, vec![(status(m.id(1)), Some(MemberStatus::Active.as_str()))]));
         let store = format!("/stores/{}/name", StoreId::new_random());
-        log.insert(entry(m.id(1), 4, 2, vec![(status(m.id(0)), Some("removed")), (store.clone(), Some("evil"))]));
+        log.insert(entry(
+            m.id(1),
+            4,
+            2,
+            vec![(status(m.id(0)), Some(MemberStatus::Removed.as_str())), (store.clone(), Some("evil"))],
+        ));
         assert_eq!(log.plane().status(m.id(0)), Some(MemberStatus::Active));
         assert_eq!(log.plane().value(&store), None);
         // Once granted admin, the same member may.
-        log.insert(entry(m.id(0), 5, 3, vec![(node_key(m.id(1), "role"), Some("admin"))]));
+        log.insert(entry(m.id(0), 5, 3, vec![(node_key(m.id(1), NodeField::Role), Some("admin"))]));
         log.insert(entry(m.id(1), 6, 3, vec![(store.clone(), Some("granted"))]));
         assert_eq!(log.plane().value(&store), Some(&b"granted"[..]));
         // Even an admin cannot change the genesis admin's record.
-        log.insert(entry(m.id(1), 7, 4, vec![(status(m.id(0)), Some("removed"))]));
+        log.insert(entry(m.id(1), 7, 4, vec![(status(m.id(0)), Some(MemberStatus::Removed.as_str()))]));
         assert!(log.plane().is_admin(m.id(0)));
     }
 
@@ -434,15 +421,15 @@ mod tests {
     fn an_entry_cannot_use_a_right_it_grants_itself() {
         let m = Mesh::new(2);
         let mut log = m.log();
-        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(1)), Some("invited"))]));
+        log.insert(entry(m.id(0), 1, 1, vec![(status(m.id(1)), Some(MemberStatus::Invited.as_str()))]));
         let store = format!("/stores/{}/name", StoreId::new_random());
         log.insert(entry(
             m.id(1),
             2,
             1,
             vec![
-                (status(m.id(1)), Some("active")),
-                (node_key(m.id(1), "role"), Some("admin")),
+                (status(m.id(1)), Some(MemberStatus::Active.as_str())),
+                (node_key(m.id(1), NodeField::Role), Some("admin")),
                 (store.clone(), Some("x")),
             ],
         ));
@@ -456,15 +443,25 @@ mod tests {
         let m = Mesh::new(2);
         let mut log = m.log();
         let x = m.id(1);
-        log.insert(entry(m.id(0), 1, 1, vec![(status(x), Some("invited")), (node_key(x, "role"), Some("admin"))]));
-        log.insert(entry(x, 2, 1, vec![(status(x), Some("active"))]));
+        log.insert(entry(
+            m.id(0),
+            1,
+            1,
+            vec![(status(x), Some(MemberStatus::Invited.as_str())), (node_key(x, NodeField::Role), Some("admin"))],
+        ));
+        log.insert(entry(x, 2, 1, vec![(status(x), Some(MemberStatus::Active.as_str()))]));
         // X, an admin, declares a store at seq 2 concurrently with its removal (a lower HLC), but
         // the remover had seen only X's seq 1.
         let store = format!("/stores/{}/name", StoreId::new_random());
         log.insert(entry(x, 3, 2, vec![(store.clone(), Some("late"))]));
         let cut = format_cutoffs(&[(m.root, Cutoff { seq: 1, hash: Hash::ZERO })].into_iter().collect());
         let cut = String::from_utf8(cut).unwrap();
-        log.insert(entry(m.id(0), 4, 2, vec![(status(x), Some("removed")), (node_key(x, "cutoff"), Some(&cut))]));
+        log.insert(entry(
+            m.id(0),
+            4,
+            2,
+            vec![(status(x), Some(MemberStatus::Removed.as_str())), (node_key(x, NodeField::Cutoff), Some(&cut))],
+        ));
         assert_eq!(log.plane().status(x), Some(MemberStatus::Removed));
         assert_eq!(log.plane().value(&store), None, "X's entry beyond its cut-off took effect");
     }
@@ -486,17 +483,17 @@ mod tests {
             let t = m.id(target);
             let s = stores[store];
             match kind % 9 {
-                0 => (status(t), Some("invited".into())),
-                1 => (status(t), Some("active".into())),
-                2 => (status(t), Some("removed".into())),
-                3 => (node_key(t, "role"), Some("admin".into())),
-                4 => (node_key(t, "role"), Some("member".into())),
+                0 => (status(t), Some(MemberStatus::Invited.as_str().into())),
+                1 => (status(t), Some(MemberStatus::Active.as_str().into())),
+                2 => (status(t), Some(MemberStatus::Removed.as_str().into())),
+                3 => (node_key(t, NodeField::Role), Some("admin".into())),
+                4 => (node_key(t, NodeField::Role), Some("member".into())),
                 5 => (format!("/stores/{s}/name"), Some(format!("s{store}"))),
                 6 => (format!("/stores/{s}/deleted_at"), Some("then".into())),
                 7 => (format!("/tokens/t{store}/revoked_at"), Some("then".into())),
                 _ => {
                     let cut = format_cutoffs(&[(m.root, Cutoff { seq: u64::from(kind) % 4, hash: Hash::ZERO })].into());
-                    (node_key(t, "cutoff"), Some(String::from_utf8(cut).unwrap_or_default()))
+                    (node_key(t, NodeField::Cutoff), Some(String::from_utf8(cut).unwrap_or_default()))
                 }
             }
         }
@@ -515,7 +512,7 @@ mod tests {
                 let m = Mesh::new(4);
                 let stores: Vec<StoreId> = (0..3).map(|_| StoreId::new_random()).collect();
                 let mut seqs = [0u64; 4];
-                let mut all = vec![entry(m.id(0), 0, 0, vec![(status(m.id(0)), Some("active"))])];
+                let mut all = vec![entry(m.id(0), 0, 0, vec![(status(m.id(0)), Some(MemberStatus::Active.as_str()))])];
                 for (author, wall, target, kind, store) in writes {
                     seqs[author] += 1;
                     let (key, value) = op(&m, target, kind, store, &stores);

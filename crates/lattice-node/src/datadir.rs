@@ -14,10 +14,38 @@ use crate::error::NodeError;
 /// The environment variable that names the data dir when `--data-dir` is not given.
 pub const ENV_DATA_DIR: &str = "LATTICE_DATA_DIR";
 
-/// A data dir: a root path and the names of everything inside it (DESIGN.md section 3).
+/// A data dir: a root path and the names of everything inside it (docs/design.md, Data directory).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataDir {
     root: PathBuf,
+}
+
+/// Declares the `DataDir` methods that name one entry of the data dir's top level.
+macro_rules! entries {
+    ($($(#[$doc:meta])* $method:ident => $name:literal;)*) => {
+        impl DataDir {
+            $($(#[$doc])* pub fn $method(&self) -> PathBuf { self.root.join($name) })*
+        }
+    };
+}
+
+entries! {
+    /// `identity.key`: the node's 32-byte Ed25519 seed, mode 0600.
+    identity_key => "identity.key";
+    /// `meta.db`: local node metadata; its presence marks an initialised data dir.
+    meta_db => "meta.db";
+    /// Where `init` builds `meta.db` before renaming it into place (init is all or nothing).
+    meta_db_staging => "meta.db.init";
+    /// `lattice.lock`: flocked by the process that owns the data dir.
+    lock_file => "lattice.lock";
+    /// `lattice.sock`: the control socket of a long-running owner (serve, shell, watch).
+    socket => "lattice.sock";
+    /// The shell's persistent history.
+    history => "history";
+    /// `stores/`: one directory per live store.
+    stores_dir => "stores";
+    /// `archive/`: one directory per store deleted from the mesh.
+    archive_dir => "archive";
 }
 
 impl DataDir {
@@ -52,51 +80,24 @@ impl DataDir {
         Ok(DataDir { root })
     }
 
+    /// The data dir itself (absolute).
     pub fn path(&self) -> &Path {
         &self.root
-    }
-    /// `identity.key`: the node's 32-byte Ed25519 seed, mode 0600.
-    pub fn identity_key(&self) -> PathBuf {
-        self.root.join("identity.key")
-    }
-    /// `meta.db`: local node metadata; its presence marks an initialised data dir.
-    pub fn meta_db(&self) -> PathBuf {
-        self.root.join("meta.db")
-    }
-    /// Where `init` builds `meta.db` before renaming it into place (init is all or nothing).
-    pub fn meta_db_staging(&self) -> PathBuf {
-        self.root.join("meta.db.init")
-    }
-    /// `lattice.lock`: flocked by the process that owns the data dir.
-    pub fn lock_file(&self) -> PathBuf {
-        self.root.join("lattice.lock")
-    }
-    /// `lattice.sock`: the control socket of a long-running owner (serve, shell, watch).
-    pub fn socket(&self) -> PathBuf {
-        self.root.join("lattice.sock")
-    }
-    /// The shell's persistent history.
-    pub fn history(&self) -> PathBuf {
-        self.root.join("history")
-    }
-    pub fn stores_dir(&self) -> PathBuf {
-        self.root.join("stores")
     }
     /// `stores/{uuid}`: the live data of one store.
     pub fn store(&self, id: StoreId) -> PathBuf {
         self.stores_dir().join(id.to_string())
-    }
-    pub fn archive_dir(&self) -> PathBuf {
-        self.root.join("archive")
     }
     /// `archive/{uuid}`: a store deleted from the mesh; kept, never served.
     pub fn archived_store(&self, id: StoreId) -> PathBuf {
         self.archive_dir().join(id.to_string())
     }
 
+    /// True if the data dir exists (initialised or not).
     pub fn exists(&self) -> bool {
         self.root.is_dir()
     }
+    /// True once `init` has completed here (`meta.db` exists).
     pub fn is_initialised(&self) -> bool {
         self.meta_db().is_file()
     }
@@ -117,6 +118,40 @@ impl DataDir {
     /// Fails with [`NodeError::NotInitialised`] unless `init` has completed here.
     pub fn require_initialised(&self) -> Result<(), NodeError> {
         if self.is_initialised() { Ok(()) } else { Err(NodeError::NotInitialised(self.root.clone())) }
+    }
+
+    /// Moves `stores/{uuid}` to `archive/{uuid}` if it exists here, then fsyncs both parent
+    /// directories so the move survives a crash. Returns whether there was anything to move.
+    /// The store must be closed.
+    pub(crate) fn archive(&self, id: StoreId) -> Result<bool, NodeError> {
+        let from = self.store(id);
+        if !from.exists() {
+            return Ok(false);
+        }
+        let archive = self.archive_dir();
+        let created = !archive.exists();
+        std::fs::create_dir_all(&archive)
+            .map_err(|e| NodeError::io(format!("cannot create {}", archive.display()), e))?;
+        let to = self.archived_store(id);
+        if to.exists() {
+            // An earlier archive of the same store (cannot normally happen): keep both.
+            let aside = archive.join(format!("{id}.{}", crate::time::now_ms()));
+            std::fs::rename(&to, &aside).map_err(|e| NodeError::io(format!("cannot move {}", to.display()), e))?;
+        }
+        std::fs::rename(&from, &to).map_err(|e| NodeError::io(format!("cannot archive {}", from.display()), e))?;
+        sync_dir(&archive);
+        sync_dir(&self.stores_dir());
+        if created {
+            sync_dir(&self.root);
+        }
+        Ok(true)
+    }
+}
+
+/// fsyncs a directory so a rename inside it is durable. Best effort: failures are logged.
+pub(crate) fn sync_dir(path: &Path) {
+    if let Err(e) = std::fs::File::open(path).and_then(|f| f.sync_all()) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot fsync directory");
     }
 }
 

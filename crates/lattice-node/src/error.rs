@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use lattice_store::StoreError;
 
-/// What a caller should make of an error: DESIGN.md maps these to exit codes 1, 2 and 1.
+/// What a caller should make of an error: the CLI maps these to exit codes 1, 2 and 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Something named does not exist (a store, a key).
@@ -16,14 +16,23 @@ pub enum ErrorKind {
     Other,
 }
 
+/// Everything a node operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// The data dir has no `meta.db`: `init` has not run (or not completed) there.
     #[error("data dir {} is not initialised (run `lattice init`)", .0.display())]
     NotInitialised(PathBuf),
+    /// `init` on a data dir that already has a `meta.db`.
     #[error("data dir {} is already initialised; refusing to overwrite it", .0.display())]
     AlreadyInitialised(PathBuf),
+    /// Another process holds the data dir's lock.
     #[error("data dir {} is in use by another lattice process{}", .path.display(), pid_suffix(*.pid))]
-    Locked { path: PathBuf, pid: Option<u32> },
+    Locked {
+        /// The data dir.
+        path: PathBuf,
+        /// The owner's pid, as it wrote it into `lattice.lock`.
+        pid: Option<u32>,
+    },
     /// A store (or other named thing) that does not exist; the message names it.
     #[error("{0}")]
     NotFound(String),
@@ -33,21 +42,41 @@ pub enum NodeError {
     /// Malformed input; the message says what is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// The node's role does not allow the operation (`only an admin may …`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A user's write under a reserved prefix of the root store.
     #[error("{key:?} is under the root store's reserved prefix {prefix}: it changes only through its own command")]
-    Reserved { key: String, prefix: &'static str },
+    Reserved {
+        /// The key, as text.
+        key: String,
+        /// The prefix it falls under.
+        prefix: &'static str,
+    },
+    /// `identity.key` cannot be read or written.
     #[error(transparent)]
     Identity(#[from] lattice_store::KeyFileError),
+    /// A store refused or failed the operation.
     #[error(transparent)]
     Store(#[from] lattice_store::StoreError),
+    /// `meta.db` failed.
     #[error("meta.db: {0}")]
     Meta(#[from] redb::Error),
+    /// A file operation of the data dir failed.
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// On-disk metadata that contradicts itself.
     #[error("{0}")]
     Corrupt(String),
+    /// The node's stores are closed (after `shutdown`).
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The network layer failed (connect, join, sync).
     #[error(transparent)]
     Net(#[from] lattice_net::NetError),
 }
@@ -57,10 +86,12 @@ fn pid_suffix(pid: Option<u32>) -> String {
 }
 
 impl NodeError {
+    /// A [`NodeError::Io`] with its context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> NodeError {
         NodeError::Io { context: context.into(), source }
     }
 
+    /// What a caller should make of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
             NodeError::NotFound(_) | NodeError::Net(lattice_net::NetError::NoAddress(_)) => ErrorKind::NotFound,

@@ -10,29 +10,34 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::error::NodeError;
 use crate::tables::{
-    LOCAL_STORES, PEERS, SCHEMA_VERSION, SETTING_CURRENT_STORE, SETTING_ROOT_STORE, SETTING_SCHEMA, SETTINGS,
+    LOCAL_STORES, PEERS, SCHEMA_VERSION, SETTING_CURRENT_STORE, SETTING_MESH_BINDING, SETTING_ROOT_STORE,
+    SETTING_SCHEMA, SETTINGS,
 };
 
 /// Whether a store's data is live on this node or archived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LocalState {
+    /// Data under `stores/{uuid}`, served and synced.
     Active,
+    /// Deleted from the mesh; data under `archive/{uuid}`, never served.
     Archived,
 }
 
 impl LocalState {
+    /// Every state.
+    pub const ALL: [LocalState; 2] = [LocalState::Active, LocalState::Archived];
+
+    /// The stored spelling: `active` or `archived`.
     pub fn as_str(self) -> &'static str {
         match self {
             LocalState::Active => "active",
             LocalState::Archived => "archived",
         }
     }
-    fn parse(text: &str) -> Option<LocalState> {
-        match text {
-            "active" => Some(LocalState::Active),
-            "archived" => Some(LocalState::Archived),
-            _ => None,
-        }
+
+    /// The state a stored value spells, if it spells one.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -48,13 +53,14 @@ pub struct PeerRecord {
     /// RFC 3339 time and result of the last sync (`ok: N received, M sent` or the error).
     #[serde(default)]
     pub last_sync: Option<String>,
+    /// Whether that last sync succeeded.
     #[serde(default)]
     pub last_sync_ok: Option<bool>,
 }
 
 impl PeerRecord {
     /// Puts `addr` first among the addresses tried for this peer (once).
-    pub fn remember_addr(&mut self, addr: String) {
+    pub(crate) fn remember_addr(&mut self, addr: String) {
         if !self.addrs.contains(&addr) {
             self.addrs.insert(0, addr);
         }
@@ -66,13 +72,45 @@ pub struct MetaDb {
     db: Database,
 }
 
+/// Who founded the mesh, and the nonce its root store id was derived from (docs/design.md,
+/// Control plane): every member can check `root == StoreId::root_of(genesis, nonce)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeshBinding {
+    /// The node that ran `init`: the genesis admin.
+    pub genesis: AuthorId,
+    /// 16 random bytes chosen at `init`.
+    pub nonce: [u8; 16],
+}
+
+impl MeshBinding {
+    /// A new mesh founded by `genesis`, with a fresh random nonce.
+    pub fn generate(genesis: AuthorId) -> MeshBinding {
+        MeshBinding { genesis, nonce: rand::random() }
+    }
+
+    /// The root store id this binding derives.
+    pub fn root(&self) -> StoreId {
+        StoreId::root_of(&self.genesis, &self.nonce)
+    }
+
+    fn to_bytes(self) -> Vec<u8> {
+        [self.genesis.as_bytes().as_slice(), &self.nonce].concat()
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<MeshBinding> {
+        let genesis = AuthorId::from_bytes(bytes.get(..32)?).ok()?;
+        let nonce = bytes.get(32..)?.try_into().ok()?;
+        Some(MeshBinding { genesis, nonce })
+    }
+}
+
 fn db_err(e: impl Into<redb::Error>) -> NodeError {
     NodeError::Meta(e.into())
 }
 
 impl MetaDb {
     /// Creates a new `meta.db` at `path` with its tables, the schema version and the root store.
-    pub fn create(path: &Path, root: StoreId) -> Result<MetaDb, NodeError> {
+    pub(crate) fn create(path: &Path, root: StoreId) -> Result<MetaDb, NodeError> {
         let db = Database::create(path).map_err(db_err)?;
         let meta = MetaDb { db };
         let tx = meta.db.begin_write().map_err(db_err)?;
@@ -87,7 +125,7 @@ impl MetaDb {
     }
 
     /// Opens an existing `meta.db`, refusing a schema it does not know.
-    pub fn open(path: &Path) -> Result<MetaDb, NodeError> {
+    pub(crate) fn open(path: &Path) -> Result<MetaDb, NodeError> {
         let db = Database::open(path).map_err(db_err)?;
         let meta = MetaDb { db };
         let schema = meta.setting(SETTING_SCHEMA)?.and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok());
@@ -132,14 +170,28 @@ impl MetaDb {
         }
     }
 
-    pub fn root_store(&self) -> Result<StoreId, NodeError> {
+    /// The root store's id.
+    pub(crate) fn root_store(&self) -> Result<StoreId, NodeError> {
         self.store_setting(SETTING_ROOT_STORE)?
             .ok_or_else(|| NodeError::Corrupt("meta.db does not name a root store".into()))
     }
 
     /// Makes `root` this node's root store (used when joining a mesh).
-    pub fn set_root_store(&self, root: StoreId) -> Result<(), NodeError> {
+    pub(crate) fn set_root_store(&self, root: StoreId) -> Result<(), NodeError> {
         self.set_setting(SETTING_ROOT_STORE, Some(root.as_bytes().as_slice()))
+    }
+
+    /// The mesh's binding (genesis admin, nonce), if this data dir records one.
+    pub(crate) fn mesh_binding(&self) -> Result<Option<MeshBinding>, NodeError> {
+        let Some(bytes) = self.setting(SETTING_MESH_BINDING)? else { return Ok(None) };
+        MeshBinding::from_bytes(&bytes)
+            .map(Some)
+            .ok_or_else(|| NodeError::Corrupt(format!("meta.db setting {SETTING_MESH_BINDING}: {} bytes", bytes.len())))
+    }
+
+    /// Records the mesh's binding (at `init`, and when joining a mesh).
+    pub(crate) fn set_mesh_binding(&self, binding: &MeshBinding) -> Result<(), NodeError> {
+        self.set_setting(SETTING_MESH_BINDING, Some(&binding.to_bytes()))
     }
 
     /// What this node knows locally about a peer (addresses, last contact).
@@ -155,7 +207,7 @@ impl MetaDb {
     }
 
     /// Updates the local record of a peer.
-    pub fn update_peer(&self, id: AuthorId, f: impl FnOnce(&mut PeerRecord)) -> Result<(), NodeError> {
+    pub(crate) fn update_peer(&self, id: AuthorId, f: impl FnOnce(&mut PeerRecord)) -> Result<(), NodeError> {
         let mut record = self.peer(id)?;
         f(&mut record);
         let text = serde_json::to_string(&record).map_err(|e| NodeError::Corrupt(format!("peer record: {e}")))?;
@@ -167,16 +219,18 @@ impl MetaDb {
         tx.commit().map_err(db_err)
     }
 
-    pub fn current_store(&self) -> Result<Option<StoreId>, NodeError> {
+    /// The store commands use when no `--store` is given, if one is set.
+    pub(crate) fn current_store(&self) -> Result<Option<StoreId>, NodeError> {
         self.store_setting(SETTING_CURRENT_STORE)
     }
 
-    pub fn set_current_store(&self, id: Option<StoreId>) -> Result<(), NodeError> {
+    /// Sets (or, with `None`, clears) the current store.
+    pub(crate) fn set_current_store(&self, id: Option<StoreId>) -> Result<(), NodeError> {
         self.set_setting(SETTING_CURRENT_STORE, id.as_ref().map(|id| id.as_bytes().as_slice()))
     }
 
     /// Every store this node holds data for, in uuid order.
-    pub fn local_stores(&self) -> Result<Vec<(StoreId, LocalState)>, NodeError> {
+    pub(crate) fn local_stores(&self) -> Result<Vec<(StoreId, LocalState)>, NodeError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let table = tx.open_table(LOCAL_STORES).map_err(db_err)?;
         let mut out = Vec::new();
@@ -191,11 +245,14 @@ impl MetaDb {
         Ok(out)
     }
 
-    pub fn local_state(&self, id: StoreId) -> Result<Option<LocalState>, NodeError> {
+    /// The local state of store `id`, if this node holds it.
+    #[cfg(test)]
+    fn local_state(&self, id: StoreId) -> Result<Option<LocalState>, NodeError> {
         Ok(self.local_stores()?.into_iter().find(|(s, _)| *s == id).map(|(_, state)| state))
     }
 
-    pub fn set_local_state(&self, id: StoreId, state: LocalState) -> Result<(), NodeError> {
+    /// Records the local state of store `id`.
+    pub(crate) fn set_local_state(&self, id: StoreId, state: LocalState) -> Result<(), NodeError> {
         let tx = self.db.begin_write().map_err(db_err)?;
         {
             let mut table = tx.open_table(LOCAL_STORES).map_err(db_err)?;

@@ -5,7 +5,6 @@
 //! The network layer sees the node only through [`NodeCtx`] (a `NodeContext`): statuses from the
 //! root store, active stores as `SyncStore`s, and peer events recorded in `meta.db`.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,14 +16,16 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::control::{NODES_PREFIX, STORES_PREFIX};
 use crate::error::NodeError;
-use crate::node::Node;
+use crate::meta::{LocalState, MeshBinding};
+use crate::node::{Node, hostname};
 use crate::time::{now_ms, rfc3339};
 
 /// How long one peer may take for a whole `sync` before it is skipped.
-pub const PEER_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+const PEER_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// What the network layer may ask of the node.
+/// What the network layer may ask of the node (its [`NodeContext`]).
 pub struct NodeCtx {
     node: Arc<Node>,
 }
@@ -34,6 +35,10 @@ impl NodeContext for NodeCtx {
 
     fn root_store_id(&self) -> Option<StoreId> {
         Some(self.node.root_store().id)
+    }
+
+    fn mesh_binding(&self) -> Option<(AuthorId, [u8; 16])> {
+        self.node.binding().map(|b| (b.genesis, b.nonce))
     }
 
     async fn peer_status(&self, peer: AuthorId) -> Option<MemberStatus> {
@@ -81,7 +86,9 @@ pub type StoreSync = (StoreId, Result<SyncOutcome, String>);
 /// The result of syncing with one peer: per store, or why the peer could not be reached.
 #[derive(Debug)]
 pub struct PeerSync {
+    /// The peer.
     pub peer: AuthorId,
+    /// Per store, or why the peer could not be reached.
     pub result: Result<Vec<StoreSync>, String>,
 }
 
@@ -126,26 +133,12 @@ impl Presence {
         Ok(())
     }
 
-    /// Every store but the root applies only the entries of members (`active` or `invited` in
-    /// `/nodes/`); others' wait until their author is admitted or the orphan TTL drops them
-    /// (DESIGN.md §7). The root store is exempt: it is where membership is written, a fresh
-    /// joiner has no member list to check it against, and only members can connect at all.
+    /// Every store, the root store too, applies only the entries of members (the effective
+    /// control plane's `invited`/`active` nodes and the genesis admin) and of removed nodes up to
+    /// their cut-off; strangers' entries wait until admitted or the orphan TTL drops them
+    /// (docs/design.md, Control plane).
     async fn admit_members(&self) -> Result<(), NodeError> {
-        let members: HashSet<AuthorId> = self
-            .node
-            .node_records()
-            .await?
-            .into_iter()
-            .filter(|(_, record)| record.status.is_some_and(MemberStatus::is_member))
-            .map(|(id, _)| id)
-            .collect();
-        let root = self.node.root_store().id;
-        for id in self.node.active_store_ids().await? {
-            if id != root {
-                self.node.store_handle(id).await?.set_authorised(Some(members.clone())).await?;
-            }
-        }
-        Ok(())
+        self.node.admit_members().await
     }
 
     /// Puts every active store on the mesh (and takes archived ones off). Run after
@@ -155,7 +148,7 @@ impl Presence {
             self.server.open_store(self.node.store_handle(id).await?);
         }
         for (id, state) in self.node.meta().local_stores()? {
-            if state == crate::LocalState::Archived {
+            if state == LocalState::Archived {
                 self.server.close_store(id);
             }
         }
@@ -170,12 +163,12 @@ impl Presence {
                 _ = cancel.cancelled() => return,
                 e = events.recv() => match e { Some(e) => e, None => return },
             };
-            let mut nodes = event.key().starts_with(b"/nodes/");
+            let mut nodes = event.key().starts_with(NODES_PREFIX.as_bytes());
             let mut stores = !nodes;
             // Fold a burst of changes (a sync brings many) into one refresh.
             while let Ok(e) = events.try_recv() {
-                nodes |= e.key().starts_with(b"/nodes/");
-                stores |= e.key().starts_with(b"/stores/");
+                nodes |= e.key().starts_with(NODES_PREFIX.as_bytes());
+                stores |= e.key().starts_with(STORES_PREFIX.as_bytes());
             }
             if nodes && let Err(e) = self.refresh_peers().await {
                 tracing::warn!(error = %e, "cannot refresh the member list");
@@ -219,21 +212,24 @@ impl Network {
         network.presence.admit_members().await?;
         network.presence.refresh_stores().await?;
         let node = &network.presence.node;
-        let (_, events) = node.store_handle(node.root_store().id).await?.watch("^/(nodes|stores)/").await?;
+        let followed = format!("^({NODES_PREFIX}|{STORES_PREFIX})");
+        let (_, events) = node.store_handle(node.root_store().id).await?.watch(&followed).await?;
         network.tasks.spawn(network.presence.clone().follow_root(events, network.cancel.clone()));
         Ok(network)
     }
 
+    /// The addresses the endpoint is bound to.
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
         self.presence.server.listen_addrs()
     }
 
+    /// The server (peer health, connections).
     pub fn server(&self) -> &LatticeServer<NodeCtx> {
         &self.presence.server
     }
 
     /// Publishes this node's addresses in its `/nodes/{self}/info` (only once it is a member).
-    pub async fn publish_addrs(&self) -> Result<(), NodeError> {
+    async fn publish_addrs(&self) -> Result<(), NodeError> {
         let node = &self.presence.node;
         if node.node_status(node.node_id()).await? == Some(MemberStatus::Active) {
             node.publish_self(None, self.presence.advertised_addrs()).await?;
@@ -322,15 +318,24 @@ pub async fn join(
     let network = Network::start(node.clone(), config.clone()).await?;
     let asked = async {
         let conn = network.server().connect(&peer).await?;
-        let name_text = name.clone().unwrap_or_else(crate::root::hostname);
-        let root = conn.join(&name_text, &crate::root::hostname()).await?;
+        let name_text = name.clone().unwrap_or_else(hostname);
+        let joined = conn.join(&name_text, &hostname()).await?;
         conn.close();
-        Ok::<_, NetError>(root)
+        Ok::<_, NetError>(joined)
     }
     .await;
     network.shutdown().await;
     drop(network);
-    let root = asked?;
+    let joined = asked?;
+    let Some((genesis, nonce)) = joined.binding else {
+        return Err(NodeError::Invalid(format!(
+            "{} runs a mesh whose root id is not bound to its genesis admin (made by an older lattice); \
+             it cannot be joined safely",
+            peer.id
+        )));
+    };
+    let binding = MeshBinding { genesis, nonce };
+    let root = joined.root;
     let node = if root == node.root_store().id {
         node
     } else {
@@ -341,7 +346,7 @@ pub async fn join(
             )));
         }
         let node = sole_owner(node).await?;
-        let (dir, lock) = node.switch_root(root).await?;
+        let (dir, lock) = node.switch_root(binding).await?;
         Arc::new(Node::open(dir, lock).await?)
     };
     node.meta().update_peer(peer.id, |r| peer.addrs.iter().for_each(|a| r.remember_addr(a.to_string())))?;

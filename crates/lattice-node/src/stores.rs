@@ -13,7 +13,7 @@ use crate::error::NodeError;
 /// Opens stores on demand and keeps them open until [`close`](Self::close) or
 /// [`close_all`](Self::close_all). Dropping the manager drops its handles; each store actor then
 /// stops when its last handle clone is gone, but only `close` checkpoints cleanly.
-pub struct StoreManager {
+pub(crate) struct StoreManager {
     dir: DataDir,
     identity: Identity,
     config: StoreConfig,
@@ -24,7 +24,7 @@ pub struct StoreManager {
 }
 
 impl StoreManager {
-    pub fn new(dir: DataDir, identity: Identity, config: StoreConfig) -> Self {
+    pub(crate) fn new(dir: DataDir, identity: Identity, config: StoreConfig) -> Self {
         StoreManager {
             dir,
             identity,
@@ -35,7 +35,7 @@ impl StoreManager {
     }
 
     /// The handle of store `id`, opening `stores/{uuid}` (creating it if new) on first use.
-    pub async fn get(&self, id: StoreId) -> Result<StoreHandle, NodeError> {
+    pub(crate) async fn get(&self, id: StoreId) -> Result<StoreHandle, NodeError> {
         let mut open = self.open.lock().await;
         if self.closed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(NodeError::ShuttingDown);
@@ -55,7 +55,7 @@ impl StoreManager {
     }
 
     /// Closes store `id` if it is open (its actor checkpoints and stops).
-    pub async fn close(&self, id: StoreId) -> Result<(), NodeError> {
+    pub(crate) async fn close(&self, id: StoreId) -> Result<(), NodeError> {
         let handle = self.open.lock().await.remove(&id);
         if let Some(handle) = handle {
             handle.close().await?;
@@ -64,7 +64,7 @@ impl StoreManager {
     }
 
     /// Closes every open store and refuses to open more. Returns the first error, after trying all.
-    pub async fn close_all(&self) -> Result<(), NodeError> {
+    pub(crate) async fn close_all(&self) -> Result<(), NodeError> {
         let handles: Vec<StoreHandle> = {
             let mut open = self.open.lock().await;
             self.closed.store(true, std::sync::atomic::Ordering::Release);

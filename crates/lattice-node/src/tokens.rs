@@ -1,16 +1,13 @@
-//! HTTP access tokens (DESIGN.md sections 7 and 9), kept in the root store so every node of the
-//! mesh accepts them:
+//! HTTP access tokens (docs/design.md, Control plane and HTTP API), kept in the root store under
+//! `/tokens/{id}/` (spelled in [`crate::control`]) so every node of the mesh accepts them.
 //!
-//! `/tokens/{id}/store_id`, `/secret_hash` (hex sha256 of the secret), `/permissions` (`r|w|rw`),
-//! `/name`, `/created_at`, `/expires_at` (RFC 3339, absent: never), `/revoked_at`.
-//!
-//! A client presents `{id}:{secret}`. The secret is shown once, at creation; only its hash is
-//! stored, and it is compared in constant time. This module is pure (parsing and checks);
-//! [`crate::Node`] reads and writes the keys.
+//! A client presents `{id}:{secret}`. The secret is shown once, at creation; only its hash (hex
+//! sha256) is stored, and it is compared in constant time. This module is pure (what a token
+//! means: permissions, checks, generation, `--expires`); [`crate::Node`] reads and writes it.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use jiff::{Span, SpanRelativeTo};
 use lattice_core::StoreId;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -18,23 +15,19 @@ use subtle::ConstantTimeEq;
 use crate::NodeError;
 use crate::time::parse_rfc3339;
 
-/// Where tokens live in the root store.
-pub const TOKENS_PREFIX: &str = "/tokens/";
-
-/// `/tokens/{id}/{field}`.
-pub fn token_key(id: &str, field: &str) -> String {
-    format!("{TOKENS_PREFIX}{id}/{field}")
-}
-
 /// What a token lets its holder do in its store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Permissions {
+    /// `r`: get, list, watch.
     Read,
+    /// `w`: put, delete, batch.
     Write,
+    /// `rw`: both.
     ReadWrite,
 }
 
 impl Permissions {
+    /// The stored spelling: `r`, `w` or `rw`.
     pub fn as_str(self) -> &'static str {
         match self {
             Permissions::Read => "r",
@@ -43,10 +36,12 @@ impl Permissions {
         }
     }
 
+    /// True for `r` and `rw`.
     pub fn can_read(self) -> bool {
         matches!(self, Permissions::Read | Permissions::ReadWrite)
     }
 
+    /// True for `w` and `rw`.
     pub fn can_write(self) -> bool {
         matches!(self, Permissions::Write | Permissions::ReadWrite)
     }
@@ -67,27 +62,40 @@ impl std::str::FromStr for Permissions {
 /// A token as the root store describes it (never its secret).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TokenRecord {
+    /// 16 lowercase hex digits, the `{id}` of its keys.
     pub id: String,
+    /// The store it grants access to; `None` if absent or not a uuid.
     pub store_id: Option<StoreId>,
+    /// Hex sha256 of the secret.
     pub secret_hash: String,
+    /// What it allows; `None` if absent or not `r|w|rw` (then it allows nothing).
     pub permissions: Option<Permissions>,
+    /// A label for people; may be empty.
     pub name: String,
+    /// RFC 3339 creation time.
     pub created_at: Option<String>,
+    /// RFC 3339 expiry; `None`: never.
     pub expires_at: Option<String>,
+    /// RFC 3339 revocation time; `None`: not revoked.
     pub revoked_at: Option<String>,
 }
 
 /// Why a presented token is refused. Every variant is a 401 to an HTTP client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenRejected {
+    /// Not `ID:SECRET`.
     #[error("expected `Authorization: Bearer ID:SECRET`")]
     Malformed,
+    /// No token has that id.
     #[error("unknown token")]
     Unknown,
+    /// The secret does not hash to the stored hash.
     #[error("wrong token secret")]
     WrongSecret,
+    /// `revoked_at` is set.
     #[error("token revoked")]
     Revoked,
+    /// `expires_at` has passed (or does not read as a time).
     #[error("token expired")]
     Expired,
 }
@@ -127,7 +135,7 @@ impl TokenRecord {
 }
 
 /// Hex sha256 of a secret, as stored in `/tokens/{id}/secret_hash`.
-pub fn secret_hash(secret: &str) -> String {
+pub(crate) fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
@@ -140,61 +148,30 @@ pub fn split_token(token: &str) -> Result<(&str, &str), TokenRejected> {
 }
 
 /// Token ids are 16 lowercase hex digits.
-pub fn is_token_id(id: &str) -> bool {
+pub(crate) fn is_token_id(id: &str) -> bool {
     id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A fresh id (16 hex digits) and secret (64 hex digits, 244 random bits), from the OS's
 /// random source (uuid v4).
-pub fn generate() -> (String, String) {
+pub(crate) fn generate() -> (String, String) {
     let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     (id, secret)
 }
 
-/// `30d`, `12h`, `45m`, `90s` or `2w`.
+/// A token's lifetime (`--expires`): `30d`, `12h`, `45m`, `90s`, `2w`, or any positive duration
+/// in jiff's friendly format (`1h30m`, `2 weeks`); days and weeks are 24 hours and 7 days, and
+/// calendar units (months, years) are refused, since their length depends on the date.
 pub fn parse_duration(text: &str) -> Result<Duration, NodeError> {
     let bad = || NodeError::Invalid(format!("expected a duration like 30d, 12h, 45m, 90s or 2w, not {text:?}"));
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(bad()),
-    };
-    if n == 0 {
+    let span: Span = text.parse().map_err(|_| bad())?;
+    let duration = span.to_duration(SpanRelativeTo::days_are_24_hours()).map_err(|_| bad())?;
+    let duration = Duration::try_from(duration).map_err(|_| bad())?;
+    if duration.is_zero() {
         return Err(NodeError::Invalid(format!("a token cannot expire after {text}")));
     }
-    n.checked_mul(unit_secs).map(Duration::from_secs).ok_or_else(bad)
-}
-
-/// Groups the visible items under `/tokens/` by id; unparsable keys are skipped.
-pub fn parse_token_records(items: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<String, TokenRecord> {
-    let mut out: BTreeMap<String, TokenRecord> = BTreeMap::new();
-    for (key, value) in items {
-        let Some((id, field)) = crate::root::split_record_key(key, TOKENS_PREFIX) else { continue };
-        if !is_token_id(id) {
-            continue;
-        }
-        let value = String::from_utf8_lossy(value).into_owned();
-        let record =
-            out.entry(id.to_string()).or_insert_with(|| TokenRecord { id: id.to_string(), ..Default::default() });
-        match field {
-            "store_id" => record.store_id = StoreId::parse(&value).ok(),
-            "secret_hash" => record.secret_hash = value,
-            "permissions" => record.permissions = value.parse().ok(),
-            "name" => record.name = value,
-            "created_at" => record.created_at = Some(value),
-            "expires_at" => record.expires_at = Some(value),
-            "revoked_at" => record.revoked_at = Some(value),
-            _ => {}
-        }
-    }
-    out
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -253,22 +230,16 @@ mod tests {
     }
 
     #[test]
-    fn records_are_read_back_from_root_store_items() {
-        let sid = StoreId::new_random();
-        let items: Vec<(Vec<u8>, Vec<u8>)> = [
-            ("/tokens/0123456789abcdef/store_id", sid.to_string()),
-            ("/tokens/0123456789abcdef/permissions", "rw".into()),
-            ("/tokens/0123456789abcdef/name", "ci".into()),
-            ("/tokens/0123456789abcdef/revoked_at", "2026-01-01T00:00:00.000Z".into()),
-            ("/tokens/not-an-id/name", "skipped".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.into_bytes()))
-        .collect();
-        let records = parse_token_records(&items);
-        assert_eq!(records.len(), 1);
-        let r = &records["0123456789abcdef"];
-        assert_eq!((r.store_id, r.permissions, r.name.as_str()), (Some(sid), Some(Permissions::ReadWrite), "ci"));
-        assert_eq!(r.state(0), "revoked");
+    fn expiries_take_every_unit_the_cli_documents_and_refuse_zero_and_calendar_units() {
+        let secs = |text| parse_duration(text).map(|d| d.as_secs()).ok();
+        assert_eq!(secs("2w"), Some(14 * 86_400));
+        assert_eq!(secs("12h"), Some(12 * 3600));
+        assert_eq!(secs("45m"), Some(45 * 60));
+        assert_eq!(secs("1h30m"), Some(5400));
+        assert_eq!(secs("1mo"), None, "a month has no fixed length");
+        match parse_duration("0h") {
+            Err(NodeError::Invalid(message)) => assert_eq!(message, "a token cannot expire after 0h"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }

@@ -8,17 +8,16 @@
 //! actor writes a durable checkpoint, closes the files and stops, so the next open replays
 //! nothing.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lattice_core::{AuthorId, Head, Op, SyncState, VerifiedEntry};
+use lattice_core::{Head, Op, SyncState, VerifiedEntry};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{IngestError, StoreError};
 use crate::missing::MissingEntries;
 use crate::store::Store;
-use crate::types::{IngestOutcome, KvPairs, StoreStatus, WatchEvent, WriteReceipt};
+use crate::types::{Authorisation, IngestOutcome, KvPairs, ProofBytes, StoreStatus, WatchEvent, WriteReceipt};
 
 /// Commands queued before the sender waits.
 const COMMAND_CAPACITY: usize = 4096;
@@ -46,11 +45,31 @@ pub(crate) enum Command {
 
 /// The commands that change the store (all of a batch's share its group commit).
 pub(crate) enum WriteCommand {
-    Ops { ops: Vec<Op>, reply: Reply<WriteReceipt> },
-    Delete { key: Vec<u8>, reply: Reply<Option<WriteReceipt>> },
-    Ingest { entries: Vec<VerifiedEntry>, reply: IngestReply },
-    ExpireOrphans { reply: Reply<u64> },
-    Authorise { authors: Option<HashSet<AuthorId>>, reply: Reply<u64> },
+    Ops {
+        ops: Vec<Op>,
+        reply: Reply<WriteReceipt>,
+    },
+    Delete {
+        key: Vec<u8>,
+        reply: Reply<Option<WriteReceipt>>,
+    },
+    Ingest {
+        entries: Vec<VerifiedEntry>,
+        reply: IngestReply,
+    },
+    ExpireOrphans {
+        reply: Reply<u64>,
+    },
+    Authorise {
+        authorisation: Option<Authorisation>,
+        reply: Reply<u64>,
+    },
+    /// Two verified entries that fork their author's chain (checked by the handle); boxed, as
+    /// the largest command by far.
+    Proof {
+        pair: Box<(VerifiedEntry, VerifiedEntry)>,
+        reply: Reply<bool>,
+    },
 }
 
 /// The commands answered from committed state.
@@ -61,6 +80,7 @@ pub(crate) enum ReadCommand {
     Status { reply: Reply<StoreStatus> },
     SyncState { reply: Reply<SyncState> },
     Missing { remote: SyncState, reply: Reply<MissingEntries> },
+    Proofs { reply: Reply<Vec<ProofBytes>> },
     Watch { pattern: regex::bytes::Regex, reply: Reply<(KvPairs, mpsc::Receiver<WatchEvent>)> },
 }
 
@@ -85,6 +105,7 @@ impl WriteCommand {
             WriteCommand::ExpireOrphans { reply } | WriteCommand::Authorise { reply, .. } => {
                 drop(reply.send(Err(err())))
             }
+            WriteCommand::Proof { reply, .. } => drop(reply.send(Err(err()))),
             WriteCommand::Ingest { entries, reply } => {
                 drop(reply.send(entries.iter().map(|_| Err(IngestError::Store(err()))).collect()))
             }
@@ -102,6 +123,7 @@ impl ReadCommand {
             ReadCommand::Status { reply } => drop(reply.send(Err(err()))),
             ReadCommand::SyncState { reply } => drop(reply.send(Err(err()))),
             ReadCommand::Missing { reply, .. } => drop(reply.send(Err(err()))),
+            ReadCommand::Proofs { reply } => drop(reply.send(Err(err()))),
             ReadCommand::Watch { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
@@ -113,6 +135,7 @@ enum Pending {
     Delete(Reply<Option<WriteReceipt>>, Result<Option<WriteReceipt>, StoreError>),
     Ingest(IngestReply, Vec<Result<IngestOutcome, IngestError>>),
     Count(Reply<u64>, Result<u64, StoreError>),
+    Flag(Reply<bool>, Result<bool, StoreError>),
 }
 
 impl Pending {
@@ -122,6 +145,7 @@ impl Pending {
             Pending::Write(reply, result) => settle(reply, result, failure),
             Pending::Delete(reply, result) => settle(reply, result, failure),
             Pending::Count(reply, result) => settle(reply, result, failure),
+            Pending::Flag(reply, result) => settle(reply, result, failure),
             Pending::Ingest(reply, results) => {
                 let results = match failure {
                     None => results,
@@ -264,6 +288,8 @@ impl Actor {
             }
         };
         let mut pending = Vec::with_capacity(writes.len());
+        // Answered only once the index reflects the new policy (see `Store::settle`).
+        let mut policy_replies = Vec::new();
         let opened = match tx.split() {
             Ok((mut t, w)) => {
                 if !local_only {
@@ -285,8 +311,16 @@ impl Actor {
                         WriteCommand::ExpireOrphans { reply } => {
                             Pending::Count(reply, self.store.expire_orphans(&mut t))
                         }
-                        WriteCommand::Authorise { authors, reply } => {
-                            Pending::Count(reply, self.store.set_authorised(&mut t, w, authors))
+                        WriteCommand::Authorise { authorisation, reply } => {
+                            let result = self.store.set_authorisation(&mut t, w, authorisation);
+                            policy_replies.push(Pending::Count(reply, result));
+                            continue;
+                        }
+                        WriteCommand::Proof { pair, reply } => {
+                            let (first, second) = *pair;
+                            let result = self.store.add_proof(&mut t, w, first, second);
+                            policy_replies.push(Pending::Flag(reply, result));
+                            continue;
                         }
                     });
                 }
@@ -302,6 +336,7 @@ impl Actor {
             writes.into_iter().for_each(|write| write.fail(|| StoreError::Aborted(msg.clone())));
             return;
         }
+        let mut failure = None;
         // Writers are answered as soon as their logs are durable; the index commit that follows
         // overlaps their next request, which this thread serves after it (so reads still see
         // every acknowledged write).
@@ -315,7 +350,19 @@ impl Actor {
             tracing::error!(store = %self.store.store_id(), error = %e, "group commit failed");
             let msg = e.to_string();
             waiting.into_iter().flatten().for_each(|p| p.answer(Some(&msg)));
+            failure = Some(msg);
         }
+        if self.store.needs_settling() && self.store.check_running().is_ok() {
+            match self.store.settle(!self.watchers.is_empty()) {
+                Ok(events) => notify(&mut self.watchers, events),
+                Err(e) => failure = failure.or(Some(e.to_string())),
+            }
+        }
+        // A policy lives in state.db alone: if its commit failed, it is not in force.
+        if let Err(e) = self.store.check_running() {
+            failure = failure.or(Some(e.to_string()));
+        }
+        policy_replies.into_iter().for_each(|p| p.answer(failure.as_deref()));
     }
 
     fn read(&mut self, read: ReadCommand) {
@@ -329,6 +376,7 @@ impl Actor {
             ReadCommand::Status { reply } => drop(reply.send(s.status())),
             ReadCommand::SyncState { reply } => drop(reply.send(s.sync_state())),
             ReadCommand::Missing { remote, reply } => drop(reply.send(s.missing_entries(&remote))),
+            ReadCommand::Proofs { reply } => drop(reply.send(s.proofs())),
             ReadCommand::Watch { pattern, reply } => {
                 let initial = s.scan_matching(&pattern);
                 let result = initial.map(|initial| {

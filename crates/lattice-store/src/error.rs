@@ -48,6 +48,23 @@ pub enum StoreError {
     /// A local write was refused as an entry (no operations, a key or value too large, ...).
     #[error(transparent)]
     InvalidEntry(#[from] EntryError),
+    /// This node's own key is proven to have signed two entries at one seq in this store (a copy
+    /// of the key, or this node restored from a backup, wrote here too): every node refuses its
+    /// entries from that seq on, so a local write would only be refused everywhere.
+    #[error(
+        "this node's key signed two different entries at seq {fork_seq} in this store (a copy of its key, or a restore from an old backup, wrote here); its writes here are refused from that seq on: use a fresh identity"
+    )]
+    Equivocated {
+        /// The seq signed twice.
+        fork_seq: u64,
+    },
+    /// This node was removed from the mesh: its entries in this store past the cut-off are
+    /// refused everywhere, so a local write would only be refused.
+    #[error("this node was removed from the mesh: its writes to this store after seq {cutoff} are refused")]
+    Removed {
+        /// The last seq of this node that applies in this store.
+        cutoff: u64,
+    },
     /// A watch pattern is not a valid regular expression.
     #[error("invalid watch pattern: {0}")]
     InvalidPattern(String),
@@ -93,6 +110,9 @@ pub enum IngestError {
     /// The entry breaks its author's chain (another store, a fork, a bad previous hash, ...).
     #[error("rejected entry: {0}")]
     Chain(#[from] ChainError),
+    /// Two entries offered as an equivocation proof do not prove one (the message says why).
+    #[error("not an equivocation proof: {0}")]
+    NotAProof(&'static str),
     /// The store failed; the entry may be sent again.
     #[error(transparent)]
     Store(#[from] StoreError),

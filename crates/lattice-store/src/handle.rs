@@ -2,11 +2,10 @@
 //! [`SyncStore`] implementations. Signatures of received entries are verified here, on
 //! blocking threads, before the entries reach the actor.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use lattice_core::{AuthorId, EntryError, Head, Identity, Op, StoreId, SyncState, VerifiedEntry};
+use lattice_core::{AuthorId, ChainError, EntryError, Head, Identity, Op, StoreId, SyncState, VerifiedEntry};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::actor::{self, Command, ReadCommand, WriteCommand};
@@ -14,7 +13,10 @@ use crate::error::{IngestError, StoreError};
 use crate::missing::MissingEntries;
 use crate::store::Store;
 use crate::traits::{KvStore, SyncStore, Verified};
-use crate::types::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};
+use crate::types::{
+    Authorisation, Committed, GapInfo, IngestOutcome, KvPairs, ProofBytes, StoreConfig, StoreStatus, WatchEvent,
+    WriteReceipt,
+};
 
 /// The async handle to a store. Clone it freely; every clone talks to the same actor.
 /// When the last clone is dropped, the actor checkpoints and stops.
@@ -103,12 +105,18 @@ impl StoreHandle {
         self.request(|reply| WriteCommand::ExpireOrphans { reply }).await?
     }
 
-    /// Admits only these authors' entries (`None`, the default: every author's). Entries of
-    /// others wait in orphans.db ([`IngestOutcome::Unauthorised`]) until a later call admits
-    /// their author, or the orphan TTL drops them. Entries already applied stay. This node's own
-    /// author is always admitted. Returns how many held entries this call applied.
-    pub async fn set_authorised(&self, authors: Option<HashSet<AuthorId>>) -> Result<u64, StoreError> {
-        self.request(|reply| WriteCommand::Authorise { authors, reply }).await?
+    /// Sets who may write into this store (`None`, the default: everyone), as the control
+    /// plane says; persisted in state.db, so a reopen keeps it. Entries of authors in neither
+    /// set wait in orphans.db ([`IngestOutcome::Unauthorised`]) until a later call admits their
+    /// author, or the orphan TTL drops them; their entries applied before stay. A removed
+    /// author's entries past its cut-off are refused ([`IngestOutcome::Refused`]): stored and
+    /// served, never applied. If the change moves an author's limit across entries this store
+    /// holds, the store recomputes its state from its logs before this returns, so every node
+    /// ends with the same state whenever it learned the policy. This node's own author is always
+    /// admitted; past a cut-off of its own, local writes fail ([`StoreError::Removed`]).
+    /// Returns how many held entries this call applied.
+    pub async fn set_authorisation(&self, authorisation: Option<Authorisation>) -> Result<u64, StoreError> {
+        self.request(|reply| WriteCommand::Authorise { authorisation, reply }).await?
     }
 
     /// Ingests one entry (see [`SyncStore::ingest_batch`]).
@@ -192,6 +200,39 @@ impl SyncStore for StoreHandle {
     async fn orphan_count(&self) -> Result<u64, StoreError> {
         Ok(self.status().await?.orphans)
     }
+    async fn ingest_proof(&self, first: Vec<u8>, second: Vec<u8>) -> Result<bool, IngestError> {
+        let mut verified = verify_in_parallel(vec![first, second]).await?.into_iter();
+        let (Some(first), Some(second)) = (verified.next(), verified.next()) else {
+            return Err(StoreError::Closed.into());
+        };
+        let (first, second) = (first?, second?);
+        check_proof(self.store_id, &first, &second)?;
+        let pair = Box::new((first, second));
+        Ok(self.request(|reply| WriteCommand::Proof { pair, reply }).await??)
+    }
+    async fn proofs(&self) -> Result<Vec<ProofBytes>, StoreError> {
+        self.request(|reply| ReadCommand::Proofs { reply }).await?
+    }
+}
+
+/// Whether two verified entries prove that their author forked its chain in `store`: one
+/// author, this store, one seq, two different entries.
+fn check_proof(store: StoreId, first: &VerifiedEntry, second: &VerifiedEntry) -> Result<(), IngestError> {
+    for entry in [first, second] {
+        if entry.store_id() != store {
+            return Err(ChainError::WrongStore { expected: store, got: entry.store_id() }.into());
+        }
+    }
+    if first.author() != second.author() {
+        return Err(IngestError::NotAProof("the entries are by different authors"));
+    }
+    if first.seq() != second.seq() {
+        return Err(IngestError::NotAProof("the entries are at different seqs"));
+    }
+    if first.hash() == second.hash() {
+        return Err(IngestError::NotAProof("the two entries are one and the same"));
+    }
+    Ok(())
 }
 
 /// Below this many entries, one thread verifies the whole batch.

@@ -6,8 +6,9 @@
 //! for a missing predecessor or DAG parent).
 //!
 //! Entry types: [`StoreHandle`] (open a store, then use it as a [`KvStore`] for applications
-//! or a [`SyncStore`] for the network layer), [`StoreConfig`], and [`load_identity`] /
-//! [`save_identity`] for the node's `identity.key`.
+//! or a [`SyncStore`] for the network layer), [`StoreConfig`], [`Authorisation`] (who may write,
+//! as the control plane says: members, and removed authors with their cut-offs), and
+//! [`load_identity`] / [`save_identity`] for the node's `identity.key`.
 //!
 //! - `handle`: [`StoreHandle`], the cloneable async front, and its trait implementations;
 //!   received entries are verified there, on blocking threads.
@@ -43,4 +44,7 @@ pub use keyfile::{KeyFileError, load_identity, save_identity};
 pub use log::LogError;
 pub use missing::MissingEntries;
 pub use traits::{EntrySource, KvStore, SyncStore, Verified};
-pub use types::{Committed, GapInfo, IngestOutcome, KvPairs, StoreConfig, StoreStatus, WatchEvent, WriteReceipt};
+pub use types::{
+    Authorisation, Committed, GapInfo, IngestOutcome, KvPairs, ProofBytes, StoreConfig, StoreStatus, WatchEvent,
+    WriteReceipt,
+};

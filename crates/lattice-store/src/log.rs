@@ -480,6 +480,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(lattice_testkit::proptest_config("log record parsing", 256))]
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,8 @@
 //! other file spells a row's bytes. Names carry a version suffix: a layout change gets a new
 //! name (and, since `state.db` is derived, a rebuild from the logs).
 
+use std::collections::{HashMap, HashSet};
+
 use lattice_core::chain::ChainTip;
 use lattice_core::heads::Head;
 use lattice_core::proto;
@@ -10,6 +12,7 @@ use prost::Message;
 use redb::{MultimapTableDefinition, TableDefinition};
 
 use crate::error::StoreError;
+use crate::types::Authorisation;
 
 // ---------- state.db: derived from the logs ----------
 
@@ -29,8 +32,23 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
 pub const META_STORE_ID: &str = "store_id";
 /// [`ClockRow`] (12 bytes): the store clock at the last commit.
 pub const META_CLOCK: &str = "clock";
-/// [`Counters`] (24 bytes): entries, live keys, conflicted keys.
+/// [`Counters`] (32 bytes): entries, live keys, conflicted keys, refused entries.
 pub const META_COUNTERS: &str = "counters";
+/// Present (one byte, 1) while the index still reflects an older policy than [`POLICY`] holds:
+/// the policy change committed, the recomputation did not yet. The open then rebuilds the index.
+/// The rebuild drops `meta_v1`, and with it this row.
+pub const META_RECOMPUTE: &str = "recompute";
+
+// ---------- state.db: what the logs cannot tell (kept when the index is rebuilt) ----------
+
+/// Key: name. Value: see [`POLICY_AUTHORISATION`].
+pub const POLICY: TableDefinition<&str, &[u8]> = TableDefinition::new("policy_v1");
+/// [`AuthorisationRow`]: who may write (absent: everyone).
+pub const POLICY_AUTHORISATION: &str = "authorisation";
+
+/// Key: (author, fork seq). Value: [`ProofRow`]: the two SignedEntry bytes signed at that seq.
+/// At most one row per author, the lowest fork seq known (only it decides what is refused).
+pub const PROOFS: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("equivocations_v1");
 
 // ---------- orphans.db: entries waiting for something ----------
 
@@ -103,6 +121,10 @@ impl AuthorRow {
             log_len: u64_at(b, 52),
         })
     }
+    /// [`AuthorRow::decode`] of a stored row: one that does not decode is a corrupt index.
+    pub fn read(b: &[u8]) -> Result<Self, StoreError> {
+        Self::decode(b).ok_or_else(|| StoreError::CorruptIndex("author row".into()))
+    }
     /// The tip the chain rules check the author's next entry against.
     pub fn tip(&self) -> ChainTip {
         ChainTip { seq: self.seq, hash: self.hash, hlc: self.hlc }
@@ -150,7 +172,7 @@ pub enum Waiting {
     Predecessor { author: AuthorId, seq: u64 },
     /// A DAG parent, by hash.
     Parent(Hash),
-    /// The author's admission to the mesh (see `StoreHandle::set_authorised`). Indexed in
+    /// The author's admission to the mesh (see `StoreHandle::set_authorisation`). Indexed in
     /// `wait_predecessor` under `(author, 0)`: no entry has seq 0, so applying one never releases it.
     Authorisation(AuthorId),
 }
@@ -245,30 +267,100 @@ impl ClockRow {
     }
 }
 
-/// Counters kept in `META_COUNTERS`, updated with every applied entry.
-/// Layout: `entries u64 | live_keys u64 | conflicts u64` (LE), 24 bytes.
+/// Counters kept in `META_COUNTERS`, updated with every stored entry.
+/// Layout: `entries u64 | live_keys u64 | conflicts u64 | refused u64` (LE), 32 bytes. A 24-byte
+/// row (written before entries could be refused) decodes with `refused` 0, which it was.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     pub entries: u64,
     pub live_keys: u64,
     pub conflicts: u64,
+    pub refused: u64,
 }
 
 impl Counters {
-    pub const LEN: usize = 24;
+    pub const LEN: usize = 32;
+    const LEN_BEFORE_REFUSED: usize = 24;
     pub fn encode(&self) -> [u8; Self::LEN] {
         let mut b = [0u8; Self::LEN];
         b[0..8].copy_from_slice(&self.entries.to_le_bytes());
         b[8..16].copy_from_slice(&self.live_keys.to_le_bytes());
         b[16..24].copy_from_slice(&self.conflicts.to_le_bytes());
+        b[24..32].copy_from_slice(&self.refused.to_le_bytes());
         b
     }
     pub fn decode(b: &[u8]) -> Option<Self> {
-        (b.len() == Self::LEN).then(|| Counters {
-            entries: u64_at(b, 0),
-            live_keys: u64_at(b, 8),
-            conflicts: u64_at(b, 16),
-        })
+        let refused = match b.len() {
+            Self::LEN => u64_at(b, 24),
+            Self::LEN_BEFORE_REFUSED => 0,
+            _ => return None,
+        };
+        Some(Counters { entries: u64_at(b, 0), live_keys: u64_at(b, 8), conflicts: u64_at(b, 16), refused })
+    }
+}
+
+/// The [`Authorisation`] a store was given, kept under [`POLICY_AUTHORISATION`].
+/// Layout: `members u32 | member [32] ... | cutoffs u32 | (author [32] | cutoff u64) ...` (LE),
+/// each list in author order, so one policy always encodes to the same bytes.
+pub struct AuthorisationRow;
+
+impl AuthorisationRow {
+    pub fn encode(auth: &Authorisation) -> Vec<u8> {
+        let mut members: Vec<&AuthorId> = auth.members.iter().collect();
+        members.sort();
+        let mut cutoffs: Vec<(&AuthorId, &u64)> = auth.cutoffs.iter().collect();
+        cutoffs.sort();
+        let mut b = Vec::with_capacity(8 + 32 * members.len() + 40 * cutoffs.len());
+        b.extend_from_slice(&(members.len() as u32).to_le_bytes());
+        for m in members {
+            b.extend_from_slice(&m.0);
+        }
+        b.extend_from_slice(&(cutoffs.len() as u32).to_le_bytes());
+        for (author, cutoff) in cutoffs {
+            b.extend_from_slice(&author.0);
+            b.extend_from_slice(&cutoff.to_le_bytes());
+        }
+        b
+    }
+    pub fn decode(b: &[u8]) -> Option<Authorisation> {
+        let count = |at: usize| b.get(at..at + 4).map(|_| u32_at(b, at) as usize);
+        let members_len = count(0)?;
+        let mut at = 4;
+        let mut members = HashSet::with_capacity(members_len);
+        for _ in 0..members_len {
+            b.get(at..at + 32)?;
+            members.insert(AuthorId(arr32(b, at)));
+            at += 32;
+        }
+        let cutoffs_len = count(at)?;
+        at += 4;
+        let mut cutoffs = HashMap::with_capacity(cutoffs_len);
+        for _ in 0..cutoffs_len {
+            b.get(at..at + 40)?;
+            cutoffs.insert(AuthorId(arr32(b, at)), u64_at(b, at + 32));
+            at += 40;
+        }
+        (at == b.len()).then_some(Authorisation { members, cutoffs })
+    }
+}
+
+/// An equivocation proof, kept in [`PROOFS`]: two SignedEntry bytes by one author at one seq,
+/// lower hash first (so every node stores the same bytes for the same pair).
+/// Layout: `first_len u32 | first | second` (LE).
+pub struct ProofRow;
+
+impl ProofRow {
+    pub fn encode(first: &[u8], second: &[u8]) -> Vec<u8> {
+        let mut b = Vec::with_capacity(4 + first.len() + second.len());
+        b.extend_from_slice(&(first.len() as u32).to_le_bytes());
+        b.extend_from_slice(first);
+        b.extend_from_slice(second);
+        b
+    }
+    pub fn decode(b: &[u8]) -> Option<(&[u8], &[u8])> {
+        let len = u32_at(b.get(0..4)?, 0) as usize;
+        let rest = &b[4..];
+        (len <= rest.len()).then(|| rest.split_at(len))
     }
 }
 
@@ -287,8 +379,26 @@ mod tests {
             let bytes = o.encode_with(b"entry");
             assert_eq!(OrphanRow::decode(&bytes), Some((o, &b"entry"[..])));
         }
-        let c = Counters { entries: 1, live_keys: 2, conflicts: 3 };
+        let c = Counters { entries: 1, live_keys: 2, conflicts: 3, refused: 4 };
         assert_eq!(Counters::decode(&c.encode()), Some(c));
+        let before_refused = Counters { refused: 0, ..c };
+        assert_eq!(Counters::decode(&c.encode()[..24]), Some(before_refused), "a row of older stores");
+        let auth = Authorisation {
+            members: [AuthorId([5; 32]), AuthorId([1; 32])].into(),
+            cutoffs: [(AuthorId([7; 32]), 3), (AuthorId([2; 32]), 0)].into(),
+        };
+        let bytes = AuthorisationRow::encode(&auth);
+        assert_eq!(AuthorisationRow::decode(&bytes), Some(auth));
+        assert_eq!(AuthorisationRow::decode(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(AuthorisationRow::decode(&[bytes.as_slice(), &[0]].concat()), None);
+        assert_eq!(
+            AuthorisationRow::decode(&AuthorisationRow::encode(&Authorisation::default())),
+            Some(Authorisation::default())
+        );
+        let proof = ProofRow::encode(b"first", b"second!");
+        assert_eq!(ProofRow::decode(&proof), Some((&b"first"[..], &b"second!"[..])));
+        assert_eq!(ProofRow::decode(&proof[..7]), None);
+        assert_eq!(ProofRow::decode(&[1, 0]), None);
         let clock = ClockRow { hlc: Hlc::new(1_700_000_000_000, 9) };
         assert_eq!(ClockRow::decode(&clock.encode()), Some(clock));
         assert_eq!(AuthorRow::decode(&[0; 3]), None);

@@ -8,7 +8,7 @@ use lattice_core::{EntryError, Head, Op, StoreId, SyncState, VerifiedEntry};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::{IngestError, StoreError};
-use crate::types::{Committed, GapInfo, IngestOutcome, KvPairs, WatchEvent, WriteReceipt};
+use crate::types::{Committed, GapInfo, IngestOutcome, KvPairs, ProofBytes, WatchEvent, WriteReceipt};
 
 /// Entries after decoding and signature verification, in order, each valid or why not.
 pub type Verified = Vec<Result<VerifiedEntry, EntryError>>;
@@ -74,6 +74,15 @@ pub trait SyncStore: Send + Sync + Clone + 'static {
     fn subscribe_commits(&self) -> broadcast::Receiver<Arc<Committed>>;
     /// Entries waiting in the orphan buffer.
     fn orphan_count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// An equivocation proof from a peer: two SignedEntry bytes that must verify, be by one
+    /// author, for this store, at one seq, and differ. From then on that author's entries from
+    /// that seq on are refused here, as on every node that holds the proof (DESIGN.md §7.4); the
+    /// store recomputes its state if it had applied some. Returns whether the proof was new
+    /// (false if a fork of that author at that seq or earlier was known).
+    fn ingest_proof(&self, first: Vec<u8>, second: Vec<u8>) -> impl Future<Output = Result<bool, IngestError>> + Send;
+    /// The equivocation proofs held (at most one per author: its earliest fork), each as the
+    /// two SignedEntry bytes, for peers (sync and gossip send them).
+    fn proofs(&self) -> impl Future<Output = Result<Vec<ProofBytes>, StoreError>> + Send;
 }
 
 /// The entries a peer lacks, as a blocking iterator (run it on a blocking thread): each author's

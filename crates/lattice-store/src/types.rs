@@ -1,6 +1,7 @@
 //! The value types of the store's API: its configuration, what a write or an ingest produced,
 //! gaps, status figures, watch events and the entries of a commit.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use lattice_core::{AuthorId, Hash, Hlc, VerifiedEntry};
@@ -31,6 +32,10 @@ impl Default for StoreConfig {
         }
     }
 }
+
+/// An equivocation proof as peers exchange it: two SignedEntry bytes by one author at one seq
+/// of one store (see [`SyncStore::ingest_proof`](crate::SyncStore::ingest_proof)).
+pub type ProofBytes = (Vec<u8>, Vec<u8>);
 
 /// Keys and values, in key order.
 pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -74,16 +79,33 @@ pub enum IngestOutcome {
     /// Held in orphans.db until the gap closes.
     Orphaned(GapInfo),
     /// Held in orphans.db because its author is not admitted to the mesh (yet); applied when
-    /// [`set_authorised`](crate::StoreHandle::set_authorised) admits it, dropped at the orphan TTL.
+    /// [`set_authorisation`](crate::StoreHandle::set_authorisation) admits it, dropped at the
+    /// orphan TTL.
     Unauthorised,
+    /// Its author is removed (past its cut-off) or equivocated (at or past the fork) in this
+    /// store (DESIGN.md §7.2, §7.4): the entry is stored and served by sync, never applied. One
+    /// that arrives before its predecessor is dropped instead (a sync sends an author's entries
+    /// in seq order, so it comes back in order).
+    Refused,
+}
+
+/// Who may write into a store, as the mesh's control plane says (`None` = everyone: tests, tools).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Authorisation {
+    /// Authors whose entries all apply (members: invited or active).
+    pub members: HashSet<AuthorId>,
+    /// Removed authors: entries with seq <= the cut-off apply; later ones are refused.
+    /// (A removed author with no entry in this store has cut-off 0.) An author listed in both
+    /// sets is held to its cut-off.
+    pub cutoffs: HashMap<AuthorId, u64>,
 }
 
 /// Figures for `status`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreStatus {
     /// Entries applied.
     pub entries: u64,
-    /// Authors with at least one entry applied.
+    /// Authors with at least one entry stored (applied or refused).
     pub authors: u64,
     /// Keys with a visible value.
     pub keys: u64,
@@ -91,6 +113,12 @@ pub struct StoreStatus {
     pub orphans: u64,
     /// Keys with more than one head.
     pub conflicts: u64,
+    /// Entries stored but not applied: their author is removed or equivocated
+    /// ([`IngestOutcome::Refused`]).
+    pub refused: u64,
+    /// Authors proven to have signed two entries at one seq in this store, with that seq (the
+    /// fork seq: their entries from it on are refused), in author order.
+    pub equivocated: Vec<(AuthorId, u64)>,
 }
 
 /// A change of a key's visible value.

@@ -1,14 +1,15 @@
 //! Convergence: replicas that end up holding the same entries hold the same state, whatever
-//! the order, duplication and loss of deliveries on the way; and a single store behaves like a
-//! map (through restarts and index rebuilds).
+//! the order, duplication and loss of deliveries on the way, and whenever each learns that one
+//! of them was removed with a cut-off; and a single store behaves like a map (through restarts
+//! and index rebuilds).
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use common::{all_entries, snapshot};
+use common::{all_entries, snapshot, sync_into};
 use lattice_core::{Identity, Op, StoreId};
-use lattice_store::{IngestOutcome, KvStore, StoreConfig, StoreHandle, SyncStore};
+use lattice_store::{Authorisation, IngestOutcome, KvStore, StoreConfig, StoreError, StoreHandle, SyncStore};
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -58,11 +59,56 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-async fn write(s: &StoreHandle, ops: &[WriteOp]) {
-    match ops {
-        [WriteOp::Put(k, v)] => drop(s.put(key(*k), vec![*v]).await.unwrap()),
-        [WriteOp::Delete(k)] => drop(s.delete(key(*k)).await.unwrap()),
-        _ => drop(s.batch(ops.iter().map(WriteOp::to_op).collect()).await.unwrap()),
+/// Writes `ops`; false if the store refuses it because its node was removed (past its cut-off).
+async fn write(s: &StoreHandle, ops: &[WriteOp]) -> bool {
+    let written = match ops {
+        [WriteOp::Put(k, v)] => s.put(key(*k), vec![*v]).await.map(drop),
+        [WriteOp::Delete(k)] => s.delete(key(*k)).await.map(drop),
+        _ => s.batch(ops.iter().map(WriteOp::to_op).collect()).await.map(drop),
+    };
+    match written {
+        Ok(()) => true,
+        Err(StoreError::Removed { .. }) => false,
+        Err(e) => panic!("write failed: {e}"),
+    }
+}
+
+/// One replica removed with a cut-off, and when each replica learns it: before step
+/// `learn_at[i]` (at most `steps.len()`: after the last step; one more: after the full exchange).
+#[derive(Clone, Debug)]
+struct Removal {
+    replica: usize,
+    cutoff: u64,
+    learn_at: [usize; REPLICAS],
+}
+
+fn removal() -> impl Strategy<Value = Option<Removal>> {
+    prop::option::of(
+        (0..REPLICAS, 0..5u64, [0..42usize, 0..42usize, 0..42usize]).prop_map(|(replica, cutoff, learn_at)| Removal {
+            replica,
+            cutoff,
+            learn_at,
+        }),
+    )
+}
+
+impl Removal {
+    fn policy(&self, ids: &[Identity]) -> Option<Authorisation> {
+        let removed = ids[self.replica].author();
+        Some(Authorisation {
+            members: ids.iter().map(Identity::author).filter(|a| *a != removed).collect(),
+            cutoffs: [(removed, self.cutoff)].into(),
+        })
+    }
+}
+
+/// Tells the replicas that learn of `removal` at `at` (a step index, clamped to `last`).
+async fn learn(stores: &[StoreHandle], removal: &Option<Removal>, ids: &[Identity], at: usize, last: usize) {
+    let Some(r) = removal else { return };
+    for (i, s) in stores.iter().enumerate() {
+        if r.learn_at[i].min(last) == at {
+            s.set_authorisation(r.policy(ids)).await.unwrap();
+        }
     }
 }
 
@@ -77,7 +123,10 @@ async fn ingest_all(to: &StoreHandle, entries: Vec<Vec<u8>>, rng: &mut StdRng) {
             let outcome = res.expect("a valid entry was refused");
             assert!(matches!(
                 outcome,
-                IngestOutcome::Applied { .. } | IngestOutcome::Duplicate | IngestOutcome::Orphaned(_)
+                IngestOutcome::Applied { .. }
+                    | IngestOutcome::Duplicate
+                    | IngestOutcome::Orphaned(_)
+                    | IngestOutcome::Refused
             ));
         }
         rest = tail;
@@ -117,32 +166,42 @@ async fn observe(s: &StoreHandle) -> Observed {
 /// and ahead beyond it.
 const SKEWS: [i64; 4] = [-90_000, 0, 30_000, 150_000];
 
-async fn run_replicas(steps: Vec<Step>, skews: [usize; REPLICAS], final_seed: u64) {
+async fn run_replicas(steps: Vec<Step>, skews: [usize; REPLICAS], removal: Option<Removal>, final_seed: u64) {
     let dir = common::fast_tempdir();
     let sid = StoreId::new_random();
     let ids: Vec<Identity> = (0..REPLICAS).map(|_| Identity::generate()).collect();
     let config = |i: usize| StoreConfig { clock_offset_ms: SKEWS[skews[i]], ..StoreConfig::default() };
     let open = |i: usize| StoreHandle::open(&dir.path().join(i.to_string()), sid, ids[i].clone(), config(i)).unwrap();
     let mut stores: Vec<StoreHandle> = (0..REPLICAS).map(open).collect();
-    for step in &steps {
+    let last = steps.len() + 1;
+    let mut writes = 0u64;
+    for (at, step) in steps.iter().enumerate() {
+        learn(&stores, &removal, &ids, at, last).await;
         match step {
-            Step::Write { replica, ops } => write(&stores[*replica], ops).await,
+            Step::Write { replica, ops } => writes += u64::from(write(&stores[*replica], ops).await),
             Step::Deliver { from, to, seed } => deliver(&stores[*from], &stores[*to], *seed).await,
         }
     }
+    learn(&stores, &removal, &ids, steps.len(), last).await;
     let mut rng = StdRng::seed_from_u64(final_seed);
     full_exchange(&stores, &mut rng).await;
+    learn(&stores, &removal, &ids, last, last).await;
+    // The shuffled exchange may have dropped refused entries that came before their
+    // predecessor; a sync (each author in seq order) brings them, as it does in a mesh.
+    sync_all(&stores).await;
     let first = observe(&stores[0]).await;
     for s in &stores[1..] {
         assert_eq!(observe(s).await, first, "replicas diverged");
     }
     // Every write landed everywhere, nothing is left waiting, and the counters match the data.
-    let writes: u64 = steps.iter().filter(|s| matches!(s, Step::Write { .. })).count() as u64;
     for s in &stores {
         let st = s.status().await.unwrap();
         assert_eq!(st.orphans, 0);
         assert!(st.entries <= writes);
-        assert_eq!(st.entries, s.sync_state().await.unwrap().total_entries());
+        assert_eq!(st.entries + st.refused, s.sync_state().await.unwrap().total_entries());
+        if removal.is_none() {
+            assert_eq!(st.refused, 0);
+        }
         assert_eq!(st.keys, s.list(b"", None, usize::MAX).await.unwrap().len() as u64);
         let mut conflicted = 0;
         for k in 0..KEYS {
@@ -151,24 +210,30 @@ async fn run_replicas(steps: Vec<Step>, skews: [usize; REPLICAS], final_seed: u6
         assert_eq!(st.conflicts, conflicted);
     }
 
-    // Each replica rebuilds its index from its logs: same state. A write made after the
-    // rebuild is valid (its chain continues) and the replicas converge again.
+    // Each replica rebuilds its index from its logs: same state (once the node has set the
+    // policy again: it lived in state.db). A write made after the rebuild is valid (its chain
+    // continues) and the replicas converge again.
     for (i, s) in stores.iter_mut().enumerate() {
         s.close().await.unwrap();
         std::fs::remove_file(dir.path().join(i.to_string()).join("state.db")).unwrap();
         *s = open(i);
+        if let Some(r) = &removal {
+            s.set_authorisation(r.policy(&ids)).await.unwrap();
+        }
         assert_eq!(observe(s).await, first, "rebuilding replica {i}'s index changed it");
     }
-    let mut receipts = Vec::new();
     for (i, s) in stores.iter().enumerate() {
         let k = key(i as u8 % KEYS);
         let heads = s.get_heads(&k).await.unwrap();
-        let r = s.put(k, b"after rebuild".to_vec()).await.unwrap();
+        let r = match s.put(k, b"after rebuild".to_vec()).await {
+            Ok(r) => r,
+            Err(StoreError::Removed { .. }) if removal.as_ref().is_some_and(|r| r.replica == i) => continue,
+            Err(e) => panic!("write after the rebuild failed: {e}"),
+        };
         if skews.iter().all(|x| *x == skews[0]) {
             // Clocks agree, so no remote clock was clamped: a write after seeing an entry is later.
             assert!(heads.iter().all(|h| h.hlc < r.hlc), "a write after a rebuild is later than what it supersedes");
         }
-        receipts.push(r);
     }
     full_exchange(&stores, &mut rng).await;
     let again = observe(&stores[0]).await;
@@ -196,25 +261,33 @@ async fn full_exchange(stores: &[StoreHandle], rng: &mut StdRng) {
     }
 }
 
-/// 32 cases by default (fast); `PROPTEST_CASES=n` runs more.
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
+/// Every replica sends every other what it lacks, as a sync does (each author in seq order).
+async fn sync_all(stores: &[StoreHandle]) {
+    for from in stores {
+        for to in stores {
+            if from.author() != to.author() {
+                sync_into(from, to).await;
+            }
+        }
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
+// 32 cases by default (fast); `PROPTEST_CASES=n` runs more, `LATTICE_TEST_SEED=s` replays a run.
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(lattice_testkit::proptest_config("store convergence", 32))]
 
     #[test]
     fn three_skewed_replicas_converge_after_lossy_shuffled_deliveries_and_a_full_exchange(
         steps in prop::collection::vec(step(), 1..40),
         skews in [0..SKEWS.len(), 0..SKEWS.len(), 0..SKEWS.len()],
+        removal in removal(),
         final_seed in any::<u64>(),
     ) {
-        runtime().block_on(run_replicas(steps, skews, final_seed));
+        runtime().block_on(run_replicas(steps, skews, removal, final_seed));
     }
 }
 
@@ -324,7 +397,7 @@ async fn run_model(steps: Vec<ModelStep>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(lattice_testkit::proptest_config("store convergence with deletes", 32))]
 
     #[test]
     fn a_single_store_matches_a_map_through_reopens_and_a_rebuild(steps in prop::collection::vec(model_step(), 1..40)) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{log_records, snapshot};
 use lattice_core::{Identity, StoreId, VerifiedEntry};
 use lattice_store::{KvStore, StoreConfig, StoreHandle, SyncStore};
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{Rng, rngs::StdRng};
 
 const ENV_DIR: &str = "LATTICE_CRASH_CHILD_DIR";
 const ENV_STORE: &str = "LATTICE_CRASH_CHILD_STORE";
@@ -225,9 +225,7 @@ async fn verify_after_crash(
 }
 
 fn test_rng() -> StdRng {
-    let seed: u64 = rand::rng().random();
-    eprintln!("crash test rng seed: {seed}");
-    StdRng::seed_from_u64(seed)
+    lattice_testkit::seeded_rng("crash test")
 }
 
 #[test]

@@ -11,7 +11,7 @@ use common::{Chain, fast_tempdir, open, snapshot, sync_into};
 use lattice_core::chain::{ChainTip, NextCheck, check_next};
 use lattice_core::{AuthorId, AuthorSyncState, Identity, StoreId, SyncState, VerifiedEntry};
 use lattice_store::{
-    Committed, EntrySource, GapInfo, IngestError, IngestOutcome, KvStore, StoreError, SyncStore, Verified,
+    Committed, EntrySource, GapInfo, IngestError, IngestOutcome, KvStore, ProofBytes, StoreError, SyncStore, Verified,
 };
 use tokio::sync::broadcast;
 
@@ -23,6 +23,7 @@ struct MemoryStore {
     chains: Arc<Mutex<BTreeMap<AuthorId, Vec<VerifiedEntry>>>>,
     gaps: broadcast::Sender<GapInfo>,
     commits: broadcast::Sender<Arc<Committed>>,
+    proofs: Arc<Mutex<Vec<ProofBytes>>>,
 }
 
 impl MemoryStore {
@@ -32,6 +33,7 @@ impl MemoryStore {
             chains: Arc::default(),
             gaps: broadcast::channel(16).0,
             commits: broadcast::channel(16).0,
+            proofs: Arc::default(),
         }
     }
 
@@ -131,6 +133,22 @@ impl SyncStore for MemoryStore {
 
     async fn orphan_count(&self) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    /// A simulator relays proofs: kept once each, checked only for their signatures.
+    async fn ingest_proof(&self, first: Vec<u8>, second: Vec<u8>) -> Result<bool, IngestError> {
+        VerifiedEntry::decode(first.clone())?;
+        VerifiedEntry::decode(second.clone())?;
+        let mut proofs = self.proofs.lock().unwrap();
+        let new = !proofs.contains(&(first.clone(), second.clone()));
+        if new {
+            proofs.push((first, second));
+        }
+        Ok(new)
+    }
+
+    async fn proofs(&self) -> Result<Vec<ProofBytes>, StoreError> {
+        Ok(self.proofs.lock().unwrap().clone())
     }
 }
 

@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use lattice_http::{HttpConfig, HttpServer, RateLimit};
-use lattice_node::tokens::Permissions;
-use lattice_node::{DataDir, DirLock, Node};
+use lattice_node::{DataDir, DirLock, Node, Permissions};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
@@ -89,7 +88,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         let (record, secret) = node.create_token("bench", None, Permissions::ReadWrite, None).await?;
         let token = format!("{}:{secret}", record.id);
         // The benchmark measures the API, not the limiter's default of 100 requests/s per token.
-        let config = HttpConfig { rate_limit: RateLimit { per_second: u32::MAX, burst: u32::MAX } };
+        let config =
+            HttpConfig { rate_limit: RateLimit { per_second: u32::MAX, burst: u32::MAX }, ..HttpConfig::default() };
         let server = HttpServer::start(node.clone(), "127.0.0.1:0".parse()?, config).await?;
         let addr = server.local_addr();
 

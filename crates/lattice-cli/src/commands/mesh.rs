@@ -2,16 +2,17 @@
 
 use lattice_core::MemberStatus;
 use lattice_net::PeerAddr;
-use lattice_node::PeerSync;
+use lattice_node::{PeerSync, Role};
 
 use super::{Context, parse_node_id};
 use crate::failure::Failure;
 use crate::render::{self, PeerView, StoreNames, SyncBar};
 
-pub(super) async fn invite(ctx: &Context<'_>, pubkey: &str) -> Result<i32, Failure> {
-    let peer = parse_node_id(pubkey)?;
+pub(super) async fn invite(ctx: &Context<'_>, pubkey: &str, admin: bool) -> Result<i32, Failure> {
     let node = ctx.node().await?;
-    node.invite(peer).await?;
+    node.require_admin("invite nodes").await?;
+    let peer = parse_node_id(pubkey)?;
+    node.invite(peer, if admin { Role::Admin } else { Role::Member }).await?;
     ctx.print(
         || render::json::member(peer, MemberStatus::Invited),
         || format!("invited {peer}; it can now run `lattice join {}@HOST:PORT`\n", node.node_id()),
@@ -20,9 +21,23 @@ pub(super) async fn invite(ctx: &Context<'_>, pubkey: &str) -> Result<i32, Failu
 }
 
 pub(super) async fn remove(ctx: &Context<'_>, pubkey: &str) -> Result<i32, Failure> {
+    let node = ctx.node().await?;
+    node.require_admin("remove nodes").await?;
     let peer = parse_node_id(pubkey)?;
-    ctx.node().await?.remove_peer(peer).await?;
+    node.remove_peer(peer).await?;
     ctx.print(|| render::json::member(peer, MemberStatus::Removed), || format!("removed {peer}\n"));
+    Ok(0)
+}
+
+pub(super) async fn set_role(ctx: &Context<'_>, pubkey: &str, role: Role) -> Result<i32, Failure> {
+    let node = ctx.node().await?;
+    node.require_admin("change roles").await?;
+    let peer = parse_node_id(pubkey)?;
+    node.set_role(peer, role).await?;
+    ctx.print(
+        || serde_json::json!({ "node_id": peer.to_hex(), "role": role.as_str() }),
+        || format!("{peer} is now {} {}\n", if role == Role::Admin { "an" } else { "a" }, role.as_str()),
+    );
     Ok(0)
 }
 
@@ -40,6 +55,7 @@ pub(super) async fn peers(ctx: &Context<'_>) -> Result<i32, Failure> {
             this_node: id == me,
             info: record.info.unwrap_or_default(),
             status: record.status.map_or("unknown", MemberStatus::as_str),
+            role: record.role.as_str(),
             local: node.meta().peer(id)?,
             failures: health.get(&id).filter(|h| h.failures > 0).map(|h| h.failures),
         });

@@ -19,7 +19,7 @@ mod tokens;
 use std::sync::Arc;
 
 use lattice_core::AuthorId;
-use lattice_node::{Node, StoreRef};
+use lattice_node::{Node, Role, StoreRef};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -72,7 +72,9 @@ async fn dispatch(ctx: &Context<'_>, command: &Command, stdin: Option<Vec<u8>>) 
         Command::Delete { key } => keys::delete(ctx, key).await,
         Command::List { prefix } => keys::list(ctx, prefix.as_deref()).await,
         Command::Watch { pattern } => keys::watch(ctx, pattern).await,
-        Command::Invite { pubkey } => mesh::invite(ctx, pubkey).await,
+        Command::Invite { pubkey, admin } => mesh::invite(ctx, pubkey, *admin).await,
+        Command::GrantAdmin { pubkey } => mesh::set_role(ctx, pubkey, Role::Admin).await,
+        Command::RevokeAdmin { pubkey } => mesh::set_role(ctx, pubkey, Role::Member).await,
         Command::Remove { pubkey } => mesh::remove(ctx, pubkey).await,
         Command::Peers => mesh::peers(ctx).await,
         Command::Join { peer, name } => mesh::join(ctx, peer, name.clone()).await,

@@ -1,7 +1,6 @@
 //! `create-token`, `list-tokens` and `revoke-token`: HTTP access tokens.
 
-use lattice_node::time::now_ms;
-use lattice_node::tokens::{self, Permissions};
+use lattice_node::{Permissions, now_ms};
 
 use super::Context;
 use crate::failure::Failure;
@@ -15,7 +14,7 @@ pub(super) async fn create(
     expires: Option<&str>,
 ) -> Result<i32, Failure> {
     let permissions: Permissions = permissions.parse()?;
-    let expires = expires.map(tokens::parse_duration).transpose()?;
+    let expires = expires.map(lattice_node::parse_duration).transpose()?;
     let (record, secret) = ctx.node().await?.create_token(store, name, permissions, expires).await?;
     let token = format!("{}:{secret}", record.id);
     ctx.print(|| render::json::created_token(&record, &secret, &token, now_ms()), || format!("{token}\n"));

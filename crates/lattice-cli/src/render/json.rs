@@ -4,8 +4,7 @@
 use std::path::Path;
 
 use lattice_core::{AuthorId, Head, MemberStatus, StoreId};
-use lattice_node::tokens::TokenRecord;
-use lattice_node::{PeerSync, StoreInfo, StoreRef};
+use lattice_node::{PeerSync, StoreInfo, StoreRef, TokenRecord};
 use lattice_store::WriteReceipt;
 use serde_json::{Map, Value, json};
 
@@ -124,7 +123,7 @@ pub fn peers(peers: &[PeerView]) -> Value {
 fn peer(p: &PeerView) -> Value {
     let (info, local) = (&p.info, &p.local);
     json!({
-        "node_id": p.id.to_hex(), "name": info.name, "status": p.status,
+        "node_id": p.id.to_hex(), "name": info.name, "status": p.status, "role": p.role,
         "hostname": info.hostname, "added_at": info.added_at, "added_by": info.added_by,
         "addrs": if local.addrs.is_empty() { &info.addrs } else { &local.addrs },
         "last_seen": local.last_seen, "last_sync": local.last_sync, "last_sync_ok": local.last_sync_ok,
@@ -141,7 +140,10 @@ pub fn status(view: &StatusView<'_>) -> Value {
         .map(|(s, f)| {
             json!({
                 "name": s.name, "uuid": s.id.to_string(), "entries": f.entries, "authors": f.authors,
-                "keys": f.keys, "orphans": f.orphans, "conflicts": f.conflicts,
+                "keys": f.keys, "orphans": f.orphans, "conflicts": f.conflicts, "refused": f.refused,
+                "equivocated": f.equivocated.iter()
+                    .map(|(author, seq)| json!({"author": author.to_hex(), "seq": seq}))
+                    .collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -18,8 +18,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use lattice_core::{AuthorId, StoreId};
-use lattice_node::root::NodeInfo;
-use lattice_node::{NodeStatus, PeerRecord};
+use lattice_node::{NodeInfo, NodeStatus, PeerRecord};
 
 pub use progress::SyncBar;
 pub use value::{raw_value, text};
@@ -32,6 +31,8 @@ pub struct PeerView {
     pub this_node: bool,
     pub info: NodeInfo,
     pub status: &'static str,
+    /// `admin` or `member`.
+    pub role: &'static str,
     /// What this node has seen of it (addresses, last contact, last sync).
     pub local: PeerRecord,
     /// Consecutive failed attempts to reach it, when there are any.

@@ -2,8 +2,7 @@
 
 use lattice_core::{Head, StoreId};
 use lattice_net::SyncOutcome;
-use lattice_node::tokens::TokenRecord;
-use lattice_node::{PeerSync, StoreInfo};
+use lattice_node::{PeerSync, StoreInfo, TokenRecord};
 
 use super::{PeerView, StatusView, StoreNames, text};
 use crate::protocol::Out;

@@ -7,22 +7,17 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Generous bound for anything a test waits for; passing runs take milliseconds.
-pub const DEADLINE: Duration = Duration::from_secs(20);
+pub use lattice_testkit::DEADLINE;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lattice")
 }
 
-/// Polls `cond` every 10 ms until it holds or `DEADLINE` passes.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Polls `cond` until it holds or [`DEADLINE`] passes.
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    lattice_testkit::wait_until(what, DEADLINE, cond)
 }
 
 /// What one command did.

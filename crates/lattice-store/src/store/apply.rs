@@ -1,5 +1,6 @@
 //! Applying an entry whose predecessor and parents are held (local, received or replayed): log
-//! append, entry and author rows, and the heads of every key it touches.
+//! append, entry and author rows, and the heads of every key it touches. A refused entry is
+//! stored the same way, without the heads.
 
 use lattice_core::heads::{self, Head};
 use lattice_core::{Op, VerifiedEntry};
@@ -10,21 +11,24 @@ use crate::log::{AuthorLog, HEADER_LEN};
 use crate::tables::{AuthorRow, EntryRow};
 
 impl Store {
-    /// Applies a valid entry whose predecessor and parents are held: appends it to its log
-    /// (unless replaying, `offset` = where it already is), indexes it, and updates the heads of
-    /// every key it touches. A failure half-way poisons the batch (it must not commit).
-    pub(super) fn apply(
+    /// Stores a valid entry whose predecessor is held: appends it to its log (unless replaying,
+    /// `offset` = where it already is) and indexes it; if `applied` (its parents are held too),
+    /// updates the heads of every key it touches. A refused entry (`applied` false) gets its log
+    /// record and rows like any, so sync state shows it and sync serves it, but no heads. A
+    /// failure half-way poisons the batch (it must not commit).
+    pub(super) fn store_entry(
         &mut self,
         t: &mut Tables<'_>,
         w: &mut Work,
         entry: &VerifiedEntry,
         offset: Option<u64>,
+        applied: bool,
     ) -> Result<(), StoreError> {
         let result = match offset {
             Some(offset) => Ok(offset),
             None => self.append_to_log(t, w, entry),
         }
-        .and_then(|offset| Self::index(t, w, entry, offset));
+        .and_then(|offset| Self::index(t, w, entry, offset, applied));
         if let Err(e) = &result {
             w.poisoned = Some(e.to_string());
         }
@@ -47,14 +51,25 @@ impl Store {
         Ok(offset)
     }
 
-    /// Writes the entry's rows (the record at `offset` of its log) and the heads of its keys.
-    fn index(t: &mut Tables<'_>, w: &mut Work, entry: &VerifiedEntry, offset: u64) -> Result<(), StoreError> {
+    /// Writes the entry's rows (the record at `offset` of its log) and, if `applied`, the heads
+    /// of its keys.
+    fn index(
+        t: &mut Tables<'_>,
+        w: &mut Work,
+        entry: &VerifiedEntry,
+        offset: u64,
+        applied: bool,
+    ) -> Result<(), StoreError> {
         let author = entry.author();
         let record_len = HEADER_LEN + entry.bytes().len() as u64;
         let row = EntryRow { author, seq: entry.seq(), offset, record_len: record_len as u32 };
         t.insert_entry(&entry.hash(), &row)?;
         let author_row = AuthorRow { seq: entry.seq(), hash: entry.hash(), hlc: entry.hlc(), log_len: row.end() };
         t.set_author_row(author, author_row)?;
+        if !applied {
+            w.counters.refused += 1;
+            return Ok(());
+        }
         w.counters.entries += 1;
 
         // The head an entry leaves on a key is its last operation on that key.

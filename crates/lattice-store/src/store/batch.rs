@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::collections::HashSet;
+
 use lattice_core::heads::Head;
 use lattice_core::{AuthorId, Hash, VerifiedEntry};
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
 
 use super::orphans::OrphanTables;
 use crate::error::StoreError;
@@ -36,6 +38,8 @@ pub(crate) struct Tables<'t> {
     kv: Table<'t, &'static [u8], &'static [u8]>,
     authors: Table<'t, [u8; 32], &'static [u8]>,
     entries: Table<'t, [u8; 32], &'static [u8]>,
+    /// For the tables of state.db a batch rarely touches (meta, policy, proofs), opened on use.
+    state_tx: &'t WriteTransaction,
     pub(super) orphans_tx: Option<&'t WriteTransaction>,
     pub(super) orphan_tables: Option<OrphanTables<'t>>,
     /// Index writes held back (replay, and batches of received entries), see [`Deferred`].
@@ -77,6 +81,9 @@ pub(crate) struct Work {
     pub(super) gaps: Vec<GapInfo>,
     /// Set when a storage error left the transaction half-applied: it must not commit.
     pub(crate) poisoned: Option<String>,
+    /// Set when the batch changed the policy: its commit is durable (the policy and proofs are
+    /// not in the logs), and an abort reloads the policy that was committed.
+    pub(super) policy_changed: bool,
 }
 
 impl<'t> Tables<'t> {
@@ -85,6 +92,7 @@ impl<'t> Tables<'t> {
             kv: state.open_table(tables::KV)?,
             authors: state.open_table(tables::AUTHORS)?,
             entries: state.open_table(tables::ENTRIES)?,
+            state_tx: state,
             orphans_tx: orphans,
             orphan_tables: None,
             deferred: None,
@@ -174,8 +182,7 @@ impl<'t> Tables<'t> {
             return Ok(Some(*row));
         }
         let row = self.authors.get(author.0)?;
-        row.map(|v| AuthorRow::decode(v.value()).ok_or_else(|| StoreError::CorruptIndex("author row".into())))
-            .transpose()
+        row.map(|v| AuthorRow::read(v.value())).transpose()
     }
 
     pub(super) fn holds(&self, hash: &Hash) -> Result<bool, StoreError> {
@@ -185,9 +192,23 @@ impl<'t> Tables<'t> {
         Ok(self.entries.get(hash.0)?.is_some())
     }
 
-    pub(super) fn first_missing_parent(&self, entry: &VerifiedEntry) -> Result<Option<Hash>, StoreError> {
+    /// Opens a table of state.db that [`Tables`] does not hold open (meta, policy, proofs).
+    pub(super) fn state_table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        table: TableDefinition<K, V>,
+    ) -> Result<Table<'t, K, V>, StoreError> {
+        Ok(self.state_tx.open_table(table)?)
+    }
+
+    /// The first parent of `entry` neither held nor in `counts_as_held` (looked up only for a
+    /// parent not held).
+    pub(super) fn first_missing_parent(
+        &self,
+        entry: &VerifiedEntry,
+        counts_as_held: &HashSet<Hash>,
+    ) -> Result<Option<Hash>, StoreError> {
         for p in entry.parents() {
-            if !self.holds(p)? {
+            if !self.holds(p)? && !counts_as_held.contains(p) {
                 return Ok(Some(*p));
             }
         }

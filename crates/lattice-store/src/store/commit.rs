@@ -35,6 +35,7 @@ impl Store {
                 remote: 0,
                 gaps: Vec::new(),
                 poisoned: None,
+                policy_changed: false,
             },
         })
     }
@@ -56,7 +57,9 @@ impl Store {
         tx: Txn,
         on_durable: impl FnOnce(Vec<WatchEvent>),
     ) -> Result<(), StoreError> {
-        let durability = if self.last_checkpoint.elapsed() >= self.config.checkpoint_interval {
+        // A policy change is not in the logs: it must not be lost with a non-durable commit.
+        let durability = if tx.work.policy_changed || self.last_checkpoint.elapsed() >= self.config.checkpoint_interval
+        {
             Durability::Immediate
         } else {
             Durability::None
@@ -176,8 +179,10 @@ impl Store {
         })
     }
 
-    /// Drops a transaction: undoes its log appends and forgets its index changes.
+    /// Drops a transaction: undoes its log appends and forgets its index changes (and its policy
+    /// changes: the policy committed last is read back).
     pub(crate) fn abort(&mut self, tx: Txn) {
+        let policy_changed = tx.work.policy_changed;
         for (author, len) in &tx.work.log_lens {
             if let Some(log) = self.logs.get_mut(author)
                 && let Err(e) = log.truncate(*len)
@@ -187,5 +192,15 @@ impl Store {
             }
         }
         drop(tx);
+        if policy_changed {
+            self.to_recompute.clear();
+            match super::Policy::load(&self.state, self.identity.author()) {
+                Ok(policy) => self.policy = policy,
+                Err(e) => {
+                    tracing::error!(store = %self.store_id, error = %e, "cannot read the committed policy back; stopping the store until it is reopened");
+                    self.stopped = Some(e.to_string());
+                }
+            }
+        }
     }
 }

@@ -15,6 +15,8 @@
 //! - `write`: local writes, signed as the next entry of our chain.
 //! - `ingest`: received entries: chain rules, authorisation, release of waiting orphans.
 //! - `orphans`: parking entries in orphans.db, taking them out, expiry.
+//! - `policy`: who may write: authorisation, equivocation proofs, the limits they make, and the
+//!   recomputation when a limit moves across stored entries.
 //! - `apply`: how any entry lands in its log, the entry and author rows and the key heads.
 //! - `read`: reads of committed state and the stream of entries a peer lacks.
 
@@ -23,21 +25,23 @@ mod batch;
 mod commit;
 mod ingest;
 mod orphans;
+mod policy;
 mod read;
 mod replay;
 mod write;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use lattice_core::heads::{self, Head};
-use lattice_core::{AuthorId, Clock, Identity, StoreId};
+use lattice_core::{AuthorId, Clock, Identity, StoreId, VerifiedEntry};
 use redb::{Database, ReadableTable};
 use tokio::sync::broadcast;
 
 pub(crate) use batch::{Tables, Txn, Work};
+use policy::Policy;
 
 use crate::error::StoreError;
 use crate::log::AuthorLog;
@@ -66,9 +70,14 @@ pub(crate) struct Store {
     counters: Counters,
     config: StoreConfig,
     last_checkpoint: Instant,
-    /// Authors whose entries are applied; `None`: every author. Others' entries wait in
-    /// orphans.db (see [`IngestOutcome::Unauthorised`]). This node's own author always passes.
-    authorised: Option<HashSet<AuthorId>>,
+    /// Who may write, and up to which seq (see `policy`).
+    policy: Policy,
+    /// Received entries that fork their author's chain at a seq held here, seen in the current
+    /// batch: their proofs are made once it commits ([`Store::settle`]).
+    equivocations: Vec<VerifiedEntry>,
+    /// `(author, after, upto)`: the author's stored entries `after < seq <= upto` changed status
+    /// under a policy change of the current batch; the index is recomputed once it commits.
+    to_recompute: Vec<(AuthorId, u64, u64)>,
     /// Log records read back by the replay at open (0 if the index was up to date).
     pub(crate) replayed: u64,
     /// Set when the index failed to commit after the logs did: the index no longer matches
@@ -123,6 +132,7 @@ impl Store {
         let state_path = dir.join("state.db");
         let state = open_db(&state_path)?;
         let orphans = open_db(&dir.join("orphans.db"))?;
+        let me = identity.author();
         let (gaps, _) = broadcast::channel(EVENT_CAPACITY);
         let (commits, _) = broadcast::channel(EVENT_CAPACITY);
         let mut store = Store {
@@ -136,7 +146,9 @@ impl Store {
             counters: Counters::default(),
             config,
             last_checkpoint: Instant::now(),
-            authorised: None,
+            policy: Policy::empty(me),
+            equivocations: Vec::new(),
+            to_recompute: Vec::new(),
             replayed: 0,
             stopped: None,
             #[cfg(test)]
@@ -144,12 +156,16 @@ impl Store {
             gaps,
             commits,
         };
-        store.init_tables()?;
-        store.catch_up()?;
+        let recompute = store.init_tables()?;
+        store.catch_up(recompute)?;
         Ok(store)
     }
 
-    fn init_tables(&mut self) -> Result<(), StoreError> {
+    /// Creates the tables if needed, checks the store id, loads counters, clock and policy.
+    /// Returns whether the index awaits a recomputation under the policy (see
+    /// [`tables::META_RECOMPUTE`]).
+    fn init_tables(&mut self) -> Result<bool, StoreError> {
+        let recompute;
         let tx = self.state.begin_write()?;
         {
             let mut meta = tx.open_table(tables::META)?;
@@ -173,9 +189,12 @@ impl Store {
                 let row = ClockRow::decode(c.value()).ok_or_else(|| StoreError::CorruptIndex("clock".into()))?;
                 self.clock = Clock::resume(row.hlc, self.config.max_drift_ms);
             }
+            recompute = meta.get(tables::META_RECOMPUTE)?.is_some();
             tx.open_table(tables::KV)?;
             tx.open_table(tables::AUTHORS)?;
             tx.open_table(tables::ENTRIES)?;
+            tx.open_table(tables::POLICY)?;
+            tx.open_table(tables::PROOFS)?;
         }
         tx.commit()?;
         let tx = self.orphans.begin_write()?;
@@ -183,7 +202,8 @@ impl Store {
         tx.open_multimap_table(tables::WAIT_PREDECESSOR)?;
         tx.open_multimap_table(tables::WAIT_PARENT)?;
         tx.commit()?;
-        Ok(())
+        self.policy = Policy::load(&self.state, self.identity.author())?;
+        Ok(recompute)
     }
 
     fn log_path(&self, author: &AuthorId) -> PathBuf {

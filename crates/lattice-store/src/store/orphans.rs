@@ -51,6 +51,38 @@ impl OrphanTables<'_> {
         Ok(authors)
     }
 
+    /// Removes orphans and their wait-index rows.
+    fn remove(&mut self, which: &[([u8; 32], Waiting)]) -> Result<(), StoreError> {
+        for (hash, waiting) in which {
+            self.orphans.remove(hash)?;
+            self.unindex_wait(*waiting, *hash)?;
+        }
+        Ok(())
+    }
+
+    /// Removes and returns the orphans for which `pred` holds (a scan of orphans.db, for rare
+    /// events), each author's lowest seq first.
+    pub(super) fn take_where(
+        &mut self,
+        pred: impl Fn(&VerifiedEntry) -> bool,
+    ) -> Result<Vec<VerifiedEntry>, StoreError> {
+        let mut taken = Vec::new();
+        for item in self.orphans.iter()? {
+            let (key, value) = item?;
+            let Some((row, bytes)) = OrphanRow::decode(value.value()) else { continue };
+            if let Ok(entry) = VerifiedEntry::from_trusted_log(bytes.to_vec())
+                && pred(&entry)
+            {
+                taken.push((key.value(), row.waiting, entry));
+            }
+        }
+        let rows: Vec<([u8; 32], Waiting)> = taken.iter().map(|(hash, waiting, _)| (*hash, *waiting)).collect();
+        self.remove(&rows)?;
+        let mut out: Vec<VerifiedEntry> = taken.into_iter().map(|(_, _, e)| e).collect();
+        out.sort_by_key(|e| (e.author(), e.seq()));
+        Ok(out)
+    }
+
     /// Removes and returns the orphans waiting for any of `what` (their rows and wait-index
     /// rows), each author's lowest seq first so a released run applies in one pass.
     pub(super) fn take_waiting_for(&mut self, what: &[Waiting]) -> Result<Vec<VerifiedEntry>, StoreError> {
@@ -201,11 +233,6 @@ impl Store {
         if which.is_empty() {
             return Ok(());
         }
-        let o = t.orphan_tables()?;
-        for (hash, waiting) in which {
-            o.orphans.remove(hash)?;
-            o.unindex_wait(*waiting, *hash)?;
-        }
-        Ok(())
+        t.orphan_tables()?.remove(which)
     }
 }

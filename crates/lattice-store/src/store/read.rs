@@ -81,7 +81,16 @@ impl Store {
             keys: self.counters.live_keys,
             orphans,
             conflicts: self.counters.conflicts,
+            refused: self.counters.refused,
+            equivocated: self.policy.equivocated(),
         })
+    }
+
+    /// The committed row of one author.
+    pub(super) fn author_row(&self, author: &AuthorId) -> Result<Option<AuthorRow>, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let row = tx.open_table(tables::AUTHORS)?.get(author.0)?;
+        row.map(|v| AuthorRow::read(v.value())).transpose()
     }
 
     pub(super) fn author_rows(&self) -> Result<Vec<(AuthorId, AuthorRow)>, StoreError> {
@@ -90,7 +99,7 @@ impl Store {
         let mut out = Vec::new();
         for item in authors.iter()? {
             let (k, v) = item?;
-            let row = AuthorRow::decode(v.value()).ok_or_else(|| StoreError::CorruptIndex("author row".into()))?;
+            let row = AuthorRow::read(v.value())?;
             out.push((AuthorId(k.value()), row));
         }
         Ok(out)

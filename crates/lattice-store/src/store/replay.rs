@@ -23,8 +23,9 @@ const DECODE_AHEAD_CHUNKS: usize = 16;
 impl Store {
     /// Compares every log with the index, truncates torn tails and replays what is not indexed.
     /// If the index is inconsistent with the logs (a log shorter than indexed, an indexed author
-    /// without a log), it is discarded and rebuilt from the logs.
-    pub(super) fn catch_up(&mut self) -> Result<(), StoreError> {
+    /// without a log), or `rebuild` asks for it (the policy changed the status of stored
+    /// entries), it is discarded and rebuilt from the logs.
+    pub(super) fn catch_up(&mut self, rebuild: bool) -> Result<(), StoreError> {
         let logs_dir = self.dir.join("logs");
         let mut files = Vec::new();
         for item in std::fs::read_dir(&logs_dir).map_err(StoreError::io(&logs_dir))? {
@@ -42,10 +43,12 @@ impl Store {
                 let len = std::fs::metadata(self.log_path(a)).map(|m| m.len()).unwrap_or(0);
                 indexed.get(a).is_none_or(|row| row.log_len <= len)
             });
-        let indexed = if consistent {
+        let indexed = if consistent && !rebuild {
             indexed
         } else {
-            tracing::warn!(store = %self.store_id, "index does not match the logs; rebuilding it from the logs");
+            if !consistent {
+                tracing::warn!(store = %self.store_id, "index does not match the logs; rebuilding it from the logs");
+            }
             self.reset_index()?;
             HashMap::new()
         };
@@ -64,6 +67,8 @@ impl Store {
         Ok(())
     }
 
+    /// Drops the tables derived from the logs (the policy and the proofs stay: the logs cannot
+    /// tell them).
     fn reset_index(&mut self) -> Result<(), StoreError> {
         let tx = self.state.begin_write()?;
         tx.delete_table(tables::KV)?;
@@ -73,7 +78,7 @@ impl Store {
         tx.commit()?;
         self.counters = Counters::default();
         self.clock = Clock::new(self.config.max_drift_ms);
-        self.init_tables()
+        self.init_tables().map(drop)
     }
 
     /// Applies log records that the index does not cover, merged across authors in HLC order
@@ -135,7 +140,9 @@ impl Store {
                         queue.push_back((offset, entry));
                         continue;
                     }
-                    if let Some(missing) = t.first_missing_parent(&entry)? {
+                    // A refused entry's parents do not matter (it is never applied).
+                    let refused = self.policy.refuses(&entry);
+                    if !refused && let Some(missing) = t.first_missing_parent(&entry, self.policy.proven())? {
                         waiting_on.entry(missing).or_default().push(author);
                         blocked.entry(author).or_default().push_front((offset, entry));
                         continue;
@@ -155,8 +162,8 @@ impl Store {
                         }
                     }
                     let hash = entry.hash();
-                    self.apply(t, w, &entry, Some(offset))?;
-                    self.replay_clock(&entry);
+                    self.store_entry(t, w, &entry, Some(offset), !refused)?;
+                    self.replay_clock(&entry, refused);
                     count += 1;
                     // Unblock authors that waited for this entry.
                     for waiter in waiting_on.remove(&hash).unwrap_or_default() {
@@ -179,7 +186,7 @@ impl Store {
             let first_offset = *first_offset;
             let now = self.now();
             for (_, entry) in &queue {
-                let missing_parent = t.first_missing_parent(entry)?;
+                let missing_parent = t.first_missing_parent(entry, self.policy.proven())?;
                 let have_seq = t.author_row(&author)?.map_or(0, |r| r.seq);
                 let gap = GapInfo { author, have_seq, need_seq: entry.seq() - 1, missing_parent };
                 self.park_gap(t, w, entry, gap, now)?;
@@ -197,13 +204,13 @@ impl Store {
     /// Moves the clock past a replayed entry as its first commit did: the clock saved in the
     /// index may predate it (a crash) or be gone (a rebuild). Our own entries are adopted
     /// outright, so the next local write extends our chain with a larger HLC; others are merged
-    /// (the drift bound still applies).
-    fn replay_clock(&mut self, entry: &VerifiedEntry) {
+    /// (the drift bound still applies), unless refused (as when they were received).
+    fn replay_clock(&mut self, entry: &VerifiedEntry, refused: bool) {
         if entry.author() == self.identity.author() {
             if entry.hlc() > self.clock.last() {
                 self.clock = Clock::resume(entry.hlc(), self.config.max_drift_ms);
             }
-        } else {
+        } else if !refused {
             let _ = self.clock.merge(entry.hlc(), self.now());
         }
     }

@@ -1,12 +1,13 @@
 //! Unit tests of what only the synchronous store can show: a batch's deferred rows read back
-//! within it, and an index commit that fails after the logs were synced.
+//! within it, an index commit that fails after the logs were synced, and crashes around a
+//! policy change.
 
 use lattice_core::{EntryBuilder, Hash, Hlc, Identity, Op, StoreId, VerifiedEntry};
 
 use super::{Store, wall_ms};
 use crate::error::StoreError;
 use crate::tables;
-use crate::types::{IngestOutcome, StoreConfig, WriteReceipt};
+use crate::types::{Authorisation, IngestOutcome, StoreConfig, WriteReceipt};
 
 fn remote_entry(
     store: StoreId,
@@ -128,4 +129,91 @@ fn a_clock_row_of_the_wrong_length_is_a_corrupt_index() {
         Err(e) => panic!("expected a corrupt index, got {e}"),
         Ok(_) => panic!("a clock row of 8 bytes was accepted"),
     }
+}
+
+fn ingest_all(store: &mut Store, entries: &[VerifiedEntry]) -> Vec<IngestOutcome> {
+    let mut tx = store.begin(true).unwrap();
+    let outcomes = {
+        let (mut t, w) = tx.split().unwrap();
+        entries.iter().map(|e| store.ingest(&mut t, w, e.clone()).unwrap()).collect()
+    };
+    store.commit(tx).unwrap();
+    outcomes
+}
+
+fn set_policy(store: &mut Store, authorisation: Option<Authorisation>) {
+    let mut tx = store.begin(true).unwrap();
+    {
+        let (mut t, w) = tx.split().unwrap();
+        store.set_authorisation(&mut t, w, authorisation).unwrap();
+    }
+    store.commit(tx).unwrap();
+}
+
+/// A store, and a remote author `x` with three puts of `k` (each citing the one before) and a
+/// cut-off at 1.
+struct CutOff {
+    dir: tempfile::TempDir,
+    sid: StoreId,
+    id: Identity,
+    entries: Vec<VerifiedEntry>,
+    policy: Option<Authorisation>,
+}
+
+impl CutOff {
+    fn new() -> Self {
+        let sid = StoreId::new_random();
+        let x = Identity::generate();
+        let mut entries: Vec<VerifiedEntry> = Vec::new();
+        for seq in 1..=3 {
+            let prev = entries.last().map_or(Hash::ZERO, |e| e.hash());
+            let parents = entries.last().map(|e| vec![e.hash()]).unwrap_or_default();
+            entries.push(remote_entry(sid, &x, seq, prev, parents, vec![Op::put("k", format!("{seq}"))]));
+        }
+        let policy = Some(Authorisation { cutoffs: [(x.author(), 1)].into(), ..Authorisation::default() });
+        CutOff { dir: tempfile::tempdir().unwrap(), sid, id: Identity::generate(), entries, policy }
+    }
+
+    fn open(&self) -> Store {
+        Store::open(self.dir.path(), self.sid, self.id.clone(), StoreConfig::default()).unwrap()
+    }
+}
+
+/// A crash after a policy change committed but before the index was recomputed: the open
+/// recomputes it (the `recompute` meta row says so), as if the policy had been known first.
+#[test]
+fn a_crash_between_a_policy_change_and_its_recomputation_is_finished_at_open() {
+    let c = CutOff::new();
+    let mut store = c.open();
+    ingest_all(&mut store, &c.entries);
+    set_policy(&mut store, c.policy.clone());
+    assert!(store.needs_settling(), "the recomputation is left to the actor, after the commit");
+    assert_eq!(store.get(b"k").unwrap(), Some(b"3".to_vec()), "not recomputed yet");
+    drop(store);
+
+    let store = c.open();
+    assert_eq!(store.get(b"k").unwrap(), Some(b"1".to_vec()));
+    let status = store.status().unwrap();
+    assert_eq!((status.entries, status.refused), (1, 2));
+    drop(store);
+    assert_eq!(c.open().replayed, 0, "the rebuild cleared the recompute row");
+}
+
+/// Entries refused under a persisted policy whose index commit was lost are replayed from the
+/// logs under the same policy: still refused.
+#[test]
+fn the_replay_of_unindexed_tails_refuses_what_the_policy_refuses() {
+    let c = CutOff::new();
+    let mut store = c.open();
+    set_policy(&mut store, c.policy.clone());
+    store.fail_next_index_commit = true;
+    let outcomes = ingest_all(&mut store, &c.entries);
+    assert_eq!(outcomes[1..], [IngestOutcome::Refused, IngestOutcome::Refused]);
+    drop(store);
+
+    let store = c.open();
+    assert_eq!(store.replayed, 3);
+    assert_eq!(store.get(b"k").unwrap(), Some(b"1".to_vec()));
+    let status = store.status().unwrap();
+    assert_eq!((status.entries, status.refused, status.orphans), (1, 2, 0));
 }

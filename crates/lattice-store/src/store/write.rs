@@ -23,6 +23,8 @@ impl Store {
         }
         let me = self.identity.author();
         let tip = t.author_row(&me)?;
+        // Every node would refuse it: say so rather than write an entry that never applies.
+        self.policy.refuse_own_write(tip.map_or(1, |t| t.seq + 1))?;
         let mut parents = Vec::new();
         for op in &ops {
             for head in t.heads_in(op.key())? {
@@ -38,7 +40,7 @@ impl Store {
             .parent_hashes(parents)
             .ops(ops)
             .sign(&self.identity)?;
-        self.apply(t, w, &entry, None)?;
+        self.store_entry(t, w, &entry, None, true)?;
         w.local.push(entry.clone());
         Ok(WriteReceipt { hash: entry.hash(), hlc, seq: entry.seq() })
     }

@@ -131,9 +131,10 @@ pub fn log_records(path: &Path) -> Vec<(u64, Vec<u8>)> {
     let bytes = std::fs::read(path).unwrap();
     let mut records = Vec::new();
     let mut at = 0;
-    while at < bytes.len() {
+    while at + RECORD_HEADER <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        let payload = &bytes[at + RECORD_HEADER..at + RECORD_HEADER + len];
+        // A process killed mid-append leaves a short last record: the records end before it.
+        let Some(payload) = bytes.get(at + RECORD_HEADER..at + RECORD_HEADER + len) else { break };
         assert_eq!(blake3::hash(payload).as_bytes()[..], bytes[at + 4..at + RECORD_HEADER], "record at {at}");
         records.push((at as u64, payload.to_vec()));
         at += RECORD_HEADER + len;

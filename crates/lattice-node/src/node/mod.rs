@@ -1,0 +1,102 @@
+//! [`Node`]: the data dir opened by its owner. One file per concern:
+//!
+//! - `lifecycle`: init, open, shutdown, and the switch to another mesh's root store.
+//! - `stores`: create, delete, list, use, resolve, reconcile with the root store, status.
+//! - `members`: invite, remove, publish this node's own record, read `/nodes/`.
+//! - `tokens`: create, list, read and revoke HTTP access tokens.
+//! - `kv`: the guarded key-value path users drive (reserved prefixes of the root store refused).
+
+mod authority;
+mod kv;
+mod lifecycle;
+mod members;
+mod stores;
+mod tokens;
+
+use std::sync::Arc;
+
+use lattice_core::{AuthorId, Identity, StoreId};
+use lattice_store::StoreHandle;
+use tokio::sync::Mutex;
+
+pub use stores::{DEFAULT_STORE_NAME, NodeStatus, StoreInfo};
+
+pub(crate) use members::hostname;
+
+use crate::control::ROOT_NAME;
+use crate::datadir::DataDir;
+use crate::error::NodeError;
+use crate::lock::DirLock;
+use crate::meta::{MeshBinding, MetaDb};
+use crate::stores::StoreManager;
+
+/// A store picked by name or uuid: what commands act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreRef {
+    /// The store's uuid.
+    pub id: StoreId,
+    /// `root` for the root store, else its declared name.
+    pub name: String,
+}
+
+impl StoreRef {
+    /// True for the root store (the control plane).
+    pub fn is_root(&self) -> bool {
+        self.name == ROOT_NAME
+    }
+}
+
+/// An initialised data dir, opened by the process that owns it.
+///
+/// Holding a `Node` implies holding the data dir's lock: the constructors take it. Call
+/// [`shutdown`](Self::shutdown) before dropping it so every store closes cleanly.
+pub struct Node {
+    dir: DataDir,
+    identity: Identity,
+    meta: MetaDb,
+    root: StoreId,
+    stores: StoreManager,
+    // Serialises control-plane changes (create/delete/use), so name checks and writes are atomic
+    // with respect to each other inside this process.
+    control: Mutex<()>,
+    /// The mesh's genesis admin and root-id nonce (`None` in a data dir from before roots were
+    /// bound: this node then counts itself as the genesis admin).
+    binding: Option<MeshBinding>,
+    /// The effective control plane, folded from the root store.
+    authority: std::sync::Mutex<authority::Authority>,
+    _lock: Arc<DirLock>,
+}
+
+impl Node {
+    /// This node's id (its public key).
+    pub fn node_id(&self) -> AuthorId {
+        self.identity.author()
+    }
+    /// The node's key pair (the network layer derives its endpoint key from it).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+    /// The data dir this node owns.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.dir
+    }
+    /// The root store (the control plane).
+    pub fn root_store(&self) -> StoreRef {
+        StoreRef { id: self.root, name: ROOT_NAME.into() }
+    }
+    /// The node's local metadata (what it knows of its peers, its local stores).
+    pub fn meta(&self) -> &MetaDb {
+        &self.meta
+    }
+    /// The raw handle of store `id`, opened if needed: for the network layer (`SyncStore`) and
+    /// node-internal control-plane writes. It bypasses the reserved-prefix check, so commands
+    /// that users drive go through [`put`](Self::put) / [`delete`](Self::delete) instead.
+    pub(crate) async fn store_handle(&self, id: StoreId) -> Result<StoreHandle, NodeError> {
+        self.stores.get(id).await
+    }
+    /// Every effective item under the reserved `prefix` of the root store: what took effect in
+    /// the control plane, not the raw winners (an operation without the right changes nothing).
+    async fn list_root(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NodeError> {
+        Ok(self.control_plane().await?.items(prefix))
+    }
+}
