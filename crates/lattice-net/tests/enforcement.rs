@@ -313,3 +313,24 @@ async fn set_peers_never_bootstraps_an_expelled_peer_and_closes_removed_ones() {
         s.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiners_connection_survives_the_re_checks_of_both_sides() {
+    let root = StoreId::new_random();
+    let (a, j) = (TestNode::new(root).unwrap(), stranger(root));
+    write_many(&a.store(root).unwrap(), "mesh", 5).await;
+    a.set_peer(j.author(), MemberStatus::Invited);
+    let (sa, sj) = (serve(&a).await, serve(&j).await);
+    // The joiner does not know A yet (its root store is empty): its dial is allowed, and a
+    // re-check of its connections keeps it; A keeps the invited joiner's connection too.
+    let conn = sj.connect(&sa.peer_addr()).await.unwrap();
+    assert_eq!(conn.join("joiner", "host").await.unwrap().root, root);
+    sj.set_peers(vec![]);
+    sa.set_peers(vec![]);
+    conn.sync(&j.store(root).unwrap(), None).await.unwrap();
+    conn.sync(&j.store(root).unwrap(), None).await.unwrap();
+    assert!(quic_connection(&conn).close_reason().is_none());
+    assert_eq!(dump(&j.store(root).unwrap()).await.len(), 5);
+    sa.shutdown().await;
+    sj.shutdown().await;
+}
