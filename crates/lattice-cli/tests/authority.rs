@@ -82,7 +82,14 @@ fn members_cannot_change_the_control_plane_and_removal_is_causal() {
     assert!(after.code == 0 || after.stderr.contains("removed from the mesh"), "{after:?}");
     a.run(&["put", "news", "a"]).ok();
     wait_until("b gets a's news", || b.run(&["get", "news"]).code == 0);
+    // Cut off: c's sync is refused, and for a while (gossip and sync both trying) nothing new
+    // reaches it.
     let _ = c.run(&["sync"]);
+    let watch_until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < watch_until {
+        c.run(&["get", "news"]).fails(1, "not found");
+        let _ = c.run(&["sync"]);
+    }
     for l in [&a, &b] {
         l.run(&["get", "after"]).fails(1, "not found");
         assert_eq!(l.run(&["get", "before"]).ok().stdout, b"c", "c's earlier write stays");

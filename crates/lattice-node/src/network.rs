@@ -5,6 +5,7 @@
 //! The network layer sees the node only through [`NodeCtx`] (a `NodeContext`): statuses from the
 //! root store, active stores as `SyncStore`s, and peer events recorded in `meta.db`.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +98,8 @@ pub struct PeerSync {
 struct Presence {
     node: Arc<Node>,
     server: Arc<LatticeServer<NodeCtx>>,
+    /// Nodes this presence has expelled (status `removed`), so a re-invite readmits them once.
+    expelled: Arc<std::sync::Mutex<HashSet<AuthorId>>>,
 }
 
 impl Presence {
@@ -128,7 +131,24 @@ impl Presence {
         Ok(out)
     }
 
+    /// Gives the mesh the current members, expels every node whose status became `removed`
+    /// (however the removal arrived: every connection to it closes, it leaves every topic) and
+    /// readmits one that was invited again.
     async fn refresh_peers(&self) -> Result<(), NodeError> {
+        let records = self.node.node_records().await?;
+        {
+            let mut expelled = self.expelled.lock().map_err(|_| NodeError::Corrupt("expelled set lock".into()))?;
+            for (id, record) in &records {
+                match record.status {
+                    Some(MemberStatus::Removed) if expelled.insert(*id) => {
+                        tracing::info!(peer = %id, "expelling a removed node");
+                        self.server.expel(*id);
+                    }
+                    Some(status) if status.is_member() && expelled.remove(id) => self.server.readmit(*id),
+                    _ => {}
+                }
+            }
+        }
         self.server.set_peers(self.members().await?);
         Ok(())
     }
@@ -202,7 +222,7 @@ impl Network {
         let identity = node.identity().clone();
         let server = Arc::new(LatticeServer::bind(ctx, &identity, config).await?);
         let network = Network {
-            presence: Presence { node, server },
+            presence: Presence { node, server, expelled: Default::default() },
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };
