@@ -273,8 +273,10 @@ impl ControlPlane {
     }
 
     /// True if `entry` is beyond its author's root-store cut-off in this plane.
+    /// A cut-off binds only while its node is removed: an admin that invites it again lifts it.
     fn refuses(&self, entry: &ControlEntry) -> bool {
-        self.cutoffs(entry.author).is_some_and(|c| entry.seq > c.get(&self.root).map_or(0, |c| c.seq))
+        self.status(entry.author) == Some(MemberStatus::Removed)
+            && self.cutoffs(entry.author).is_some_and(|c| entry.seq > c.get(&self.root).map_or(0, |c| c.seq))
     }
 }
 

@@ -117,14 +117,13 @@ impl<C: NodeContext> Mesh<C> {
         self.tracker.spawn(async move { me.anti_entropy().await });
     }
 
-    /// Stops every mesh task and waits for them, then shuts gossip down.
+    /// Stops every mesh task and waits for them. Gossip itself is one of the router's protocols:
+    /// the router shuts it down next (shutting it down here too made the router's second attempt
+    /// warn `ActorDropped` on stderr).
     pub(crate) async fn shutdown(&self) {
         self.cancel.cancel();
         self.tracker.close();
         self.tracker.wait().await;
-        if let Err(e) = self.gossip.shutdown().await {
-            tracing::debug!(error = %e, "gossip shutdown");
-        }
     }
 
     /// The gossip instance, to route its ALPN to.

@@ -74,8 +74,12 @@ impl Node {
         if peer == plane.genesis() {
             return Err(NodeError::Forbidden("the genesis admin cannot be removed".into()));
         }
-        if plane.status(peer).is_none() {
-            return Err(NodeError::NotFound(format!("node {peer} is not in this mesh")));
+        match plane.status(peer) {
+            None => return Err(NodeError::NotFound(format!("node {peer} is not in this mesh"))),
+            // Its cut-off stands: taking one again from today's tips would validate what it
+            // wrote after its removal.
+            Some(MemberStatus::Removed) => return Err(NodeError::Exists(format!("node {peer} is already removed"))),
+            Some(_) => {}
         }
         let mut cutoffs = Cutoffs::new();
         for id in self.active_store_ids().await? {
