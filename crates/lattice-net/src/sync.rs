@@ -148,6 +148,24 @@ fn parse_state(peer: AuthorId, store: StoreId, request: &proto::SyncRequest) -> 
     SyncState::from_proto(state).map_err(|e| protocol(peer, e.to_string()))
 }
 
+/// The equivocation proofs `store` holds, as many as fit in one batch's bytes (a proof is two
+/// entries of up to 4 MiB each; one that does not fit is left for gossip and later sessions
+/// rather than failing the session on the frame cap).
+async fn proofs_to_send<S: SyncStore>(store: &S) -> Result<Vec<proto::EquivocationProof>, NetError> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for (first, second) in store.proofs().await? {
+        let size = first.len() + second.len() + 16;
+        if bytes + size > BATCH_BYTES {
+            tracing::debug!(size, "an equivocation proof does not fit in this session's SyncDone");
+            continue;
+        }
+        bytes += size;
+        out.push(proto::EquivocationProof { first, second });
+    }
+    Ok(out)
+}
+
 /// Streams `missing` to the peer while ingesting what the peer streams to us.
 async fn exchange<S: SyncStore>(
     store: &S,
@@ -187,7 +205,8 @@ async fn exchange<S: SyncStore>(
         drop(batches);
         let _ = reader.await;
         result?;
-        tx.send(Msg::SyncDone(proto::SyncDone { sent, ..Default::default() })).await?;
+        let proofs = proofs_to_send(store).await?;
+        tx.send(Msg::SyncDone(proto::SyncDone { sent, proofs })).await?;
         tracing::debug!(%peer, sent, frames, "sent entries");
         Ok::<u64, NetError>(sent)
     };
@@ -199,10 +218,10 @@ async fn exchange<S: SyncStore>(
                 match rx.recv().await? {
                     Some(Msg::SyncEntries(e)) => {
                         if ingest_tx.send(e.entries).await.is_err() {
-                            return Ok(());
+                            return Ok(Vec::new());
                         }
                     }
-                    Some(Msg::SyncDone(_)) => return Ok(()),
+                    Some(Msg::SyncDone(done)) => return Ok(done.proofs),
                     Some(Msg::Error(e)) => return Err(NetError::Refused { peer, message: e.message }),
                     Some(_) => return Err(protocol(peer, "unexpected message during sync")),
                     None => return Err(NetError::Connection { peer, reason: "stream closed before SyncDone".into() }),
@@ -250,7 +269,14 @@ async fn exchange<S: SyncStore>(
         verified?;
         // Whatever was ingested stays ingested, even if the stream broke.
         let outcome = ingest?;
-        read?;
+        for proof in read? {
+            match store.ingest_proof(proof.first, proof.second).await {
+                Ok(true) => tracing::warn!(%peer, "learned of an equivocating author from peer"),
+                Ok(false) => {}
+                Err(IngestError::Store(e)) => return Err(NetError::Store(e)),
+                Err(e) => tracing::warn!(%peer, error = %e, "rejected an equivocation proof from peer"),
+            }
+        }
         Ok::<SyncOutcome, NetError>(outcome)
     };
     let (sent, received) = tokio::join!(send, receive);

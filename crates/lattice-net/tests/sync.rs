@@ -148,3 +148,38 @@ async fn sync_cut_midway_keeps_progress_and_next_sync_completes() {
     sa.shutdown().await;
     sb.shutdown().await;
 }
+
+/// An equivocation proof one node holds reaches the other in one sync session
+/// (docs/design.md, Entries: equivocation), so both refuse the forked author alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocation_proof_travels_with_sync() {
+    use lattice_core::{EntryBuilder, Hash, Hlc, Identity, Op};
+    let root = StoreId::new_random();
+    let (a, b) = (TestNode::new(root).unwrap(), TestNode::new(root).unwrap());
+    befriend(&a, &b);
+    let forker = Identity::generate();
+    let fork = |value: &str| {
+        EntryBuilder::new(root, 1)
+            .prev_hash(Hash::ZERO)
+            .timestamp(Hlc::new(1_000, 0))
+            .op(Op::put("k", value))
+            .sign(&forker)
+            .unwrap()
+            .bytes()
+            .to_vec()
+    };
+    let store_a = a.store(root).unwrap();
+    store_a.ingest_batch(vec![fork("one")]).await.unwrap();
+    store_a.ingest_batch(vec![fork("two")]).await.unwrap();
+    assert_eq!(store_a.proofs().await.unwrap().len(), 1, "a holds the proof");
+    assert!(b.store(root).unwrap().proofs().await.unwrap().is_empty());
+
+    let (sa, sb) = (serve(&a).await, serve(&b).await);
+    sb.sync_stores(&sa.peer_addr(), vec![b.store(root).unwrap()], None).await.unwrap();
+    let store_b = b.store(root).unwrap();
+    assert_eq!(store_b.proofs().await.unwrap(), store_a.proofs().await.unwrap(), "b learned the proof");
+    assert_eq!(store_b.status().await.unwrap().equivocated, store_a.status().await.unwrap().equivocated);
+    assert_eq!(store_b.get(b"k").await.unwrap(), None, "the forked author's entries apply nowhere");
+    sa.shutdown().await;
+    sb.shutdown().await;
+}
