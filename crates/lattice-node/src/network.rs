@@ -5,7 +5,7 @@
 //! The network layer sees the node only through [`NodeCtx`] (a `NodeContext`): statuses from the
 //! root store, active stores as `SyncStore`s, and peer events recorded in `meta.db`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::{NODES_PREFIX, STORES_PREFIX};
+use crate::control::{NODES_PREFIX, NodeRecord, STORES_PREFIX};
 use crate::error::NodeError;
 use crate::meta::{LocalState, MeshBinding};
 use crate::node::{Node, hostname};
@@ -107,17 +107,17 @@ impl Presence {
         self.server.listen_addrs().iter().filter(|a| !a.ip().is_unspecified()).map(|a| a.to_string()).collect()
     }
 
-    /// Members (active or invited) with every address known for them: announced in the root
-    /// store, or remembered locally in `meta.db`.
-    async fn members(&self) -> Result<Vec<PeerAddr>, NodeError> {
+    /// The members (active or invited) among `records`, with every address known for them:
+    /// announced in the root store, or remembered locally in `meta.db`.
+    fn members(&self, records: &BTreeMap<AuthorId, NodeRecord>) -> Result<Vec<PeerAddr>, NodeError> {
         let me = self.node.node_id();
         let mut out = Vec::new();
-        for (id, record) in self.node.node_records().await? {
+        for (&id, record) in records {
             if id == me || !record.status.is_some_and(MemberStatus::is_member) {
                 continue;
             }
             let mut addrs: Vec<String> = self.node.meta().peer(id)?.addrs;
-            addrs.extend(record.info.map(|i| i.addrs).unwrap_or_default());
+            addrs.extend(record.info.iter().flat_map(|i| i.addrs.iter().cloned()));
             let mut peer = PeerAddr::new(id);
             for a in addrs {
                 if let Ok(a) = a.parse::<SocketAddr>()
@@ -149,7 +149,7 @@ impl Presence {
                 }
             }
         }
-        self.server.set_peers(self.members().await?);
+        self.server.set_peers(self.members(&records)?);
         Ok(())
     }
 
@@ -264,7 +264,7 @@ impl Network {
         peer: Option<AuthorId>,
         progress: Option<watch::Sender<SyncProgress>>,
     ) -> Result<Vec<PeerSync>, NodeError> {
-        let members = self.presence.members().await?;
+        let members = self.presence.members(&self.presence.node.node_records().await?)?;
         let targets: Vec<PeerAddr> = match peer {
             Some(p) => vec![members.iter().find(|m| m.id == p).cloned().ok_or_else(|| {
                 NodeError::NotFound(format!("node {p} is not a member of this mesh (see `lattice peers`)"))
