@@ -8,7 +8,7 @@
 //! - [`hlc`]: the hybrid logical clock (`tick` for local writes, `merge` for received entries).
 //! - [`identity`]: a node's Ed25519 secret key; the file that holds it lives in `lattice-store`.
 //! - [`entry`]: `EntryBuilder`, signing, and `VerifiedEntry` (decoded + signature checked).
-//! - `batch`: batch signature verification that folds the terms of each author.
+//! - `batch`: the one signature rule, alone and in batches that fold the terms of each author.
 //! - [`chain`]: per-author hash-chain validation (the roadmap's SigChain).
 //! - [`heads`]: the per-key head set and the winner rule.
 //! - [`member`]: `MemberStatus`, a node's standing in a mesh (`invited | active | removed`).
