@@ -102,16 +102,14 @@ impl DataDir {
         self.meta_db().is_file()
     }
 
-    /// Creates the data dir (mode 0700: it holds the secret key) if it does not exist.
+    /// Creates the data dir (mode 0700: it holds the secret key) if it does not exist, durably
+    /// (the parent of every directory created is fsynced before anything is written in it).
     pub fn create(&self) -> Result<(), NodeError> {
-        use std::os::unix::fs::DirBuilderExt;
         if self.exists() {
             return Ok(());
         }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.root)
+        lattice_store::durable::create_dir_all_mode(&self.root, 0o700)
+            .map(drop)
             .map_err(|source| NodeError::io(format!("cannot create data dir {}", self.root.display()), source))
     }
 
@@ -150,7 +148,7 @@ impl DataDir {
 
 /// fsyncs a directory so a rename inside it is durable. Best effort: failures are logged.
 pub(crate) fn sync_dir(path: &Path) {
-    if let Err(e) = std::fs::File::open(path).and_then(|f| f.sync_all()) {
+    if let Err(e) = lattice_store::durable::sync_dir(path) {
         tracing::warn!(path = %path.display(), error = %e, "cannot fsync directory");
     }
 }

@@ -63,6 +63,7 @@ pub fn save_identity(path: &Path, identity: &Identity) -> Result<(), KeyFileErro
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
     file.write_all(&identity.seed()).map_err(err)?;
     file.sync_all().map_err(err)?;
+    crate::durable::created(path).map_err(err)?;
     Ok(())
 }
 

@@ -22,11 +22,14 @@
 //! - `types`: the value types of the API (receipts, outcomes, gaps, status, watch events).
 //! - `error`: [`StoreError`] and [`IngestError`].
 //! - `keyfile`: the node's `identity.key` file (0600).
+//! - [`durable`]: creating files and directories durably (the parent directory fsynced), for
+//!   this crate and the node's data dir.
 //!
 //! Architecture invariant: this crate knows nothing of the network (no iroh, no axum). The logs
 //! are the source of truth; an entry is acknowledged only after its log is fsynced.
 
 mod actor;
+pub mod durable;
 mod error;
 mod handle;
 mod keyfile;

@@ -81,9 +81,19 @@ pub struct AuthorLog {
 
 impl AuthorLog {
     /// Opens (creating if absent) a log whose valid length is known, e.g. after [`recover`].
+    /// A new log's name is made durable (its directory fsynced) before this returns, so a
+    /// record acknowledged after [`sync`](Self::sync) cannot vanish with its file in a crash.
     pub fn open_at(path: &Path, len: u64) -> Result<Self, LogError> {
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io(path))?;
+        let file = match OpenOptions::new().read(true).write(true).create_new(true).open(path) {
+            Ok(file) => {
+                crate::durable::created(path).map_err(io(path))?;
+                file
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                OpenOptions::new().read(true).write(true).open(path).map_err(io(path))?
+            }
+            Err(e) => return Err(io(path)(e)),
+        };
         let actual = file.metadata().map_err(io(path))?.len();
         if actual != len {
             file.set_len(len).map_err(io(path))?;

@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 use super::authority::Authority;
 use super::{DEFAULT_STORE_NAME, Node};
 use crate::control::{NodeInfo, declare_store_ops, node_info_op, node_status_op};
-use crate::datadir::{DataDir, sync_dir};
+use crate::datadir::DataDir;
 use crate::error::NodeError;
 use crate::lock::DirLock;
 use crate::meta::{LocalState, MeshBinding, MetaDb};
@@ -71,7 +71,9 @@ impl Node {
         closed?;
         std::fs::rename(&staging, dir.meta_db())
             .map_err(|e| NodeError::io(format!("cannot create {}", dir.meta_db().display()), e))?;
-        sync_dir(dir.path());
+        // meta.db's name is what marks the data dir initialised: durable before init succeeds.
+        lattice_store::durable::sync_dir(dir.path())
+            .map_err(|e| NodeError::io(format!("cannot fsync {}", dir.path().display()), e))?;
         Node::open(dir, lock).await
     }
 

@@ -43,6 +43,7 @@ use tokio::sync::broadcast;
 pub(crate) use batch::{Tables, Txn, Work};
 use policy::Policy;
 
+use crate::durable;
 use crate::error::StoreError;
 use crate::log::AuthorLog;
 use crate::tables::{self, ClockRow, Counters};
@@ -101,17 +102,26 @@ fn create_db(path: &Path) -> Result<Database, redb::DatabaseError> {
     redb::Builder::new().set_cache_size(DB_CACHE_BYTES).create(path)
 }
 
+/// Opens the database at `path`, creating it if absent; a new file's name is made durable before
+/// anything is committed in it.
 fn open_db(path: &Path) -> Result<Database, StoreError> {
-    match create_db(path) {
-        Ok(db) => Ok(db),
-        Err(e @ redb::DatabaseError::DatabaseAlreadyOpen) => Err(e.into()),
+    let existed = path.exists();
+    let db = match create_db(path) {
+        Ok(db) => db,
+        Err(e @ redb::DatabaseError::DatabaseAlreadyOpen) => return Err(e.into()),
         Err(e) => {
             // Both databases are derived or disposable: a damaged one is rebuilt, never trusted.
             tracing::warn!(path = %path.display(), error = %e, "index unreadable; rebuilding it");
             std::fs::remove_file(path).map_err(StoreError::io(path))?;
-            Ok(create_db(path)?)
+            let db = create_db(path)?;
+            durable::created(path).map_err(StoreError::io(path))?;
+            return Ok(db);
         }
+    };
+    if !existed {
+        durable::created(path).map_err(StoreError::io(path))?;
     }
+    Ok(db)
 }
 
 fn visible(heads: &[Head]) -> Option<Head> {
@@ -128,7 +138,7 @@ impl Store {
         config: StoreConfig,
     ) -> Result<Self, StoreError> {
         let logs_dir = dir.join("logs");
-        std::fs::create_dir_all(&logs_dir).map_err(StoreError::io(&logs_dir))?;
+        durable::create_dir_all(&logs_dir).map_err(StoreError::io(&logs_dir))?;
         let state_path = dir.join("state.db");
         let state = open_db(&state_path)?;
         let orphans = open_db(&dir.join("orphans.db"))?;

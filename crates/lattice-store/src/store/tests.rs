@@ -5,6 +5,7 @@
 use lattice_core::{EntryBuilder, Hash, Hlc, Identity, Op, StoreId, VerifiedEntry};
 
 use super::{Store, wall_ms};
+use crate::durable;
 use crate::error::StoreError;
 use crate::tables;
 use crate::types::{Authorisation, IngestOutcome, StoreConfig, WriteReceipt};
@@ -216,4 +217,45 @@ fn the_replay_of_unindexed_tails_refuses_what_the_policy_refuses() {
     assert_eq!(store.get(b"k").unwrap(), Some(b"1".to_vec()));
     let status = store.status().unwrap();
     assert_eq!((status.entries, status.refused, status.orphans), (1, 2, 0));
+}
+
+/// DESIGN.md §3: new directories and files are made durable (their parent directory fsynced)
+/// before a write in them is acknowledged: the store's directories and databases at open, and
+/// a new author's log (ours or a peer's) before the commit of its first entry returns; an
+/// existing log costs no directory fsync.
+#[test]
+fn new_dirs_databases_and_logs_are_made_durable_before_the_write_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("stores").join("one");
+    let logs = store_dir.join("logs");
+    let sid = StoreId::new_random();
+    let id = Identity::generate();
+    durable::take_synced_dirs();
+    let mut store = Store::open(&store_dir, sid, id.clone(), StoreConfig::default()).unwrap();
+    let synced = durable::take_synced_dirs();
+    assert_eq!(synced[..3], [dir.path().to_path_buf(), dir.path().join("stores"), store_dir.clone()], "{synced:?}");
+    assert_eq!(synced.iter().filter(|d| **d == store_dir).count(), 3, "logs/, state.db, orphans.db: {synced:?}");
+    assert!(!synced.contains(&logs), "no log yet");
+
+    let remote = Identity::generate();
+    let e1 = remote_entry(sid, &remote, 1, Hash::ZERO, vec![], vec![Op::put("k", "1")]);
+    let e2 = remote_entry(sid, &remote, 2, e1.hash(), vec![e1.hash()], vec![Op::put("k", "2")]);
+    for (entry, new_log) in [(e1, true), (e2, false)] {
+        let mut tx = store.begin(true).unwrap();
+        {
+            let (mut t, w) = tx.split().unwrap();
+            assert_eq!(store.ingest(&mut t, w, entry).unwrap(), IngestOutcome::Applied { released: 0 });
+        }
+        store.commit(tx).unwrap();
+        let expected = if new_log { vec![logs.clone()] } else { vec![] };
+        assert_eq!(durable::take_synced_dirs(), expected);
+    }
+    local_put(&mut store, "mine", "1").unwrap();
+    assert_eq!(durable::take_synced_dirs(), vec![logs.clone()], "our own first entry creates our log");
+    local_put(&mut store, "mine", "2").unwrap();
+    assert_eq!(durable::take_synced_dirs(), Vec::<std::path::PathBuf>::new());
+    drop(store);
+    // A reopen creates nothing.
+    Store::open(&store_dir, sid, id, StoreConfig::default()).unwrap();
+    assert_eq!(durable::take_synced_dirs(), Vec::<std::path::PathBuf>::new());
 }
