@@ -272,11 +272,15 @@ impl ControlPlane {
         }
     }
 
-    /// True if `entry` is beyond its author's root-store cut-off in this plane.
+    /// True if `entry` is beyond its author's root-store cut-off in this plane, or at its seq
+    /// with another hash (a fork from the chain the cut-off names; a zero hash is not known).
     /// A cut-off binds only while its node is removed: an admin that invites it again lifts it.
     fn refuses(&self, entry: &ControlEntry) -> bool {
         self.status(entry.author) == Some(MemberStatus::Removed)
-            && self.cutoffs(entry.author).is_some_and(|c| entry.seq > c.get(&self.root).map_or(0, |c| c.seq))
+            && self.cutoffs(entry.author).is_some_and(|c| match c.get(&self.root) {
+                None => true,
+                Some(c) => entry.seq > c.seq || (entry.seq == c.seq && c.hash != Hash::ZERO && entry.hash != c.hash),
+            })
     }
 }
 
@@ -456,7 +460,11 @@ mod tests {
         // the remover had seen only X's seq 1.
         let store = format!("/stores/{}/name", StoreId::new_random());
         log.insert(entry(x, 3, 2, vec![(store.clone(), Some("late"))]));
-        let cut = format_cutoffs(&[(m.root, Cutoff { seq: 1, hash: Hash::ZERO })].into_iter().collect());
+        // And a fork of its seq 1 (another hash than the cut-off's): left out too.
+        let forked = format!("/stores/{}/name", StoreId::new_random());
+        log.insert(entry(x, 3, 1, vec![(forked.clone(), Some("fork"))]));
+        let seq_1 = entry(x, 2, 1, vec![]).hash;
+        let cut = format_cutoffs(&[(m.root, Cutoff { seq: 1, hash: seq_1 })].into_iter().collect());
         let cut = String::from_utf8(cut).unwrap();
         log.insert(entry(
             m.id(0),
@@ -466,6 +474,7 @@ mod tests {
         ));
         assert_eq!(log.plane().status(x), Some(MemberStatus::Removed));
         assert_eq!(log.plane().value(&store), None, "X's entry beyond its cut-off took effect");
+        assert_eq!(log.plane().value(&forked), None, "X's fork of its cut-off entry took effect");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use prost::Message;
 use redb::{MultimapTableDefinition, TableDefinition};
 
 use crate::error::StoreError;
-use crate::types::Authorisation;
+use crate::types::{Authorisation, Cutoff};
 
 // ---------- state.db: derived from the logs ----------
 
@@ -300,17 +300,19 @@ impl Counters {
 }
 
 /// The [`Authorisation`] a store was given, kept under [`POLICY_AUTHORISATION`].
-/// Layout: `members u32 | member [32] ... | cutoffs u32 | (author [32] | cutoff u64) ...` (LE),
-/// each list in author order, so one policy always encodes to the same bytes.
+/// Layout: `members u32 | member [32] ... | cutoffs u32 | (author [32] | seq u64 | hash [32]) ...`
+/// (LE), each list in author order, so one policy always encodes to the same bytes. A row of the
+/// layout before cut-offs carried hashes (`author [32] | seq u64` per cut-off) decodes with
+/// hashes of [`Hash::ZERO`] (unknown); the node gives the store its policy again at startup.
 pub struct AuthorisationRow;
 
 impl AuthorisationRow {
     pub fn encode(auth: &Authorisation) -> Vec<u8> {
         let mut members: Vec<&AuthorId> = auth.members.iter().collect();
         members.sort();
-        let mut cutoffs: Vec<(&AuthorId, &u64)> = auth.cutoffs.iter().collect();
-        cutoffs.sort();
-        let mut b = Vec::with_capacity(8 + 32 * members.len() + 40 * cutoffs.len());
+        let mut cutoffs: Vec<(&AuthorId, &Cutoff)> = auth.cutoffs.iter().collect();
+        cutoffs.sort_by_key(|(author, _)| **author);
+        let mut b = Vec::with_capacity(8 + 32 * members.len() + 72 * cutoffs.len());
         b.extend_from_slice(&(members.len() as u32).to_le_bytes());
         for m in members {
             b.extend_from_slice(&m.0);
@@ -318,11 +320,16 @@ impl AuthorisationRow {
         b.extend_from_slice(&(cutoffs.len() as u32).to_le_bytes());
         for (author, cutoff) in cutoffs {
             b.extend_from_slice(&author.0);
-            b.extend_from_slice(&cutoff.to_le_bytes());
+            b.extend_from_slice(&cutoff.seq.to_le_bytes());
+            b.extend_from_slice(&cutoff.hash.0);
         }
         b
     }
     pub fn decode(b: &[u8]) -> Option<Authorisation> {
+        Self::decode_with(b, true).or_else(|| Self::decode_with(b, false))
+    }
+    fn decode_with(b: &[u8], hashed: bool) -> Option<Authorisation> {
+        let cutoff_len = if hashed { 72 } else { 40 };
         let count = |at: usize| b.get(at..at + 4).map(|_| u32_at(b, at) as usize);
         let members_len = count(0)?;
         let mut at = 4;
@@ -336,9 +343,10 @@ impl AuthorisationRow {
         at += 4;
         let mut cutoffs = HashMap::with_capacity(cutoffs_len);
         for _ in 0..cutoffs_len {
-            b.get(at..at + 40)?;
-            cutoffs.insert(AuthorId(arr32(b, at)), u64_at(b, at + 32));
-            at += 40;
+            b.get(at..at + cutoff_len)?;
+            let hash = if hashed { Hash(arr32(b, at + 40)) } else { Hash::ZERO };
+            cutoffs.insert(AuthorId(arr32(b, at)), Cutoff { seq: u64_at(b, at + 32), hash });
+            at += cutoff_len;
         }
         (at == b.len()).then_some(Authorisation { members, cutoffs })
     }
@@ -385,10 +393,26 @@ mod tests {
         assert_eq!(Counters::decode(&c.encode()[..24]), Some(before_refused), "a row of older stores");
         let auth = Authorisation {
             members: [AuthorId([5; 32]), AuthorId([1; 32])].into(),
-            cutoffs: [(AuthorId([7; 32]), 3), (AuthorId([2; 32]), 0)].into(),
+            cutoffs: [
+                (AuthorId([7; 32]), Cutoff { seq: 3, hash: Hash([8; 32]) }),
+                (AuthorId([2; 32]), Cutoff::at_seq(0)),
+            ]
+            .into(),
         };
         let bytes = AuthorisationRow::encode(&auth);
-        assert_eq!(AuthorisationRow::decode(&bytes), Some(auth));
+        assert_eq!(AuthorisationRow::decode(&bytes), Some(auth.clone()));
+        // The layout before cut-offs carried hashes: members, then (author, seq) per cut-off.
+        let mut old = bytes[..4 + 64].to_vec();
+        old.extend_from_slice(&2u32.to_le_bytes());
+        for (author, seq) in [([2u8; 32], 0u64), ([7; 32], 3)] {
+            old.extend_from_slice(&author);
+            old.extend_from_slice(&seq.to_le_bytes());
+        }
+        let unhashed = Authorisation {
+            cutoffs: auth.cutoffs.keys().map(|a| (*a, Cutoff::at_seq(auth.cutoffs[a].seq))).collect(),
+            ..auth.clone()
+        };
+        assert_eq!(AuthorisationRow::decode(&old), Some(unhashed), "a row of older stores");
         assert_eq!(AuthorisationRow::decode(&bytes[..bytes.len() - 1]), None);
         assert_eq!(AuthorisationRow::decode(&[bytes.as_slice(), &[0]].concat()), None);
         assert_eq!(

@@ -94,10 +94,31 @@ pub enum IngestOutcome {
 pub struct Authorisation {
     /// Authors whose entries all apply (members: invited or active).
     pub members: HashSet<AuthorId>,
-    /// Removed authors: entries with seq <= the cut-off apply; later ones are refused.
-    /// (A removed author with no entry in this store has cut-off 0.) An author listed in both
-    /// sets is held to its cut-off.
-    pub cutoffs: HashMap<AuthorId, u64>,
+    /// Removed authors: entries on the chain that ends at the cut-off apply; later ones, and
+    /// the one at the cut-off's seq if its hash differs (a fork), are refused. (A removed author
+    /// with no entry in this store has cut-off 0.) An author listed in both sets is held to its
+    /// cut-off.
+    pub cutoffs: HashMap<AuthorId, Cutoff>,
+}
+
+/// Where a removed author's valid chain ends in a store (DESIGN.md §7.2): its last valid seq
+/// and the hash of the entry there. Chains are hash-linked, so an entry at `seq` with `hash`
+/// fixes every entry below it; one below that forks from it is an equivocation (§7.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cutoff {
+    /// The last seq that applies (0: none does).
+    pub seq: u64,
+    /// The hash of the author's entry at `seq`: an entry there with another hash is refused.
+    /// [`Hash::ZERO`]: not known (seq 0, or a policy persisted before cut-offs carried hashes),
+    /// and only `seq` binds.
+    pub hash: Hash,
+}
+
+impl Cutoff {
+    /// A cut-off at `seq` whose hash is not known: only the seq binds.
+    pub fn at_seq(seq: u64) -> Self {
+        Cutoff { seq, hash: Hash::ZERO }
+    }
 }
 
 /// Figures for `status`.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use common::{all_entries, snapshot, sync_into};
 use lattice_core::{Identity, Op, StoreId};
-use lattice_store::{Authorisation, IngestOutcome, KvStore, StoreConfig, StoreError, StoreHandle, SyncStore};
+use lattice_store::{Authorisation, Cutoff, IngestOutcome, KvStore, StoreConfig, StoreError, StoreHandle, SyncStore};
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -97,7 +97,7 @@ impl Removal {
         let removed = ids[self.replica].author();
         Some(Authorisation {
             members: ids.iter().map(Identity::author).filter(|a| *a != removed).collect(),
-            cutoffs: [(removed, self.cutoff)].into(),
+            cutoffs: [(removed, Cutoff::at_seq(self.cutoff))].into(),
         })
     }
 }

@@ -8,14 +8,14 @@ mod common;
 
 use common::{Chain, open, snapshot, sync_into};
 use lattice_core::{Identity, Op, StoreId};
-use lattice_store::{Authorisation, IngestOutcome, KvStore, StoreError, StoreHandle, SyncStore, WatchEvent};
+use lattice_store::{Authorisation, Cutoff, IngestOutcome, KvStore, StoreError, StoreHandle, SyncStore, WatchEvent};
 use lattice_testkit::DEADLINE;
 
 /// Members `members`, and `removed` cut off at `cutoff`.
 fn policy(members: &[&Chain], removed: &Chain, cutoff: u64) -> Option<Authorisation> {
     Some(Authorisation {
         members: members.iter().map(|c| c.id.author()).collect(),
-        cutoffs: [(removed.id.author(), cutoff)].into(),
+        cutoffs: [(removed.id.author(), Cutoff::at_seq(cutoff))].into(),
     })
 }
 
@@ -247,7 +247,7 @@ async fn a_removed_node_is_told_its_local_writes_would_be_refused() {
     let me = Identity::generate();
     let s = open(dir.path(), sid, &me);
     s.put(b"k".to_vec(), b"1".to_vec()).await.unwrap();
-    let cutoffs = [(me.author(), 1)].into();
+    let cutoffs = [(me.author(), Cutoff::at_seq(1))].into();
     let removed = Authorisation { members: Default::default(), cutoffs };
     s.set_authorisation(Some(removed)).await.unwrap();
     let err = s.put(b"k".to_vec(), b"2".to_vec()).await.unwrap_err();
@@ -257,4 +257,121 @@ async fn a_removed_node_is_told_its_local_writes_would_be_refused() {
     // An author missing from both sets of the policy is not admitted: it waits as before.
     let stranger = Chain::new(sid).put("s", "1");
     assert_eq!(ingest(&s, &stranger).await, IngestOutcome::Unauthorised);
+}
+
+/// A fork of `chain` after its first `keep` entries: the same author, other entries from there.
+fn fork(chain: &Chain, keep: usize) -> Chain {
+    Chain { id: chain.id.clone(), store: chain.store, entries: chain.entries[..keep].to_vec(), wall: chain.wall + 500 }
+}
+
+/// Members `members`, and `removed` cut off at its entry `at` (seq and hash).
+fn cut_at(members: &[&Chain], removed: &Chain, at: &lattice_core::VerifiedEntry) -> Option<Authorisation> {
+    let mut policy = policy(members, removed, at.seq())?;
+    policy.cutoffs.insert(removed.id.author(), Cutoff { seq: at.seq(), hash: at.hash() });
+    Some(policy)
+}
+
+/// Issue 13 (DESIGN.md §7.2): the cut-off is a hash, not only a seq. An entry at the cut-off's
+/// seq with another hash forks from the chain the cut-off names: refused, like what follows it;
+/// the chain that ends at the cut-off applies.
+#[tokio::test]
+async fn an_entry_at_the_cutoff_seq_with_another_hash_is_refused() {
+    let sid = StoreId::new_random();
+    let mut x = Chain::new(sid);
+    let x1 = x.put("k", "1");
+    let x2 = x.next_with(vec![x1.hash()], vec![Op::put("k", "2")]);
+    let x3 = x.next_with(vec![x2.hash()], vec![Op::put("k", "3")]);
+    let mut other = fork(&x, 1);
+    let y2 = other.next_with(vec![x1.hash()], vec![Op::put("k", "forked"), Op::put("fork-only", "y")]);
+    let y3 = other.put("fork-only", "y3");
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), sid, &Identity::generate());
+    s.set_authorisation(cut_at(&[], &x, &x2)).await.unwrap();
+    assert_eq!(ingest(&s, &x1).await, IngestOutcome::Applied { released: 0 });
+    assert_eq!(ingest(&s, &y2).await, IngestOutcome::Refused, "seq 2 is the cut-off's, not its hash");
+    assert_eq!(ingest(&s, &y3).await, IngestOutcome::Refused);
+    assert_eq!(s.get(b"k").await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(s.get(b"fork-only").await.unwrap(), None);
+    let st = s.status().await.unwrap();
+    assert_eq!((st.entries, st.refused, st.orphans), (1, 2, 0));
+
+    // The chain that ends at the cut-off applies in full; what follows it does not.
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), sid, &Identity::generate());
+    s.set_authorisation(cut_at(&[], &x, &x2)).await.unwrap();
+    assert_eq!(ingest(&s, &x1).await, IngestOutcome::Applied { released: 0 });
+    assert_eq!(ingest(&s, &x2).await, IngestOutcome::Applied { released: 0 });
+    assert_eq!(ingest(&s, &x3).await, IngestOutcome::Refused);
+    assert_eq!(s.get(b"k").await.unwrap(), Some(b"2".to_vec()));
+}
+
+/// A store that applied the fork before it learned the cut-off's hash recomputes, and ends as a
+/// store that knew it first; a cut-off that moves to another hash at the same seq (the limit
+/// unchanged) moves the state with it, through a rebuild from the logs too.
+#[tokio::test]
+async fn learning_the_cutoff_hash_after_the_fork_applied_recomputes_it() {
+    let sid = StoreId::new_random();
+    let mut x = Chain::new(sid);
+    let x1 = x.put("k", "1");
+    let x2 = x.next_with(vec![x1.hash()], vec![Op::put("k", "2")]);
+    let mut other = fork(&x, 1);
+    let y2 = other.next_with(vec![x1.hash()], vec![Op::put("k", "forked"), Op::put("fork-only", "y")]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), sid, &Identity::generate());
+    assert_eq!(ingest(&s, &x1).await, IngestOutcome::Applied { released: 0 });
+    assert_eq!(ingest(&s, &y2).await, IngestOutcome::Applied { released: 0 });
+    s.set_authorisation(cut_at(&[], &other, &y2)).await.unwrap();
+    assert_eq!(s.get(b"k").await.unwrap(), Some(b"forked".to_vec()), "y2 is the cut-off: it applies");
+    let (_, mut events) = s.watch(".").await.unwrap();
+
+    // The remover held x2 at seq 2: y2 forks from the cut-off.
+    s.set_authorisation(cut_at(&[], &x, &x2)).await.unwrap();
+    assert_eq!(s.get(b"k").await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(s.get(b"fork-only").await.unwrap(), None);
+    let st = s.status().await.unwrap();
+    assert_eq!((st.entries, st.refused), (1, 1));
+    let mut changed = vec![next_event(&mut events).await, next_event(&mut events).await];
+    changed.sort_by(|a, b| a.key().cmp(b.key()));
+    assert_eq!(
+        changed,
+        vec![
+            WatchEvent::Delete { key: b"fork-only".to_vec() },
+            WatchEvent::Put { key: b"k".to_vec(), value: b"1".to_vec() }
+        ]
+    );
+    let knew_first_dir = tempfile::tempdir().unwrap();
+    let knew_first = open(knew_first_dir.path(), sid, &Identity::generate());
+    knew_first.set_authorisation(cut_at(&[], &x, &x2)).await.unwrap();
+    ingest(&knew_first, &x1).await;
+    assert_eq!(ingest(&knew_first, &y2).await, IngestOutcome::Refused);
+    assert_eq!(snapshot(&s).await, snapshot(&knew_first).await);
+
+    // Rebuilt from the logs under the same policy: the same state.
+    s.close().await.unwrap();
+    std::fs::remove_file(dir.path().join("state.db")).unwrap();
+    let s = open(dir.path(), sid, &Identity::generate());
+    s.set_authorisation(cut_at(&[], &x, &x2)).await.unwrap();
+    assert_eq!(snapshot(&s).await, snapshot(&knew_first).await);
+    // A cut-off whose hash is not known binds by seq alone: y2 applies again.
+    s.set_authorisation(policy(&[], &x, 2)).await.unwrap();
+    assert_eq!(s.get(b"k").await.unwrap(), Some(b"forked".to_vec()));
+}
+
+/// A node cut off at a seq it does not hold (it lost its last entries, a restored backup) is
+/// refused a write there: the entry it would write forks from the one the cut-off names.
+#[tokio::test]
+async fn our_own_write_at_the_cutoff_seq_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = StoreId::new_random();
+    let me = Identity::generate();
+    let s = open(dir.path(), sid, &me);
+    s.put(b"k".to_vec(), b"1".to_vec()).await.unwrap();
+    let lost = Cutoff { seq: 2, hash: lattice_core::Hash::of(b"the entry 2 we lost") };
+    let removed = Authorisation { members: Default::default(), cutoffs: [(me.author(), lost)].into() };
+    s.set_authorisation(Some(removed)).await.unwrap();
+    let err = s.put(b"k".to_vec(), b"2".to_vec()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Removed { cutoff: 2 }), "{err}");
+    assert_eq!(s.get(b"k").await.unwrap(), Some(b"1".to_vec()));
 }

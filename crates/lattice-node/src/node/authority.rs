@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use lattice_core::{AuthorId, MemberStatus, StoreId, SyncState};
-use lattice_store::{Authorisation, SyncStore};
+use lattice_store::{Authorisation, Cutoff, SyncStore};
 
 use super::Node;
 use crate::authority::{ControlEntry, ControlLog, ControlPlane};
@@ -69,8 +69,9 @@ impl Node {
                     members.insert(node);
                 }
                 Some(MemberStatus::Removed) => {
-                    let seq = plane.cutoffs(node).and_then(|c| c.get(&store).map(|c| c.seq)).unwrap_or(0);
-                    cutoffs.insert(node, seq);
+                    let cutoff = plane.cutoffs(node).and_then(|c| c.get(&store).copied());
+                    let cutoff = cutoff.map_or(Cutoff::at_seq(0), |c| Cutoff { seq: c.seq, hash: c.hash });
+                    cutoffs.insert(node, cutoff);
                 }
                 _ => {}
             }

@@ -131,7 +131,7 @@ impl Store {
             self.note_equivocation(entry);
         }
         let limit = self.policy.limit(&author);
-        let refused = limit.is_some_and(|limit| entry.seq() > limit);
+        let refused = self.policy.refuses(entry);
         match check? {
             NextCheck::Duplicate => Ok((IngestOutcome::Duplicate, false)),
             NextCheck::Gap { have_seq, need_seq } if refused => {

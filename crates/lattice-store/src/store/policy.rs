@@ -1,8 +1,10 @@
 //! Who may write (DESIGN.md §7.2, §7.4): the authorisation the node sets, the equivocation
 //! proofs this store holds, and the per-author limit they make. An entry of a limited author past
-//! its limit is refused: stored and served, never applied. When a change moves the limit of an
-//! author across entries already stored, the index is recomputed from the logs (the rebuild the
-//! open runs when state.db is gone), after the batch that made the change commits.
+//! its limit is refused: stored and served, never applied; so is one at its cut-off's seq whose
+//! hash is not the cut-off's (it forks from the chain the cut-off names). When a change moves
+//! the limit of an author across entries already stored, the index is recomputed from the logs
+//! (the rebuild the open runs when state.db is gone), after the batch that made the change
+//! commits.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -13,7 +15,7 @@ use super::{Store, Tables, Work, visible};
 use crate::error::StoreError;
 use crate::log::RecordReader;
 use crate::tables::{self, AuthorisationRow, ProofRow, Waiting};
-use crate::types::{Authorisation, ProofBytes, WatchEvent};
+use crate::types::{Authorisation, Cutoff, ProofBytes, WatchEvent};
 
 /// A proven fork of one author: the seq signed twice and the hashes of the two entries.
 struct Fork {
@@ -34,6 +36,32 @@ pub(crate) struct Policy {
     proven: HashSet<Hash>,
     /// Per limited author, the last seq that applies: min(cut-off, fork seq - 1).
     limits: HashMap<AuthorId, u64>,
+    /// The cut-offs whose hash is known and whose seq is within the limit: the entry at that seq
+    /// applies only if it has that hash.
+    cut_hashes: HashMap<AuthorId, Cutoff>,
+}
+
+/// What decides which entries of each author apply: the limits and the cut-off hashes.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(super) struct Rules {
+    limits: HashMap<AuthorId, u64>,
+    cut_hashes: HashMap<AuthorId, Cutoff>,
+}
+
+impl Rules {
+    /// The seqs of `author` that may change status between `self` and `other`: `(after, upto)`
+    /// (the entries with `after < seq <= upto`), or `None` if the two rules agree on `author`.
+    fn changed_range(&self, other: &Rules, author: &AuthorId) -> Option<(u64, u64)> {
+        let limit = |r: &Rules| r.limits.get(author).copied().unwrap_or(UNLIMITED);
+        let cut = |r: &Rules| r.cut_hashes.get(author).copied();
+        let (was, now) = (limit(self), limit(other));
+        if was == now && cut(self) == cut(other) {
+            return None;
+        }
+        // Below every bound that moved: an entry at a cut-off's seq changes status with its hash.
+        let after = [cut(self), cut(other)].into_iter().flatten().fold(was.min(now), |lo, c| lo.min(c.seq - 1));
+        Some((after, was.max(now)))
+    }
 }
 
 /// A limit of `u64::MAX`: every entry applies.
@@ -42,7 +70,14 @@ const UNLIMITED: u64 = u64::MAX;
 impl Policy {
     /// Everyone admitted, nobody limited: until [`Policy::load`] reads the persisted policy.
     pub(super) fn empty(me: AuthorId) -> Self {
-        Policy { me, authorisation: None, forks: HashMap::new(), proven: HashSet::new(), limits: HashMap::new() }
+        Policy {
+            me,
+            authorisation: None,
+            forks: HashMap::new(),
+            proven: HashSet::new(),
+            limits: HashMap::new(),
+            cut_hashes: HashMap::new(),
+        }
     }
 
     /// Reads the policy persisted in `state`.
@@ -62,21 +97,31 @@ impl Policy {
             let (a, b) = ProofRow::decode(row.value()).ok_or_else(|| StoreError::CorruptIndex("proof".into()))?;
             forks.insert(AuthorId(author), Fork { seq, hashes: [Hash::of(a), Hash::of(b)] });
         }
-        let mut policy = Policy { me, authorisation, forks, proven: HashSet::new(), limits: HashMap::new() };
+        let mut policy = Policy { authorisation, forks, ..Policy::empty(me) };
         policy.derive();
         Ok(policy)
     }
 
-    /// Recomputes `limits` and `proven` from the authorisation and the forks.
+    /// Recomputes `limits`, `cut_hashes` and `proven` from the authorisation and the forks.
     fn derive(&mut self) {
-        let mut limits: HashMap<AuthorId, u64> =
-            self.authorisation.iter().flat_map(|a| a.cutoffs.iter().map(|(k, v)| (*k, *v))).collect();
+        let cutoffs = || self.authorisation.iter().flat_map(|a| a.cutoffs.iter());
+        let mut limits: HashMap<AuthorId, u64> = cutoffs().map(|(k, v)| (*k, v.seq)).collect();
         for (author, fork) in &self.forks {
             let limit = limits.entry(*author).or_insert(UNLIMITED);
             *limit = (*limit).min(fork.seq.saturating_sub(1));
         }
+        // A cut-off hash binds only where its seq still applies (a fork below it refuses it).
+        self.cut_hashes = cutoffs()
+            .filter(|(author, c)| c.seq > 0 && c.hash != Hash::ZERO && limits.get(*author).is_some_and(|l| c.seq <= *l))
+            .map(|(k, v)| (*k, *v))
+            .collect();
         self.limits = limits;
         self.proven = self.forks.values().flat_map(|f| f.hashes).collect();
+    }
+
+    /// The limits and cut-off hashes, to compare with those after a change.
+    pub(super) fn rules(&self) -> Rules {
+        Rules { limits: self.limits.clone(), cut_hashes: self.cut_hashes.clone() }
     }
 
     /// Whether `author`'s entries are let in at all (else they wait for admission in orphans.db).
@@ -91,9 +136,13 @@ impl Policy {
         if self.limits.is_empty() { None } else { self.limits.get(author).copied() }
     }
 
-    /// Whether `entry` is refused (its author's limit is below its seq).
+    /// Whether `entry` is refused: its author's limit is below its seq, or it sits at its
+    /// author's cut-off seq with another hash than the cut-off's.
     pub(super) fn refuses(&self, entry: &VerifiedEntry) -> bool {
-        self.limit(&entry.author()).is_some_and(|limit| entry.seq() > limit)
+        self.limit(&entry.author()).is_some_and(|limit| {
+            entry.seq() > limit
+                || self.cut_hashes.get(&entry.author()).is_some_and(|c| c.seq == entry.seq() && c.hash != entry.hash())
+        })
     }
 
     /// Hashes that count as held for the DAG-parent check although they may not be (see `proven`).
@@ -102,9 +151,12 @@ impl Policy {
     }
 
     /// Why our own next write (at `seq`) would be refused, if it would.
+    /// A write at our cut-off's seq is refused too: the cut-off names an entry there that this
+    /// node does not hold (a restored backup), and a new one would fork from it.
     pub(super) fn refuse_own_write(&self, seq: u64) -> Result<(), StoreError> {
+        let at_cut = self.cut_hashes.get(&self.me).is_some_and(|c| c.seq == seq);
         match self.limit(&self.me) {
-            Some(limit) if seq > limit => Err(match self.forks.get(&self.me) {
+            Some(limit) if seq > limit || at_cut => Err(match self.forks.get(&self.me) {
                 Some(fork) if fork.seq.saturating_sub(1) == limit => StoreError::Equivocated { fork_seq: fork.seq },
                 _ => StoreError::Removed { cutoff: limit },
             }),
@@ -141,7 +193,7 @@ impl Store {
                 None => table.remove(tables::POLICY_AUTHORISATION)?,
             };
         }
-        let before = self.policy.limits.clone();
+        let before = self.policy.rules();
         self.policy.authorisation = authorisation;
         self.policy.derive();
         self.limits_changed(t, w, &before)?;
@@ -173,7 +225,7 @@ impl Store {
         }
         tracing::warn!(store = %self.store_id, author = %author.short(), seq,
             "equivocation: the author signed two entries at one seq; its entries from it on are refused");
-        let before = self.policy.limits.clone();
+        let before = self.policy.rules();
         let hashes = [first.hash(), second.hash()];
         self.policy.forks.insert(author, Fork { seq, hashes });
         self.policy.derive();
@@ -184,26 +236,23 @@ impl Store {
         Ok(true)
     }
 
-    /// After the limits changed from `before`: marks the policy change (a durable commit), notes
+    /// After the rules changed from `before`: marks the policy change (a durable commit), notes
     /// which stored entries change status (recomputed after the commit, see [`Store::settle`]),
     /// and takes the orphans that are refused now out of orphans.db (stored as refused, or
     /// dropped if their predecessor is missing).
-    fn limits_changed(
-        &mut self,
-        t: &mut Tables<'_>,
-        w: &mut Work,
-        before: &HashMap<AuthorId, u64>,
-    ) -> Result<(), StoreError> {
+    fn limits_changed(&mut self, t: &mut Tables<'_>, w: &mut Work, before: &Rules) -> Result<(), StoreError> {
         w.policy_changed = true;
-        let authors: BTreeSet<AuthorId> = before.keys().chain(self.policy.limits.keys()).copied().collect();
+        let now = self.policy.rules();
+        let authors: BTreeSet<AuthorId> =
+            [before, &now].into_iter().flat_map(|r| r.limits.keys().chain(r.cut_hashes.keys())).copied().collect();
         let mut lowered = false;
         for author in authors {
-            let was = before.get(&author).copied().unwrap_or(UNLIMITED);
-            let now = self.policy.limit(&author).unwrap_or(UNLIMITED);
-            lowered |= now < was;
+            let Some((after, upto)) = before.changed_range(&now, &author) else { continue };
+            // The rules moved (a limit, a cut-off hash): orphans may be refused now.
+            lowered = true;
             let tip = t.author_row(&author)?.map_or(0, |r| r.seq);
-            if was != now && was.min(now) < tip {
-                self.to_recompute.push((author, was.min(now), was.max(now).min(tip)));
+            if after < tip {
+                self.to_recompute.push((author, after, upto.min(tip)));
             }
         }
         if !self.to_recompute.is_empty() {

@@ -8,7 +8,7 @@ use super::{Store, wall_ms};
 use crate::durable;
 use crate::error::StoreError;
 use crate::tables;
-use crate::types::{Authorisation, IngestOutcome, StoreConfig, WriteReceipt};
+use crate::types::{Authorisation, Cutoff, IngestOutcome, StoreConfig, WriteReceipt};
 
 fn remote_entry(
     store: StoreId,
@@ -171,7 +171,8 @@ impl CutOff {
             let parents = entries.last().map(|e| vec![e.hash()]).unwrap_or_default();
             entries.push(remote_entry(sid, &x, seq, prev, parents, vec![Op::put("k", format!("{seq}"))]));
         }
-        let policy = Some(Authorisation { cutoffs: [(x.author(), 1)].into(), ..Authorisation::default() });
+        let policy =
+            Some(Authorisation { cutoffs: [(x.author(), Cutoff::at_seq(1))].into(), ..Authorisation::default() });
         CutOff { dir: tempfile::tempdir().unwrap(), sid, id: Identity::generate(), entries, policy }
     }
 
