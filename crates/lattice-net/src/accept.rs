@@ -44,7 +44,12 @@ impl<C: NodeContext> ProtocolHandler for SyncHandler<C> {
                 _ = cancel.cancelled() => break,
                 next = conn.accept_bi() => match next {
                     Ok((send, recv)) => {
-                        let (tx, rx) = framing::split(send, recv, peer, mesh.config().sync.idle_timeout);
+                        let (tx, mut rx) = framing::split(send, recv, peer, mesh.config().sync.idle_timeout);
+                        // An active member's request may be of any size (a state of many
+                        // authors); only peers not known to be one are held to the first-frame cap.
+                        if mesh.known_active(peer) {
+                            rx.admit_full_frames();
+                        }
                         let (mesh, conn) = (mesh.clone(), conn.clone());
                         streams.spawn(async move { serve_stream(&mesh, &conn, peer, tx, rx).await });
                     }
@@ -63,8 +68,8 @@ impl<C: NodeContext> ProtocolHandler for SyncHandler<C> {
 }
 
 /// Serves one stream: a join or a sync of one store. Its first frame is read under the
-/// `framing::FIRST_FRAME` cap; a peer whose first frame is too big or undecodable broke the
-/// protocol, and loses the whole connection.
+/// `framing::FIRST_FRAME` cap unless the peer is an active member; a peer whose first frame is
+/// too big or undecodable broke the protocol, and loses the whole connection.
 async fn serve_stream<C: NodeContext>(
     mesh: &Mesh<C>,
     conn: &Connection,

@@ -31,17 +31,24 @@ pub struct PeerConnection {
     conn: Connection,
     peer: AuthorId,
     config: NetConfig,
+    /// The peer was an active member when we connected: its first frames (the reply to our
+    /// `SyncRequest`, a state of any number of authors) are not held to `framing::FIRST_FRAME`.
+    member: bool,
 }
 
 impl PeerConnection {
-    pub(crate) fn new(conn: Connection, peer: AuthorId, config: NetConfig) -> Self {
-        PeerConnection { conn, peer, config }
+    pub(crate) fn new(conn: Connection, peer: AuthorId, config: NetConfig, member: bool) -> Self {
+        PeerConnection { conn, peer, config, member }
     }
 
     pub(crate) async fn open(&self) -> Result<(FrameSender, FrameReceiver), NetError> {
         let (send, recv) =
             self.conn.open_bi().await.map_err(|e| NetError::Connection { peer: self.peer, reason: e.to_string() })?;
-        Ok(framing::split(send, recv, self.peer, self.config.sync.idle_timeout))
+        let (tx, mut rx) = framing::split(send, recv, self.peer, self.config.sync.idle_timeout);
+        if self.member {
+            rx.admit_full_frames();
+        }
+        Ok((tx, rx))
     }
 
     /// The underlying connection (for tests that inspect it).

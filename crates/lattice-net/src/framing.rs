@@ -2,8 +2,9 @@
 //!
 //! Frame: `u32 big-endian length | PeerMessage bytes` (tokio-util's `LengthDelimitedCodec`).
 //! A frame longer than the receiver's cap fails the stream before anything of that size is
-//! allocated: the cap is [`FIRST_FRAME`] for the first frame of a stream (whatever it is), and
-//! [`MAX_FRAME`] once the side reading it has admitted the session.
+//! allocated: the cap is [`FIRST_FRAME`] for the first frame of a stream from a peer not known
+//! to be an active member (whatever the frame is), and [`MAX_FRAME`] once the side reading it
+//! has admitted the session, or from the start if the gate saw an active member.
 
 use futures::{SinkExt, StreamExt};
 use iroh::endpoint::{RecvStream, SendStream};
@@ -18,8 +19,9 @@ use crate::error::NetError;
 /// Largest frame: one maximal entry (4 MiB) plus framing slack.
 pub(crate) const MAX_FRAME: usize = lattice_core::entry::MAX_ENTRY_BYTES + 64 * 1024;
 
-/// Cap on the first frame of a stream: a join request, a sync request (a state of up to ~800
-/// authors), or a refusal. Until a session is admitted, nothing a peer sends may cost more.
+/// Cap on the first frame of a stream from a peer not known to be an active member: a join
+/// request, an invited node's root-store sync request (a state of up to ~800 authors), or a
+/// refusal. Until such a peer's session is admitted, nothing it sends may cost more.
 pub(crate) const FIRST_FRAME: usize = 64 * 1024;
 
 fn codec(max_frame: usize) -> LengthDelimitedCodec {
@@ -77,9 +79,9 @@ impl FrameSender {
 }
 
 impl FrameReceiver {
-    /// Lifts the cap from [`FIRST_FRAME`] to [`MAX_FRAME`]: the session is admitted (the
-    /// responder checked the peer's membership for this store; the initiator got the
-    /// responder's state), so entry batches may follow.
+    /// Lifts the cap from [`FIRST_FRAME`] to [`MAX_FRAME`]: the peer is an active member, or
+    /// the session is admitted (the responder checked the peer's membership for this store; the
+    /// initiator got the responder's state), so entry batches may follow.
     pub(crate) fn admit_full_frames(&mut self) {
         self.inner.decoder_mut().set_max_frame_length(MAX_FRAME);
     }

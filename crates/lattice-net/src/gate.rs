@@ -11,8 +11,12 @@
 //! Until a connection is admitted, the peer may have at most [`PRE_ADMISSION_WINDOW`] bytes in
 //! flight to us (QUIC connection-level flow control, set for every connection at bind): a
 //! refused peer costs no more than that, however much it tries to send. The gate opens the
-//! window when it admits a connection, except an incoming `lattice/sync/1` one, whose window
-//! opens only once one of its sessions is admitted (`accept`): its first frame is capped too.
+//! window when it admits a connection, except an incoming `lattice/sync/1` one from a peer that
+//! is not an active member (an invited node, or any peer while the fault-injected gate lets
+//! everyone in): its window opens only once one of its sessions is admitted (`accept`), and its
+//! first frames are capped too. An active member is known to be one at the handshake, so
+//! nothing it sends is capped below `framing::MAX_FRAME` (DESIGN.md §7.3: the cap holds "until
+//! a peer is known to be a member").
 //!
 //! Gossip asks for an answer per message, without waiting: [`Gate::admit_gossip`] judges by the
 //! status the gate saw when it last checked the peer (at a handshake or in [`Gate::recheck`]).
@@ -131,6 +135,14 @@ impl<C: NodeContext> Gate<C> {
         admission::admit(status, self.faults.blocks(peer), Purpose::Gossip)
     }
 
+    /// Was `peer` an active member when the gate last checked it (at a handshake or in
+    /// [`Gate::recheck`]), and not expelled since? Such a peer's frames are not held to
+    /// `framing::FIRST_FRAME`.
+    pub(crate) fn known_active(&self, peer: AuthorId) -> bool {
+        let s = self.state();
+        s.status(peer, s.known.get(&peer).copied().flatten()) == Some(MemberStatus::Active)
+    }
+
     /// Has this node expelled `peer` (and not readmitted it)?
     pub(crate) fn is_denied(&self, peer: AuthorId) -> bool {
         self.state().denied.contains(&peer)
@@ -229,21 +241,22 @@ impl<C: NodeContext> EndpointHooks for GateHook<C> {
         let peer = author_of(conn);
         let purpose = purpose_of(conn);
         let reported = gate.ctx.peer_status(peer).await;
-        let refusal = {
+        let (status, refusal) = {
             let mut s = gate.state();
             let status = s.status(peer, reported);
             match admission::admit(status, gate.faults.blocks(peer), purpose) {
                 Admission::Refuse(refusal) if refusal == Refusal::Partitioned || !gate.faults.gate_open() => {
-                    Some(refusal)
+                    (status, Some(refusal))
                 }
                 _ => {
                     s.record(peer, status, conn);
-                    None
+                    (status, None)
                 }
             }
         };
         let Some(refusal) = refusal else {
-            if !(purpose == Purpose::Connect && conn.alpn() == SYNC_ALPN) {
+            let capped = purpose == Purpose::Connect && conn.alpn() == SYNC_ALPN;
+            if !capped || status == Some(MemberStatus::Active) {
                 open_window(conn);
             }
             return AfterHandshakeOutcome::Accept;

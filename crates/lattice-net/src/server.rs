@@ -92,6 +92,12 @@ impl<C: NodeContext> LatticeServer<C> {
         self.mesh.gossip_neighbours(store)
     }
 
+    /// The mesh, for the hooks of `test_utils`.
+    #[cfg(feature = "test-utils")]
+    pub(crate) fn mesh(&self) -> &Arc<Mesh<C>> {
+        &self.mesh
+    }
+
     /// Puts a store on the mesh: its gossip topic, gap filling, anti-entropy.
     pub fn open_store(&self, store: C::Store) {
         self.mesh.open_store(store);

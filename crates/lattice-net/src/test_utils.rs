@@ -173,3 +173,13 @@ pub async fn raw_stream(conn: &PeerConnection) -> Result<(FrameSender, FrameRece
 pub fn quic_connection(conn: &PeerConnection) -> iroh::endpoint::Connection {
     conn.inner().clone()
 }
+
+/// Broadcasts `message` on `store`'s gossip topic from `server` as it is, bypassing what the
+/// mesh would send (as a member that gossips anything it likes would).
+pub async fn gossip_raw(
+    server: &LatticeServer<TestNode>,
+    store: StoreId,
+    message: &lattice_core::proto::GossipMessage,
+) -> Result<(), NetError> {
+    server.mesh().gossip_raw(store, prost::Message::encode_to_vec(message).into()).await
+}

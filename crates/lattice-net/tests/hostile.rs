@@ -88,3 +88,66 @@ async fn forged_and_wrong_store_entries_are_rejected() {
     sa.shutdown().await;
     sm.shutdown().await;
 }
+
+/// A member that gossips equivocation proofs that prove nothing: each is refused (both entries
+/// must verify, be by one author, for this store, at one seq, and differ), and a real proof in
+/// the same message is still taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossiped_proofs_that_prove_nothing_are_refused() {
+    use common::{full_mesh, mesh_config};
+    use lattice_core::Identity;
+    use lattice_net::test_utils::gossip_raw;
+    use lattice_store::SyncStore;
+    let root = StoreId::new_random();
+    let mut config = mesh_config();
+    config.mesh.anti_entropy_interval = Duration::from_secs(3600);
+    let (nodes, servers) = full_mesh(2, root, config).await;
+    let (a, m) = (&nodes[0], &servers[1]);
+    eventually("A and M are gossip neighbours", Duration::from_secs(20), || async {
+        servers[0].gossip_neighbours(root).contains(&nodes[1].author())
+    })
+    .await;
+    let (x, y) = (Identity::generate(), Identity::generate());
+    let entry = |store: StoreId, who: &Identity, seq: u64, prev: Hash, value: &str| {
+        EntryBuilder::new(store, seq)
+            .prev_hash(prev)
+            .timestamp(Hlc::new(1_000 + seq, 0))
+            .op(Op::put("k", value))
+            .sign(who)
+            .unwrap()
+    };
+    let x1 = entry(root, &x, 1, Hash::ZERO, "one");
+    let x1_twin = entry(root, &x, 1, Hash::ZERO, "two");
+    let x2 = entry(root, &x, 2, x1.hash(), "next");
+    let x1_elsewhere = entry(StoreId::new_random(), &x, 1, Hash::ZERO, "two");
+    let y1 = entry(root, &y, 1, Hash::ZERO, "one");
+    let mut forged = proto::SignedEntry::decode(x1_twin.bytes()).unwrap();
+    forged.signature[0] ^= 1;
+    let proof =
+        |first: &[u8], second: &[u8]| proto::EquivocationProof { first: first.to_vec(), second: second.to_vec() };
+    let (x1, y1_twin) = (x1.bytes(), entry(root, &y, 1, Hash::ZERO, "two"));
+    let message = proto::GossipMessage {
+        proofs: vec![
+            proof(x1, x1),
+            proof(x1, x2.bytes()),
+            proof(x1, y1.bytes()),
+            proof(x1, x1_elsewhere.bytes()),
+            proof(x1, &forged.encode_to_vec()),
+            proof(x1, &[0xde, 0xad]),
+            // The one real proof, last: once it is taken, every other was judged.
+            proof(y1.bytes(), y1_twin.bytes()),
+        ],
+        ..Default::default()
+    };
+    gossip_raw(m, root, &message).await.unwrap();
+    let store = a.store(root).unwrap();
+    eventually("A takes the real proof", Duration::from_secs(20), || async {
+        !store.proofs().await.unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(store.status().await.unwrap().equivocated, vec![(y.author(), 1)], "only Y is proven forked");
+    assert_eq!(store.proofs().await.unwrap().len(), 1);
+    for s in servers {
+        s.shutdown().await;
+    }
+}

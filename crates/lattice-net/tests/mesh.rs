@@ -4,6 +4,7 @@ mod common;
 
 use common::{TestNode, dump, full_mesh, join_mesh, mesh_config, write_many};
 use lattice_core::StoreId;
+use lattice_net::PeerEvent;
 use lattice_net::test_utils::link;
 use lattice_testkit::eventually;
 use std::time::Duration;
@@ -53,6 +54,85 @@ async fn chain_a_b_c_converges_without_a_and_c_meeting() {
     for n in &nodes[1..] {
         assert_eq!(dump(&n.store(root).unwrap()).await, reference);
     }
+    for s in servers {
+        s.shutdown().await;
+    }
+}
+
+/// Equivocation proofs travel by gossip (DESIGN.md §7.4), with no sync involved. A and B are
+/// active members of each other's mesh; A and C only invited ones, so neither may sync the
+/// (non-root) store with the other, nor schedule a sync with it (`admission`), but they gossip;
+/// B and C do not know each other. A is given both branches of a fork: the proof it makes
+/// reaches B and C by gossip alone, and C refuses the forked author from the fork seq on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocation_proof_reaches_a_gossip_only_peer() {
+    use lattice_core::{EntryBuilder, Hash, Hlc, Identity, MemberStatus, Op};
+    use lattice_store::{IngestOutcome, KvStore, SyncStore};
+    let (root, store) = (StoreId::new_random(), StoreId::new_random());
+    let nodes: Vec<_> = (0..3).map(|_| TestNode::new(root).unwrap()).collect();
+    for n in &nodes {
+        n.open_store(store).unwrap();
+    }
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    a.set_peer(b.author(), MemberStatus::Active);
+    b.set_peer(a.author(), MemberStatus::Active);
+    a.set_peer(c.author(), MemberStatus::Invited);
+    c.set_peer(a.author(), MemberStatus::Invited);
+    let mut config = mesh_config();
+    config.mesh.anti_entropy_interval = Duration::from_secs(3600);
+    let mut servers = Vec::new();
+    for n in &nodes {
+        servers.push(join_mesh(n, config.clone()).await);
+    }
+    let (sa, sb, sc) = (&servers[0], &servers[1], &servers[2]);
+    sa.set_peers(vec![sb.peer_addr(), sc.peer_addr()]);
+    sb.set_peers(vec![sa.peer_addr()]);
+    sc.set_peers(vec![sa.peer_addr()]);
+    eventually("A has B and C as gossip neighbours", Duration::from_secs(20), || async {
+        let n = sa.gossip_neighbours(store);
+        n.contains(&b.author()) && n.contains(&c.author())
+    })
+    .await;
+    // The topic is live end to end: a write of A's reaches C by gossip.
+    a.store(store).unwrap().put(b"live".to_vec(), b"1".to_vec()).await.unwrap();
+    let store_c = c.store(store).unwrap();
+    eventually("A's write reaches C by gossip", Duration::from_secs(20), || async {
+        store_c.get(b"live").await.unwrap().is_some()
+    })
+    .await;
+
+    let forker = Identity::generate();
+    let fork = |value: &str| {
+        EntryBuilder::new(store, 1)
+            .prev_hash(Hash::ZERO)
+            .timestamp(Hlc::new(1_000, 0))
+            .op(Op::put("k", value))
+            .sign(&forker)
+            .unwrap()
+            .bytes()
+            .to_vec()
+    };
+    let store_a = a.store(store).unwrap();
+    store_a.ingest_batch(vec![fork("one")]).await.unwrap();
+    store_a.ingest_batch(vec![fork("two")]).await.unwrap();
+    let proofs = store_a.proofs().await.unwrap();
+    assert_eq!(proofs.len(), 1, "A found the fork");
+    for (name, n) in [("B", b), ("C", c)] {
+        let s = n.store(store).unwrap();
+        eventually(&format!("{name} holds the proof"), Duration::from_secs(20), || async {
+            s.proofs().await.unwrap() == proofs
+        })
+        .await;
+    }
+    let equivocated = store_a.status().await.unwrap().equivocated;
+    assert_eq!(equivocated, vec![(forker.author(), 1)]);
+    assert_eq!(store_c.status().await.unwrap().equivocated, equivocated);
+    let refused = store_c.ingest_batch(vec![fork("one")]).await.unwrap();
+    assert!(matches!(refused.as_slice(), [Ok(IngestOutcome::Refused)]), "{refused:?}");
+    assert_eq!(store_c.get(b"k").await.unwrap(), None, "the forked author's entries apply nowhere");
+    // C never synced the store with anyone: the proof came by gossip.
+    let synced_store = |e: &PeerEvent| matches!(e, PeerEvent::Synced { store: s, .. } if *s == store);
+    assert!(!c.events().iter().any(synced_store), "{:?}", c.events());
     for s in servers {
         s.shutdown().await;
     }

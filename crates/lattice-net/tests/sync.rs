@@ -183,3 +183,55 @@ async fn an_equivocation_proof_travels_with_sync() {
     sa.shutdown().await;
     sb.shutdown().await;
 }
+
+/// One entry each by `n` fresh authors, ingested into `store`: a sync state of `n` authors.
+async fn add_authors(store: &lattice_store::StoreHandle, n: usize, key: &str) {
+    use lattice_core::{EntryBuilder, Hash, Hlc, Identity, Op};
+    let entries = (0..n)
+        .map(|i| {
+            EntryBuilder::new(store.store_id(), 1)
+                .prev_hash(Hash::ZERO)
+                .timestamp(Hlc::new(1_000 + i as u64, 0))
+                .op(Op::put(format!("{key}{i:05}"), "v"))
+                .sign(&Identity::generate())
+                .unwrap()
+                .bytes()
+                .to_vec()
+        })
+        .collect();
+    for r in store.ingest_batch(entries).await.unwrap() {
+        r.unwrap();
+    }
+}
+
+/// The 64 KiB first-frame cap holds only until a peer is known to be an active member
+/// (DESIGN.md §7.3): two members sync a store of 1,200+ authors (a `SyncRequest` of ~85 KiB
+/// each way), whichever side starts. Invited peers are still held to it (see
+/// `enforcement::a_4_mib_first_frame_is_cut_off_within_128_kib`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_sync_a_store_of_more_authors_than_a_first_frame_holds() {
+    const AUTHORS: usize = 1_200;
+    let root = StoreId::new_random();
+    let (a, b) = (TestNode::new(root).unwrap(), TestNode::new(root).unwrap());
+    befriend(&a, &b);
+    let (store_a, store_b) = (a.store(root).unwrap(), b.store(root).unwrap());
+    add_authors(&store_a, AUTHORS, "a").await;
+    add_authors(&store_b, AUTHORS, "b").await;
+    let state_bytes = prost::Message::encoded_len(&store_a.sync_state().await.unwrap().to_proto());
+    assert!(state_bytes > 64 * 1024, "the state ({state_bytes} B) must not fit a capped first frame");
+    let (sa, sb) = (serve(&a).await, serve(&b).await);
+
+    let results = sb.sync_stores(&sa.peer_addr(), vec![store_b.clone()], None).await.unwrap();
+    let outcome = results[0].1.as_ref().unwrap();
+    assert_eq!((outcome.sent, outcome.received, outcome.rejected), (AUTHORS as u64, AUTHORS as u64, 0));
+
+    // The other way round, with both states now twice as large.
+    add_authors(&store_b, 10, "c").await;
+    let results = sa.sync_stores(&sb.peer_addr(), vec![store_a.clone()], None).await.unwrap();
+    let outcome = results[0].1.as_ref().unwrap();
+    assert_eq!((outcome.sent, outcome.received), (0, 10));
+    assert_eq!(store_a.sync_state().await.unwrap(), store_b.sync_state().await.unwrap());
+    assert_eq!(dump(&store_a).await, dump(&store_b).await);
+    sa.shutdown().await;
+    sb.shutdown().await;
+}

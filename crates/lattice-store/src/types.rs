@@ -169,11 +169,16 @@ impl WatchEvent {
 }
 
 /// Entries applied by one group commit. `local` holds the ones written on this node, in
-/// commit order (what gossip broadcasts).
+/// commit order, and `proofs` the equivocation proofs the commit made or took in that were new
+/// to this store: what gossip broadcasts.
 #[derive(Clone, Debug, Default)]
 pub struct Committed {
     /// The entries written on this node, in commit order.
     pub local: Vec<VerifiedEntry>,
     /// How many received entries the commit applied.
     pub remote: usize,
+    /// Equivocation proofs new to this store (found on ingest, or received from a peer), as
+    /// the two SignedEntry bytes. A proof this store already held never appears here again, so
+    /// passing these on cannot echo around a mesh.
+    pub proofs: Vec<ProofBytes>,
 }

@@ -222,3 +222,53 @@ async fn local_writes_fail_clearly_once_our_own_key_is_proven_forked() {
     assert!(err.to_string().contains("backup"), "{err}");
     assert_eq!(s.get(b"k").await.unwrap(), Some(b"1".to_vec()));
 }
+
+/// The next commit event that carries proofs (bounded wait).
+async fn next_proofs(
+    commits: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<lattice_store::Committed>>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    loop {
+        let committed = tokio::time::timeout(DEADLINE, commits.recv()).await.unwrap().unwrap();
+        if !committed.proofs.is_empty() {
+            return committed.proofs.clone();
+        }
+    }
+}
+
+/// A proof new to a store, found on ingest or taken from a peer, is in the commit event that
+/// made it (what gossip passes on, DESIGN.md §7.4); one the store held already never is, so
+/// relaying proofs cannot echo.
+#[tokio::test]
+async fn commit_events_carry_each_new_proof_once() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let sid = StoreId::new_random();
+    let mut x = Chain::new(sid);
+    x.put("k1", "v");
+    let detected = open(dir_a.path(), sid, &Identity::generate());
+    let told = open(dir_b.path(), sid, &Identity::generate());
+    let (mut detected_commits, mut told_commits) = (detected.subscribe_commits(), told.subscribe_commits());
+    ingest(&detected, &x.entries[0]).await.unwrap();
+    let twin1 = twin(&x, 1, "k1", "evil");
+    assert!(is_equivocation(ingest(&detected, &twin1).await, 1));
+    let proof = proof_of(&x.entries[0], &twin1);
+    assert_eq!(next_proofs(&mut detected_commits).await, vec![proof.clone()], "found on ingest");
+
+    assert!(told.ingest_proof(proof.1.clone(), proof.0.clone()).await.unwrap());
+    assert_eq!(next_proofs(&mut told_commits).await, vec![proof.clone()], "taken from a peer");
+    // Known now: offered again (or its branch ingested again), it makes no event with a proof.
+    assert!(!told.ingest_proof(proof.0.clone(), proof.1.clone()).await.unwrap());
+    assert!(is_equivocation(ingest(&detected, &twin1).await, 1), "still a fork, but a known one");
+    let marker = Chain::new(sid).put("marker", "v");
+    for s in [&detected, &told] {
+        ingest(s, &marker).await.unwrap();
+    }
+    for commits in [&mut detected_commits, &mut told_commits] {
+        loop {
+            let committed = tokio::time::timeout(DEADLINE, commits.recv()).await.unwrap().unwrap();
+            assert!(committed.proofs.is_empty(), "a known proof was announced again");
+            if committed.remote > 0 {
+                break;
+            }
+        }
+    }
+}

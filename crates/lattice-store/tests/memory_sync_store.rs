@@ -95,7 +95,7 @@ impl SyncStore for MemoryStore {
         let results: Vec<_> = entries.into_iter().map(|e| self.ingest_one(e?)).collect();
         let remote = results.iter().filter(|r| matches!(r, Ok(IngestOutcome::Applied { .. }))).count();
         if remote > 0 {
-            let _ = self.commits.send(Arc::new(Committed { local: Vec::new(), remote }));
+            let _ = self.commits.send(Arc::new(Committed { local: Vec::new(), remote, proofs: Vec::new() }));
         }
         Ok(results)
     }

@@ -1,5 +1,6 @@
-//! Gossip per store: the topic task (local commits out, received entries in, gap-triggered
-//! syncs), the per-message membership check, and reconnecting gossip with a readmitted peer.
+//! Gossip per store: the topic task (local commits and new equivocation proofs out, received
+//! entries and proofs in, gap-triggered syncs), the per-message membership check, and
+//! reconnecting gossip with a readmitted peer.
 
 use std::sync::Arc;
 
@@ -137,30 +138,52 @@ impl<C: NodeContext> Mesh<C> {
         }
     }
 
-    /// Broadcasts locally committed entries, packed into messages of at most `max_gossip_bytes`;
-    /// an entry too large for one message is announced instead and fetched by sync.
+    /// Broadcasts what a commit made that peers need: the locally written entries, packed into
+    /// messages of at most `max_gossip_bytes` (an entry too large for one message is announced
+    /// instead and fetched by sync), and the equivocation proofs new to this store, however it
+    /// learned them (DESIGN.md §7.4). A proof the store held already is never in a commit, so a
+    /// relayed proof stops at every node that knew it: no storm.
     async fn broadcast(&self, sender: &GossipSender, store: StoreId, committed: Arc<lattice_store::Committed>) {
         let limit = self.config.mesh.max_gossip_bytes.saturating_sub(256);
-        let mut msg = proto::GossipMessage::default();
-        let mut size = 0;
+        let mut out = Outbox { sender, store, limit, msg: proto::GossipMessage::default(), size: 0 };
         for e in &committed.local {
             if e.bytes().len() > limit {
-                msg.announce.push(AuthorState {
+                out.msg.announce.push(AuthorState {
                     author: e.author().0.to_vec(),
                     seq: e.seq(),
                     hash: e.hash().0.to_vec(),
                 });
                 continue;
             }
-            if size + e.bytes().len() > limit && !msg.entries.is_empty() {
-                send(sender, store, std::mem::take(&mut msg)).await;
-                size = 0;
-            }
-            size += e.bytes().len() + 8;
-            msg.entries.push(e.bytes().to_vec());
+            out.make_room(e.bytes().len() + 8).await;
+            out.msg.entries.push(e.bytes().to_vec());
         }
-        if !msg.entries.is_empty() || !msg.announce.is_empty() {
-            send(sender, store, msg).await;
+        for (first, second) in &committed.proofs {
+            let size = first.len() + second.len() + 16;
+            if size > limit {
+                tracing::debug!(%store, size, "an equivocation proof is too large for gossip; sync carries it");
+                continue;
+            }
+            out.make_room(size).await;
+            out.msg.proofs.push(proto::EquivocationProof { first: first.clone(), second: second.clone() });
+        }
+        out.flush().await;
+    }
+
+    /// Takes the equivocation proofs of a gossip message (already known to come from a member):
+    /// each must verify as a proof for this store (`SyncStore::ingest_proof` checks it). A new
+    /// one reaches the store's commit events, and from there our own broadcast.
+    async fn receive_proofs(&self, store: &C::Store, from: AuthorId, proofs: Vec<proto::EquivocationProof>) {
+        let id = store.store_id();
+        for proof in proofs {
+            match store.ingest_proof(proof.first, proof.second).await {
+                Ok(true) => tracing::warn!(%from, store = %id, "learned of an equivocating author by gossip"),
+                Ok(false) => {}
+                Err(lattice_store::IngestError::Store(e)) => {
+                    tracing::warn!(store = %id, error = %e, "cannot take a gossiped equivocation proof");
+                }
+                Err(e) => tracing::warn!(%from, store = %id, error = %e, "rejected a gossiped equivocation proof"),
+            }
         }
     }
 
@@ -173,6 +196,10 @@ impl<C: NodeContext> Mesh<C> {
                 return;
             }
         };
+        // Proofs first: the forked author's entries in the same message are refused at once.
+        if !msg.proofs.is_empty() {
+            self.receive_proofs(store, from, msg.proofs).await;
+        }
         let mut need_sync = false;
         if !msg.entries.is_empty() {
             match store.ingest_batch(msg.entries).await {
@@ -195,6 +222,47 @@ impl<C: NodeContext> Mesh<C> {
         }
         if need_sync {
             self.submit(Some(id), Some(from), true);
+        }
+    }
+}
+
+#[cfg(feature = "test-utils")]
+impl<C: NodeContext> Mesh<C> {
+    /// Broadcasts `message` as is on `store`'s topic (which the store must have joined): what a
+    /// member that sends whatever it likes would put on the wire.
+    pub(crate) async fn gossip_raw(&self, store: StoreId, message: Bytes) -> Result<(), crate::NetError> {
+        let failed =
+            |e: iroh_gossip::api::ApiError| crate::NetError::Connection { peer: self.me(), reason: e.to_string() };
+        let mut topic = self.gossip.subscribe(topic_for(store), Vec::new()).await.map_err(failed)?;
+        topic.broadcast(message).await.map_err(failed)
+    }
+}
+
+/// Gossip messages being packed: each at most `limit` bytes (what is too big is left out by
+/// the caller), sent as they fill.
+struct Outbox<'a> {
+    sender: &'a GossipSender,
+    store: StoreId,
+    limit: usize,
+    msg: proto::GossipMessage,
+    size: usize,
+}
+
+impl Outbox<'_> {
+    /// Sends the message being packed if `bytes` more would not fit in it.
+    async fn make_room(&mut self, bytes: usize) {
+        if self.size + bytes > self.limit && !(self.msg.entries.is_empty() && self.msg.proofs.is_empty()) {
+            send(self.sender, self.store, std::mem::take(&mut self.msg)).await;
+            self.size = 0;
+        }
+        self.size += bytes;
+    }
+
+    /// Sends what is left, if anything.
+    async fn flush(self) {
+        let m = &self.msg;
+        if !(m.entries.is_empty() && m.announce.is_empty() && m.proofs.is_empty()) {
+            send(self.sender, self.store, self.msg).await;
         }
     }
 }

@@ -149,6 +149,11 @@ impl<C: NodeContext> Mesh<C> {
         self.gate.admit(peer, purpose).await
     }
 
+    /// Was `peer` an active member at its last check (see [`Gate::known_active`])?
+    pub(crate) fn known_active(&self, peer: AuthorId) -> bool {
+        self.gate.known_active(peer)
+    }
+
     /// Denies `peer` and closes every connection with it (see [`Gate::expel`]). Gossip then
     /// sees the neighbour go down on every topic, and its redials fail at `before_connect`.
     pub(crate) fn expel(&self, peer: AuthorId) {
@@ -251,7 +256,9 @@ impl<C: NodeContext> Mesh<C> {
         };
         self.heard_from(peer.id);
         self.ctx.peer_event(PeerEvent::Connected { peer: peer.id, addr: peer.addrs.first().copied() });
-        Ok(PeerConnection::new(conn, peer.id, self.config.clone()))
+        // The handshake just checked the peer: an active member's replies are not capped.
+        let member = self.gate.known_active(peer.id);
+        Ok(PeerConnection::new(conn, peer.id, self.config.clone(), member))
     }
 
     // ---------- stores and their gossip topics ----------

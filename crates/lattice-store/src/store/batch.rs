@@ -13,7 +13,7 @@ use redb::{Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
 use super::orphans::OrphanTables;
 use crate::error::StoreError;
 use crate::tables::{self, AuthorRow, Counters, EntryRow, decode_heads, encode_heads};
-use crate::types::GapInfo;
+use crate::types::{GapInfo, ProofBytes};
 
 /// The writes of one group commit, not yet durable.
 pub(crate) struct Txn {
@@ -79,6 +79,8 @@ pub(crate) struct Work {
     pub(super) local: Vec<VerifiedEntry>,
     pub(super) remote: usize,
     pub(super) gaps: Vec<GapInfo>,
+    /// The equivocation proofs this transaction added (new to this store), for the commit event.
+    pub(super) proofs: Vec<ProofBytes>,
     /// Set when a storage error left the transaction half-applied: it must not commit.
     pub(crate) poisoned: Option<String>,
     /// Set when the batch changed the policy: its commit is durable (the policy and proofs are

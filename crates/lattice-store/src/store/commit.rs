@@ -34,6 +34,7 @@ impl Store {
                 local: Vec::new(),
                 remote: 0,
                 gaps: Vec::new(),
+                proofs: Vec::new(),
                 poisoned: None,
                 policy_changed: false,
             },
@@ -91,12 +92,12 @@ impl Store {
         // index commit fails, the next open replays them from the logs; until then the store
         // stops, since its index no longer matches its logs.
         let Txn { state, orphans, work } = tx;
-        let Work { log_lens, changed, counters, local, remote, gaps, .. } = work;
+        let Work { log_lens, changed, counters, local, remote, gaps, proofs, .. } = work;
         for gap in gaps {
             let _ = self.gaps.send(gap);
         }
-        if !local.is_empty() || remote > 0 {
-            let _ = self.commits.send(Arc::new(Committed { local, remote }));
+        if !local.is_empty() || remote > 0 || !proofs.is_empty() {
+            let _ = self.commits.send(Arc::new(Committed { local, remote, proofs }));
         }
         let events = changed
             .into_iter()

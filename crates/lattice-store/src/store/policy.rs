@@ -223,6 +223,7 @@ impl Store {
             }
             proofs.insert((author.0, seq), ProofRow::encode(first.bytes(), second.bytes()).as_slice())?;
         }
+        w.proofs.push((first.bytes().to_vec(), second.bytes().to_vec()));
         tracing::warn!(store = %self.store_id, author = %author.short(), seq,
             "equivocation: the author signed two entries at one seq; its entries from it on are refused");
         let before = self.policy.rules();
