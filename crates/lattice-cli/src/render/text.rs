@@ -224,10 +224,7 @@ mod tests {
             failures: None,
             equivocated,
         };
-        let text = peers(&[
-            view(forker, vec![("default".into(), 3), ("app".into(), 7)]),
-            view(honest, vec![]),
-        ]);
+        let text = peers(&[view(forker, vec![("default".into(), 3), ("app".into(), 7)]), view(honest, vec![])]);
         let row = |id: lattice_core::AuthorId| text.lines().find(|l| l.starts_with(&id.to_hex())).unwrap().to_string();
         assert!(
             row(forker).contains("active, equivocated in store default at seq 3, equivocated in store app at seq 7"),

@@ -115,7 +115,8 @@ impl Node {
         let me = self.node_id();
         let root = self.stores.get(self.root).await?;
         // The effective record: a raw winner may be a write that took no effect.
-        let old = self.with_plane(|plane| plane.value(&node_key(me, NodeField::Info)).and_then(parse_node_info)).await?;
+        let old =
+            self.with_plane(|plane| plane.value(&node_key(me, NodeField::Info)).and_then(parse_node_info)).await?;
         let status = self.node_status(me).await?;
         let info = NodeInfo {
             name: name
