@@ -177,9 +177,21 @@ impl ControlPlane {
 
     /// Every effective reserved key under `prefix` with its value, in key order.
     pub fn items(&self, prefix: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.page(prefix.as_bytes(), None, usize::MAX)
+    }
+
+    /// At most `limit` effective reserved keys under `prefix` and after `after`, in key order
+    /// (a page of `list`). Keys are UTF-8, so a `String` orders as its bytes do.
+    pub fn page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        // Start at the later of the two bounds that are text; a bound that is not text (no
+        // reserved key can equal it) only costs a longer skip.
+        let text = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_string);
+        let start = text(prefix).into_iter().chain(after.and_then(text)).max().unwrap_or_default();
         self.values
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
+            .range(start..)
+            .skip_while(|(k, _)| k.as_bytes() < prefix || after.is_some_and(|a| k.as_bytes() <= a))
+            .take_while(|(k, _)| k.as_bytes().starts_with(prefix))
+            .take(limit)
             .map(|(k, v)| (k.clone().into_bytes(), v.clone()))
             .collect()
     }

@@ -47,6 +47,6 @@ pub use error::{ErrorKind, NodeError};
 pub use lock::DirLock;
 pub use meta::{LocalState, MetaDb, PeerRecord};
 pub use network::{Network, NodeCtx, PeerSync, StoreSync, join};
-pub use node::{DEFAULT_STORE_NAME, Node, NodeStatus, StoreInfo, StoreRef};
+pub use node::{DEFAULT_STORE_NAME, Lookup, Node, NodeStatus, StoreInfo, StoreRef};
 pub use time::{now_ms, rfc3339};
 pub use tokens::{Permissions, TokenRecord, TokenRejected, parse_duration, split_token};

@@ -1,6 +1,6 @@
 //! `put`, `get`, `delete`, `list` and `watch`: the keys of a store.
 
-use lattice_core::winner;
+use lattice_node::Lookup;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
@@ -26,8 +26,9 @@ pub(super) async fn put(ctx: &Context<'_>, key: &str, value: &str, stdin: Option
 
 pub(super) async fn get(ctx: &Context<'_>, key: &str, verbose: bool) -> Result<i32, Failure> {
     let (node, store) = ctx.target().await?;
-    let heads = node.get_heads(&store, key.as_bytes()).await?;
-    let visible = winner(&heads).filter(|h| !h.tombstone).map(|h| h.value.clone());
+    // For a reserved key of the root store the value is the control plane's effective one; the
+    // heads stay the raw entries (one may be a write that took no effect).
+    let Lookup { value: visible, heads, control } = node.lookup(&store, key.as_bytes()).await?;
     if heads.is_empty() || (visible.is_none() && !verbose) {
         ctx.out.err("not found");
         return Ok(1);
@@ -35,6 +36,9 @@ pub(super) async fn get(ctx: &Context<'_>, key: &str, verbose: bool) -> Result<i
     if ctx.json {
         ctx.out.json(&render::json::get(key, visible.as_deref(), &heads));
     } else if verbose {
+        if control {
+            ctx.out.bytes(render::text::effective(visible.as_deref()));
+        }
         ctx.out.bytes(render::text::heads(&heads));
     } else {
         ctx.out.bytes(render::raw_value(visible.unwrap_or_default(), heads.len(), ctx.opts.terminal));

@@ -1,6 +1,8 @@
 //! `invite`, `remove`, `peers`, `join` and `sync`: this node's mesh.
 
-use lattice_core::MemberStatus;
+use std::collections::HashMap;
+
+use lattice_core::{AuthorId, MemberStatus};
 use lattice_net::PeerAddr;
 use lattice_node::{PeerSync, Role};
 
@@ -48,6 +50,13 @@ pub(super) async fn peers(ctx: &Context<'_>) -> Result<i32, Failure> {
         Some(net) => net.server().peer_health(),
         None => Default::default(),
     };
+    // Equivocation is per store: gather each author's forks from every store's figures.
+    let mut forks: HashMap<AuthorId, Vec<(String, u64)>> = HashMap::new();
+    for (store, figures) in node.status().await?.stores {
+        for (author, seq) in figures.equivocated {
+            forks.entry(author).or_default().push((store.name.clone(), seq));
+        }
+    }
     let mut peers = Vec::new();
     for (id, record) in node.node_records().await? {
         peers.push(PeerView {
@@ -58,6 +67,7 @@ pub(super) async fn peers(ctx: &Context<'_>) -> Result<i32, Failure> {
             role: record.role.as_str(),
             local: node.meta().peer(id)?,
             failures: health.get(&id).filter(|h| h.failures > 0).map(|h| h.failures),
+            equivocated: forks.remove(&id).unwrap_or_default(),
         });
     }
     ctx.print(|| render::json::peers(&peers), || render::text::peers(&peers));

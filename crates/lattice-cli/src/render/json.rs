@@ -128,6 +128,9 @@ fn peer(p: &PeerView) -> Value {
         "addrs": if local.addrs.is_empty() { &info.addrs } else { &local.addrs },
         "last_seen": local.last_seen, "last_sync": local.last_sync, "last_sync_ok": local.last_sync_ok,
         "consecutive_failures": p.failures,
+        "equivocated": p.equivocated.iter()
+            .map(|(store, seq)| json!({"store": store, "seq": seq}))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -201,4 +204,25 @@ pub fn sync(results: &[PeerSync], names: &StoreNames) -> Value {
         })
         .collect();
     json!({ "peers": peers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_carry_the_stores_a_node_equivocated_in() {
+        let view = PeerView {
+            id: lattice_core::Identity::generate().author(),
+            this_node: false,
+            info: Default::default(),
+            status: "active",
+            role: "member",
+            local: Default::default(),
+            failures: None,
+            equivocated: vec![("default".into(), 3)],
+        };
+        let doc = peers(&[view]);
+        assert_eq!(doc["peers"][0]["equivocated"], json!([{"store": "default", "seq": 3}]));
+    }
 }

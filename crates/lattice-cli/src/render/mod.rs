@@ -37,6 +37,8 @@ pub struct PeerView {
     pub local: PeerRecord,
     /// Consecutive failed attempts to reach it, when there are any.
     pub failures: Option<u32>,
+    /// The stores (by name) where its key is proven to have signed a fork, with the fork seq.
+    pub equivocated: Vec<(String, u64)>,
 }
 
 /// Another node of the mesh as `status` lists it.

@@ -67,7 +67,11 @@ pub fn peers(peers: &[PeerView]) -> String {
         .iter()
         .map(|p| {
             let name = if p.this_node { format!("{} (this node)", p.info.name) } else { p.info.name.clone() };
-            vec![p.id.to_hex(), name, p.status.into(), dash(&p.local.last_seen), dash(&p.local.last_sync)]
+            let mut status = p.status.to_string();
+            for (store, seq) in &p.equivocated {
+                status.push_str(&format!(", equivocated in store {store} at seq {seq}"));
+            }
+            vec![p.id.to_hex(), name, status, dash(&p.local.last_seen), dash(&p.local.last_sync)]
         })
         .collect();
     table(&["NODE ID", "NAME", "STATUS", "LAST SEEN", "LAST SYNC"], &rows)
@@ -108,6 +112,11 @@ pub fn status(view: &StatusView<'_>) -> String {
     }
     text.push_str("stores:\n");
     text.extend(store_figures(view).lines().map(|l| format!("  {l}\n")));
+    for (store, figures) in &status.stores {
+        for (author, seq) in &figures.equivocated {
+            text.push_str(&format!("  {}: equivocated: {author} (seq {seq})\n", store.name));
+        }
+    }
     text
 }
 
@@ -123,6 +132,13 @@ fn store_figures(view: &StatusView<'_>) -> String {
         })
         .collect();
     table(&["NAME", "UUID", "ENTRIES", "AUTHORS", "KEYS", "ORPHANS", "CONFLICTS"], &rows)
+}
+
+/// `get -v` of a reserved key of the root store: the effective value, above the raw heads (the
+/// winner among them may be a write that took no effect).
+pub fn effective(value: Option<&[u8]>) -> String {
+    let value = value.map_or_else(|| "(none took effect)".to_string(), super::text);
+    format!("effective: {value}  (the control plane's; the heads below are the raw entries)\n")
 }
 
 /// `get -v`: every head, the winner marked `*`.
@@ -183,10 +199,54 @@ fn sync_peer(r: &PeerSync, stores: &[(StoreId, Result<SyncOutcome, String>)], na
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lattice_node::StoreRef;
 
     #[test]
     fn table_aligns() {
         let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    BB\nxyz  1\n");
+    }
+
+    fn author() -> lattice_core::AuthorId {
+        lattice_core::Identity::generate().author()
+    }
+
+    #[test]
+    fn peers_show_where_a_node_equivocated() {
+        let (forker, honest) = (author(), author());
+        let view = |id, equivocated| PeerView {
+            id,
+            this_node: false,
+            info: Default::default(),
+            status: "active",
+            role: "member",
+            local: Default::default(),
+            failures: None,
+            equivocated,
+        };
+        let text = peers(&[view(forker, vec![("default".into(), 3), ("app".into(), 7)]), view(honest, vec![])]);
+        let row = |id: lattice_core::AuthorId| text.lines().find(|l| l.starts_with(&id.to_hex())).unwrap().to_string();
+        assert!(
+            row(forker).contains("active, equivocated in store default at seq 3, equivocated in store app at seq 7"),
+            "{text}"
+        );
+        assert!(!row(honest).contains("equivocated"), "{text}");
+    }
+
+    #[test]
+    fn status_shows_equivocated_authors_per_store() {
+        let forker = author();
+        let store = |name: &str| StoreRef { id: StoreId::new_random(), name: name.into() };
+        let forked = lattice_store::StoreStatus { equivocated: vec![(forker, 4)], ..Default::default() };
+        let status = lattice_node::NodeStatus {
+            node_id: author(),
+            data_dir: "/tmp/x".into(),
+            current: None,
+            stores: vec![(store("root"), Default::default()), (store("default"), forked)],
+        };
+        let view = StatusView { status: &status, members: &[], listen: &[], daemon: None, http: None };
+        let text = super::status(&view);
+        assert!(text.contains(&format!("  default: equivocated: {forker} (seq 4)\n")), "{text}");
+        assert_eq!(text.matches("equivocated").count(), 1, "only the store with a fork: {text}");
     }
 }

@@ -28,14 +28,29 @@ impl Authority {
 
 impl Node {
     /// The effective control plane, after reading whatever the root store holds that the fold
-    /// has not seen (usually nothing: one frontier comparison).
+    /// has not seen (usually nothing: one frontier comparison). A clone: for callers that keep
+    /// it across awaits; readers of a few keys use [`with_plane`](Self::with_plane).
     pub(crate) async fn control_plane(&self) -> Result<ControlPlane, NodeError> {
+        self.with_plane(ControlPlane::clone).await
+    }
+
+    /// Runs `read` on the effective control plane, brought up to date first, without copying
+    /// it: reads of reserved keys (one per `get`, per HTTP token check, per peer connection)
+    /// stay as cheap as the keys they read.
+    pub(crate) async fn with_plane<R>(&self, read: impl FnOnce(&ControlPlane) -> R) -> Result<R, NodeError> {
+        self.catch_up_plane().await?;
+        let authority = self.authority.lock().map_err(|_| NodeError::Corrupt("control plane lock".into()))?;
+        Ok(read(authority.log.plane()))
+    }
+
+    /// Folds whatever the root store holds that the fold has not seen.
+    async fn catch_up_plane(&self) -> Result<(), NodeError> {
         let root = self.store_handle(self.root).await?;
         let frontier = root.sync_state().await?;
         let seen = {
             let authority = self.authority.lock().map_err(|_| NodeError::Corrupt("control plane lock".into()))?;
             if authority.seen == frontier {
-                return Ok(authority.log.plane().clone());
+                return Ok(());
             }
             authority.seen.clone()
         };
@@ -55,7 +70,7 @@ impl Node {
         let mut authority = self.authority.lock().map_err(|_| NodeError::Corrupt("control plane lock".into()))?;
         authority.log.extend(entries);
         authority.seen = frontier;
-        Ok(authority.log.plane().clone())
+        Ok(())
     }
 
     /// Who may write into store `store` under `plane`: its members (invited or active, and the

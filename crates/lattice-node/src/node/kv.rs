@@ -1,5 +1,11 @@
 //! The key-value path users drive (CLI, HTTP): limits checked, and writes under the root store's
 //! reserved prefixes refused, since those change only through their own commands.
+//!
+//! Reads of the root store's reserved keys answer from the effective control plane: the value
+//! the fold settled on, or none if no write of the key took effect. The raw last-writer-wins
+//! winner there may be an entry whose author lacked the right (a member's forgery), which
+//! changed nothing and must not be shown as if it had. Heads ([`Node::get_heads`]) stay raw:
+//! they are the entries as stored, for `get -v`.
 
 use lattice_core::Head;
 use lattice_core::entry::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
@@ -41,19 +47,48 @@ impl Node {
         Ok(self.store_handle(store.id).await?.delete(key).await?)
     }
 
-    /// The winning value of `key`, if it has a visible one.
+    /// True if `key` of `store` is a reserved key of the root store: read from the control plane.
+    fn is_control_key(&self, store: &StoreRef, key: &[u8]) -> bool {
+        store.id == self.root && reserved_prefix(key).is_some()
+    }
+
+    /// The effective value of a reserved key (none if the key is not text: the fold skips those).
+    async fn control_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, NodeError> {
+        let Ok(key) = std::str::from_utf8(key) else { return Ok(None) };
+        self.with_plane(|plane| plane.value(key).map(<[u8]>::to_vec)).await
+    }
+
+    /// The visible value of `key`, if it has one: the winner's, or for a reserved key of the root
+    /// store the effective one.
     pub async fn get(&self, store: &StoreRef, key: &[u8]) -> Result<Option<Vec<u8>>, NodeError> {
         validate_key(key)?;
+        if self.is_control_key(store, key) {
+            return self.control_value(key).await;
+        }
         Ok(self.store_handle(store.id).await?.get(key).await?)
     }
 
-    /// Every head of `key`, winner first (empty if the key was never written).
+    /// Every head of `key`, winner first (empty if the key was never written). Raw, even for a
+    /// reserved key of the root store: [`lookup`](Self::lookup) gives its effective value.
     pub async fn get_heads(&self, store: &StoreRef, key: &[u8]) -> Result<Vec<Head>, NodeError> {
         validate_key(key)?;
         Ok(self.store_handle(store.id).await?.get_heads(key).await?)
     }
 
-    /// Visible keys under `prefix`, in key order, after `after`, at most `limit`.
+    /// What `get` shows of `key`: its visible value (as [`get`](Self::get)) and its raw heads.
+    pub async fn lookup(&self, store: &StoreRef, key: &[u8]) -> Result<Lookup, NodeError> {
+        let heads = self.get_heads(store, key).await?;
+        let control = self.is_control_key(store, key);
+        let value = if control {
+            self.control_value(key).await?
+        } else {
+            lattice_core::winner(&heads).filter(|h| !h.tombstone).map(|h| h.value.clone())
+        };
+        Ok(Lookup { value, heads, control })
+    }
+
+    /// Visible keys under `prefix`, in key order, after `after`, at most `limit`. In the root
+    /// store, reserved keys come from the control plane and the others from the store.
     pub async fn list(
         &self,
         store: &StoreRef,
@@ -61,7 +96,28 @@ impl Node {
         after: Option<Vec<u8>>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NodeError> {
-        Ok(self.store_handle(store.id).await?.list(prefix, after, limit).await?)
+        let handle = self.store_handle(store.id).await?;
+        if store.id != self.root || limit == 0 {
+            return Ok(handle.list(prefix, after, limit).await?);
+        }
+        let mut items = self.with_plane(|plane| plane.page(prefix, after.as_deref(), limit)).await?;
+        // Under a reserved prefix every key is the plane's; elsewhere, page through the store
+        // skipping its raw reserved keys until `limit` others are found or the store ends.
+        let (mut cursor, mut plain) = (after, 0);
+        while reserved_prefix(prefix).is_none() {
+            let page = handle.list(prefix, cursor.clone(), limit).await?;
+            let full = page.len() == limit;
+            cursor = page.last().map(|(k, _)| k.clone());
+            let before = items.len();
+            items.extend(page.into_iter().filter(|(k, _)| reserved_prefix(k).is_none()));
+            plain += items.len() - before;
+            if !full || plain >= limit {
+                break;
+            }
+        }
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        items.truncate(limit);
+        Ok(items)
     }
 
     /// Current matches of `pattern` (a regex over keys) and a stream of later changes.
@@ -78,6 +134,18 @@ impl Node {
         })?;
         Ok(self.store_handle(store.id).await?.watch(pattern).await?)
     }
+}
+
+/// A key as `get` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    /// The visible value: the winner's (none if it is a deletion), or for a reserved key of the
+    /// root store the control plane's effective value (none if no write of it took effect).
+    pub value: Option<Vec<u8>>,
+    /// Every head as stored, winner first (raw, for a reserved key too).
+    pub heads: Vec<Head>,
+    /// True for a reserved key of the root store: `value` is the control plane's.
+    pub control: bool,
 }
 
 fn validate_key(key: &[u8]) -> Result<(), NodeError> {

@@ -18,18 +18,20 @@ use crate::time::{now_ms, rfc3339};
 impl Node {
     /// Every node the root store knows, with its status and info.
     pub async fn node_records(&self) -> Result<BTreeMap<AuthorId, NodeRecord>, NodeError> {
-        let plane = self.control_plane().await?;
-        let mut records = parse_node_records(&plane.items(NODES_PREFIX));
-        for (id, record) in &mut records {
-            record.role = plane.role(*id);
-        }
-        Ok(records)
+        self.with_plane(|plane| {
+            let mut records = parse_node_records(&plane.items(NODES_PREFIX));
+            for (id, record) in &mut records {
+                record.role = plane.role(*id);
+            }
+            records
+        })
+        .await
     }
 
     /// A node's status in the root store, if it has one (a value that spells no status counts
     /// as none).
     pub(crate) async fn node_status(&self, peer: AuthorId) -> Result<Option<MemberStatus>, NodeError> {
-        Ok(self.control_plane().await?.status(peer))
+        self.with_plane(|plane| plane.status(peer)).await
     }
 
     /// Invites a node: `/nodes/{pk}/status = invited` (it may then join), as an admin if `role`
@@ -48,7 +50,7 @@ impl Node {
         if role == Role::Admin || plane.role(peer) == Role::Admin {
             ops.push(node_role_op(peer, role));
         }
-        if root.get(node_key(peer, NodeField::Info).as_bytes()).await?.is_none() {
+        if plane.value(&node_key(peer, NodeField::Info)).is_none() {
             let info = NodeInfo {
                 name: String::new(),
                 hostname: String::new(),
@@ -112,7 +114,9 @@ impl Node {
     pub(crate) async fn publish_self(&self, name: Option<String>, addrs: Vec<String>) -> Result<(), NodeError> {
         let me = self.node_id();
         let root = self.stores.get(self.root).await?;
-        let old = root.get(node_key(me, NodeField::Info).as_bytes()).await?.as_deref().and_then(parse_node_info);
+        // The effective record: a raw winner may be a write that took no effect.
+        let old =
+            self.with_plane(|plane| plane.value(&node_key(me, NodeField::Info)).and_then(parse_node_info)).await?;
         let status = self.node_status(me).await?;
         let info = NodeInfo {
             name: name

@@ -19,6 +19,7 @@ use lattice_core::{AuthorId, Identity, StoreId};
 use lattice_store::StoreHandle;
 use tokio::sync::Mutex;
 
+pub use kv::Lookup;
 pub use stores::{DEFAULT_STORE_NAME, NodeStatus, StoreInfo};
 
 pub(crate) use members::hostname;
@@ -94,9 +95,17 @@ impl Node {
     pub(crate) async fn store_handle(&self, id: StoreId) -> Result<StoreHandle, NodeError> {
         self.stores.get(id).await
     }
+    /// The raw handle of the root store, for a library user that writes entries itself (a test
+    /// that forges a member's control-plane entries, a tool). Like
+    /// [`store_handle`](Self::store_handle) it bypasses every check of this node: what such
+    /// writes may change is decided by the control plane's fold on every node, as for any
+    /// entry a peer sends.
+    pub async fn root_store_handle(&self) -> Result<StoreHandle, NodeError> {
+        self.stores.get(self.root).await
+    }
     /// Every effective item under the reserved `prefix` of the root store: what took effect in
     /// the control plane, not the raw winners (an operation without the right changes nothing).
     async fn list_root(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NodeError> {
-        Ok(self.control_plane().await?.items(prefix))
+        self.with_plane(|plane| plane.items(prefix)).await
     }
 }
