@@ -196,11 +196,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         w.policy_changed = true;
         let authors: BTreeSet<AuthorId> = before.keys().chain(self.policy.limits.keys()).copied().collect();
-        let mut lowered = false;
+        let mut lowered = Vec::new();
         for author in authors {
             let was = before.get(&author).copied().unwrap_or(UNLIMITED);
             let now = self.policy.limit(&author).unwrap_or(UNLIMITED);
-            lowered |= now < was;
+            // Orphans of authors not admitted keep waiting for their admission.
+            if now < was && self.policy.admits(&author) {
+                lowered.push((author, now));
+            }
             let tip = t.author_row(&author)?.map_or(0, |r| r.seq);
             if was != now && was.min(now) < tip {
                 self.to_recompute.push((author, was.min(now), was.max(now).min(tip)));
@@ -209,9 +212,9 @@ impl Store {
         if !self.to_recompute.is_empty() {
             t.state_table(tables::META)?.insert(tables::META_RECOMPUTE, [1u8].as_slice())?;
         }
-        if lowered {
-            let policy = &self.policy;
-            let refused = t.orphan_tables()?.take_where(|e| policy.refuses(e) && policy.admits(&e.author()))?;
+        // Only the orphans of the authors whose limit moved down are read: those past it.
+        for (author, limit) in lowered {
+            let refused = t.orphan_tables()?.take_past(&author, limit)?;
             self.reingest(t, w, refused)?;
         }
         Ok(())
