@@ -1,10 +1,12 @@
 //! The head set of a key and the winner rule.
 //!
-//! A key holds the entries that wrote it and that no later write of it has cited. Applying an
-//! entry removes the heads it cites in `parent_hashes` and adds itself. Given causal delivery
-//! (an entry is applied only after its parents), the resulting set does not depend on arrival
-//! order, and [`apply`] keeps it in one canonical order (winner first) so two replicas holding the
-//! same entries hold byte-identical head lists.
+//! A key holds the entries that wrote it and that no later write of it has superseded: an entry
+//! supersedes the heads it cites in `parent_hashes`, and its own author's earlier heads of the
+//! key (the author's chain orders them), so a key holds at most one head per author. Given
+//! causal delivery (an entry is applied only after its parents and its author's previous
+//! entries), the resulting set does not depend on arrival order, and [`apply`] keeps it in one
+//! canonical order (winner first) so two replicas holding the same entries hold byte-identical
+//! head lists.
 
 use crate::hlc::Hlc;
 use crate::ids::{AuthorId, Hash};
@@ -60,11 +62,23 @@ pub fn winner(heads: &[Head]) -> Option<&Head> {
     heads.iter().max_by_key(|h| h.rank())
 }
 
-/// Applies a write to a key's head set: drops every head cited in `parents`, adds `new` (once),
-/// and restores canonical order (winner first).
-pub fn apply(heads: &mut Vec<Head>, parents: &[Hash], new: Head) {
-    heads.retain(|h| h.hash != new.hash && !parents.contains(&h.hash));
-    heads.push(new);
+/// Applies a write to a key's head set: drops every head `cited` says the write cites in its
+/// `parent_hashes`, and the heads of the same author that are earlier in its chain; adds `new`
+/// (once), and restores canonical order (winner first).
+///
+/// An author's chain orders its entries by HLC (each is strictly later than the previous one),
+/// so "earlier" compares `(hlc, hash)`. A write that arrives after a later head of its own author
+/// (never the case when entries apply in chain order, as the store applies them) is not added
+/// and displaces nothing of its author; the heads it cites still go, as they would have had it
+/// arrived first. The outcome does not depend on the order of arrival.
+pub fn apply(heads: &mut Vec<Head>, cited: impl Fn(&Hash) -> bool, new: Head) {
+    let chain_rank = |h: &Head| (h.hlc, h.hash);
+    let own_later = |h: &Head| h.author == new.author && h.hash != new.hash && chain_rank(h) > chain_rank(&new);
+    let superseded = heads.iter().any(own_later);
+    heads.retain(|h| !cited(&h.hash) && (h.author != new.author || own_later(h)));
+    if !superseded {
+        heads.push(new);
+    }
     heads.sort_by_key(|h| std::cmp::Reverse(h.rank()));
 }
 
@@ -82,17 +96,21 @@ mod tests {
         }
     }
 
+    fn cites(parents: &[Hash]) -> impl Fn(&Hash) -> bool + '_ {
+        |h| parents.contains(h)
+    }
+
     #[test]
     fn concurrent_writes_fork_and_a_merge_joins_them() {
         let a = head(10, 1, b"a");
         let b = head(10, 2, b"b");
         let mut heads = vec![];
-        apply(&mut heads, &[], a.clone());
-        apply(&mut heads, &[], b.clone());
+        apply(&mut heads, cites(&[]), a.clone());
+        apply(&mut heads, cites(&[]), b.clone());
         assert_eq!(heads.len(), 2);
         assert_eq!(winner(&heads).unwrap().hash, b.hash, "same HLC: higher author wins");
         let merged = head(11, 1, b"m");
-        apply(&mut heads, &[a.hash, b.hash], merged.clone());
+        apply(&mut heads, cites(&[a.hash, b.hash]), merged.clone());
         assert_eq!(heads, vec![merged]);
     }
 
@@ -101,15 +119,54 @@ mod tests {
         let x = head(5, 9, b"x");
         let y = head(7, 1, b"y");
         let mut h1 = vec![];
-        apply(&mut h1, &[], x.clone());
-        apply(&mut h1, &[], y.clone());
+        apply(&mut h1, cites(&[]), x.clone());
+        apply(&mut h1, cites(&[]), y.clone());
         let mut h2 = vec![];
-        apply(&mut h2, &[], y.clone());
-        apply(&mut h2, &[], x);
+        apply(&mut h2, cites(&[]), y.clone());
+        apply(&mut h2, cites(&[]), x);
         assert_eq!(h1, h2);
         assert_eq!(winner(&h1).unwrap(), &y, "higher HLC wins over higher author");
-        apply(&mut h2, &[], y);
+        apply(&mut h2, cites(&[]), y);
         assert_eq!(h1, h2, "re-applying is idempotent");
+    }
+
+    /// DESIGN.md §4: a key holds at most one head per author. A write that cites nothing still
+    /// replaces its author's earlier head (but not another author's).
+    #[test]
+    fn a_write_replaces_its_authors_earlier_head_without_citing_it() {
+        let a1 = head(10, 1, b"a1");
+        let b = head(11, 2, b"b");
+        let a2 = head(12, 1, b"a2");
+        let mut heads = vec![];
+        for h in [&a1, &b, &a2] {
+            apply(&mut heads, cites(&[]), h.clone());
+        }
+        assert_eq!(heads, vec![a2.clone(), b.clone()]);
+        let a3 = head(9, 1, b"a3"); // an HLC below its head cannot be later in the chain
+        apply(&mut heads, cites(&[]), a3);
+        assert_eq!(heads, vec![a2, b]);
+    }
+
+    /// An author's earlier write arriving after its later one changes nothing of that author's
+    /// head, and still removes what it cites: every arrival order gives the same heads.
+    #[test]
+    fn an_authors_earlier_write_arriving_late_does_not_displace_its_later_head() {
+        let c = head(5, 3, b"c");
+        let d = head(6, 4, b"d");
+        let a1 = head(10, 1, b"a1"); // cites c
+        let a2 = head(12, 1, b"a2"); // cites nothing
+        let writes: [(&Head, &[Hash]); 4] = [(&c, &[]), (&d, &[]), (&a1, &[c.hash]), (&a2, &[])];
+        let mut outcomes = Vec::new();
+        for order in [[0, 1, 2, 3], [0, 1, 3, 2], [1, 0, 3, 2], [0, 3, 1, 2]] {
+            let mut heads = vec![];
+            for i in order {
+                let (h, parents) = writes[i];
+                apply(&mut heads, cites(parents), h.clone());
+            }
+            outcomes.push(heads);
+        }
+        assert_eq!(outcomes[0], vec![a2, d]);
+        assert!(outcomes.iter().all(|o| *o == outcomes[0]), "{outcomes:?}");
     }
 
     #[test]

@@ -110,6 +110,25 @@ pub enum IngestError {
     /// The entry breaks its author's chain (another store, a fork, a bad previous hash, ...).
     #[error("rejected entry: {0}")]
     Chain(#[from] ChainError),
+    /// The entry would wait in the orphan buffer, which has no room for it (the store's limit,
+    /// or its author's share). Nothing is stored; a sync brings it again once its gap closes.
+    #[error(
+        "orphan buffer full: the entry of author {author} at seq {seq} ({bytes} bytes) does not fit in {scope} of {limit} bytes ({used} used); a sync brings it again once its gap closes"
+    )]
+    OrphanBufferFull {
+        /// Its author (short form).
+        author: String,
+        /// Its seq.
+        seq: u64,
+        /// What it would be charged.
+        bytes: u64,
+        /// Which limit it would exceed: "its author's share" or "the buffer".
+        scope: &'static str,
+        /// That limit.
+        limit: u64,
+        /// What is charged against that limit already.
+        used: u64,
+    },
     /// Two entries offered as an equivocation proof do not prove one (the message says why).
     #[error("not an equivocation proof: {0}")]
     NotAProof(&'static str),

@@ -16,8 +16,12 @@ use crate::types::{Authorisation, Cutoff};
 
 // ---------- state.db: derived from the logs ----------
 
-/// Key: user key bytes. Value: encoded `HeadList` (heads of the key, winner first).
-pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_v1");
+/// Key: user key bytes. Value: encoded `HeadList` (heads of the key, winner first, at most one
+/// per author).
+pub const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_v2");
+/// The heads of a store indexed before a key held at most one head per author: found at open,
+/// it is dropped and the index rebuilt from the logs under the current rule.
+pub const LEGACY_KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_v1");
 
 /// Key: author public key. Value: [`AuthorRow`] (60 bytes).
 pub const AUTHORS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("authors_v1");
@@ -51,14 +55,44 @@ pub const POLICY_AUTHORISATION: &str = "authorisation";
 pub const PROOFS: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("equivocations_v1");
 
 // ---------- orphans.db: entries waiting for something ----------
+//
+// A derived buffer (sync brings its entries again): a layout change gets new table names, and
+// the open drops the tables of older layouts (see [`LEGACY_ORPHAN_TABLES`]).
 
 /// Key: orphan entry hash. Value: [`OrphanRow`] header + encoded SignedEntry.
-pub const ORPHANS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("orphans_v1");
+pub const ORPHANS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("orphans_v2");
 /// Key: (author, seq of the missing predecessor). Values: hashes of orphans waiting for it.
 pub const WAIT_PREDECESSOR: MultimapTableDefinition<([u8; 32], u64), [u8; 32]> =
-    MultimapTableDefinition::new("wait_predecessor_v1");
+    MultimapTableDefinition::new("wait_predecessor_v2");
 /// Key: missing DAG parent hash. Values: hashes of orphans waiting for it.
-pub const WAIT_PARENT: MultimapTableDefinition<[u8; 32], [u8; 32]> = MultimapTableDefinition::new("wait_parent_v1");
+pub const WAIT_PARENT: MultimapTableDefinition<[u8; 32], [u8; 32]> = MultimapTableDefinition::new("wait_parent_v2");
+/// Key: author not admitted (yet). Values: hashes of its orphans waiting for its admission.
+pub const WAIT_ADMISSION: MultimapTableDefinition<[u8; 32], [u8; 32]> =
+    MultimapTableDefinition::new("wait_admission_v2");
+/// Key: (author, seq, hash) of every orphan: an author's orphans in seq order, found without
+/// reading the others (a limit lowered takes those past it).
+pub const ORPHANS_BY_AUTHOR: TableDefinition<([u8; 32], u64, [u8; 32]), ()> =
+    TableDefinition::new("orphans_by_author_v2");
+/// Key: (received_ms, hash) of every orphan: expiry reads only the expired ones.
+pub const ORPHANS_BY_AGE: TableDefinition<(u64, [u8; 32]), ()> = TableDefinition::new("orphans_by_age_v2");
+/// Key: author. Value: [`UsageRow`]: its orphans and the bytes they are charged.
+pub const ORPHAN_USAGE: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("orphan_usage_v2");
+/// Key: name. Value: see the `ORPHAN_META_*` names.
+pub const ORPHAN_META: TableDefinition<&str, &[u8]> = TableDefinition::new("orphan_meta_v2");
+/// [`UsageRow`] of the whole buffer (the sum of the [`ORPHAN_USAGE`] rows).
+pub const ORPHAN_META_TOTAL: &str = "total";
+/// u64 LE: entries refused since the buffer was made because they did not fit.
+pub const ORPHAN_META_REFUSED: &str = "refused";
+
+/// The tables of the orphan buffer of older layouts (`orphans_v1` and its wait indexes, whose
+/// byte totals and indexes cannot be derived without a scan): dropped at open with a warning.
+pub const LEGACY_ORPHANS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("orphans_v1");
+/// See [`LEGACY_ORPHANS`].
+pub const LEGACY_ORPHAN_WAITS: [&str; 2] = ["wait_predecessor_v1", "wait_parent_v1"];
+
+/// What an orphan is charged beyond its record: its rows in the indexes, so a flood of tiny
+/// entries is bounded too.
+pub const ORPHAN_INDEX_CHARGE: u64 = 192;
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut x = [0u8; 8];
@@ -172,17 +206,17 @@ pub enum Waiting {
     Predecessor { author: AuthorId, seq: u64 },
     /// A DAG parent, by hash.
     Parent(Hash),
-    /// The author's admission to the mesh (see `StoreHandle::set_authorisation`). Indexed in
-    /// `wait_predecessor` under `(author, 0)`: no entry has seq 0, so applying one never releases it.
+    /// The author's admission to the mesh (see `StoreHandle::set_authorisation`).
     Authorisation(AuthorId),
 }
 
-/// Where the wait index files an orphan: `wait_predecessor` under `(author, seq)`, or
-/// `wait_parent` under the parent's hash.
+/// Where the wait index files an orphan: `wait_predecessor` under `(author, seq)`,
+/// `wait_parent` under the parent's hash, or `wait_admission` under the author.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitKey {
     Predecessor(([u8; 32], u64)),
     Parent([u8; 32]),
+    Admission([u8; 32]),
 }
 
 impl Waiting {
@@ -190,44 +224,37 @@ impl Waiting {
         match *self {
             Waiting::Predecessor { author, seq } => WaitKey::Predecessor((author.0, seq)),
             Waiting::Parent(parent) => WaitKey::Parent(parent.0),
-            Waiting::Authorisation(author) => WaitKey::Predecessor((author.0, 0)),
+            Waiting::Authorisation(author) => WaitKey::Admission(author.0),
         }
     }
 }
 
-/// Header of an orphan record. Layout: `received_ms u64 | seq u64 | kind u8 | author_or_parent [32] |
-/// wait_seq u64`, 57 bytes, followed by the encoded SignedEntry. `kind`: 0 predecessor, 1 parent,
-/// 2 authorisation (of `author_or_parent`, `wait_seq` 0).
+/// Header of an orphan record. Layout: `received_ms u64 | author [32] | seq u64 | kind u8 |
+/// author_or_parent [32] | wait_seq u64`, 89 bytes, followed by the encoded SignedEntry.
+/// `kind`: 0 predecessor, 1 parent, 2 authorisation (of `author_or_parent`, `wait_seq` 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrphanRow {
     pub received_ms: u64,
+    pub author: AuthorId,
     pub seq: u64,
     pub waiting: Waiting,
 }
 
 impl OrphanRow {
-    pub const LEN: usize = 57;
+    pub const LEN: usize = 89;
     pub fn encode_with(&self, entry: &[u8]) -> Vec<u8> {
         let mut b = Vec::with_capacity(Self::LEN + entry.len());
         b.extend_from_slice(&self.received_ms.to_le_bytes());
+        b.extend_from_slice(&self.author.0);
         b.extend_from_slice(&self.seq.to_le_bytes());
-        match self.waiting {
-            Waiting::Predecessor { author, seq } => {
-                b.push(0);
-                b.extend_from_slice(&author.0);
-                b.extend_from_slice(&seq.to_le_bytes());
-            }
-            Waiting::Parent(hash) => {
-                b.push(1);
-                b.extend_from_slice(&hash.0);
-                b.extend_from_slice(&0u64.to_le_bytes());
-            }
-            Waiting::Authorisation(author) => {
-                b.push(2);
-                b.extend_from_slice(&author.0);
-                b.extend_from_slice(&0u64.to_le_bytes());
-            }
-        }
+        let (kind, who, wait_seq) = match self.waiting {
+            Waiting::Predecessor { author, seq } => (0, author.0, seq),
+            Waiting::Parent(hash) => (1, hash.0, 0),
+            Waiting::Authorisation(author) => (2, author.0, 0),
+        };
+        b.push(kind);
+        b.extend_from_slice(&who);
+        b.extend_from_slice(&wait_seq.to_le_bytes());
         b.extend_from_slice(entry);
         b
     }
@@ -236,14 +263,46 @@ impl OrphanRow {
         if b.len() < Self::LEN {
             return None;
         }
-        let who = arr32(b, 17);
-        let waiting = match b[16] {
-            0 => Waiting::Predecessor { author: AuthorId(who), seq: u64_at(b, 49) },
+        let who = arr32(b, 49);
+        let waiting = match b[48] {
+            0 => Waiting::Predecessor { author: AuthorId(who), seq: u64_at(b, 81) },
             1 => Waiting::Parent(Hash(who)),
             2 => Waiting::Authorisation(AuthorId(who)),
             _ => return None,
         };
-        Some((OrphanRow { received_ms: u64_at(b, 0), seq: u64_at(b, 8), waiting }, &b[Self::LEN..]))
+        let row = OrphanRow { received_ms: u64_at(b, 0), author: AuthorId(arr32(b, 8)), seq: u64_at(b, 40), waiting };
+        Some((row, &b[Self::LEN..]))
+    }
+    /// The bytes an orphan of `entry_len` bytes is charged against the buffer's limits.
+    pub fn charge(entry_len: usize) -> u64 {
+        (Self::LEN + entry_len) as u64 + ORPHAN_INDEX_CHARGE
+    }
+}
+
+/// Orphans and the bytes they are charged (of one author, or of the whole buffer).
+/// Layout: `count u64 | bytes u64` (LE), 16 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsageRow {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl UsageRow {
+    pub const LEN: usize = 16;
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0..8].copy_from_slice(&self.count.to_le_bytes());
+        b[8..16].copy_from_slice(&self.bytes.to_le_bytes());
+        b
+    }
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        (b.len() == Self::LEN).then(|| UsageRow { count: u64_at(b, 0), bytes: u64_at(b, 8) })
+    }
+    /// [`UsageRow::decode`] of a stored row, if any: one that does not decode is a corrupt index.
+    pub fn read(b: Option<&[u8]>) -> Result<Self, StoreError> {
+        b.map_or(Ok(UsageRow::default()), |b| {
+            Self::decode(b).ok_or_else(|| StoreError::CorruptIndex("orphan usage".into()))
+        })
     }
 }
 
@@ -382,11 +441,19 @@ mod tests {
         assert_eq!(AuthorRow::decode(&a.encode()), Some(a));
         let e = EntryRow { author: AuthorId([9; 32]), seq: 2, offset: 77, record_len: 300 };
         assert_eq!(EntryRow::decode(&e.encode()), Some(e));
-        for waiting in [Waiting::Predecessor { author: AuthorId([1; 32]), seq: 5 }, Waiting::Parent(Hash([2; 32]))] {
-            let o = OrphanRow { received_ms: 10, seq: 6, waiting };
+        for waiting in [
+            Waiting::Predecessor { author: AuthorId([1; 32]), seq: 5 },
+            Waiting::Parent(Hash([2; 32])),
+            Waiting::Authorisation(AuthorId([1; 32])),
+        ] {
+            let o = OrphanRow { received_ms: 10, author: AuthorId([1; 32]), seq: 6, waiting };
             let bytes = o.encode_with(b"entry");
             assert_eq!(OrphanRow::decode(&bytes), Some((o, &b"entry"[..])));
         }
+        let usage = UsageRow { count: 3, bytes: 1 << 40 };
+        assert_eq!(UsageRow::decode(&usage.encode()), Some(usage));
+        assert_eq!(UsageRow::read(None).unwrap(), UsageRow::default());
+        assert!(UsageRow::read(Some(&[0; 15])).is_err());
         let c = Counters { entries: 1, live_keys: 2, conflicts: 3, refused: 4 };
         assert_eq!(Counters::decode(&c.encode()), Some(c));
         let before_refused = Counters { refused: 0, ..c };

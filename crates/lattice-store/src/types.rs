@@ -13,8 +13,15 @@ pub struct StoreConfig {
     pub max_drift_ms: u64,
     /// How long an orphan waits for its missing predecessor or parent before it is dropped.
     pub orphan_ttl: Duration,
-    /// Orphans beyond this count are refused (a peer cannot fill the disk with them).
-    pub max_orphans: u64,
+    /// Bytes the orphan buffer may hold in all (each orphan is charged its record and its index
+    /// rows): an orphan that would exceed it is refused ([`IngestError::OrphanBufferFull`]), so
+    /// peers cannot fill the disk with entries that never apply.
+    ///
+    /// [`IngestError::OrphanBufferFull`]: crate::IngestError::OrphanBufferFull
+    pub max_orphan_bytes: u64,
+    /// Bytes the orphans of one author may hold: one author (a flood of its entries, or of
+    /// entries citing parents that never come) cannot take the whole buffer.
+    pub max_orphan_bytes_per_author: u64,
     /// At most this long between durable (fsynced) index commits; bounds replay at open.
     pub checkpoint_interval: Duration,
     /// Added to the wall clock (tests simulate skewed clocks with it).
@@ -26,7 +33,8 @@ impl Default for StoreConfig {
         StoreConfig {
             max_drift_ms: lattice_core::hlc::DEFAULT_MAX_DRIFT_MS,
             orphan_ttl: Duration::from_secs(3600),
-            max_orphans: 1_000_000,
+            max_orphan_bytes: 256 << 20,
+            max_orphan_bytes_per_author: 64 << 20,
             checkpoint_interval: Duration::from_secs(1),
             clock_offset_ms: 0,
         }
@@ -132,6 +140,12 @@ pub struct StoreStatus {
     pub keys: u64,
     /// Entries waiting in orphans.db.
     pub orphans: u64,
+    /// Bytes they are charged against [`StoreConfig::max_orphan_bytes`].
+    pub orphan_bytes: u64,
+    /// Entries refused because the orphan buffer had no room for them
+    /// ([`IngestError::OrphanBufferFull`](crate::IngestError::OrphanBufferFull)), since the
+    /// buffer was made.
+    pub orphans_refused: u64,
     /// Keys with more than one head.
     pub conflicts: u64,
     /// Entries stored but not applied: their author is removed or equivocated

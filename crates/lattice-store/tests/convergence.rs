@@ -1,20 +1,24 @@
 //! Convergence: replicas that end up holding the same entries hold the same state, whatever
 //! the order, duplication and loss of deliveries on the way, and whenever each learns that one
-//! of them was removed with a cut-off; and a single store behaves like a map (through restarts
-//! and index rebuilds).
+//! of them was removed with a cut-off; among them entries of other authors that cite no parents
+//! or stale ones, and still every key holds at most one head per author; and a single store
+//! behaves like a map (through restarts and index rebuilds).
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use common::{all_entries, snapshot, sync_into};
-use lattice_core::{Identity, Op, StoreId};
+use common::{Chain, all_entries, snapshot, sync_into};
+use lattice_core::{Hash, Identity, Op, StoreId};
 use lattice_store::{Authorisation, Cutoff, IngestOutcome, KvStore, StoreConfig, StoreError, StoreHandle, SyncStore};
 use proptest::prelude::*;
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const REPLICAS: usize = 3;
+/// Authors other than the replicas, whose entries are built by hand (as another
+/// implementation might): a replica receives them, and they spread by the deliveries.
+const FOREIGN: usize = 2;
 const KEYS: u8 = 4;
 
 fn key(k: u8) -> Vec<u8> {
@@ -42,6 +46,20 @@ enum Step {
     Write { replica: usize, ops: Vec<WriteOp> },
     /// Some of `from`'s entries reach `to`: shuffled, some duplicated, some dropped.
     Deliver { from: usize, to: usize, seed: u64 },
+    /// Foreign author `author` writes `ops` as its next entry, citing `cite`, and `replica`
+    /// receives it.
+    Foreign { replica: usize, author: usize, ops: Vec<WriteOp>, cite: Cite },
+}
+
+/// What a foreign entry cites in `parent_hashes`.
+#[derive(Clone, Debug)]
+enum Cite {
+    /// Nothing, not even its author's own heads.
+    Nothing,
+    /// Up to three entries the replica holds, picked by the seed: mostly no longer heads.
+    Stale(u64),
+    /// The current heads of the keys it touches, at the replica (as a local write does).
+    Current,
 }
 
 fn write_op() -> impl Strategy<Value = WriteOp> {
@@ -56,7 +74,58 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0..REPLICAS, prop::collection::vec(write_op(), 1..4)).prop_map(|(replica, ops)| Step::Write { replica, ops }),
         2 => (0..REPLICAS, 1..REPLICAS, any::<u64>())
             .prop_map(|(from, d, seed)| Step::Deliver { from, to: (from + d) % REPLICAS, seed }),
+        2 => (0..REPLICAS, 0..FOREIGN, prop::collection::vec(write_op(), 1..3), cite())
+            .prop_map(|(replica, author, ops, cite)| Step::Foreign { replica, author, ops, cite }),
     ]
+}
+
+fn cite() -> impl Strategy<Value = Cite> {
+    prop_oneof![
+        2 => Just(Cite::Nothing),
+        2 => any::<u64>().prop_map(Cite::Stale),
+        1 => Just(Cite::Current),
+    ]
+}
+
+/// Signs foreign author `chain`'s next entry (its clock at least the replica's wall clock, so it
+/// competes with the replicas' writes) and hands it to `to`.
+async fn write_foreign(to: &StoreHandle, chain: &mut Chain, skew: i64, ops: &[WriteOp], cite: &Cite) {
+    let parents: Vec<Hash> = match cite {
+        Cite::Nothing => Vec::new(),
+        Cite::Stale(seed) => {
+            let held = all_entries(to).await;
+            let mut rng = StdRng::seed_from_u64(*seed);
+            held.choose_multiple(&mut rng, 3).map(|e| e.hash()).collect()
+        }
+        Cite::Current => {
+            let mut heads = Vec::new();
+            for op in ops {
+                for h in to.get_heads(op.to_op().key()).await.unwrap() {
+                    if !heads.contains(&h.hash) {
+                        heads.push(h.hash);
+                    }
+                }
+            }
+            heads
+        }
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    chain.wall = chain.wall.max(now.saturating_add_signed(skew));
+    let entry = chain.next_with(parents, ops.iter().map(WriteOp::to_op).collect());
+    // Its predecessor may be at another replica: then it waits there until a delivery brings it.
+    let outcome = to.ingest(entry.into_bytes()).await.expect("a valid foreign entry was refused");
+    assert!(matches!(outcome, IngestOutcome::Applied { .. } | IngestOutcome::Orphaned(_)), "{outcome:?}");
+}
+
+/// DESIGN.md §4: a key holds at most one head per author.
+async fn assert_one_head_per_author(s: &StoreHandle) {
+    for k in 0..KEYS {
+        let heads = s.get_heads(&key(k)).await.unwrap();
+        let mut authors: Vec<_> = heads.iter().map(|h| h.author).collect();
+        authors.sort();
+        authors.dedup();
+        assert_eq!(authors.len(), heads.len(), "key {k} holds two heads of one author: {heads:?}");
+    }
 }
 
 /// Writes `ops`; false if the store refuses it because its node was removed (past its cut-off).
@@ -93,6 +162,7 @@ fn removal() -> impl Strategy<Value = Option<Removal>> {
 }
 
 impl Removal {
+    /// `ids`: the replicas' identities, then the foreign authors' (members all).
     fn policy(&self, ids: &[Identity]) -> Option<Authorisation> {
         let removed = ids[self.replica].author();
         Some(Authorisation {
@@ -169,7 +239,9 @@ const SKEWS: [i64; 4] = [-90_000, 0, 30_000, 150_000];
 async fn run_replicas(steps: Vec<Step>, skews: [usize; REPLICAS], removal: Option<Removal>, final_seed: u64) {
     let dir = common::fast_tempdir();
     let sid = StoreId::new_random();
-    let ids: Vec<Identity> = (0..REPLICAS).map(|_| Identity::generate()).collect();
+    let mut foreign: Vec<Chain> = (0..FOREIGN).map(|_| Chain::new(sid)).collect();
+    let ids: Vec<Identity> =
+        (0..REPLICAS).map(|_| Identity::generate()).chain(foreign.iter().map(|c| c.id.clone())).collect();
     let config = |i: usize| StoreConfig { clock_offset_ms: SKEWS[skews[i]], ..StoreConfig::default() };
     let open = |i: usize| StoreHandle::open(&dir.path().join(i.to_string()), sid, ids[i].clone(), config(i)).unwrap();
     let mut stores: Vec<StoreHandle> = (0..REPLICAS).map(open).collect();
@@ -180,6 +252,14 @@ async fn run_replicas(steps: Vec<Step>, skews: [usize; REPLICAS], removal: Optio
         match step {
             Step::Write { replica, ops } => writes += u64::from(write(&stores[*replica], ops).await),
             Step::Deliver { from, to, seed } => deliver(&stores[*from], &stores[*to], *seed).await,
+            Step::Foreign { replica, author, ops, cite } => {
+                let skew = SKEWS[skews[*replica]];
+                write_foreign(&stores[*replica], &mut foreign[*author], skew, ops, cite).await;
+                writes += 1;
+            }
+        }
+        for s in &stores {
+            assert_one_head_per_author(s).await;
         }
     }
     learn(&stores, &removal, &ids, steps.len(), last).await;
@@ -193,6 +273,7 @@ async fn run_replicas(steps: Vec<Step>, skews: [usize; REPLICAS], removal: Optio
     for s in &stores[1..] {
         assert_eq!(observe(s).await, first, "replicas diverged");
     }
+    assert_one_head_per_author(&stores[0]).await;
     // Every write landed everywhere, nothing is left waiting, and the counters match the data.
     for s in &stores {
         let st = s.status().await.unwrap();
@@ -240,6 +321,7 @@ async fn run_replicas(steps: Vec<Step>, skews: [usize; REPLICAS], removal: Optio
     for s in &stores[1..] {
         assert_eq!(observe(s).await, again, "replicas diverged after the rebuild");
     }
+    assert_one_head_per_author(&stores[0]).await;
     for s in stores {
         let st = s.status().await.unwrap();
         assert_eq!(st.orphans, 0);
@@ -261,13 +343,23 @@ async fn full_exchange(stores: &[StoreHandle], rng: &mut StdRng) {
     }
 }
 
-/// Every replica sends every other what it lacks, as a sync does (each author in seq order).
+/// Every replica sends every other what it lacks, as a sync does (each author in seq order),
+/// until none lacks anything: an entry one replica held only as an orphan (a foreign entry whose
+/// predecessor was elsewhere) spreads once a sync has released it.
 async fn sync_all(stores: &[StoreHandle]) {
-    for from in stores {
-        for to in stores {
-            if from.author() != to.author() {
-                sync_into(from, to).await;
+    // A chain of releases is at most one round per entry in flight; more means something is
+    // stuck, which the checks after this show.
+    for _ in 0..64 {
+        let mut sent = 0;
+        for from in stores {
+            for to in stores {
+                if from.author() != to.author() {
+                    sent += sync_into(from, to).await;
+                }
             }
+        }
+        if sent == 0 {
+            return;
         }
     }
 }

@@ -305,25 +305,3 @@ async fn orphans_survive_a_close_and_reopen() {
     assert_eq!(s.get(b"k3").await.unwrap(), Some(b"3".to_vec()));
     assert_eq!(s.get(b"x").await.unwrap(), Some(b"q1".to_vec()));
 }
-
-#[tokio::test]
-async fn the_orphan_buffer_is_bounded_by_max_orphans() {
-    let dir = tempfile::tempdir().unwrap();
-    let sid = StoreId::new_random();
-    let s = open_with(dir.path(), sid, StoreConfig { max_orphans: 3, ..Default::default() });
-    let r = long_chain(sid, 8);
-    // Entries 8, 7, ..., 2: only the first three are kept.
-    for e in r.entries[1..].iter().rev() {
-        assert!(matches!(s.ingest(e.bytes().to_vec()).await.unwrap(), IngestOutcome::Orphaned(_)));
-    }
-    assert_eq!(orphans(&s).await, 3);
-    // Entry 1 applies; 2..=5 were dropped, so 6..=8 stay waiting.
-    assert_eq!(s.ingest(r.entries[0].bytes().to_vec()).await.unwrap(), IngestOutcome::Applied { released: 0 });
-    assert_eq!(orphans(&s).await, 3);
-    let rest: Vec<Vec<u8>> = r.bytes()[1..5].to_vec();
-    let results = s.ingest_batch(rest).await.unwrap();
-    assert_eq!(*results[3].as_ref().unwrap(), IngestOutcome::Applied { released: 3 });
-    let st = s.status().await.unwrap();
-    assert_eq!((st.orphans, st.entries), (0, 8));
-    s.put(b"local".to_vec(), b"ok".to_vec()).await.unwrap();
-}

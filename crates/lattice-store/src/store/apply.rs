@@ -2,13 +2,40 @@
 //! append, entry and author rows, and the heads of every key it touches. A refused entry is
 //! stored the same way, without the heads.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
 use lattice_core::heads::{self, Head};
-use lattice_core::{Op, VerifiedEntry};
+use lattice_core::{Hash, Op, VerifiedEntry};
 
 use super::{Store, Tables, Work, visible};
 use crate::error::StoreError;
 use crate::log::{AuthorLog, HEADER_LEN};
 use crate::tables::{AuthorRow, EntryRow};
+
+/// Parent lists up to this long are scanned; longer ones are hashed into a set.
+const SMALL_PARENT_LIST: usize = 8;
+
+/// Each key the ops touch, once, in order of first touch, with its last op: the head an entry
+/// leaves on a key is its last operation on that key. Linear in the number of ops.
+fn last_op_per_key(ops: &[Op]) -> Vec<(&[u8], &Op)> {
+    let mut last_op: Vec<(&[u8], &Op)> = Vec::with_capacity(ops.len());
+    if let [op] = ops {
+        last_op.push((op.key(), op));
+        return last_op;
+    }
+    let mut slot: HashMap<&[u8], usize> = HashMap::with_capacity(ops.len());
+    for op in ops {
+        match slot.entry(op.key()) {
+            Entry::Occupied(at) => last_op[*at.get()].1 = op,
+            Entry::Vacant(at) => {
+                at.insert(last_op.len());
+                last_op.push((op.key(), op));
+            }
+        }
+    }
+    last_op
+}
 
 impl Store {
     /// Stores a valid entry whose predecessor is held: appends it to its log (unless replaying,
@@ -72,15 +99,16 @@ impl Store {
         }
         w.counters.entries += 1;
 
-        // The head an entry leaves on a key is its last operation on that key.
-        let mut last_op: Vec<(&[u8], &Op)> = Vec::new();
-        for op in entry.ops() {
-            match last_op.iter_mut().find(|(k, _)| *k == op.key()) {
-                Some(slot) => slot.1 = op,
-                None => last_op.push((op.key(), op)),
-            }
-        }
-        for (key, op) in last_op {
+        let parents = entry.parents();
+        // Looked up once per head of every touched key: a set once the list is long (an entry
+        // that touches many keys cites the heads of all of them).
+        let parent_set: Option<HashSet<Hash>> =
+            (parents.len() > SMALL_PARENT_LIST).then(|| parents.iter().copied().collect());
+        let cited = |h: &Hash| match &parent_set {
+            Some(set) => set.contains(h),
+            None => parents.contains(h),
+        };
+        for (key, op) in last_op_per_key(entry.ops()) {
             let mut heads = t.take_heads(key)?;
             let before_visible = visible(&heads);
             let was_conflict = heads.len() > 1;
@@ -89,7 +117,7 @@ impl Store {
                 Op::Delete { .. } => (Vec::new(), true),
             };
             let head = Head { value, hlc: entry.hlc(), author, hash: entry.hash(), tombstone };
-            heads::apply(&mut heads, entry.parents(), head);
+            heads::apply(&mut heads, cited, head);
             let after_visible = visible(&heads);
             let head_count = heads.len();
             t.set_heads(key, heads)?;
@@ -113,5 +141,18 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_key_once_with_its_last_op_in_order_of_first_touch() {
+        let ops = vec![Op::put("b", "1"), Op::put("a", "2"), Op::delete("b"), Op::put("c", "3"), Op::put("a", "4")];
+        let got: Vec<(&[u8], &Op)> = last_op_per_key(&ops);
+        assert_eq!(got, vec![(&b"b"[..], &ops[2]), (&b"a"[..], &ops[4]), (&b"c"[..], &ops[3])]);
+        assert_eq!(last_op_per_key(&ops[..1]), vec![(&b"b"[..], &ops[0])]);
     }
 }

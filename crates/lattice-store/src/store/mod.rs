@@ -175,7 +175,7 @@ impl Store {
     /// Returns whether the index awaits a recomputation under the policy (see
     /// [`tables::META_RECOMPUTE`]).
     fn init_tables(&mut self) -> Result<bool, StoreError> {
-        let recompute;
+        let mut recompute;
         let tx = self.state.begin_write()?;
         {
             let mut meta = tx.open_table(tables::META)?;
@@ -200,6 +200,13 @@ impl Store {
                 self.clock = Clock::resume(row.hlc, self.config.max_drift_ms);
             }
             recompute = meta.get(tables::META_RECOMPUTE)?.is_some();
+            if tx.delete_table(tables::LEGACY_KV)? {
+                // Heads indexed under an older rule (more than one per author): rebuilt from the
+                // logs. The row makes a crash before the rebuild resume it at the next open.
+                tracing::info!(store = %self.store_id, "the head rule changed; rebuilding the index from the logs");
+                meta.insert(tables::META_RECOMPUTE, [1u8].as_slice())?;
+                recompute = true;
+            }
             tx.open_table(tables::KV)?;
             tx.open_table(tables::AUTHORS)?;
             tx.open_table(tables::ENTRIES)?;
@@ -208,9 +215,7 @@ impl Store {
         }
         tx.commit()?;
         let tx = self.orphans.begin_write()?;
-        tx.open_table(tables::ORPHANS)?;
-        tx.open_multimap_table(tables::WAIT_PREDECESSOR)?;
-        tx.open_multimap_table(tables::WAIT_PARENT)?;
+        orphans::init(&tx)?;
         tx.commit()?;
         self.policy = Policy::load(&self.state, self.identity.author())?;
         Ok(recompute)

@@ -246,11 +246,14 @@ impl Store {
         let now = self.policy.rules();
         let authors: BTreeSet<AuthorId> =
             [before, &now].into_iter().flat_map(|r| r.limits.keys().chain(r.cut_hashes.keys())).copied().collect();
-        let mut lowered = false;
+        let mut lowered = Vec::new();
         for author in authors {
             let Some((after, upto)) = before.changed_range(&now, &author) else { continue };
-            // The rules moved (a limit, a cut-off hash): orphans may be refused now.
-            lowered = true;
+            // The rules moved (a limit, a cut-off hash): orphans past `after` may be refused now.
+            // Orphans of authors not admitted keep waiting for their admission.
+            if self.policy.admits(&author) {
+                lowered.push((author, after));
+            }
             let tip = t.author_row(&author)?.map_or(0, |r| r.seq);
             if after < tip {
                 self.to_recompute.push((author, after, upto.min(tip)));
@@ -259,9 +262,9 @@ impl Store {
         if !self.to_recompute.is_empty() {
             t.state_table(tables::META)?.insert(tables::META_RECOMPUTE, [1u8].as_slice())?;
         }
-        if lowered {
-            let policy = &self.policy;
-            let refused = t.orphan_tables()?.take_where(|e| policy.refuses(e) && policy.admits(&e.author()))?;
+        // Only the orphans of the authors whose rules moved are read: those past the change.
+        for (author, limit) in lowered {
+            let refused = t.orphan_tables()?.take_past(&author, limit)?;
             self.reingest(t, w, refused)?;
         }
         Ok(())

@@ -11,7 +11,7 @@ use super::{Store, visible};
 use crate::error::StoreError;
 use crate::log::RecordReader;
 use crate::missing::MissingEntries;
-use crate::tables::{self, AuthorRow, EntryRow, decode_heads};
+use crate::tables::{self, AuthorRow, EntryRow, UsageRow, decode_heads};
 use crate::types::{KvPairs, StoreStatus};
 
 impl Store {
@@ -74,12 +74,19 @@ impl Store {
         let tx = self.state.begin_read().map_err(redb::Error::from)?;
         let authors = tx.open_table(tables::AUTHORS)?.len()?;
         let otx = self.orphans.begin_read().map_err(redb::Error::from)?;
-        let orphans = otx.open_table(tables::ORPHANS)?.len()?;
+        let meta = otx.open_table(tables::ORPHAN_META)?;
+        let total = UsageRow::read(meta.get(tables::ORPHAN_META_TOTAL)?.as_ref().map(|v| v.value()))?;
+        let orphans_refused = meta
+            .get(tables::ORPHAN_META_REFUSED)?
+            .and_then(|v| v.value().try_into().ok())
+            .map_or(0, u64::from_le_bytes);
         Ok(StoreStatus {
             entries: self.counters.entries,
             authors,
             keys: self.counters.live_keys,
-            orphans,
+            orphans: total.count,
+            orphan_bytes: total.bytes,
+            orphans_refused,
             conflicts: self.counters.conflicts,
             refused: self.counters.refused,
             equivocated: self.policy.equivocated(),

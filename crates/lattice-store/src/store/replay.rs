@@ -11,7 +11,7 @@ use lattice_core::{AuthorId, Clock, Hash, VerifiedEntry};
 use redb::Durability;
 
 use super::{Store, Tables, Work};
-use crate::error::StoreError;
+use crate::error::{IngestError, StoreError};
 use crate::log::{self, AuthorLog, RecordReader};
 use crate::missing::{DecodedChunk, HlcMerge};
 use crate::tables::{self, AuthorRow, Counters};
@@ -189,8 +189,12 @@ impl Store {
                 let missing_parent = t.first_missing_parent(entry, self.policy.proven())?;
                 let have_seq = t.author_row(&author)?.map_or(0, |r| r.seq);
                 let gap = GapInfo { author, have_seq, need_seq: entry.seq() - 1, missing_parent };
-                self.park_gap(t, w, entry, gap, now)?;
-                moved += 1;
+                match self.park_gap(t, w, entry, gap, now) {
+                    Ok(()) => moved += 1,
+                    Err(IngestError::Store(e)) => return Err(e),
+                    // Cut from the log below all the same: sync brings it again.
+                    Err(e) => tracing::warn!(error = %e, "dropping a replayed entry"),
+                }
             }
             let path = self.log_path(&author);
             tracing::warn!(log = %path.display(), offset = first_offset, entries = queue.len(),

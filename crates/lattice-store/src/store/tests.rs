@@ -1,7 +1,8 @@
 //! Unit tests of what only the synchronous store can show: a batch's deferred rows read back
-//! within it, an index commit that fails after the logs were synced, and crashes around a
-//! policy change.
+//! within it, an index commit that fails after the logs were synced, crashes around a policy
+//! change, and tables of older layouts met at open.
 
+use lattice_core::heads::Head;
 use lattice_core::{EntryBuilder, Hash, Hlc, Identity, Op, StoreId, VerifiedEntry};
 
 use super::{Store, wall_ms};
@@ -259,4 +260,83 @@ fn new_dirs_databases_and_logs_are_made_durable_before_the_write_returns() {
     // A reopen creates nothing.
     Store::open(&store_dir, sid, id, StoreConfig::default()).unwrap();
     assert_eq!(durable::take_synced_dirs(), Vec::<std::path::PathBuf>::new());
+}
+
+fn table_names(db: &redb::Database) -> Vec<String> {
+    use redb::{MultimapTableHandle, ReadableDatabase, TableHandle};
+    let tx = db.begin_read().unwrap();
+    let mut names: Vec<String> = tx.list_tables().unwrap().map(|t| t.name().to_string()).collect();
+    names.extend(tx.list_multimap_tables().unwrap().map(|t| t.name().to_string()));
+    names
+}
+
+/// A state.db whose heads were indexed before a key held at most one head per author
+/// (`kv_v1`): the open drops them and rebuilds the index from the logs under the current rule.
+#[test]
+fn heads_indexed_under_the_old_rule_are_rebuilt_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = StoreId::new_random();
+    let id = Identity::generate();
+    let remote = Identity::generate();
+    let mut store = Store::open(dir.path(), sid, id.clone(), StoreConfig::default()).unwrap();
+    let e1 = remote_entry(sid, &remote, 1, Hash::ZERO, vec![], vec![Op::put("k", "1")]);
+    let e2 = remote_entry(sid, &remote, 2, e1.hash(), vec![], vec![Op::put("k", "2")]);
+    ingest_all(&mut store, &[e1.clone(), e2.clone()]);
+    local_put(&mut store, "j", "x").unwrap();
+    store.checkpoint().unwrap();
+    let want = store.get_heads(b"k").unwrap();
+    assert_eq!(want.iter().map(|h| h.hash).collect::<Vec<_>>(), vec![e2.hash()], "e2 replaced e1");
+    // As an older version left it: both of the author's heads, in `kv_v1`.
+    let e1_head =
+        Head { value: b"1".to_vec(), hlc: e1.hlc(), author: remote.author(), hash: e1.hash(), tombstone: false };
+    let old = vec![want[0].clone(), e1_head];
+    let tx = store.state.begin_write().unwrap();
+    tx.delete_table(tables::KV).unwrap();
+    tx.open_table(tables::LEGACY_KV).unwrap().insert(b"k".as_slice(), tables::encode_heads(&old).as_slice()).unwrap();
+    tx.commit().unwrap();
+    drop(store);
+
+    let store = Store::open(dir.path(), sid, id, StoreConfig::default()).unwrap();
+    assert_eq!(store.replayed, 3, "rebuilt from the logs");
+    assert_eq!(store.get_heads(b"k").unwrap(), want);
+    assert_eq!(store.get(b"j").unwrap(), Some(b"x".to_vec()));
+    assert_eq!(store.status().unwrap().conflicts, 0);
+    assert!(!table_names(&store.state).contains(&"kv_v1".to_string()));
+}
+
+/// An orphans.db of the older layout (`orphans_v1` and its wait indexes, no byte totals) still
+/// opens: its tables are dropped (sync brings their entries again), the current ones kept.
+#[test]
+fn an_orphan_buffer_of_the_older_layout_is_dropped_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let sid = StoreId::new_random();
+    let id = Identity::generate();
+    let remote = Identity::generate();
+    let mut store = Store::open(dir.path(), sid, id.clone(), StoreConfig::default()).unwrap();
+    let e1 = remote_entry(sid, &remote, 1, Hash::ZERO, vec![], vec![Op::put("k", "1")]);
+    let e2 = remote_entry(sid, &remote, 2, e1.hash(), vec![], vec![Op::put("k", "2")]);
+    assert!(matches!(ingest_all(&mut store, std::slice::from_ref(&e2))[0], IngestOutcome::Orphaned(_)));
+    store.checkpoint().unwrap();
+    let tx = store.orphans.begin_write().unwrap();
+    {
+        let mut old = tx.open_table(tables::LEGACY_ORPHANS).unwrap();
+        old.insert([7; 32], [0u8; 57].as_slice()).unwrap();
+        let waits: redb::MultimapTableDefinition<([u8; 32], u64), [u8; 32]> =
+            redb::MultimapTableDefinition::new(tables::LEGACY_ORPHAN_WAITS[0]);
+        tx.open_multimap_table(waits).unwrap().insert(([1; 32], 1), [7; 32]).unwrap();
+        let waits: redb::MultimapTableDefinition<[u8; 32], [u8; 32]> =
+            redb::MultimapTableDefinition::new(tables::LEGACY_ORPHAN_WAITS[1]);
+        tx.open_multimap_table(waits).unwrap().insert([2; 32], [7; 32]).unwrap();
+    }
+    tx.commit().unwrap();
+    drop(store);
+
+    let mut store = Store::open(dir.path(), sid, id, StoreConfig::default()).unwrap();
+    let names = table_names(&store.orphans);
+    for legacy in ["orphans_v1", "wait_predecessor_v1", "wait_parent_v1"] {
+        assert!(!names.contains(&legacy.to_string()), "{legacy} left in {names:?}");
+    }
+    assert_eq!(store.status().unwrap().orphans, 1, "the current buffer is kept");
+    assert_eq!(ingest_all(&mut store, &[e1]), [IngestOutcome::Applied { released: 1 }]);
+    assert_eq!(store.get(b"k").unwrap(), Some(b"2".to_vec()));
 }

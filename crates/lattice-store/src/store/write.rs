@@ -1,5 +1,7 @@
 //! Local writes: sign the next entry of our own chain and apply it.
 
+use std::collections::HashSet;
+
 use lattice_core::{EntryBuilder, Hash, Op};
 
 use super::{Store, Tables, Work, visible};
@@ -26,9 +28,10 @@ impl Store {
         // Every node would refuse it: say so rather than write an entry that never applies.
         self.policy.refuse_own_write(tip.map_or(1, |t| t.seq + 1))?;
         let mut parents = Vec::new();
+        let mut cited = HashSet::new();
         for op in &ops {
             for head in t.heads_in(op.key())? {
-                if !parents.contains(&head.hash) {
+                if cited.insert(head.hash) {
                     parents.push(head.hash);
                 }
             }
