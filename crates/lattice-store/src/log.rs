@@ -17,7 +17,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use lattice_core::entry::MAX_ENTRY_BYTES;
@@ -82,8 +82,15 @@ pub struct AuthorLog {
 impl AuthorLog {
     /// Opens (creating if absent) a log whose valid length is known, e.g. after [`recover`].
     pub fn open_at(path: &Path, len: u64) -> Result<Self, LogError> {
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io(path))?;
+        // 0600 whatever the umask: a log holds the store's data (docs/design.md, Data directory).
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io(path))?;
         let actual = file.metadata().map_err(io(path))?.len();
         if actual != len {
             file.set_len(len).map_err(io(path))?;

@@ -31,6 +31,7 @@ mod replay;
 mod write;
 
 use std::collections::HashMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -101,7 +102,15 @@ fn create_db(path: &Path) -> Result<Database, redb::DatabaseError> {
     redb::Builder::new().set_cache_size(DB_CACHE_BYTES).create(path)
 }
 
+/// Opens (or creates) a redb file, mode 0600 whatever the umask (redb creates it with the
+/// process's default mode, so it is set afterwards; this also tightens files of older dirs).
 fn open_db(path: &Path) -> Result<Database, StoreError> {
+    let db = open_or_rebuild_db(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(StoreError::io(path))?;
+    Ok(db)
+}
+
+fn open_or_rebuild_db(path: &Path) -> Result<Database, StoreError> {
     match create_db(path) {
         Ok(db) => Ok(db),
         Err(e @ redb::DatabaseError::DatabaseAlreadyOpen) => Err(e.into()),
@@ -128,7 +137,8 @@ impl Store {
         config: StoreConfig,
     ) -> Result<Self, StoreError> {
         let logs_dir = dir.join("logs");
-        std::fs::create_dir_all(&logs_dir).map_err(StoreError::io(&logs_dir))?;
+        // Every directory created on the way (stores/, the store's, logs/) is 0700.
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&logs_dir).map_err(StoreError::io(&logs_dir))?;
         let state_path = dir.join("state.db");
         let state = open_db(&state_path)?;
         let orphans = open_db(&dir.join("orphans.db"))?;
