@@ -20,6 +20,11 @@ pub struct Cli {
     /// Print one JSON document per command, for scripts
     #[arg(long, global = true)]
     pub json: bool,
+    /// Give up on a `serve` or shell that owns the data dir once it has sent nothing for SECS
+    /// (a busy owner keeps sending; one that is stopped or hung does not)
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

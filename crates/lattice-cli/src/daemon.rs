@@ -26,6 +26,9 @@ use crate::protocol::{self, Conn, Out, PROTOCOL_VERSION, Reply, Request};
 
 /// How long a command waits for a busy data dir (locked, no socket yet) before giving up.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
+/// The keepalive periods an owner accepts: a client can neither make it spin nor overflow
+/// its timer.
+const KEEPALIVE_MS: std::ops::RangeInclusive<u64> = 20..=3_600_000;
 /// Pause between two attempts to claim a busy data dir.
 const CLAIM_RETRY: Duration = Duration::from_millis(20);
 
@@ -33,8 +36,33 @@ const CLAIM_RETRY: Duration = Duration::from_millis(20);
 pub enum Claim {
     /// This process holds the lock.
     Own(DirLock),
-    /// Another process holds it and answers on its socket.
-    Forward(UnixStream),
+    /// Another process holds it and answers on its socket; its pid, as its lock file says.
+    Forward(UnixStream, Option<u32>),
+}
+
+/// The process a client forwards to, as the client waits for it.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner {
+    /// Its pid (from `lattice.lock`), for messages.
+    pub pid: Option<u32>,
+    /// How long it may send nothing before the client gives up (`--timeout`).
+    pub timeout: Duration,
+}
+
+impl Owner {
+    /// How often the owner is asked to say it is alive: well within the client's timeout.
+    fn keepalive(&self) -> Duration {
+        (self.timeout / 4).max(Duration::from_millis(50))
+    }
+
+    /// The line a client prints when the owner has been silent for its whole timeout.
+    fn silent(&self) -> String {
+        let who = match self.pid {
+            Some(pid) => format!("the daemon (pid {pid})"),
+            None => "the daemon".to_string(),
+        };
+        format!("error: {who} sent nothing for {} s; is it stopped?", self.timeout.as_secs())
+    }
 }
 
 /// Takes the lock, or connects to the owner's socket. A dir locked by a process without a socket
@@ -49,7 +77,7 @@ pub async fn claim(dir: &DataDir) -> Result<Claim, NodeError> {
             }
             Err(NodeError::Locked { path, pid }) => {
                 if let Ok(stream) = UnixStream::connect(dir.socket()).await {
-                    return Ok(Claim::Forward(stream));
+                    return Ok(Claim::Forward(stream, pid));
                 }
                 if Instant::now() >= deadline {
                     return Err(NodeError::Locked { path, pid });
@@ -96,29 +124,49 @@ fn print_reply(reply: &Reply) {
             let _ = stdout.write_all(data).and_then(|_| stdout.flush());
         }
         Reply::Stderr { line } => eprintln!("{line}"),
-        Reply::Exit { .. } | Reply::Prompt { .. } => {}
+        Reply::Exit { .. } | Reply::Prompt { .. } | Reply::Alive => {}
     }
 }
 
 /// Sends one command to the owner and relays its output; returns its exit code. Ctrl-C ends the
-/// wait (the owner notices the closed connection and stops the command, e.g. a `watch`).
-pub async fn forward(stream: UnixStream, argv: Vec<String>, stdin: Option<Vec<u8>>, terminal: bool) -> i32 {
+/// wait (the owner notices the closed connection and stops the command, e.g. a `watch`). An
+/// owner that sends nothing for `owner.timeout` (it sends [`Reply::Alive`] while it works) is
+/// given up on: exit 1, naming its pid.
+pub async fn forward(
+    stream: UnixStream,
+    owner: Owner,
+    argv: Vec<String>,
+    stdin: Option<Vec<u8>>,
+    terminal: bool,
+) -> i32 {
     let mut conn = protocol::framed(stream);
-    let request = Request::Run { version: PROTOCOL_VERSION, argv, stdin, terminal };
-    if let Err(e) = protocol::send(&mut conn, &request).await {
-        eprintln!("error: cannot reach the lattice process that owns this data dir: {e}");
-        return 1;
+    let keepalive_ms = u64::try_from(owner.keepalive().as_millis()).unwrap_or(u64::MAX).min(*KEEPALIVE_MS.end());
+    let request = Request::Run { version: PROTOCOL_VERSION, argv, stdin, terminal, keepalive_ms: Some(keepalive_ms) };
+    match tokio::time::timeout(owner.timeout, protocol::send(&mut conn, &request)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("error: cannot reach the lattice process that owns this data dir: {e}");
+            return 1;
+        }
+        Err(_) => {
+            eprintln!("{}", owner.silent());
+            return 1;
+        }
     }
     let relay = async {
         loop {
-            match protocol::recv::<Reply>(&mut conn).await {
-                Ok(Some(Reply::Exit { code })) => return code,
-                Ok(Some(reply)) => print_reply(&reply),
-                Ok(None) => {
+            match tokio::time::timeout(owner.timeout, protocol::recv::<Reply>(&mut conn)).await {
+                Err(_) => {
+                    eprintln!("{}", owner.silent());
+                    return 1;
+                }
+                Ok(Ok(Some(Reply::Exit { code }))) => return code,
+                Ok(Ok(Some(reply))) => print_reply(&reply),
+                Ok(Ok(None)) => {
                     eprintln!("error: the lattice process that owns this data dir closed the connection");
                     return 1;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     eprintln!("error: lost the connection to the lattice process that owns this data dir: {e}");
                     return 1;
                 }
@@ -131,15 +179,19 @@ pub async fn forward(stream: UnixStream, argv: Vec<String>, stdin: Option<Vec<u8
     }
 }
 
-/// Asks the owner which store a shell prompt should show.
-pub async fn remote_prompt(dir: &DataDir) -> Option<String> {
-    let stream = UnixStream::connect(dir.socket()).await.ok()?;
-    let mut conn = protocol::framed(stream);
-    protocol::send(&mut conn, &Request::Prompt { version: PROTOCOL_VERSION }).await.ok()?;
-    match protocol::recv::<Reply>(&mut conn).await {
-        Ok(Some(Reply::Prompt { store })) => store,
-        _ => None,
-    }
+/// Asks the owner which store a shell prompt should show (`None` if it does not answer within
+/// `timeout`).
+pub async fn remote_prompt(dir: &DataDir, timeout: Duration) -> Option<String> {
+    let ask = async {
+        let stream = UnixStream::connect(dir.socket()).await.ok()?;
+        let mut conn = protocol::framed(stream);
+        protocol::send(&mut conn, &Request::Prompt { version: PROTOCOL_VERSION }).await.ok()?;
+        match protocol::recv::<Reply>(&mut conn).await {
+            Ok(Some(Reply::Prompt { store })) => store,
+            _ => None,
+        }
+    };
+    tokio::time::timeout(timeout, ask).await.ok().flatten()
 }
 
 /// The control socket of a long-running owner. Every connection task is tracked; [`stop`]
@@ -220,7 +272,7 @@ async fn serve_connection(stream: UnixStream, engine: Arc<Engine>, cancel: Cance
             );
             let _ = reply_error(&mut conn, line, 1).await;
         }
-        Request::Run { argv, stdin, terminal, .. } => {
+        Request::Run { argv, stdin, terminal, keepalive_ms, .. } => {
             let cli = match parse_words(&argv) {
                 Ok(cli) => cli,
                 Err(e) => {
@@ -229,20 +281,29 @@ async fn serve_connection(stream: UnixStream, engine: Arc<Engine>, cancel: Cance
                 }
             };
             let opts = RunOptions { terminal, local: false, stop: Some(cancel) };
-            run_for_client(conn, &engine, &cli, stdin, opts).await;
+            let keepalive =
+                keepalive_ms.map(|ms| Duration::from_millis(ms.clamp(*KEEPALIVE_MS.start(), *KEEPALIVE_MS.end())));
+            run_for_client(conn, &engine, &cli, stdin, opts, keepalive).await;
         }
     }
 }
 
 /// Runs a forwarded command, relaying its output as it is produced, then its exit code.
-async fn run_for_client(conn: Conn, engine: &Engine, cli: &Cli, stdin: Option<Vec<u8>>, opts: RunOptions) {
+async fn run_for_client(
+    conn: Conn,
+    engine: &Engine,
+    cli: &Cli,
+    stdin: Option<Vec<u8>>,
+    opts: RunOptions,
+    keepalive: Option<Duration>,
+) {
     let (out, rx) = Out::channel();
     let run = async {
         let code = commands::run(engine, cli, stdin, opts, &out).await;
         drop(out);
         code
     };
-    let (code, conn) = tokio::join!(run, relay(conn, rx));
+    let (code, conn) = tokio::join!(run, relay(conn, rx, keepalive));
     if let Some(mut conn) = conn {
         let _ = protocol::send(&mut conn, &Reply::Exit { code }).await;
     }
@@ -250,14 +311,27 @@ async fn run_for_client(conn: Conn, engine: &Engine, cli: &Cli, stdin: Option<Ve
 
 /// Sends replies to the client until the command's output ends (then gives the connection
 /// back for the exit code), or until the client goes away. `rx` is dropped as the relay ends,
-/// which closes the command's `Out`, so a `watch` for a departed client ends.
-async fn relay(mut conn: Conn, mut rx: mpsc::UnboundedReceiver<Reply>) -> Option<Conn> {
+/// which closes the command's `Out`, so a `watch` for a departed client ends. With `keepalive`,
+/// [`Reply::Alive`] goes out whenever that long has passed since the last frame.
+async fn relay(mut conn: Conn, mut rx: mpsc::UnboundedReceiver<Reply>, keepalive: Option<Duration>) -> Option<Conn> {
+    let period = keepalive.unwrap_or(Duration::MAX);
+    let alive = tokio::time::sleep(period);
+    tokio::pin!(alive);
     loop {
         tokio::select! {
+            () = &mut alive, if keepalive.is_some() => {
+                if protocol::send(&mut conn, &Reply::Alive).await.is_err() {
+                    return None;
+                }
+                alive.as_mut().reset(Instant::now() + period);
+            }
             reply = rx.recv() => match reply {
                 Some(reply) => {
                     if protocol::send(&mut conn, &reply).await.is_err() {
                         return None;
+                    }
+                    if keepalive.is_some() {
+                        alive.as_mut().reset(Instant::now() + period);
                     }
                 }
                 None => return Some(conn),

@@ -125,14 +125,21 @@ impl Engine {
             None if self.dir.is_initialised() => Arc::new(Node::open(self.dir.clone(), self.lock.clone()).await?),
             None => Arc::new(Node::init(self.dir.clone(), self.lock.clone(), name.clone()).await?),
         };
-        self.stop_network().await;
-        let node = lattice_node::join(node, peer, name, self.net_config.clone(), progress).await?;
-        *slot = Some(node.clone());
+        self.stop_network(true).await;
+        let joined = lattice_node::join(node, peer, name, self.net_config.clone(), progress).await;
+        if let Ok(node) = &joined {
+            *slot = Some(node.clone());
+        }
         drop(slot);
         if self.role != Role::OneShot {
-            self.network().await?;
+            // Back on the network even after a failed join (the node reopens from disk).
+            match self.network().await {
+                Ok(_) => {}
+                Err(e) if joined.is_ok() => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "cannot restart the network after a failed join"),
+            }
         }
-        Ok(node)
+        joined
     }
 
     /// The node's network, started on first use (a long-running owner starts it eagerly).
@@ -179,17 +186,21 @@ impl Engine {
         })
     }
 
-    async fn stop_network(&self) {
+    /// Stops the network. With `rebind` (it starts again soon), a fixed `--bind` port is free
+    /// again when this returns; at exit there is no need to wait for that.
+    async fn stop_network(&self, rebind: bool) {
         let net = self.net.lock().await.take();
-        if let Some(net) = net {
-            net.shutdown().await;
+        match net {
+            Some(net) if rebind => net.stop().await,
+            Some(net) => net.shutdown().await,
+            None => {}
         }
     }
 
     /// Ends running watches, leaves the network and closes every open store.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
         self.cancel.cancel();
-        self.stop_network().await;
+        self.stop_network(false).await;
         let node = self.node.lock().await.take();
         match node {
             Some(node) => node.shutdown().await,

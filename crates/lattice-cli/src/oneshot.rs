@@ -2,12 +2,13 @@
 //! the process that owns the dir.
 
 use std::io::{IsTerminal, Read};
+use std::time::Duration;
 
 use lattice_node::{DataDir, NodeError};
 
 use crate::cli::{Cli, Command};
 use crate::commands::RunOptions;
-use crate::daemon::{self, Claim, ControlServer};
+use crate::daemon::{self, Claim, ControlServer, Owner};
 use crate::engine::{Engine, Role};
 use crate::failure::report;
 
@@ -32,7 +33,10 @@ pub async fn run(cli: Cli, argv: Vec<String>) -> i32 {
     let terminal = std::io::stdout().is_terminal();
     match daemon::claim(&dir).await {
         Ok(Claim::Own(lock)) => run_owned(&cli, &command, dir, lock, stdin, terminal).await,
-        Ok(Claim::Forward(stream)) => daemon::forward(stream, argv, stdin, terminal).await,
+        Ok(Claim::Forward(stream, pid)) => {
+            let owner = Owner { pid, timeout: Duration::from_secs(cli.timeout) };
+            daemon::forward(stream, owner, argv, stdin, terminal).await
+        }
         Err(e) => report(&e),
     }
 }

@@ -10,6 +10,7 @@
 //! -> {"type":"run","version":1,"argv":["put","k","-"],"stdin":"AAEC","terminal":false}
 //! <- {"type":"stdout","data":"b2sK"}            (base64: output is bytes)
 //! <- {"type":"stderr","line":"error: ..."}
+//! <- {"type":"alive"}                          (only if the request set keepalive_ms)
 //! <- {"type":"exit","code":0}
 //! ```
 
@@ -41,6 +42,11 @@ pub enum Request {
         /// The client shows output line by line (a shell or a terminal), see `RunOptions`.
         #[serde(default)]
         terminal: bool,
+        /// While the command runs, send [`Reply::Alive`] at least this often (milliseconds),
+        /// so a client that gives up on a silent owner does not give up on a busy one. Absent:
+        /// never (an older client, which would not know the frame).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keepalive_ms: Option<u64>,
     },
     /// Which store a shell prompt should show.
     Prompt { version: u32 },
@@ -62,6 +68,8 @@ pub enum Reply {
     Prompt {
         store: Option<String>,
     },
+    /// The owner is still running the command (sent only when the request asked for it).
+    Alive,
 }
 
 /// A framed control connection.
@@ -164,16 +172,21 @@ mod tests {
             argv: vec!["put".into(), "k".into(), "-".into()],
             stdin: Some(vec![0, 1, 2]),
             terminal: false,
+            keepalive_ms: None,
         };
         let text = serde_json::to_string(&req).unwrap();
         assert_eq!(text, r#"{"type":"run","version":1,"argv":["put","k","-"],"stdin":"AAEC","terminal":false}"#);
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);
+        let keepalive = Request::Run { version: 1, argv: vec![], stdin: None, terminal: true, keepalive_ms: Some(500) };
+        let text = serde_json::to_string(&keepalive).unwrap();
+        assert_eq!(text, r#"{"type":"run","version":1,"argv":[],"terminal":true,"keepalive_ms":500}"#);
+        assert_eq!(serde_json::to_string(&Reply::Alive).unwrap(), r#"{"type":"alive"}"#);
         let reply = Reply::Stdout { data: b"ok\n".to_vec() };
         let text = serde_json::to_string(&reply).unwrap();
         assert_eq!(text, r#"{"type":"stdout","data":"b2sK"}"#);
         assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), reply);
         let no_stdin: Request = serde_json::from_str(r#"{"type":"run","version":1,"argv":[]}"#).unwrap();
-        assert!(matches!(no_stdin, Request::Run { stdin: None, terminal: false, .. }));
+        assert!(matches!(no_stdin, Request::Run { stdin: None, terminal: false, keepalive_ms: None, .. }));
     }
 
     #[tokio::test]

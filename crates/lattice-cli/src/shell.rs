@@ -12,6 +12,7 @@
 use std::io::{BufRead, IsTerminal};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::CommandFactory;
 use clap::error::ErrorKind as ClapErrorKind;
@@ -28,7 +29,7 @@ use tokio::runtime::Runtime;
 
 use crate::cli::{Cli, command_names, parse_words};
 use crate::commands::RunOptions;
-use crate::daemon::{self, Claim, ControlServer};
+use crate::daemon::{self, Claim, ControlServer, Owner};
 use crate::engine::{Engine, Role};
 use crate::failure::exit_code;
 use crate::words;
@@ -38,7 +39,7 @@ enum Backend {
     /// This shell owns the data dir and serves the control socket.
     Local { engine: Arc<Engine>, server: ControlServer },
     /// Another process owns it; every line is forwarded.
-    Remote,
+    Remote(Owner),
 }
 
 struct Session<'rt> {
@@ -84,7 +85,7 @@ pub fn run(rt: &Runtime, cli: Cli) -> i32 {
                 }
             }
         }
-        Ok(Claim::Forward(_probe)) => Backend::Remote,
+        Ok(Claim::Forward(_probe, pid)) => Backend::Remote(Owner { pid, timeout: Duration::from_secs(cli.timeout) }),
         Err(e) => {
             eprintln!("error: {e}");
             return exit_code(e.kind());
@@ -176,7 +177,7 @@ impl Session<'_> {
     fn prompt_store(&self) -> Option<String> {
         match &self.backend {
             Backend::Local { engine, .. } => self.rt.block_on(engine.prompt_store()),
-            Backend::Remote => self.rt.block_on(daemon::remote_prompt(&self.dir)),
+            Backend::Remote(owner) => self.rt.block_on(daemon::remote_prompt(&self.dir, owner.timeout)),
         }
     }
 
@@ -217,9 +218,9 @@ impl Session<'_> {
         let opts = RunOptions { terminal: true, local: true, stop: None };
         Some(match &self.backend {
             Backend::Local { engine, .. } => self.rt.block_on(daemon::run_here(engine, &cli, None, opts)),
-            Backend::Remote => self.rt.block_on(async {
+            Backend::Remote(owner) => self.rt.block_on(async {
                 match UnixStream::connect(self.dir.socket()).await {
-                    Ok(stream) => daemon::forward(stream, words, None, true).await,
+                    Ok(stream) => daemon::forward(stream, *owner, words, None, true).await,
                     Err(e) => {
                         eprintln!(
                             "error: the lattice process that owned {} has gone ({e}); restart the shell",

@@ -170,3 +170,92 @@ fn a_local_watch_owns_the_dir_and_serves_other_commands() {
     assert!(!l.socket().exists());
     assert_eq!(l.run(&["get", "k"]).ok().stdout, b"v");
 }
+
+fn node_id(l: &Lattice) -> String {
+    l.run(&["--json", "status"]).ok().json()["node_id"].as_str().unwrap().to_string()
+}
+
+/// A loopback UDP port that was free a moment ago (as the acceptance scripts pick one).
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `join` forwarded to a daemon bound to a fixed port restarts that daemon's network on the same
+/// port, twice inside the join and once after: each time the port must really be free. A fresh
+/// joiner each try, killed once it has joined (a growing mesh of live daemons would make every
+/// try slower than the last on a small machine).
+#[test]
+fn join_through_a_running_daemon_on_a_fixed_port_never_fails() {
+    const TRIES: usize = 20;
+    let a = Lattice::init();
+    let mut serve_a = a.serve();
+    let a_status = a.run(&["--json", "status"]).ok().json();
+    let a_id = a_status["node_id"].as_str().unwrap().to_string();
+    let a_addr = a_status["listen_addrs"][0].as_str().unwrap().to_string();
+    for i in 0..TRIES {
+        let j = Lattice::init();
+        let bind = format!("127.0.0.1:{}", free_port());
+        let mut serve_j = j.serve_at(&bind);
+        a.run(&["invite", &node_id(&j)]).ok();
+        let joined = j.run(&["--json", "join", &format!("{a_id}@{a_addr}")]);
+        assert_eq!(joined.code, 0, "join {i} of {TRIES} failed: {}", joined.stderr);
+        assert_eq!(joined.json()["current_store"], "default");
+        // The daemon is back on the network, on its own port.
+        let status = j.run(&["--json", "status"]).ok().json();
+        assert_eq!(status["listen_addrs"][0], bind.as_str(), "{status}");
+        signal(&serve_j, libc::SIGKILL);
+        wait_exit(&mut serve_j);
+    }
+    signal(&serve_a, libc::SIGKILL);
+    wait_exit(&mut serve_a);
+}
+
+/// A daemon that sends nothing (stopped with SIGSTOP) is given up on after `--timeout`: exit 1,
+/// one line naming its pid. Once it runs again it answers as before.
+#[test]
+fn a_stopped_daemon_is_given_up_on_after_the_timeout() {
+    let l = Lattice::init();
+    let mut serve = l.serve();
+    let pid = serve.id();
+    signal(&serve, libc::SIGSTOP);
+    let stuck = l.run(&["--timeout", "2", "put", "k", "v"]);
+    stuck.fails(1, &format!("error: the daemon (pid {pid}) sent nothing for 2 s; is it stopped?"));
+    l.run(&["--timeout", "1", "get", "k"]).fails(1, &format!("(pid {pid})"));
+    let zero = l.run(&["--timeout", "0", "get", "k"]);
+    assert_eq!(zero.code, 2, "a zero timeout is a usage error: {}", zero.stderr);
+    signal(&serve, libc::SIGCONT);
+    // (The put above may still land once the daemon runs: another key shows it answers.)
+    l.run(&["put", "k2", "w"]).ok();
+    assert_eq!(l.run(&["--timeout", "2", "get", "k2"]).ok().stdout, b"w");
+    signal(&serve, libc::SIGTERM);
+    assert!(wait_exit(&mut serve).success());
+}
+
+/// A forwarded `watch` with nothing to report is not cut by `--timeout`: the daemon says it is
+/// alive while the command runs.
+#[test]
+fn a_quiet_forwarded_watch_outlives_the_timeout() {
+    let l = Lattice::init();
+    let mut serve = l.serve();
+    let mut watch = l
+        .command(&["--timeout", "1", "watch", "^w/"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = Lines::new(watch.stdout.take().unwrap());
+    Lines::new(watch.stderr.take().unwrap()).wait_for("watching");
+    // Several timeouts' worth of silence: the watch must still be running throughout.
+    let quiet = std::time::Instant::now();
+    common::wait_until("three quiet seconds", || {
+        assert!(watch.try_wait().unwrap().is_none(), "the watch was cut while quiet");
+        quiet.elapsed() > std::time::Duration::from_secs(3)
+    });
+    l.run(&["put", "w/1", "one"]).ok();
+    assert_eq!(out.wait_for("w/1"), "put w/1 one");
+    signal(&watch, libc::SIGINT);
+    wait_exit(&mut watch);
+    signal(&serve, libc::SIGTERM);
+    assert!(wait_exit(&mut serve).success());
+}

@@ -88,9 +88,9 @@ fn invite_join_put_sync_get_across_two_daemons() {
     }
 }
 
-/// Fills `l`'s store `uuid` with `n` entries written by `l`'s own identity, directly through the
-/// store (the data dir must not be owned by a running process).
-fn fill_store(l: &Lattice, uuid: &str, n: usize) {
+/// Adds entries `bulk/{from..to}` to `l`'s store `uuid`, written by `l`'s own identity, directly
+/// through the store (the data dir must not be owned by a running process).
+fn fill_store(l: &Lattice, uuid: &str, from: usize, to: usize) {
     use lattice_store::KvStore;
     let identity = lattice_store::load_identity(&l.dir.join("identity.key")).unwrap();
     let id = lattice_core::StoreId::parse(uuid).unwrap();
@@ -102,7 +102,7 @@ fn fill_store(l: &Lattice, uuid: &str, n: usize) {
         for t in 0..32 {
             let s = store.clone();
             tasks.spawn(async move {
-                for i in (t..n).step_by(32) {
+                for i in (from + t..to).step_by(32) {
                     s.put(format!("bulk/{i:06}").into_bytes(), vec![b'v'; 512]).await.unwrap();
                 }
             });
@@ -120,39 +120,67 @@ fn entries_of(l: &Lattice, store: &str) -> u64 {
     stores.iter().find(|s| s["name"] == store).map(|s| s["entries"].as_u64().unwrap()).unwrap_or(0)
 }
 
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
 /// Roadmap scenario 4: a node killed (SIGKILL) in the middle of a large sync restarts with a
 /// valid store and the next sync finishes the job.
+///
+/// "In the middle" is made sure of: once part of the data has reached b's log, the sender is
+/// frozen (SIGSTOP) so no more can arrive, then b is killed. Should the whole sync still have
+/// landed first, a larger batch of entries is added and the kill tried again.
 #[test]
 fn node_killed_mid_sync_restarts_valid_and_finishes() {
     const N: usize = 20_000;
-    let Pair { a, b, mut serve_a, a_status, a_id, b_id, addr } = Pair::start();
+    const ATTEMPTS: u32 = 3;
+    let Pair { a, b, serve_a, a_status, a_id, b_id, addr } = Pair::start();
     let uuid = a_status["stores"].as_array().unwrap().iter().find(|s| s["name"] == "default").unwrap()["uuid"]
         .as_str()
         .unwrap()
         .to_string();
     a.run(&["invite", &b_id]).ok();
     b.run(&["join", &format!("{a_id}@{addr}")]).ok();
-    signal(&serve_a, libc::SIGTERM);
-    assert!(wait_exit(&mut serve_a).success());
-    fill_store(&a, &uuid, N);
-    // Same address as before: b knows a by it.
-    let mut serve_a = a.serve_at(&addr);
-
-    // b syncs as a one-shot process; kill it as soon as part of the store has arrived.
     let log = b.dir.join("stores").join(&uuid).join("logs").join(format!("{a_id}.log"));
-    let mut sync =
-        b.command(&["sync"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    wait_until("the sync has started writing", || std::fs::metadata(&log).map(|m| m.len() > 0).unwrap_or(false));
-    signal(&sync, libc::SIGKILL);
-    let _ = wait_exit(&mut sync);
+    let mut serve_a = serve_a;
+    let (mut total, mut before, mut partial) = (0usize, 0u64, 0u64);
+    for attempt in 0..ATTEMPTS {
+        signal(&serve_a, libc::SIGTERM);
+        assert!(wait_exit(&mut serve_a).success());
+        let more = N << attempt;
+        fill_store(&a, &uuid, total, total + more);
+        total += more;
+        // Same address as before: b knows a by it.
+        serve_a = a.serve_at(&addr);
 
-    // The store opens (torn tail repaired, index replayed) and holds a prefix of a's log.
-    let partial = entries_of(&b, "default");
-    assert!(partial > 0, "kept what arrived before the kill");
+        // b syncs as a one-shot process; as soon as part of the new entries has arrived, a
+        // stops sending (frozen), and b is killed.
+        before = entries_of(&b, "default");
+        let logged = file_len(&log);
+        let mut sync = b
+            .command(&["sync"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("the sync has started writing", || file_len(&log) > logged);
+        signal(&serve_a, libc::SIGSTOP);
+        signal(&sync, libc::SIGKILL);
+        let _ = wait_exit(&mut sync);
+        signal(&serve_a, libc::SIGCONT);
+
+        // The store opens (torn tail repaired, index replayed) and holds a prefix of a's log.
+        partial = entries_of(&b, "default");
+        eprintln!("attempt {attempt}: killed after {partial} of {total} entries (had {before})");
+        if (partial as usize) < total {
+            break;
+        }
+    }
+    assert!(partial > before, "kept what arrived before the kill: {partial} (had {before})");
+    assert!((partial as usize) < total, "the kill landed mid-sync: {partial} of {total}");
     b.run(&["sync"]).ok();
-    assert_eq!(entries_of(&b, "default") as usize, N, "the next sync completes");
-    assert_eq!(b.run(&["get", &format!("bulk/{:06}", N - 1)]).ok().stdout, vec![b'v'; 512]);
-    eprintln!("killed after {partial} of {N} entries");
+    assert_eq!(entries_of(&b, "default") as usize, total, "the next sync completes");
+    assert_eq!(b.run(&["get", &format!("bulk/{:06}", total - 1)]).ok().stdout, vec![b'v'; 512]);
     signal(&serve_a, libc::SIGTERM);
     assert!(wait_exit(&mut serve_a).success());
 }

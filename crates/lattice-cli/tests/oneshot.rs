@@ -285,3 +285,74 @@ fn concurrent_one_shot_commands_take_turns() {
     }
     assert_eq!(l.run(&["list", "c"]).ok().out().lines().count(), 8);
 }
+
+/// Every file and directory under `dir` that group or other may access (the socket aside).
+fn exposed(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.permissions().mode() & 0o077 != 0 && !path.ends_with("lattice.sock") {
+            out.push(format!("{} {:o}", path.display(), meta.permissions().mode() & 0o777));
+        }
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    out
+}
+
+/// `cmd` with umask 0: whatever the data dir ends up with, lattice chose it.
+fn without_umask(mut cmd: std::process::Command) -> common::Run {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn init_makes_the_data_dir_and_everything_in_it_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let l = Lattice::new();
+    std::fs::create_dir_all(&l.dir).unwrap();
+    std::fs::set_permissions(&l.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    without_umask(l.command(&["init", "--name", "n"])).ok();
+    assert_eq!(std::fs::metadata(&l.dir).unwrap().permissions().mode() & 0o777, 0o700);
+    // Files made after init too: a new store (its dir, logs, indexes), a log, an archive.
+    without_umask(l.command(&["create-store", "photos"])).ok();
+    without_umask(l.command(&["--store", "photos", "put", "k", "v"])).ok();
+    without_umask(l.command(&["delete-store", "photos"])).ok();
+    assert!(l.dir.join("archive").is_dir());
+    assert_eq!(exposed(&l.dir), Vec::<String>::new(), "group/other-accessible after init");
+    // A fresh dir made by init itself (no umask either).
+    let fresh = Lattice::new();
+    without_umask(fresh.command(&["init"])).ok();
+    assert_eq!(exposed(&fresh.dir), Vec::<String>::new());
+}
+
+#[test]
+fn a_data_dir_open_to_group_or_other_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let l = Lattice::init();
+    l.run(&["put", "k", "v"]).ok();
+    let dir = l.dir.display().to_string();
+    for mode in [0o750, 0o701, 0o755] {
+        std::fs::set_permissions(&l.dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let line = format!("data dir {dir} is accessible by group/other; run chmod 700 {dir}");
+        l.run(&["get", "k"]).fails(1, &line);
+        l.run(&["serve"]).fails(1, "run chmod 700");
+    }
+    std::fs::set_permissions(&l.dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(l.run(&["get", "k"]).ok().stdout, b"v");
+}

@@ -5,6 +5,7 @@
 //! on macOS). The path is made absolute once, so a daemon and its clients agree on it.
 
 use std::ffi::OsString;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use lattice_core::StoreId;
@@ -113,6 +114,22 @@ impl DataDir {
             .map_err(|source| NodeError::io(format!("cannot create data dir {}", self.root.display()), source))
     }
 
+    /// Makes the data dir 0700 (`init` does, so a dir that existed before keeps no looser mode).
+    pub fn make_private(&self) -> Result<(), NodeError> {
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))
+            .map_err(|source| NodeError::io(format!("cannot chmod data dir {}", self.root.display()), source))
+    }
+
+    /// Fails with [`NodeError::Exposed`] if group or other have any access to the data dir.
+    pub fn require_private(&self) -> Result<(), NodeError> {
+        let meta = std::fs::metadata(&self.root)
+            .map_err(|source| NodeError::io(format!("cannot read data dir {}", self.root.display()), source))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(NodeError::Exposed(self.root.clone()));
+        }
+        Ok(())
+    }
+
     /// Fails with [`NodeError::NotInitialised`] unless `init` has completed here.
     pub fn require_initialised(&self) -> Result<(), NodeError> {
         if self.is_initialised() { Ok(()) } else { Err(NodeError::NotInitialised(self.root.clone())) }
@@ -128,7 +145,10 @@ impl DataDir {
         }
         let archive = self.archive_dir();
         let created = !archive.exists();
-        std::fs::create_dir_all(&archive)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&archive)
             .map_err(|e| NodeError::io(format!("cannot create {}", archive.display()), e))?;
         let to = self.archived_store(id);
         if to.exists() {

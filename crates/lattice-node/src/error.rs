@@ -33,6 +33,9 @@ pub enum NodeError {
         /// The owner's pid, as it wrote it into `lattice.lock`.
         pid: Option<u32>,
     },
+    /// The data dir (it holds the secret key) may be read or entered by group or other.
+    #[error("data dir {} is accessible by group/other; run chmod 700 {}", .0.display(), .0.display())]
+    Exposed(PathBuf),
     /// A store (or other named thing) that does not exist; the message names it.
     #[error("{0}")]
     NotFound(String),

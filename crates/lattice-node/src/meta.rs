@@ -3,6 +3,7 @@
 //! Tables are declared in [`crate::tables`]. Every write commits with redb's default (immediate)
 //! durability: these writes are rare and must survive a crash.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use lattice_core::{AuthorId, StoreId};
@@ -112,6 +113,9 @@ impl MetaDb {
     /// Creates a new `meta.db` at `path` with its tables, the schema version and the root store.
     pub(crate) fn create(path: &Path, root: StoreId) -> Result<MetaDb, NodeError> {
         let db = Database::create(path).map_err(db_err)?;
+        // redb creates the file with the process's default mode; meta.db is private (0600).
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| NodeError::io(format!("cannot chmod {}", path.display()), e))?;
         let meta = MetaDb { db };
         let tx = meta.db.begin_write().map_err(db_err)?;
         {

@@ -25,6 +25,10 @@ use crate::time::{now_ms, rfc3339};
 
 /// How long one peer may take for a whole `sync` before it is skipped.
 const PEER_SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait, after [`Network::stop`], for the endpoint's fixed port to be free again.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often [`Network::stop`] checks whether the port is free.
+const RELEASE_POLL: Duration = Duration::from_millis(10);
 
 /// What the network layer may ask of the node (its [`NodeContext`]).
 pub struct NodeCtx {
@@ -212,6 +216,8 @@ pub struct Network {
     presence: Presence,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// The address asked for (`--bind`): a fixed port must be free again after [`Self::stop`].
+    bind: SocketAddr,
 }
 
 impl Network {
@@ -220,11 +226,13 @@ impl Network {
     pub async fn start(node: Arc<Node>, config: NetConfig) -> Result<Network, NodeError> {
         let ctx = Arc::new(NodeCtx { node: node.clone() });
         let identity = node.identity().clone();
+        let bind = config.bind;
         let server = Arc::new(LatticeServer::bind(ctx, &identity, config).await?);
         let network = Network {
             presence: Presence { node, server, expelled: Default::default() },
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            bind,
         };
         // Announce our addresses before the stores join the mesh: their first sync carries it.
         network.publish_addrs().await?;
@@ -297,11 +305,51 @@ impl Network {
     }
 
     /// Stops following the root store, then shuts the server down (mesh tasks, router, endpoint).
+    /// The UDP sockets stay bound until the network is dropped: to bind the same port again,
+    /// use [`stop`](Self::stop).
     pub async fn shutdown(&self) {
         self.cancel.cancel();
         self.tasks.close();
         self.tasks.wait().await;
         self.presence.server.shutdown().await;
+    }
+
+    /// [`shutdown`](Self::shutdown), then drops this reference and, if the endpoint was bound to
+    /// a fixed port, waits (up to [`RELEASE_TIMEOUT`]) until that port can be bound again.
+    ///
+    /// iroh closes an endpoint's UDP sockets only once every clone of the endpoint is dropped,
+    /// and then on a blocking thread, after `Endpoint::close` has returned: a network started
+    /// right after a plain shutdown on the same port found it still bound about half the time.
+    pub async fn stop(self: Arc<Self>) {
+        let fixed: Vec<SocketAddr> = match self.bind.port() {
+            0 => Vec::new(),
+            _ => self.listen_addrs(),
+        };
+        self.shutdown().await;
+        drop(self);
+        for addr in fixed {
+            if !released(addr).await {
+                tracing::warn!(%addr, "the network's port is still bound after its shutdown");
+            }
+        }
+    }
+}
+
+/// Waits until `addr` (a UDP address this process had bound) can be bound again; false if it
+/// still cannot after [`RELEASE_TIMEOUT`].
+async fn released(addr: SocketAddr) -> bool {
+    let deadline = tokio::time::Instant::now() + RELEASE_TIMEOUT;
+    loop {
+        match std::net::UdpSocket::bind(addr) {
+            // Closed at once: the probe does not hold the port.
+            Ok(_probe) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(RELEASE_POLL).await;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return false,
+            // Any other refusal is not ours to wait for; the next bind reports it.
+            Err(_) => return true,
+        }
     }
 }
 
@@ -344,8 +392,7 @@ pub async fn join(
         Ok::<_, NetError>(joined)
     }
     .await;
-    network.shutdown().await;
-    drop(network);
+    Arc::new(network).stop().await;
     let joined = asked?;
     let Some((genesis, nonce)) = joined.binding else {
         return Err(NodeError::Invalid(format!(
@@ -393,7 +440,7 @@ pub async fn join(
         Ok::<_, NodeError>(())
     }
     .await;
-    network.shutdown().await;
+    Arc::new(network).stop().await;
     result?;
     Ok(node)
 }

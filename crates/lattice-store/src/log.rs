@@ -17,7 +17,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use lattice_core::entry::MAX_ENTRY_BYTES;
@@ -84,7 +84,8 @@ impl AuthorLog {
     /// A new log's name is made durable (its directory fsynced) before this returns, so a
     /// record acknowledged after [`sync`](Self::sync) cannot vanish with its file in a crash.
     pub fn open_at(path: &Path, len: u64) -> Result<Self, LogError> {
-        let file = match OpenOptions::new().read(true).write(true).create_new(true).open(path) {
+        // 0600 whatever the umask: a log holds the store's data (docs/design.md, Data directory).
+        let file = match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path) {
             Ok(file) => {
                 crate::durable::created(path).map_err(io(path))?;
                 file

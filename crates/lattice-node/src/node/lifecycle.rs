@@ -31,6 +31,8 @@ impl Node {
             Some(n) => n,
             None => hostname(),
         };
+        // A dir that existed before `init` (e.g. made by `mkdir`, 0755) becomes private too.
+        dir.make_private()?;
         let key_path = dir.identity_key();
         let identity = if key_path.exists() {
             tracing::info!(path = %key_path.display(), "reusing the existing identity key");
@@ -80,6 +82,7 @@ impl Node {
     /// Opens an initialised data dir and reconciles local stores with the root store.
     pub async fn open(dir: DataDir, lock: Arc<DirLock>) -> Result<Node, NodeError> {
         dir.require_initialised()?;
+        dir.require_private()?;
         let identity = lattice_store::load_identity(&dir.identity_key())?;
         let meta = MetaDb::open(&dir.meta_db())?;
         let root = meta.root_store()?;

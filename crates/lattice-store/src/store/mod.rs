@@ -31,6 +31,7 @@ mod replay;
 mod write;
 
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -102,9 +103,17 @@ fn create_db(path: &Path) -> Result<Database, redb::DatabaseError> {
     redb::Builder::new().set_cache_size(DB_CACHE_BYTES).create(path)
 }
 
+/// Opens (or creates) a redb file, mode 0600 whatever the umask (redb creates it with the
+/// process's default mode, so it is set afterwards; this also tightens files of older dirs).
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    let db = open_or_rebuild_db(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(StoreError::io(path))?;
+    Ok(db)
+}
+
 /// Opens the database at `path`, creating it if absent; a new file's name is made durable before
 /// anything is committed in it.
-fn open_db(path: &Path) -> Result<Database, StoreError> {
+fn open_or_rebuild_db(path: &Path) -> Result<Database, StoreError> {
     let existed = path.exists();
     let db = match create_db(path) {
         Ok(db) => db,
@@ -138,7 +147,8 @@ impl Store {
         config: StoreConfig,
     ) -> Result<Self, StoreError> {
         let logs_dir = dir.join("logs");
-        durable::create_dir_all(&logs_dir).map_err(StoreError::io(&logs_dir))?;
+        // Every directory created on the way (stores/, the store's, logs/) is 0700, and durable.
+        durable::create_dir_all_mode(&logs_dir, 0o700).map_err(StoreError::io(&logs_dir))?;
         let state_path = dir.join("state.db");
         let state = open_db(&state_path)?;
         let orphans = open_db(&dir.join("orphans.db"))?;
