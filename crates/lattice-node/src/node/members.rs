@@ -43,7 +43,7 @@ impl Node {
         if plane.status(peer) == Some(MemberStatus::Active) {
             return Err(NodeError::Exists(format!("node {peer} is already an active member")));
         }
-        let root = self.stores.get(self.root).await?;
+        let root = self.writer(&self.root_store()).await?;
         let mut ops = vec![node_status_op(peer, MemberStatus::Invited)];
         if role == Role::Admin || plane.role(peer) == Role::Admin {
             ops.push(node_role_op(peer, role));
@@ -89,7 +89,7 @@ impl Node {
             }
         }
         let ops = vec![node_status_op(peer, MemberStatus::Removed), node_cutoff_op(peer, &cutoffs)];
-        self.stores.get(self.root).await?.batch(ops).await?;
+        self.writer(&self.root_store()).await?.batch(ops).await?;
         Ok(())
     }
 
@@ -103,7 +103,7 @@ impl Node {
         if !plane.status(peer).is_some_and(MemberStatus::is_member) {
             return Err(NodeError::NotFound(format!("node {peer} is not a member of this mesh")));
         }
-        self.stores.get(self.root).await?.batch(vec![node_role_op(peer, role)]).await?;
+        self.writer(&self.root_store()).await?.batch(vec![node_role_op(peer, role)]).await?;
         Ok(())
     }
 
@@ -111,7 +111,7 @@ impl Node {
     /// and `status = active`. Done after joining and whenever the listen addresses change.
     pub(crate) async fn publish_self(&self, name: Option<String>, addrs: Vec<String>) -> Result<(), NodeError> {
         let me = self.node_id();
-        let root = self.stores.get(self.root).await?;
+        let root = self.writer(&self.root_store()).await?;
         let old = root.get(node_key(me, NodeField::Info).as_bytes()).await?.as_deref().and_then(parse_node_info);
         let status = self.node_status(me).await?;
         let info = NodeInfo {
