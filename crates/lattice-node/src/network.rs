@@ -200,25 +200,43 @@ impl Presence {
     }
 
     /// Publishes this node's addresses in its `/nodes/{self}/info` (only once it is a member).
-    /// Like every local write it waits for the root store's own-log check.
-    async fn publish_addrs(&self) -> Result<(), NodeError> {
+    /// Like every local write it waits for the root store's own-log check. True if it wrote.
+    async fn publish_addrs(&self) -> Result<bool, NodeError> {
         let _one = self.publishing.lock().await;
         let node = &self.node;
         if node.node_status(node.node_id()).await? == Some(MemberStatus::Active) {
-            node.publish_self(None, self.advertised_addrs()).await?;
+            return node.publish_self(None, self.advertised_addrs()).await;
         }
+        Ok(false)
+    }
+
+    /// Syncs the root store with every member, each bounded by [`PEER_SYNC_TIMEOUT`]: a new
+    /// address of ours must not wait for anti-entropy (gossip on the root topic may not be up).
+    async fn push_root(&self) -> Result<(), NodeError> {
+        let root = self.node.sync_store(self.node.root_store().id).await?;
+        let members = self.members(&self.node.node_records().await?)?;
+        let runs = members
+            .iter()
+            .map(|m| tokio::time::timeout(PEER_SYNC_TIMEOUT, self.server.sync_stores(m, vec![root.clone()], None)));
+        futures::future::join_all(runs).await;
         Ok(())
     }
 
     /// Publishes this node's addresses once its own log in the root store is known not to be
-    /// behind a peer's copy (retrying while it catches up), then pushes them with a sync.
+    /// behind a peer's copy (retrying while it catches up), then pushes them to the members.
     async fn publish_when_ready(self, cancel: CancellationToken) {
         loop {
             let error = tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = self.publish_addrs() => match r {
-                    Ok(()) => {
-                        self.server.request_sync(self.node.root_store().id);
+                    Ok(false) => return,
+                    Ok(true) => {
+                        tokio::select! {
+                            _ = cancel.cancelled() => {}
+                            r = self.push_root() => if let Err(e) = r {
+                                tracing::warn!(error = %e, "cannot push this node's addresses to the members");
+                            },
+                        }
                         return;
                     }
                     Err(e) => e,

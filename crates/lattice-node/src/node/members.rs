@@ -109,7 +109,8 @@ impl Node {
 
     /// Writes this node's own record: info (name, hostname, addresses; who added it is kept)
     /// and `status = active`. Done after joining and whenever the listen addresses change.
-    pub(crate) async fn publish_self(&self, name: Option<String>, addrs: Vec<String>) -> Result<(), NodeError> {
+    /// True if it wrote (false: the record was up to date).
+    pub(crate) async fn publish_self(&self, name: Option<String>, addrs: Vec<String>) -> Result<bool, NodeError> {
         let me = self.node_id();
         let root = self.writer(&self.root_store()).await?;
         let old = root.get(node_key(me, NodeField::Info).as_bytes()).await?.as_deref().and_then(parse_node_info);
@@ -124,10 +125,10 @@ impl Node {
             addrs,
         };
         if old.as_ref() == Some(&info) && status == Some(MemberStatus::Active) {
-            return Ok(());
+            return Ok(false);
         }
         root.batch(vec![node_info_op(me, &info)?, node_status_op(me, MemberStatus::Active)]).await?;
-        Ok(())
+        Ok(true)
     }
 }
 
