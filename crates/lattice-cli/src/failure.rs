@@ -62,4 +62,16 @@ mod tests {
         assert_eq!(exit_code(ErrorKind::Usage), 2);
         assert_eq!(exit_code(ErrorKind::Other), 1);
     }
+
+    #[test]
+    fn a_write_behind_a_peer_is_one_line_exit_1() {
+        let e = NodeError::Behind { store: "default".into(), peer: None, ours: 3, theirs: 5 };
+        let failure = Failure::from(e);
+        assert_eq!(failure.code(), 1);
+        assert_eq!(
+            failure.line(),
+            "error: this node's log in store default is behind what a peer holds of it (seq 3 < 5); \
+             catching up — retry shortly"
+        );
+    }
 }

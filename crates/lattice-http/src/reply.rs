@@ -82,6 +82,12 @@ impl IntoResponse for ApiError {
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> ApiError {
         let status = match (&e, e.kind()) {
+            // The node is catching its own log up from a peer: the write succeeds shortly.
+            (NodeError::Behind { .. }, _) => {
+                let mut busy = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+                busy.retry_after = Some(Duration::from_secs(2));
+                return busy;
+            }
             (NodeError::Reserved { .. }, _) => StatusCode::FORBIDDEN,
             (NodeError::ShuttingDown, _) => StatusCode::SERVICE_UNAVAILABLE,
             (_, ErrorKind::NotFound) => StatusCode::NOT_FOUND,
@@ -151,6 +157,15 @@ mod tests {
         // axum's own 500s (none expected, but a layer could make one) are rewrapped alike.
         let plain = (StatusCode::INTERNAL_SERVER_ERROR, secret).into_response();
         assert_eq!(body_of(json_errors(plain).await).await, "{\"error\":\"internal error\"}\n");
+    }
+
+    #[tokio::test]
+    async fn a_write_behind_a_peer_is_503_with_retry_after() {
+        let e = NodeError::Behind { store: "default".into(), peer: None, ours: 3, theirs: 5 };
+        let response = ApiError::from(e).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert!(body_of(response).await.contains("is behind what a peer holds of it (seq 3 < 5)"));
     }
 
     #[tokio::test]

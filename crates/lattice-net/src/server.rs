@@ -108,6 +108,13 @@ impl<C: NodeContext> LatticeServer<C> {
         self.mesh.close_store(id);
     }
 
+    /// Schedules a sync of `store` (it must be on the mesh) with the members, tried one after
+    /// another until one succeeds: what the node asks for when it learns a peer holds more of
+    /// its own log than it does.
+    pub fn request_sync(&self, store: StoreId) {
+        self.mesh.request_sync(store);
+    }
+
     /// Reachability per peer (for `peers`: last success, last failure, backoff).
     pub fn peer_health(&self) -> HashMap<AuthorId, PeerHealth> {
         self.mesh.peer_health()

@@ -106,6 +106,7 @@ pub async fn initiate<S: SyncStore>(
     // The responder took the session (it answered with its state): batches of entries follow.
     rx.admit_full_frames();
     let theirs = parse_state(peer, store.store_id(), &reply)?;
+    store.peer_state(peer, &theirs).await;
     if let Some(p) = &progress {
         p.send_modify(|p| p.expected += reply.sending);
     }
@@ -124,6 +125,7 @@ pub async fn respond<S: SyncStore>(
 ) -> Result<SyncOutcome, NetError> {
     rx.admit_full_frames();
     let theirs = parse_state(peer, store.store_id(), &request)?;
+    store.peer_state(peer, &theirs).await;
     let ours = store.sync_state().await?;
     let missing = store.missing_entries(theirs).await?;
     tx.send(Msg::SyncRequest(proto::SyncRequest {

@@ -56,6 +56,24 @@ pub enum NodeError {
         /// The prefix it falls under.
         prefix: &'static str,
     },
+    /// A local write while this node's own log in the store is behind what a peer holds of it
+    /// (a restored backup, lost log records): writing now would fork the node's own chain, so
+    /// it waits for the catch-up (DESIGN.md §7.4; ARCHITECTURE.md, own-log catch-up).
+    #[error(
+        "this node's log in store {store} is behind what {} holds of it (seq {ours} < {theirs}); \
+         catching up — retry shortly",
+        peer_name(*.peer)
+    )]
+    Behind {
+        /// The store, as the user named it (`root` for the root store).
+        store: String,
+        /// The peer that said so, if known (`None`: its entry came by gossip).
+        peer: Option<lattice_core::AuthorId>,
+        /// Our own tip in the store.
+        ours: u64,
+        /// The highest seq of ours a peer holds.
+        theirs: u64,
+    },
     /// `identity.key` cannot be read or written.
     #[error(transparent)]
     Identity(#[from] lattice_store::KeyFileError),
@@ -82,6 +100,10 @@ pub enum NodeError {
     /// The network layer failed (connect, join, sync).
     #[error(transparent)]
     Net(#[from] lattice_net::NetError),
+}
+
+fn peer_name(peer: Option<lattice_core::AuthorId>) -> String {
+    peer.map_or_else(|| "a peer".to_string(), |p| format!("peer {p}"))
 }
 
 fn pid_suffix(pid: Option<u32>) -> String {

@@ -19,6 +19,8 @@
 //! - `stores`: the store manager, one store actor per open store, opened lazily.
 //! - `node`: [`Node`], one file per concern: lifecycle, stores, members, tokens, key-value.
 //! - `network`: [`Network`] (members from `/nodes/`, stores from `/stores/`, `sync`), [`join`].
+//! - `own_log`: own-log catch-up: local writes wait for, or are refused by, what peers hold of
+//!   this node's own log in each store ([`NodeStore`] reports it from the network).
 //! - `tokens`: what an HTTP access token means ([`Permissions`], [`TokenRecord::check`]).
 //! - `time`: wall-clock timestamps for the control plane (RFC 3339, through jiff).
 //! - `error`: [`NodeError`] and its [`ErrorKind`] (the CLI's exit codes).
@@ -35,6 +37,7 @@ mod lock;
 mod meta;
 mod network;
 mod node;
+mod own_log;
 mod stores;
 mod tables;
 mod time;
@@ -48,5 +51,6 @@ pub use lock::DirLock;
 pub use meta::{LocalState, MetaDb, PeerRecord};
 pub use network::{Network, NodeCtx, PeerSync, StoreSync, join};
 pub use node::{DEFAULT_STORE_NAME, Lookup, Node, NodeStatus, StoreInfo, StoreRef};
+pub use own_log::NodeStore;
 pub use time::{now_ms, rfc3339};
 pub use tokens::{Permissions, TokenRecord, TokenRejected, parse_duration, split_token};

@@ -8,11 +8,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lattice_core::{AuthorId, MemberStatus, StoreId};
 use lattice_net::{LatticeServer, NetConfig, NetError, NodeContext, PeerAddr, PeerEvent, SyncOutcome, SyncProgress};
-use lattice_store::{KvStore, StoreHandle, WatchEvent};
+use lattice_store::{KvStore, WatchEvent};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,6 +22,7 @@ use crate::control::{NODES_PREFIX, NodeRecord, STORES_PREFIX};
 use crate::error::NodeError;
 use crate::meta::{LocalState, MeshBinding};
 use crate::node::{Node, hostname};
+use crate::own_log::NodeStore;
 use crate::time::{now_ms, rfc3339};
 
 /// How long one peer may take for a whole `sync` before it is skipped.
@@ -30,13 +32,16 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often [`Network::stop`] checks whether the port is free.
 const RELEASE_POLL: Duration = Duration::from_millis(10);
 
+/// How often a store whose own log is behind a peer's copy asks again for a catch-up sync.
+const CATCH_UP_RETRY: Duration = Duration::from_secs(2);
+
 /// What the network layer may ask of the node (its [`NodeContext`]).
 pub struct NodeCtx {
     node: Arc<Node>,
 }
 
 impl NodeContext for NodeCtx {
-    type Store = StoreHandle;
+    type Store = NodeStore;
 
     fn root_store_id(&self) -> Option<StoreId> {
         Some(self.node.root_store().id)
@@ -50,12 +55,12 @@ impl NodeContext for NodeCtx {
         self.node.node_status(peer).await.ok().flatten()
     }
 
-    async fn store(&self, id: StoreId) -> Option<StoreHandle> {
+    async fn store(&self, id: StoreId) -> Option<NodeStore> {
         let active = self.node.active_store_ids().await.ok()?;
         if !active.contains(&id) {
             return None;
         }
-        self.node.store_handle(id).await.ok()
+        self.node.sync_store(id).await.ok()
     }
 
     fn peer_event(&self, event: PeerEvent) {
@@ -104,6 +109,13 @@ struct Presence {
     server: Arc<LatticeServer<NodeCtx>>,
     /// Nodes this presence has expelled (status `removed`), so a re-invite readmits them once.
     expelled: Arc<std::sync::Mutex<HashSet<AuthorId>>>,
+    /// Whether the mesh has members besides this node: only then are stores checked for an
+    /// own log behind a peer's copy (a lone node cannot know).
+    has_peers: Arc<AtomicBool>,
+    /// The stores this presence has put on the mesh (each is armed, or not, once: as it opens).
+    opened: Arc<std::sync::Mutex<HashSet<StoreId>>>,
+    /// Serialises publishing this node's record (the start task and `sync` both do it).
+    publishing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Presence {
@@ -153,7 +165,9 @@ impl Presence {
                 }
             }
         }
-        self.server.set_peers(self.members(&records)?);
+        let members = self.members(&records)?;
+        self.has_peers.store(!members.is_empty(), Ordering::Relaxed);
+        self.server.set_peers(members);
         Ok(())
     }
 
@@ -167,16 +181,97 @@ impl Presence {
 
     /// Puts every active store on the mesh (and takes archived ones off). Run after
     /// [`admit_members`](Self::admit_members), so a store syncs only once it knows the members.
+    /// A store put on the mesh while the node has peers is armed first: its local writes wait
+    /// for the store's first sync (which opening it starts) to say how much of this node's own
+    /// log the peer holds (`own_log`).
     async fn refresh_stores(&self) -> Result<(), NodeError> {
         for id in self.node.active_store_ids().await? {
-            self.server.open_store(self.node.store_handle(id).await?);
+            let new = self.opened.lock().map_err(|_| NodeError::Corrupt("opened set lock".into()))?.insert(id);
+            if new && self.has_peers.load(Ordering::Relaxed) {
+                self.node.own_logs().arm(id);
+            }
+            self.server.open_store(self.node.sync_store(id).await?);
         }
         for (id, state) in self.node.meta().local_stores()? {
             if state == LocalState::Archived {
+                if let Ok(mut opened) = self.opened.lock() {
+                    opened.remove(&id);
+                }
                 self.server.close_store(id);
             }
         }
         Ok(())
+    }
+
+    /// Publishes this node's addresses in its `/nodes/{self}/info` (only once it is a member).
+    /// Like every local write it waits for the root store's own-log check. True if it wrote.
+    async fn publish_addrs(&self) -> Result<bool, NodeError> {
+        let _one = self.publishing.lock().await;
+        let node = &self.node;
+        if node.node_status(node.node_id()).await? == Some(MemberStatus::Active) {
+            return node.publish_self(None, self.advertised_addrs()).await;
+        }
+        Ok(false)
+    }
+
+    /// Syncs the root store with every member, each bounded by [`PEER_SYNC_TIMEOUT`]: a new
+    /// address of ours must not wait for anti-entropy (gossip on the root topic may not be up).
+    async fn push_root(&self) -> Result<(), NodeError> {
+        let root = self.node.sync_store(self.node.root_store().id).await?;
+        let members = self.members(&self.node.node_records().await?)?;
+        let runs = members
+            .iter()
+            .map(|m| tokio::time::timeout(PEER_SYNC_TIMEOUT, self.server.sync_stores(m, vec![root.clone()], None)));
+        futures::future::join_all(runs).await;
+        Ok(())
+    }
+
+    /// Publishes this node's addresses once its own log in the root store is known not to be
+    /// behind a peer's copy (retrying while it catches up), then pushes them to the members.
+    async fn publish_when_ready(self, cancel: CancellationToken) {
+        loop {
+            let error = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.publish_addrs() => match r {
+                    Ok(false) => return,
+                    Ok(true) => {
+                        tokio::select! {
+                            _ = cancel.cancelled() => {}
+                            r = self.push_root() => if let Err(e) = r {
+                                tracing::warn!(error = %e, "cannot push this node's addresses to the members");
+                            },
+                        }
+                        return;
+                    }
+                    Err(e) => e,
+                },
+            };
+            if !matches!(error, NodeError::Behind { .. }) {
+                tracing::warn!(error = %error, "cannot publish this node's addresses");
+                return;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(CATCH_UP_RETRY) => {}
+            }
+        }
+    }
+
+    /// Asks for a catch-up sync of every store whose own log is behind a peer's copy (or not
+    /// yet confirmed), when one turns so and every [`CATCH_UP_RETRY`] while one is, until
+    /// cancelled.
+    async fn catch_up(self, cancel: CancellationToken) {
+        let own = self.node.own_logs().clone();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = own.wanted() => {}
+                _ = tokio::time::sleep(CATCH_UP_RETRY) => {}
+            }
+            for id in own.pending() {
+                self.server.request_sync(id);
+            }
+        }
     }
 
     /// Follows `/nodes/` and `/stores/` of the root store until cancelled: members and stores
@@ -228,21 +323,28 @@ impl Network {
         let identity = node.identity().clone();
         let bind = config.bind;
         let server = Arc::new(LatticeServer::bind(ctx, &identity, config).await?);
-        let network = Network {
-            presence: Presence { node, server, expelled: Default::default() },
-            cancel: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            bind,
+        let presence = Presence {
+            node,
+            server,
+            expelled: Default::default(),
+            has_peers: Default::default(),
+            opened: Default::default(),
+            publishing: Default::default(),
         };
-        // Announce our addresses before the stores join the mesh: their first sync carries it.
-        network.publish_addrs().await?;
+        let network = Network { presence, cancel: CancellationToken::new(), tasks: TaskTracker::new(), bind };
         network.presence.refresh_peers().await?;
         network.presence.admit_members().await?;
+        // Each store's first sync (the mesh runs one as it opens the store) says how much of
+        // our own log the peer holds, and catches up if we are behind.
         network.presence.refresh_stores().await?;
         let node = &network.presence.node;
         let followed = format!("^({NODES_PREFIX}|{STORES_PREFIX})");
         let (_, events) = node.store_handle(node.root_store().id).await?.watch(&followed).await?;
-        network.tasks.spawn(network.presence.clone().follow_root(events, network.cancel.clone()));
+        let (presence, cancel) = (&network.presence, &network.cancel);
+        network.tasks.spawn(presence.clone().follow_root(events, cancel.clone()));
+        network.tasks.spawn(presence.clone().catch_up(cancel.clone()));
+        // Our addresses go into the root store: only once our own log there is not behind.
+        network.tasks.spawn(presence.clone().publish_when_ready(cancel.clone()));
         Ok(network)
     }
 
@@ -254,15 +356,6 @@ impl Network {
     /// The server (peer health, connections).
     pub fn server(&self) -> &LatticeServer<NodeCtx> {
         &self.presence.server
-    }
-
-    /// Publishes this node's addresses in its `/nodes/{self}/info` (only once it is a member).
-    async fn publish_addrs(&self) -> Result<(), NodeError> {
-        let node = &self.presence.node;
-        if node.node_status(node.node_id()).await? == Some(MemberStatus::Active) {
-            node.publish_self(None, self.presence.advertised_addrs()).await?;
-        }
-        Ok(())
     }
 
     /// One round of sync of every active store, with one peer or with every member at once
@@ -280,9 +373,14 @@ impl Network {
             None => members,
         };
         let node = &self.presence.node;
+        // Announce our current addresses first, so this round carries them (unless our own log
+        // in the root store is behind: then this round is its catch-up, and they follow later).
+        if let Err(e) = self.presence.publish_addrs().await {
+            tracing::info!(error = %e, "syncing before this node's addresses are published");
+        }
         let mut stores = Vec::new();
         for id in node.active_store_ids().await? {
-            stores.push(node.store_handle(id).await?);
+            stores.push(node.sync_store(id).await?);
         }
         let runs = targets.into_iter().map(|target| {
             let (stores, progress) = (stores.clone(), progress.clone());
@@ -312,6 +410,8 @@ impl Network {
         self.tasks.close();
         self.tasks.wait().await;
         self.presence.server.shutdown().await;
+        // Nobody can answer for our own log any more: writes go back to unchecked.
+        self.presence.node.own_logs().disarm_all();
     }
 
     /// [`shutdown`](Self::shutdown), then drops this reference and, if the endpoint was bound to
@@ -420,7 +520,7 @@ pub async fn join(
     // 2. Fetch the root store, declare ourselves, push that, then fetch every declared store.
     let network = Network::start(node.clone(), config).await?;
     let result = async {
-        let root_handle = node.store_handle(root).await?;
+        let root_handle = node.sync_store(root).await?;
         let conn = network.server().connect(&peer).await?;
         conn.sync(&root_handle, progress.clone()).await?;
         node.publish_self(name, network.presence.advertised_addrs()).await?;

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use lattice_core::{EntryError, Head, Op, StoreId, SyncState, VerifiedEntry};
+use lattice_core::{AuthorId, EntryError, Head, Op, StoreId, SyncState, VerifiedEntry};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::{IngestError, StoreError};
@@ -66,6 +66,13 @@ pub trait SyncStore: Send + Sync + Clone + 'static {
     ) -> impl Future<Output = Result<Vec<Result<IngestOutcome, IngestError>>, StoreError>> + Send;
     /// Per author, the last entry held.
     fn sync_state(&self) -> impl Future<Output = Result<SyncState, StoreError>> + Send;
+    /// What `peer` said it holds of this store, as a sync session opened (both sides of a
+    /// session report it). A store ignores it (the default); the node watches it to learn
+    /// whether a peer holds more of the node's own log than the node does.
+    fn peer_state(&self, peer: AuthorId, state: &SyncState) -> impl Future<Output = ()> + Send {
+        let _ = (peer, state);
+        std::future::ready(())
+    }
     /// The entries `remote` lacks, streamed (iterate on a blocking thread).
     fn missing_entries(&self, remote: SyncState) -> impl Future<Output = Result<Self::Missing, StoreError>> + Send;
     /// Gap events: an entry arrived whose predecessor or parent is missing.

@@ -234,6 +234,12 @@ impl<C: NodeContext> Mesh<C> {
         let _ = self.jobs.send(Job { store, prefer, fill_gap });
     }
 
+    /// Asks for a sync of `store` with the members, one after another until one succeeds (and
+    /// on while the store still holds orphans).
+    pub(crate) fn request_sync(&self, store: StoreId) {
+        self.submit(Some(store), None, true);
+    }
+
     pub(crate) async fn connect(&self, peer: &PeerAddr) -> Result<PeerConnection, NetError> {
         if self.config.faults.blocks(peer.id) {
             return Err(NetError::Connect { peer: peer.id, reason: "partitioned (fault injection)".into() });

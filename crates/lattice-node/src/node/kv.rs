@@ -37,14 +37,14 @@ impl Node {
             )));
         }
         self.check_writable(store, &key)?;
-        Ok(self.store_handle(store.id).await?.put(key, value).await?)
+        Ok(self.writer(store).await?.put(key, value).await?)
     }
 
     /// Deletes `key`; `None` if it had no visible value (nothing is written then).
     pub async fn delete(&self, store: &StoreRef, key: Vec<u8>) -> Result<Option<WriteReceipt>, NodeError> {
         validate_key(&key)?;
         self.check_writable(store, &key)?;
-        Ok(self.store_handle(store.id).await?.delete(key).await?)
+        Ok(self.writer(store).await?.delete(key).await?)
     }
 
     /// True if `key` of `store` is a reserved key of the root store: read from the control plane.

@@ -90,7 +90,18 @@ impl Node {
         let genesis = binding.map_or(identity.author(), |b| b.genesis);
         let authority = std::sync::Mutex::new(Authority::new(genesis, root));
         let stores = StoreManager::new(dir.clone(), identity.clone(), StoreConfig::default());
-        let node = Node { dir, identity, meta, root, stores, control: Mutex::new(()), binding, authority, _lock: lock };
+        let node = Node {
+            dir,
+            identity,
+            meta,
+            root,
+            stores,
+            control: Mutex::new(()),
+            binding,
+            authority,
+            own: Arc::default(),
+            _lock: lock,
+        };
         node.reconcile().await?;
         Ok(node)
     }

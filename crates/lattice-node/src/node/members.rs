@@ -45,7 +45,7 @@ impl Node {
         if plane.status(peer) == Some(MemberStatus::Active) {
             return Err(NodeError::Exists(format!("node {peer} is already an active member")));
         }
-        let root = self.stores.get(self.root).await?;
+        let root = self.writer(&self.root_store()).await?;
         let mut ops = vec![node_status_op(peer, MemberStatus::Invited)];
         if role == Role::Admin || plane.role(peer) == Role::Admin {
             ops.push(node_role_op(peer, role));
@@ -91,7 +91,7 @@ impl Node {
             }
         }
         let ops = vec![node_status_op(peer, MemberStatus::Removed), node_cutoff_op(peer, &cutoffs)];
-        self.stores.get(self.root).await?.batch(ops).await?;
+        self.writer(&self.root_store()).await?.batch(ops).await?;
         Ok(())
     }
 
@@ -105,15 +105,16 @@ impl Node {
         if !plane.status(peer).is_some_and(MemberStatus::is_member) {
             return Err(NodeError::NotFound(format!("node {peer} is not a member of this mesh")));
         }
-        self.stores.get(self.root).await?.batch(vec![node_role_op(peer, role)]).await?;
+        self.writer(&self.root_store()).await?.batch(vec![node_role_op(peer, role)]).await?;
         Ok(())
     }
 
     /// Writes this node's own record: info (name, hostname, addresses; who added it is kept)
     /// and `status = active`. Done after joining and whenever the listen addresses change.
-    pub(crate) async fn publish_self(&self, name: Option<String>, addrs: Vec<String>) -> Result<(), NodeError> {
+    /// True if it wrote (false: the record was up to date).
+    pub(crate) async fn publish_self(&self, name: Option<String>, addrs: Vec<String>) -> Result<bool, NodeError> {
         let me = self.node_id();
-        let root = self.stores.get(self.root).await?;
+        let root = self.writer(&self.root_store()).await?;
         // The effective record: a raw winner may be a write that took no effect.
         let old =
             self.with_plane(|plane| plane.value(&node_key(me, NodeField::Info)).and_then(parse_node_info)).await?;
@@ -128,10 +129,10 @@ impl Node {
             addrs,
         };
         if old.as_ref() == Some(&info) && status == Some(MemberStatus::Active) {
-            return Ok(());
+            return Ok(false);
         }
         root.batch(vec![node_info_op(me, &info)?, node_status_op(me, MemberStatus::Active)]).await?;
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -29,6 +29,7 @@ use crate::datadir::DataDir;
 use crate::error::NodeError;
 use crate::lock::DirLock;
 use crate::meta::{MeshBinding, MetaDb};
+use crate::own_log::{NodeStore, OwnLogs};
 use crate::stores::StoreManager;
 
 /// A store picked by name or uuid: what commands act on.
@@ -65,6 +66,9 @@ pub struct Node {
     binding: Option<MeshBinding>,
     /// The effective control plane, folded from the root store.
     authority: std::sync::Mutex<authority::Authority>,
+    /// This node's own log per store as its peers hold it: local writes wait for, or are
+    /// refused by, it (see `own_log`).
+    own: Arc<OwnLogs>,
     _lock: Arc<DirLock>,
 }
 
@@ -102,6 +106,22 @@ impl Node {
     /// entry a peer sends.
     pub async fn root_store_handle(&self) -> Result<StoreHandle, NodeError> {
         self.stores.get(self.root).await
+    }
+    /// The handle of `store` for a local write, once this node's own log there is known not to
+    /// be behind what a peer holds of it (waits briefly while unconfirmed, refuses while
+    /// behind: see `own_log`). Every local write goes through here.
+    pub(crate) async fn writer(&self, store: &StoreRef) -> Result<StoreHandle, NodeError> {
+        self.own.ready(store.id, &store.name).await?;
+        self.store_handle(store.id).await
+    }
+    /// Store `id` as the network layer sees it: what peers hold of this node's own log there
+    /// is reported to the node.
+    pub(crate) async fn sync_store(&self, id: StoreId) -> Result<NodeStore, NodeError> {
+        Ok(NodeStore::new(self.store_handle(id).await?, self.own.clone()))
+    }
+    /// The node's own-log frontiers (the network arms and disarms them).
+    pub(crate) fn own_logs(&self) -> &Arc<OwnLogs> {
+        &self.own
     }
     /// Every effective item under the reserved `prefix` of the root store: what took effect in
     /// the control plane, not the raw winners (an operation without the right changes nothing).

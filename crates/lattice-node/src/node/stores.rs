@@ -156,7 +156,7 @@ impl Node {
         let id = StoreId::new_random();
         let now = rfc3339(now_ms());
         let me = self.node_id();
-        self.stores.get(self.root).await?.batch(declare_store_ops(id, name, &now, me)).await?;
+        self.writer(&self.root_store()).await?.batch(declare_store_ops(id, name, &now, me)).await?;
         self.meta.set_local_state(id, LocalState::Active)?;
         self.stores.get(id).await?;
         Ok(StoreInfo {
@@ -178,7 +178,7 @@ impl Node {
         }
         let decl = self.declarations().await?.remove(&store.id).unwrap_or_default();
         let now = rfc3339(now_ms());
-        let root = self.stores.get(self.root).await?;
+        let root = self.writer(&self.root_store()).await?;
         root.put(store_key(store.id, StoreField::DeletedAt).into_bytes(), now.into_bytes()).await?;
         self.archive(store.id).await?;
         Ok(StoreInfo {

@@ -37,7 +37,7 @@ impl Node {
             expires_at: expires_in.map(|d| rfc3339(now.saturating_add(d.as_millis() as u64))),
             revoked_at: None,
         };
-        self.stores.get(self.root).await?.batch(token_ops(&record)).await?;
+        self.writer(&self.root_store()).await?.batch(token_ops(&record)).await?;
         Ok((record, secret))
     }
 
@@ -61,7 +61,7 @@ impl Node {
         let mut record = self.token(id).await?.ok_or_else(|| NodeError::NotFound(format!("no token {id:?}")))?;
         if record.revoked_at.is_none() {
             let at = rfc3339(now_ms());
-            let root = self.stores.get(self.root).await?;
+            let root = self.writer(&self.root_store()).await?;
             root.batch(vec![Op::put(token_key(id, TokenField::RevokedAt), at.clone())]).await?;
             record.revoked_at = Some(at);
         }
