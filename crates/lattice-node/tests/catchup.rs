@@ -66,8 +66,11 @@ async fn open(dir: &DataDir) -> Arc<Node> {
     Arc::new(Node::open(dir.clone(), lock).await.unwrap())
 }
 
+/// Copies a tree as a careful backup tool would: private dirs (a data dir open to group/other
+/// is refused at open), file contents as they are.
 fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
