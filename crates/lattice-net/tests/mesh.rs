@@ -66,7 +66,7 @@ async fn chain_a_b_c_converges_without_a_and_c_meeting() {
 /// reaches B and C by gossip alone, and C refuses the forked author from the fork seq on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_equivocation_proof_reaches_a_gossip_only_peer() {
-    use lattice_core::{EntryBuilder, Hash, Hlc, Identity, MemberStatus, Op};
+    use lattice_core::{Identity, MemberStatus};
     use lattice_store::{IngestOutcome, KvStore, SyncStore};
     let (root, store) = (StoreId::new_random(), StoreId::new_random());
     let nodes: Vec<_> = (0..3).map(|_| TestNode::new(root).unwrap()).collect();
@@ -102,16 +102,7 @@ async fn an_equivocation_proof_reaches_a_gossip_only_peer() {
     .await;
 
     let forker = Identity::generate();
-    let fork = |value: &str| {
-        EntryBuilder::new(store, 1)
-            .prev_hash(Hash::ZERO)
-            .timestamp(Hlc::new(1_000, 0))
-            .op(Op::put("k", value))
-            .sign(&forker)
-            .unwrap()
-            .bytes()
-            .to_vec()
-    };
+    let fork = |value: &str| common::fork_at_seq_1(store, &forker, value);
     let store_a = a.store(store).unwrap();
     store_a.ingest_batch(vec![fork("one")]).await.unwrap();
     store_a.ingest_batch(vec![fork("two")]).await.unwrap();

@@ -153,21 +153,12 @@ async fn sync_cut_midway_keeps_progress_and_next_sync_completes() {
 /// (docs/design.md, Entries: equivocation), so both refuse the forked author alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_equivocation_proof_travels_with_sync() {
-    use lattice_core::{EntryBuilder, Hash, Hlc, Identity, Op};
+    use lattice_core::Identity;
     let root = StoreId::new_random();
     let (a, b) = (TestNode::new(root).unwrap(), TestNode::new(root).unwrap());
     befriend(&a, &b);
     let forker = Identity::generate();
-    let fork = |value: &str| {
-        EntryBuilder::new(root, 1)
-            .prev_hash(Hash::ZERO)
-            .timestamp(Hlc::new(1_000, 0))
-            .op(Op::put("k", value))
-            .sign(&forker)
-            .unwrap()
-            .bytes()
-            .to_vec()
-    };
+    let fork = |value: &str| common::fork_at_seq_1(root, &forker, value);
     let store_a = a.store(root).unwrap();
     store_a.ingest_batch(vec![fork("one")]).await.unwrap();
     store_a.ingest_batch(vec![fork("two")]).await.unwrap();

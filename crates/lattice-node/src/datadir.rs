@@ -5,7 +5,7 @@
 //! on macOS). The path is made absolute once, so a daemon and its clients agree on it.
 
 use std::ffi::OsString;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use lattice_core::StoreId;
@@ -144,11 +144,8 @@ impl DataDir {
             return Ok(false);
         }
         let archive = self.archive_dir();
-        let created = !archive.exists();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&archive)
+        // 0700 and durable in the data dir before anything is moved into it.
+        lattice_store::durable::create_dir_all_mode(&archive, 0o700)
             .map_err(|e| NodeError::io(format!("cannot create {}", archive.display()), e))?;
         let to = self.archived_store(id);
         if to.exists() {
@@ -159,9 +156,6 @@ impl DataDir {
         std::fs::rename(&from, &to).map_err(|e| NodeError::io(format!("cannot archive {}", from.display()), e))?;
         sync_dir(&archive);
         sync_dir(&self.stores_dir());
-        if created {
-            sync_dir(&self.root);
-        }
         Ok(true)
     }
 }

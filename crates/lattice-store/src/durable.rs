@@ -52,11 +52,6 @@ pub fn create_dir_all_mode(path: &Path, mode: u32) -> io::Result<bool> {
     Ok(!missing.is_empty())
 }
 
-/// [`create_dir_all_mode`] with the default mode (0777 less the umask).
-pub fn create_dir_all(path: &Path) -> io::Result<bool> {
-    create_dir_all_mode(path, 0o777)
-}
-
 #[cfg(test)]
 thread_local! {
     /// The directories this thread fsynced, in order (for tests: a crash cannot be staged).
@@ -87,12 +82,12 @@ mod tests {
         );
         assert_eq!(std::fs::metadata(&deep).unwrap().permissions().mode() & 0o777, 0o700);
         // Already there: nothing created, nothing synced.
-        assert!(!create_dir_all(&deep).unwrap());
+        assert!(!create_dir_all_mode(&deep, 0o700).unwrap());
         assert!(take_synced_dirs().is_empty());
         // A file in the way is an error, as with std.
         let file = dir.path().join("f");
         std::fs::write(&file, b"x").unwrap();
-        assert!(create_dir_all(&file.join("under")).is_err());
+        assert!(create_dir_all_mode(&file.join("under"), 0o700).is_err());
     }
 
     #[test]

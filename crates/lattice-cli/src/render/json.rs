@@ -212,16 +212,7 @@ mod tests {
 
     #[test]
     fn peers_carry_the_stores_a_node_equivocated_in() {
-        let view = PeerView {
-            id: lattice_core::Identity::generate().author(),
-            this_node: false,
-            info: Default::default(),
-            status: "active",
-            role: "member",
-            local: Default::default(),
-            failures: None,
-            equivocated: vec![("default".into(), 3)],
-        };
+        let view = PeerView::active_member(lattice_core::Identity::generate().author(), vec![("default".into(), 3)]);
         let doc = peers(&[view]);
         assert_eq!(doc["peers"][0]["equivocated"], json!([{"store": "default", "seq": 3}]));
     }

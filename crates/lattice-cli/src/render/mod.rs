@@ -41,6 +41,23 @@ pub struct PeerView {
     pub equivocated: Vec<(String, u64)>,
 }
 
+#[cfg(test)]
+impl PeerView {
+    /// An active member seen from another node, equivocated in `equivocated` (render tests).
+    pub(crate) fn active_member(id: AuthorId, equivocated: Vec<(String, u64)>) -> Self {
+        PeerView {
+            id,
+            this_node: false,
+            info: Default::default(),
+            status: "active",
+            role: "member",
+            local: Default::default(),
+            failures: None,
+            equivocated,
+        }
+    }
+}
+
 /// Another node of the mesh as `status` lists it.
 pub struct MemberLine {
     pub id: AuthorId,

@@ -214,16 +214,7 @@ mod tests {
     #[test]
     fn peers_show_where_a_node_equivocated() {
         let (forker, honest) = (author(), author());
-        let view = |id, equivocated| PeerView {
-            id,
-            this_node: false,
-            info: Default::default(),
-            status: "active",
-            role: "member",
-            local: Default::default(),
-            failures: None,
-            equivocated,
-        };
+        let view = PeerView::active_member;
         let text = peers(&[view(forker, vec![("default".into(), 3), ("app".into(), 7)]), view(honest, vec![])]);
         let row = |id: lattice_core::AuthorId| text.lines().find(|l| l.starts_with(&id.to_hex())).unwrap().to_string();
         assert!(

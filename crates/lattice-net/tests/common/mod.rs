@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use lattice_core::{MemberStatus, StoreId};
+use lattice_core::{EntryBuilder, Hash, Hlc, Identity, MemberStatus, Op, StoreId};
 pub use lattice_net::test_utils::TestNode;
 use lattice_net::test_utils::link;
 use lattice_net::{Faults, LatticeServer, NetConfig};
@@ -85,4 +85,17 @@ pub async fn write_many(store: &StoreHandle, prefix: &str, n: usize) {
 /// Everything visible in a store, for comparing replicas.
 pub async fn dump(store: &StoreHandle) -> Vec<(Vec<u8>, Vec<u8>)> {
     store.list(b"", None, usize::MAX).await.unwrap()
+}
+
+/// One branch of a fork: `forker`'s seq 1 in `store`, putting `k = value` (two values, two
+/// entries with the same seq: an equivocation). Encoded `SignedEntry` bytes.
+pub fn fork_at_seq_1(store: StoreId, forker: &Identity, value: &str) -> Vec<u8> {
+    EntryBuilder::new(store, 1)
+        .prev_hash(Hash::ZERO)
+        .timestamp(Hlc::new(1_000, 0))
+        .op(Op::put("k", value))
+        .sign(forker)
+        .unwrap()
+        .bytes()
+        .to_vec()
 }
