@@ -1,5 +1,6 @@
 //! The command model: one clap parser for argv and for shell lines alike.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -75,14 +76,28 @@ pub enum Command {
     /// Write a value ("-" reads it from stdin, binary-safe)
     Put {
         #[arg(allow_hyphen_values = true)]
-        key: String,
+        key: OsString,
         #[arg(allow_hyphen_values = true)]
-        value: String,
+        value: OsString,
+        /// Write only if the key's value is still the one written by entry HASH (`get -v`,
+        /// `--json put`); else exit 1 "precondition failed"
+        #[arg(long, value_name = "HASH", conflicts_with = "if_absent")]
+        if_match: Option<String>,
+        /// Write only if the key has no value; else exit 1 "precondition failed"
+        #[arg(long)]
+        if_absent: bool,
+    },
+    /// Write several operations as one atomic entry, or nothing: JSON lines from FILE or stdin
+    /// ({"op":"put","key":K,"value":V} or {"op":"delete","key":K}, each with an optional
+    /// "if_match":HASH or "if_absent":true)
+    Batch {
+        #[arg(value_name = "FILE|-", allow_hyphen_values = true)]
+        file: Option<PathBuf>,
     },
     /// Read a value ("not found" and exit 1 if the key has none)
     Get {
         #[arg(allow_hyphen_values = true)]
-        key: String,
+        key: OsString,
         /// Show every head with its author, HLC and hash
         #[arg(short, long)]
         verbose: bool,
@@ -90,12 +105,12 @@ pub enum Command {
     /// Delete a key
     Delete {
         #[arg(allow_hyphen_values = true)]
-        key: String,
+        key: OsString,
     },
     /// List keys and values, in key order
     List {
         #[arg(allow_hyphen_values = true)]
-        prefix: Option<String>,
+        prefix: Option<OsString>,
     },
     /// Print put/delete events for keys matching a regex until interrupted
     Watch {
@@ -185,9 +200,9 @@ pub fn command_names() -> Vec<String> {
 pub fn parse_words<I, S>(words: I) -> Result<Cli, clap::Error>
 where
     I: IntoIterator<Item = S>,
-    S: Into<std::ffi::OsString> + Clone,
+    S: Into<OsString> + Clone,
 {
-    Cli::try_parse_from(std::iter::once(std::ffi::OsString::from("lattice")).chain(words.into_iter().map(Into::into)))
+    Cli::try_parse_from(std::iter::once(OsString::from("lattice")).chain(words.into_iter().map(Into::into)))
 }
 
 #[cfg(test)]
@@ -203,11 +218,13 @@ mod tests {
     #[test]
     fn globals_anywhere_and_hyphen_values() {
         let cli = parse_words(["put", "k", "-5", "--store", "s", "--json"]).unwrap();
-        assert_eq!(cli.command, Some(Command::Put { key: "k".into(), value: "-5".into() }));
+        let put = |value: &str| Command::Put { key: "k".into(), value: value.into(), if_match: None, if_absent: false };
+        assert_eq!(cli.command, Some(put("-5")));
         assert_eq!(cli.store.as_deref(), Some("s"));
         assert!(cli.json);
         let cli = parse_words(["put", "k", "-"]).unwrap();
-        assert_eq!(cli.command, Some(Command::Put { key: "k".into(), value: "-".into() }));
+        assert_eq!(cli.command, Some(put("-")));
+        assert!(parse_words(["put", "k", "v", "--if-absent", "--if-match", "ab"]).is_err(), "one condition");
         assert!(parse_words(["put", "k"]).is_err());
         assert!(parse_words(["serve", "--bind", "not-an-addr"]).is_err());
         assert_eq!(parse_words(Vec::<String>::new()).unwrap().command, None);

@@ -135,7 +135,7 @@ fn print_reply(reply: &Reply) {
 pub async fn forward(
     stream: UnixStream,
     owner: Owner,
-    argv: Vec<String>,
+    argv: Vec<std::ffi::OsString>,
     stdin: Option<Vec<u8>>,
     terminal: bool,
 ) -> i32 {

@@ -32,10 +32,10 @@ impl Failure {
     }
 }
 
-/// 1 for not-found outcomes, 2 for usage errors, 1 otherwise.
+/// 1 for not-found outcomes and failed preconditions, 2 for usage errors, 1 otherwise.
 pub fn exit_code(kind: ErrorKind) -> i32 {
     match kind {
-        ErrorKind::NotFound | ErrorKind::Other => 1,
+        ErrorKind::NotFound | ErrorKind::Precondition | ErrorKind::Other => 1,
         ErrorKind::Usage => 2,
     }
 }

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
             rt.block_on(serve::serve(&cli, serve::net_config(*bind, *discovery), *http))
         }
         Some(_) => {
-            let args = argv.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+            let args = argv.into_iter().skip(1).collect();
             rt.block_on(oneshot::run(cli, args))
         }
     };

@@ -1,7 +1,8 @@
 //! One command from the command line: run it here if the data dir is free, else forward it to
 //! the process that owns the dir.
 
-use std::io::{IsTerminal, Read};
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use lattice_node::{DataDir, NodeError};
@@ -13,21 +14,18 @@ use crate::engine::{Engine, Role};
 use crate::failure::report;
 
 /// Runs `cli`'s command (`argv` is its words, forwarded as they are); returns its exit code.
-pub async fn run(cli: Cli, argv: Vec<String>) -> i32 {
+pub async fn run(cli: Cli, argv: Vec<OsString>) -> i32 {
     let Some(command) = cli.command.clone() else { return 2 };
     let dir = match ready_dir(&cli, &command) {
         Ok(dir) => dir,
         Err(e) => return report(&e),
     };
-    let stdin = match &command {
-        Command::Put { value, .. } if value == "-" => match read_stdin() {
-            Ok(buf) => Some(buf),
-            Err(e) => {
-                eprintln!("error: cannot read the value from stdin: {e}");
-                return 1;
-            }
-        },
-        _ => None,
+    let stdin = match crate::commands::read_input(&command, true) {
+        Ok(input) => input,
+        Err(failure) => {
+            eprintln!("{}", failure.line());
+            return failure.code();
+        }
     };
     // A person reading a terminal gets a final newline after a raw value; pipes get exact bytes.
     let terminal = std::io::stdout().is_terminal();
@@ -50,12 +48,6 @@ fn ready_dir(cli: &Cli, command: &Command) -> Result<DataDir, NodeError> {
         return Err(NodeError::NotInitialised(dir.path().to_path_buf()));
     }
     Ok(dir)
-}
-
-fn read_stdin() -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    std::io::stdin().lock().read_to_end(&mut buf)?;
-    Ok(buf)
 }
 
 /// Runs the command in this process, which holds the data dir's lock.

@@ -13,6 +13,11 @@
 //! <- {"type":"alive"}                          (only if the request set keepalive_ms)
 //! <- {"type":"exit","code":0}
 //! ```
+//!
+//! An argument that is not UTF-8 (a key's raw bytes) travels as `{"b64":"..."}` in `argv`.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -36,7 +41,8 @@ pub enum Request {
     /// `put KEY -`, read by the client.
     Run {
         version: u32,
-        argv: Vec<String>,
+        #[serde(with = "os_words")]
+        argv: Vec<OsString>,
         #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_b64")]
         stdin: Option<Vec<u8>>,
         /// The client shows output line by line (a shell or a terminal), see `RunOptions`.
@@ -161,6 +167,35 @@ mod opt_b64 {
     }
 }
 
+/// Words as JSON strings, except one that is not UTF-8: `{"b64": "..."}` of its bytes.
+mod os_words {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Word {
+        Text(String),
+        Bytes { b64: String },
+    }
+
+    pub fn serialize<S: serde::Serializer>(words: &[OsString], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(words.iter().map(|w| match w.to_str() {
+            Some(text) => Word::Text(text.to_owned()),
+            None => Word::Bytes { b64: B64.encode(w.as_bytes()) },
+        }))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<OsString>, D::Error> {
+        let words: Vec<Word> = Vec::deserialize(d)?;
+        words
+            .into_iter()
+            .map(|w| match w {
+                Word::Text(text) => Ok(OsString::from(text)),
+                Word::Bytes { b64 } => B64.decode(b64).map(OsString::from_vec).map_err(serde::de::Error::custom),
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +221,16 @@ mod tests {
         assert_eq!(text, r#"{"type":"stdout","data":"b2sK"}"#);
         assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), reply);
         let no_stdin: Request = serde_json::from_str(r#"{"type":"run","version":1,"argv":[]}"#).unwrap();
+        let bytes = Request::Run {
+            version: 1,
+            argv: vec!["get".into(), OsString::from_vec(vec![0xff, 0])],
+            stdin: None,
+            terminal: false,
+            keepalive_ms: None,
+        };
+        let text = serde_json::to_string(&bytes).unwrap();
+        assert_eq!(text, r#"{"type":"run","version":1,"argv":["get",{"b64":"/wA="}],"terminal":false}"#);
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), bytes);
         assert!(matches!(no_stdin, Request::Run { stdin: None, terminal: false, keepalive_ms: None, .. }));
     }
 

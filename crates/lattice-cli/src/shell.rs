@@ -28,7 +28,7 @@ use tokio::net::UnixStream;
 use tokio::runtime::Runtime;
 
 use crate::cli::{Cli, command_names, parse_words};
-use crate::commands::RunOptions;
+use crate::commands::{self, RunOptions};
 use crate::daemon::{self, Claim, ControlServer, Owner};
 use crate::engine::{Engine, Role};
 use crate::failure::exit_code;
@@ -215,12 +215,21 @@ impl Session<'_> {
             eprintln!("error: --data-dir cannot change inside the shell; start another shell for another data dir");
             return Some(2);
         }
+        let input = match cli.command.as_ref().map(|c| commands::read_input(c, false)).transpose() {
+            Ok(input) => input.flatten(),
+            Err(failure) => {
+                eprintln!("{}", failure.line());
+                return Some(failure.code());
+            }
+        };
         let opts = RunOptions { terminal: true, local: true, stop: None };
         Some(match &self.backend {
-            Backend::Local { engine, .. } => self.rt.block_on(daemon::run_here(engine, &cli, None, opts)),
+            Backend::Local { engine, .. } => self.rt.block_on(daemon::run_here(engine, &cli, input, opts)),
             Backend::Remote(owner) => self.rt.block_on(async {
                 match UnixStream::connect(self.dir.socket()).await {
-                    Ok(stream) => daemon::forward(stream, *owner, words, None, true).await,
+                    Ok(stream) => {
+                        daemon::forward(stream, *owner, words.into_iter().map(Into::into).collect(), input, true).await
+                    }
                     Err(e) => {
                         eprintln!(
                             "error: the lattice process that owned {} has gone ({e}); restart the shell",

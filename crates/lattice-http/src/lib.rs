@@ -40,6 +40,8 @@
 //! - `cursor`: the listing's opaque `next`.
 //! - `reply`: JSON bodies and `{"error"}` responses, and the mapping of node errors to statuses.
 //! - `json`: the JSON shapes shared with the CLI (key/value items, write receipts).
+//! - `batch`: the operations of a batch (JSON lines for the CLI, `{"ops"}` over HTTP), parsed
+//!   into one transaction.
 //! - `rate`: per-token token buckets ([`RateLimit`]).
 //!
 //! Architecture invariant: the crate talks to stores only through [`lattice_node::Node`]'s
@@ -47,6 +49,7 @@
 //! dependencies include neither lattice-net nor the CLI.
 
 mod auth;
+mod batch;
 mod conn;
 mod cursor;
 mod json;
@@ -56,6 +59,7 @@ mod reply;
 mod server;
 mod wire;
 
+pub use batch::{batch_from_items, batch_from_lines, parse_hash};
 pub use json::{insert_bytes, key_value, list_item, write_receipt};
 pub use rate::RateLimit;
 pub use server::{HttpConfig, HttpError, HttpServer};

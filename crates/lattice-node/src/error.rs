@@ -12,6 +12,8 @@ pub enum ErrorKind {
     NotFound,
     /// The request itself is malformed (bad key, bad name, bad pattern).
     Usage,
+    /// A condition of the write did not hold (compare-and-set lost): nothing was written.
+    Precondition,
     /// Anything else: refusals, I/O, corruption.
     Other,
 }
@@ -124,6 +126,7 @@ impl NodeError {
             NodeError::Invalid(_)
             | NodeError::Store(StoreError::InvalidEntry(_))
             | NodeError::Store(StoreError::InvalidPattern(_)) => ErrorKind::Usage,
+            NodeError::Store(StoreError::PreconditionFailed { .. }) => ErrorKind::Precondition,
             _ => ErrorKind::Other,
         }
     }

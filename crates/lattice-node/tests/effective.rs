@@ -33,6 +33,14 @@ async fn a_members_forged_reserved_keys_read_as_what_took_effect() {
         ("/tokens/0123456789abcdef/permissions".to_string(), "rw"),
         ("/free/from-member".to_string(), "plain"),
     ];
+    // The network publishes this node's addresses (rewriting its own `status = active`) once it
+    // is up; wait for that, or that write could outrank the forgery's raw `removed`.
+    let addrs: Vec<String> = network.listen_addrs().iter().map(|a| a.to_string()).collect();
+    lattice_testkit::eventually("the node's addresses to be published", lattice_testkit::DEADLINE, || async {
+        let records = node.node_records().await.unwrap();
+        records.get(&node.node_id()).and_then(|r| r.info.as_ref()).is_some_and(|i| i.addrs == addrs)
+    })
+    .await;
     // Signed after the invite (in fold order too), so the member's own join takes effect.
     node.invite(member.author(), Role::Member).await.unwrap();
     let invited = node.get_heads(&root, format!("/nodes/{me}/status").as_bytes()).await.unwrap();

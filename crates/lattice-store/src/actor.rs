@@ -11,13 +11,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lattice_core::{Head, Op, SyncState, VerifiedEntry};
+use lattice_core::{Head, SyncState, VerifiedEntry};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{IngestError, StoreError};
 use crate::missing::MissingEntries;
 use crate::store::Store;
-use crate::types::{Authorisation, IngestOutcome, KvPairs, ProofBytes, StoreStatus, WatchEvent, WriteReceipt};
+use crate::types::{
+    Authorisation, IngestOutcome, KvPairs, ProofBytes, StoreStatus, Transaction, WatchEvent, WriteReceipt,
+};
 
 /// Commands queued before the sender waits.
 const COMMAND_CAPACITY: usize = 4096;
@@ -45,8 +47,8 @@ pub(crate) enum Command {
 
 /// The commands that change the store (all of a batch's share its group commit).
 pub(crate) enum WriteCommand {
-    Ops {
-        ops: Vec<Op>,
+    Transact {
+        transaction: Transaction,
         reply: Reply<WriteReceipt>,
     },
     Delete {
@@ -100,7 +102,7 @@ impl WriteCommand {
     /// Answers the command with the error `err` makes.
     fn fail(self, err: impl Fn() -> StoreError) {
         match self {
-            WriteCommand::Ops { reply, .. } => drop(reply.send(Err(err()))),
+            WriteCommand::Transact { reply, .. } => drop(reply.send(Err(err()))),
             WriteCommand::Delete { reply, .. } => drop(reply.send(Err(err()))),
             WriteCommand::ExpireOrphans { reply } | WriteCommand::Authorise { reply, .. } => {
                 drop(reply.send(Err(err())))
@@ -278,7 +280,8 @@ impl Actor {
 
     /// Runs the writes of a batch in one transaction (each table opened once) and commits it.
     fn run_writes(&mut self, writes: Vec<WriteCommand>) {
-        let local_only = writes.iter().all(|c| matches!(c, WriteCommand::Ops { .. } | WriteCommand::Delete { .. }));
+        let local_only =
+            writes.iter().all(|c| matches!(c, WriteCommand::Transact { .. } | WriteCommand::Delete { .. }));
         let mut tx = match self.store.begin(!local_only) {
             Ok(t) => t,
             Err(e) => {
@@ -298,8 +301,8 @@ impl Actor {
                 }
                 for write in writes {
                     pending.push(match write {
-                        WriteCommand::Ops { ops, reply } => {
-                            Pending::Write(reply, self.store.local_write(&mut t, w, ops))
+                        WriteCommand::Transact { transaction, reply } => {
+                            Pending::Write(reply, self.store.local_write(&mut t, w, transaction))
                         }
                         WriteCommand::Delete { key, reply } => {
                             Pending::Delete(reply, self.store.local_delete(&mut t, w, key))

@@ -65,6 +65,17 @@ pub enum StoreError {
         /// The last seq of this node that applies in this store.
         cutoff: u64,
     },
+    /// A condition of a transaction did not hold: nothing was written.
+    #[error("precondition failed: {} {}", String::from_utf8_lossy(key), match current {
+        Some(hash) => format!("is at {hash}"),
+        None => "is absent".to_string(),
+    })]
+    PreconditionFailed {
+        /// The key whose condition failed.
+        key: Vec<u8>,
+        /// The hash of the entry that wrote its visible value; `None` if it has none.
+        current: Option<lattice_core::Hash>,
+    },
     /// A watch pattern is not a valid regular expression.
     #[error("invalid watch pattern: {0}")]
     InvalidPattern(String),

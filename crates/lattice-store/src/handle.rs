@@ -14,8 +14,8 @@ use crate::missing::MissingEntries;
 use crate::store::Store;
 use crate::traits::{KvStore, SyncStore, Verified};
 use crate::types::{
-    Authorisation, Committed, GapInfo, IngestOutcome, KvPairs, ProofBytes, StoreConfig, StoreStatus, WatchEvent,
-    WriteReceipt,
+    Authorisation, Committed, GapInfo, IngestOutcome, KvPairs, ProofBytes, StoreConfig, StoreStatus, Transaction,
+    WatchEvent, WriteReceipt,
 };
 
 /// The async handle to a store. Clone it freely; every clone talks to the same actor.
@@ -141,8 +141,8 @@ impl KvStore for StoreHandle {
     async fn delete(&self, key: Vec<u8>) -> Result<Option<WriteReceipt>, StoreError> {
         self.request(|reply| WriteCommand::Delete { key, reply }).await?
     }
-    async fn batch(&self, ops: Vec<Op>) -> Result<WriteReceipt, StoreError> {
-        self.request(|reply| WriteCommand::Ops { ops, reply }).await?
+    async fn transact(&self, transaction: Transaction) -> Result<WriteReceipt, StoreError> {
+        self.request(|reply| WriteCommand::Transact { transaction, reply }).await?
     }
     async fn list(&self, prefix: &[u8], after: Option<Vec<u8>>, limit: usize) -> Result<KvPairs, StoreError> {
         let prefix = prefix.to_vec();

@@ -48,6 +48,6 @@ pub use log::LogError;
 pub use missing::MissingEntries;
 pub use traits::{EntrySource, KvStore, SyncStore, Verified};
 pub use types::{
-    Authorisation, Committed, Cutoff, GapInfo, IngestOutcome, KvPairs, ProofBytes, StoreConfig, StoreStatus,
-    WatchEvent, WriteReceipt,
+    Authorisation, Committed, Condition, Cutoff, GapInfo, IngestOutcome, KvPairs, ProofBytes, StoreConfig, StoreStatus,
+    Transaction, WatchEvent, WriteReceipt,
 };

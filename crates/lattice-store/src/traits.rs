@@ -8,7 +8,7 @@ use lattice_core::{AuthorId, EntryError, Head, Op, StoreId, SyncState, VerifiedE
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::{IngestError, StoreError};
-use crate::types::{Committed, GapInfo, IngestOutcome, KvPairs, ProofBytes, WatchEvent, WriteReceipt};
+use crate::types::{Committed, GapInfo, IngestOutcome, KvPairs, ProofBytes, Transaction, WatchEvent, WriteReceipt};
 
 /// Entries after decoding and signature verification, in order, each valid or why not.
 pub type Verified = Vec<Result<VerifiedEntry, EntryError>>;
@@ -24,7 +24,12 @@ pub trait KvStore: Send + Sync {
     /// Writes a tombstone; `None` (and nothing written) if the key has no visible value.
     fn delete(&self, key: Vec<u8>) -> impl Future<Output = Result<Option<WriteReceipt>, StoreError>> + Send;
     /// Several operations as one entry, applied atomically.
-    fn batch(&self, ops: Vec<Op>) -> impl Future<Output = Result<WriteReceipt, StoreError>> + Send;
+    fn batch(&self, ops: Vec<Op>) -> impl Future<Output = Result<WriteReceipt, StoreError>> + Send {
+        self.transact(Transaction::new(ops))
+    }
+    /// Operations as one entry, applied atomically, if every condition holds against the
+    /// current winners; otherwise [`StoreError::PreconditionFailed`] and nothing is written.
+    fn transact(&self, transaction: Transaction) -> impl Future<Output = Result<WriteReceipt, StoreError>> + Send;
     /// Visible keys with `prefix`, in key order, strictly after `after`, at most `limit`.
     fn list(
         &self,

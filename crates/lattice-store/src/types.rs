@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use lattice_core::{AuthorId, Hash, Hlc, VerifiedEntry};
+use lattice_core::{AuthorId, Hash, Hlc, Op, VerifiedEntry};
 
 /// Tunables of a store. `Default` gives production values.
 #[derive(Clone, Debug)]
@@ -47,6 +47,64 @@ pub type ProofBytes = (Vec<u8>, Vec<u8>);
 
 /// Keys and values, in key order.
 pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A precondition of a [`Transaction`], checked against the key's current winner when the
+/// write is made (inside the store's actor, so writes on one node are ordered by it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// The key's visible value is the one written by the entry with this hash (its ETag).
+    Matches {
+        /// The key.
+        key: Vec<u8>,
+        /// The hash of the entry that wrote the current winner.
+        hash: Hash,
+    },
+    /// The key has no visible value (never written, or deleted).
+    Absent {
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
+impl Condition {
+    /// The key the condition is about.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Condition::Matches { key, .. } | Condition::Absent { key } => key,
+        }
+    }
+
+    /// Whether the condition holds for a key whose visible winner was written by `current`.
+    pub fn holds(&self, current: Option<Hash>) -> bool {
+        match self {
+            Condition::Matches { hash, .. } => current == Some(*hash),
+            Condition::Absent { .. } => current.is_none(),
+        }
+    }
+}
+
+/// Operations written as one entry, all or none, if every condition holds; otherwise nothing
+/// is written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transaction {
+    /// Applied in order, atomically.
+    pub ops: Vec<Op>,
+    /// Checked before anything is written.
+    pub conditions: Vec<Condition>,
+}
+
+impl Transaction {
+    /// Operations without conditions.
+    pub fn new(ops: Vec<Op>) -> Transaction {
+        Transaction { ops, conditions: Vec::new() }
+    }
+
+    /// Adds a condition.
+    pub fn when(mut self, condition: Condition) -> Transaction {
+        self.conditions.push(condition);
+        self
+    }
+}
 
 /// What a local write produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

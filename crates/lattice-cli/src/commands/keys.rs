@@ -1,6 +1,13 @@
 //! `put`, `get`, `delete`, `list` and `watch`: the keys of a store.
+//!
+//! KEY, VALUE and PREFIX are bytes: an argument that is not UTF-8 is used as it is.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use lattice_core::{Hash, Op};
 use lattice_node::Lookup;
+use lattice_store::{Condition, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
@@ -10,8 +17,41 @@ use crate::render;
 /// Page size for `list`.
 const LIST_PAGE: usize = 1000;
 
-pub(super) async fn put(ctx: &Context<'_>, key: &str, value: &str, stdin: Option<Vec<u8>>) -> Result<i32, Failure> {
+/// `put`'s `--if-match HASH` or `--if-absent`.
+pub(super) enum Precondition {
+    None,
+    Matches(Hash),
+    Absent,
+}
+
+impl Precondition {
+    pub(super) fn new(if_match: Option<&str>, if_absent: bool) -> Result<Precondition, Failure> {
+        Ok(match (if_match, if_absent) {
+            (Some(hash), _) => Precondition::Matches(lattice_http::parse_hash(hash).map_err(Failure::usage)?),
+            (None, true) => Precondition::Absent,
+            (None, false) => Precondition::None,
+        })
+    }
+
+    fn on(self, key: &[u8]) -> Option<Condition> {
+        let key = key.to_vec();
+        match self {
+            Precondition::None => None,
+            Precondition::Matches(hash) => Some(Condition::Matches { key, hash }),
+            Precondition::Absent => Some(Condition::Absent { key }),
+        }
+    }
+}
+
+pub(super) async fn put(
+    ctx: &Context<'_>,
+    key: &OsStr,
+    value: &OsStr,
+    precondition: Precondition,
+    stdin: Option<Vec<u8>>,
+) -> Result<i32, Failure> {
     let (node, store) = ctx.target().await?;
+    let key = key.as_bytes();
     let value = if value == "-" {
         stdin.ok_or_else(|| {
             Failure::usage("VALUE \"-\" reads stdin, which a shell line does not have; give the value inline")
@@ -19,16 +59,32 @@ pub(super) async fn put(ctx: &Context<'_>, key: &str, value: &str, stdin: Option
     } else {
         value.as_bytes().to_vec()
     };
-    let receipt = node.put(&store, key.as_bytes().to_vec(), value).await?;
+    let mut transaction = Transaction::new(vec![Op::Put { key: key.to_vec(), value }]);
+    transaction.conditions.extend(precondition.on(key));
+    let receipt = node.transact(&store, transaction).await?;
     ctx.print(|| render::json::put_receipt(key, &store, &receipt), || "ok\n".into());
     Ok(0)
 }
 
-pub(super) async fn get(ctx: &Context<'_>, key: &str, verbose: bool) -> Result<i32, Failure> {
+/// `batch`: the JSON lines of `input` as one entry, or nothing (a bad line, a failed condition).
+pub(super) async fn batch(ctx: &Context<'_>, input: Option<Vec<u8>>) -> Result<i32, Failure> {
+    let input = input.ok_or_else(|| {
+        Failure::usage("batch reads stdin, which a shell line does not have; give a FILE (`batch ops.jsonl`)")
+    })?;
+    let transaction = lattice_http::batch_from_lines(&input).map_err(|e| Failure::usage(format!("batch: {e}")))?;
     let (node, store) = ctx.target().await?;
+    let ops = transaction.ops.len();
+    let receipt = node.transact(&store, transaction).await?;
+    ctx.print(|| render::json::batch_receipt(ops, &store, &receipt), || format!("ok ({ops} operations)\n"));
+    Ok(0)
+}
+
+pub(super) async fn get(ctx: &Context<'_>, key: &OsStr, verbose: bool) -> Result<i32, Failure> {
+    let (node, store) = ctx.target().await?;
+    let key = key.as_bytes();
     // For a reserved key of the root store the value is the control plane's effective one; the
     // heads stay the raw entries (one may be a write that took no effect).
-    let Lookup { value: visible, heads, control } = node.lookup(&store, key.as_bytes()).await?;
+    let Lookup { value: visible, heads, control } = node.lookup(&store, key).await?;
     if heads.is_empty() || (visible.is_none() && !verbose) {
         ctx.out.err("not found");
         return Ok(1);
@@ -46,9 +102,10 @@ pub(super) async fn get(ctx: &Context<'_>, key: &str, verbose: bool) -> Result<i
     Ok(0)
 }
 
-pub(super) async fn delete(ctx: &Context<'_>, key: &str) -> Result<i32, Failure> {
+pub(super) async fn delete(ctx: &Context<'_>, key: &OsStr) -> Result<i32, Failure> {
     let (node, store) = ctx.target().await?;
-    let Some(receipt) = node.delete(&store, key.as_bytes().to_vec()).await? else {
+    let key = key.as_bytes();
+    let Some(receipt) = node.delete(&store, key.to_vec()).await? else {
         ctx.out.err("not found");
         return Ok(1);
     };
@@ -57,9 +114,9 @@ pub(super) async fn delete(ctx: &Context<'_>, key: &str) -> Result<i32, Failure>
 }
 
 /// Text is printed a page at a time as it is read; JSON is one document, so it waits for all.
-pub(super) async fn list(ctx: &Context<'_>, prefix: Option<&str>) -> Result<i32, Failure> {
+pub(super) async fn list(ctx: &Context<'_>, prefix: Option<&OsStr>) -> Result<i32, Failure> {
     let (node, store) = ctx.target().await?;
-    let prefix = prefix.unwrap_or_default().as_bytes();
+    let prefix = prefix.map(OsStr::as_bytes).unwrap_or_default();
     let mut items = Vec::new();
     let mut after = None;
     loop {

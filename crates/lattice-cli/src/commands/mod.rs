@@ -6,7 +6,7 @@
 //!
 //! - `node`: init, status (and `serve`, which only the command line may start).
 //! - `stores`: create-store, list-stores, delete-store, use.
-//! - `keys`: put, get, delete, list, watch.
+//! - `keys`: put, batch, get, delete, list, watch.
 //! - `mesh`: invite, remove, peers, join, sync.
 //! - `tokens`: create-token, list-tokens, revoke-token.
 
@@ -42,6 +42,30 @@ pub struct RunOptions {
     pub stop: Option<CancellationToken>,
 }
 
+/// What `command` reads besides its arguments, read where it was issued (a forwarded command
+/// runs in another process, with another working directory and no stdin): `put KEY -` and
+/// `batch` / `batch -` read stdin, `batch FILE` reads FILE. Without `stdin` (a shell line) the
+/// command itself refuses "-".
+pub fn read_input(command: &Command, stdin: bool) -> Result<Option<Vec<u8>>, Failure> {
+    let from_stdin = || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)
+            .map_err(|e| Failure::other(format!("cannot read stdin: {e}")))?;
+        Ok(Some(buf))
+    };
+    match command {
+        Command::Put { value, .. } if value == "-" && stdin => from_stdin(),
+        Command::Batch { file } => match file {
+            Some(path) if path.as_os_str() != "-" => std::fs::read(path)
+                .map(Some)
+                .map_err(|e| Failure::other(format!("cannot read {}: {e}", path.display()))),
+            _ if stdin => from_stdin(),
+            _ => Ok(None),
+        },
+        _ => Ok(None),
+    }
+}
+
 /// Runs one command; returns its exit code. Output and errors go to `out`.
 pub async fn run(engine: &Engine, cli: &Cli, stdin: Option<Vec<u8>>, opts: RunOptions, out: &Out) -> i32 {
     let Some(command) = &cli.command else {
@@ -67,7 +91,10 @@ async fn dispatch(ctx: &Context<'_>, command: &Command, stdin: Option<Vec<u8>>) 
         Command::ListStores { all } => stores::list(ctx, *all).await,
         Command::DeleteStore { store } => stores::delete(ctx, store).await,
         Command::Use { store } => stores::use_store(ctx, store).await,
-        Command::Put { key, value } => keys::put(ctx, key, value, stdin).await,
+        Command::Put { key, value, if_match, if_absent } => {
+            keys::put(ctx, key, value, keys::Precondition::new(if_match.as_deref(), *if_absent)?, stdin).await
+        }
+        Command::Batch { .. } => keys::batch(ctx, stdin).await,
         Command::Get { key, verbose } => keys::get(ctx, key, *verbose).await,
         Command::Delete { key } => keys::delete(ctx, key).await,
         Command::List { prefix } => keys::list(ctx, prefix.as_deref()).await,

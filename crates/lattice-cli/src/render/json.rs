@@ -60,29 +60,38 @@ pub fn created_token(record: &TokenRecord, secret: &str, token_text: &str, now_m
 }
 
 /// `put`: the HTTP API's receipt plus the key, the store and the entry's sequence number.
-pub fn put_receipt(key: &str, store: &StoreRef, receipt: &WriteReceipt) -> Value {
+pub fn put_receipt(key: &[u8], store: &StoreRef, receipt: &WriteReceipt) -> Value {
     Value::Object(key_receipt(key, store, receipt))
 }
 
+/// `batch`: the entry's receipt, the store and how many operations it wrote.
+pub fn batch_receipt(ops: usize, store: &StoreRef, receipt: &WriteReceipt) -> Value {
+    let mut obj = lattice_http::write_receipt(receipt);
+    obj.insert("ops".into(), json!(ops));
+    obj.insert("store".into(), json!(store.name));
+    obj.insert("seq".into(), json!(receipt.seq));
+    Value::Object(obj)
+}
+
 /// `delete`: as [`put_receipt`], with `"deleted": true`.
-pub fn delete_receipt(key: &str, store: &StoreRef, receipt: &WriteReceipt) -> Value {
+pub fn delete_receipt(key: &[u8], store: &StoreRef, receipt: &WriteReceipt) -> Value {
     let mut obj = key_receipt(key, store, receipt);
     obj.insert("deleted".into(), json!(true));
     Value::Object(obj)
 }
 
-fn key_receipt(key: &str, store: &StoreRef, receipt: &WriteReceipt) -> Map<String, Value> {
+fn key_receipt(key: &[u8], store: &StoreRef, receipt: &WriteReceipt) -> Map<String, Value> {
     let mut obj = lattice_http::write_receipt(receipt);
-    obj.insert("key".into(), json!(key));
+    lattice_http::insert_bytes(&mut obj, "key", "key_encoding", key);
     obj.insert("store".into(), json!(store.name));
     obj.insert("seq".into(), json!(receipt.seq));
     obj
 }
 
 /// `get`: the visible value (`null` when the winner is a deletion) and every head.
-pub fn get(key: &str, visible: Option<&[u8]>, heads: &[Head]) -> Value {
+pub fn get(key: &[u8], visible: Option<&[u8]>, heads: &[Head]) -> Value {
     let mut obj = Map::new();
-    obj.insert("key".into(), json!(key));
+    lattice_http::insert_bytes(&mut obj, "key", "key_encoding", key);
     match visible {
         Some(v) => lattice_http::insert_bytes(&mut obj, "value", "encoding", v),
         None => drop(obj.insert("value".into(), Value::Null)),

@@ -98,6 +98,14 @@ impl Lattice {
         to_run(cmd.output().unwrap())
     }
 
+    /// As [`Lattice::run`], with arguments that need not be UTF-8 (raw key bytes).
+    pub fn run_bytes(&self, args: &[&[u8]]) -> Run {
+        use std::os::unix::ffi::OsStrExt;
+        let mut cmd = self.command(&[]);
+        cmd.args(args.iter().map(|a| std::ffi::OsStr::from_bytes(a))).stdin(Stdio::null());
+        to_run(cmd.output().unwrap())
+    }
+
     pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Run {
         let mut cmd = self.command(args);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());

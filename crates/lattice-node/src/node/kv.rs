@@ -7,9 +7,9 @@
 //! changed nothing and must not be shown as if it had. Heads ([`Node::get_heads`]) stay raw:
 //! they are the entries as stored, for `get -v`.
 
-use lattice_core::Head;
 use lattice_core::entry::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use lattice_store::{KvStore, WatchEvent, WriteReceipt};
+use lattice_core::{Head, Op};
+use lattice_store::{KvStore, Transaction, WatchEvent, WriteReceipt};
 use tokio::sync::mpsc;
 
 use super::{Node, StoreRef};
@@ -29,15 +29,33 @@ impl Node {
 
     /// Writes `key = value` into `store` (refused under the root store's reserved prefixes).
     pub async fn put(&self, store: &StoreRef, key: Vec<u8>, value: Vec<u8>) -> Result<WriteReceipt, NodeError> {
-        validate_key(&key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(NodeError::Invalid(format!(
-                "value of {} bytes is over the {MAX_VALUE_BYTES}-byte limit",
-                value.len()
-            )));
+        self.transact(store, Transaction::new(vec![Op::Put { key, value }])).await
+    }
+
+    /// Writes the transaction's ops into `store` as one entry if its conditions hold (see
+    /// [`Transaction`]); a failed condition is
+    /// [`PreconditionFailed`](lattice_store::StoreError::PreconditionFailed) and writes nothing.
+    /// Every key is checked as for [`put`](Self::put) first.
+    pub async fn transact(&self, store: &StoreRef, transaction: Transaction) -> Result<WriteReceipt, NodeError> {
+        if transaction.ops.is_empty() {
+            return Err(NodeError::Invalid("a transaction needs at least one operation".into()));
         }
-        self.check_writable(store, &key)?;
-        Ok(self.writer(store).await?.put(key, value).await?)
+        for op in &transaction.ops {
+            validate_key(op.key())?;
+            if let Op::Put { value, .. } = op
+                && value.len() > MAX_VALUE_BYTES
+            {
+                return Err(NodeError::Invalid(format!(
+                    "value of {} bytes is over the {MAX_VALUE_BYTES}-byte limit",
+                    value.len()
+                )));
+            }
+            self.check_writable(store, op.key())?;
+        }
+        for condition in &transaction.conditions {
+            validate_key(condition.key())?;
+        }
+        Ok(self.writer(store).await?.transact(transaction).await?)
     }
 
     /// Deletes `key`; `None` if it had no visible value (nothing is written then).

@@ -9,7 +9,7 @@ use super::{Store, wall_ms};
 use crate::durable;
 use crate::error::StoreError;
 use crate::tables;
-use crate::types::{Authorisation, Cutoff, IngestOutcome, StoreConfig, WriteReceipt};
+use crate::types::{Authorisation, Cutoff, IngestOutcome, StoreConfig, Transaction, WriteReceipt};
 
 fn remote_entry(
     store: StoreId,
@@ -49,7 +49,7 @@ fn deferred_index_rows_are_read_back_within_the_batch_and_land_at_commit() {
         assert_eq!(store.ingest(&mut t, w, e1.clone()).unwrap(), IngestOutcome::Duplicate);
         assert_eq!(store.ingest(&mut t, w, e2.clone()).unwrap(), IngestOutcome::Applied { released: 0 });
         assert_eq!(t.heads_in(b"k").unwrap().len(), 1, "e2 superseded e1 on k");
-        let receipt = store.local_write(&mut t, w, vec![Op::put("k", "3")]).unwrap();
+        let receipt = store.local_write(&mut t, w, Transaction::new(vec![Op::put("k", "3")])).unwrap();
         t.flush_deferred().unwrap();
         receipt
     };
@@ -78,7 +78,7 @@ fn local_put(store: &mut Store, key: &str, value: &str) -> Result<WriteReceipt, 
     let mut tx = store.begin(false)?;
     let receipt = {
         let (mut t, w) = tx.split()?;
-        store.local_write(&mut t, w, vec![Op::put(key, value)])?
+        store.local_write(&mut t, w, Transaction::new(vec![Op::put(key, value)]))?
     };
     store.commit(tx)?;
     Ok(receipt)

@@ -6,17 +6,29 @@ use lattice_core::{EntryBuilder, Hash, Op};
 
 use super::{Store, Tables, Work, visible};
 use crate::error::StoreError;
-use crate::types::WriteReceipt;
+use crate::types::{Condition, Transaction, WriteReceipt};
 
 impl Store {
-    /// Signs and applies a local write: the next seq of our chain, a fresh HLC, and as parents
+    /// Signs and applies a local write if its conditions hold against the current winners
+    /// (nothing is written otherwise): the next seq of our chain, a fresh HLC, and as parents
     /// every current head of every key it touches (so the write merges any fork it sees).
     pub(crate) fn local_write(
         &mut self,
         t: &mut Tables<'_>,
         w: &mut Work,
-        ops: Vec<Op>,
+        transaction: Transaction,
     ) -> Result<WriteReceipt, StoreError> {
+        let Transaction { ops, conditions } = transaction;
+        for condition in conditions {
+            // Checked in this write transaction: an earlier write of the same group commit counts.
+            let current = visible(&t.heads_in(condition.key())?).map(|h| h.hash);
+            if !condition.holds(current) {
+                let key = match condition {
+                    Condition::Matches { key, .. } | Condition::Absent { key } => key,
+                };
+                return Err(StoreError::PreconditionFailed { key, current });
+            }
+        }
         for (i, op) in ops.iter().enumerate() {
             lattice_core::entry::check_op(i, op)?;
         }
@@ -58,6 +70,6 @@ impl Store {
         if visible(&t.heads_in(&key)?).is_none() {
             return Ok(None);
         }
-        self.local_write(t, w, vec![Op::Delete { key }]).map(Some)
+        self.local_write(t, w, Transaction::new(vec![Op::Delete { key }])).map(Some)
     }
 }
