@@ -78,6 +78,30 @@ fn piped_shell_is_forwarded_to_a_daemon() {
     assert!(wait_exit(&mut serve).success());
 }
 
+/// The shell has compare-and-set and batches: a batch FILE is read by the shell itself (also when
+/// its lines are forwarded to a daemon); `batch -` is refused, as a shell line has no stdin.
+#[test]
+fn shell_lines_compare_and_set_and_batch_direct_and_forwarded() {
+    let l = Lattice::init();
+    let file = l.tmp.path().join("ops.jsonl");
+    for (round, daemon) in [("direct", false), ("forwarded", true)] {
+        std::fs::write(&file, format!("{{\"op\":\"put\",\"key\":\"{round}/a\",\"value\":\"1\"}}\n{{\"op\":\"put\",\"key\":\"{round}/b\",\"value\":\"2\"}}\n")).unwrap();
+        let mut serve = daemon.then(|| l.serve());
+        let script = format!(
+            "put {round}/c 1 --if-absent\nput {round}/c 2 --if-absent\nbatch {}\nbatch -\nlist {round}/\n",
+            file.display()
+        );
+        let run = l.run_with_stdin(&[], script.as_bytes());
+        assert_eq!(run.out(), format!("ok\nok (2 operations)\n{round}/a\t1\n{round}/b\t2\n{round}/c\t1\n"), "{round}");
+        assert!(run.stderr.contains(&format!("precondition failed: {round}/c is at")), "{round}: {}", run.stderr);
+        assert!(run.stderr.contains("batch reads stdin, which a shell line does not have"), "{round}: {}", run.stderr);
+        if let Some(serve) = serve.as_mut() {
+            signal(serve, libc::SIGTERM);
+            assert!(wait_exit(serve).success());
+        }
+    }
+}
+
 /// A child process on a pseudo-terminal, and everything it has printed so far.
 struct Pty {
     master: File,

@@ -139,9 +139,12 @@ impl<C: NodeContext> LatticeServer<C> {
     /// Stops the mesh tasks, ends running sessions, shuts down gossip, closes the router and
     /// the endpoint. Returns once every task it started has finished.
     pub async fn shutdown(&self) {
+        let started = std::time::Instant::now();
         self.mesh.shutdown().await;
+        tracing::debug!(elapsed = ?started.elapsed(), "mesh tasks stopped");
         if let Err(e) = self.router.shutdown().await {
             tracing::warn!(error = %e, "router shutdown");
         }
+        tracing::debug!(elapsed = ?started.elapsed(), "router and endpoint closed");
     }
 }

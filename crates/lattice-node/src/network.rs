@@ -406,10 +406,13 @@ impl Network {
     /// The UDP sockets stay bound until the network is dropped: to bind the same port again,
     /// use [`stop`](Self::stop).
     pub async fn shutdown(&self) {
+        let started = std::time::Instant::now();
         self.cancel.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        tracing::debug!(elapsed = ?started.elapsed(), "network tasks stopped");
         self.presence.server.shutdown().await;
+        tracing::debug!(elapsed = ?started.elapsed(), "network server stopped");
         // Nobody can answer for our own log any more: writes go back to unchecked.
         self.presence.node.own_logs().disarm_all();
     }
