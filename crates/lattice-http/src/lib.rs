@@ -50,6 +50,8 @@
 
 mod auth;
 mod batch;
+mod body;
+mod conditional;
 mod conn;
 mod cursor;
 mod json;
@@ -57,6 +59,7 @@ mod keys;
 mod rate;
 mod reply;
 mod server;
+mod txn;
 mod wire;
 
 pub use batch::{batch_from_items, batch_from_lines, parse_hash};
