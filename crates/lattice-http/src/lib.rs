@@ -56,6 +56,7 @@ mod conn;
 mod cursor;
 mod json;
 mod keys;
+mod openapi;
 mod rate;
 mod reply;
 mod server;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn;
 use crate::keys::{delete_key, get_key, list_keys, put_key};
+use crate::openapi::openapi_json;
 use crate::rate::{Limiter, RateLimit};
 use crate::reply::{ApiError, Json, json_errors};
 use crate::txn::{MAX_BATCH_BODY_BYTES, post_batch};
@@ -135,6 +136,7 @@ fn router(api: Arc<Api>) -> Router {
     let body_limit = lattice_core::entry::MAX_VALUE_BYTES + 1024;
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/openapi.json", get(openapi_json))
         .route("/stores/{store}/keys", get(list_keys))
         .route("/stores/{store}/keys/{*key}", get(get_key).put(put_key).delete(delete_key))
         .route("/stores/{store}/batch", post(post_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))

@@ -262,3 +262,32 @@ fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[tokio::test]
+async fn openapi_json_is_served_without_auth_and_lists_every_route() {
+    let f = Fixture::start(HttpConfig::default()).await;
+    let reply = request(f.addr(), "GET", "/openapi.json", None, b"").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let doc = reply.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = &doc["paths"];
+    for (path, methods) in [
+        ("/healthz", &["get"][..]),
+        ("/openapi.json", &["get"]),
+        ("/stores/{store}/keys", &["get"]),
+        ("/stores/{store}/keys/{key}", &["get", "put", "delete"]),
+        ("/stores/{store}/batch", &["post"]),
+        ("/stores/{store}/watch", &["get"]),
+    ] {
+        for method in methods {
+            assert!(paths[path].get(*method).is_some(), "{method} {path}");
+        }
+    }
+    let watch = &paths["/stores/{store}/watch"]["get"];
+    assert!(watch["responses"]["200"]["content"].get("text/event-stream").is_some());
+    let params: Vec<&str> = watch["parameters"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert!(params.contains(&"prefix") && params.contains(&"Last-Event-ID"), "{params:?}");
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["type"], "http");
+    f.stop().await;
+}
