@@ -45,7 +45,10 @@ st=(schemathesis); command -v schemathesis >/dev/null || st=(python3 -m schemath
 # Every `{store}` is the store the token is for, so requests reach the handlers (403 for other
 # stores is covered by the integration tests). 50 examples per operation and phase; `timeout`
 # bounds the whole run whatever the machine's load.
-timeout 110 "${st[@]}" --config-file .ci/schemathesis.toml run "http://$addr/openapi.json" \
+# Run from the temp dir: schemathesis keeps a cache (.schemathesis/) in its working directory.
+config="$PWD/.ci/schemathesis.toml"
+cd "$dir"
+timeout 110 "${st[@]}" --config-file "$config" run "http://$addr/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --exclude-path /stores/{store}/watch \
