@@ -48,6 +48,12 @@ pub enum Command {
         /// Serve the HTTP API on this address (e.g. 127.0.0.1:8080); off unless given
         #[arg(long, value_name = "ADDR")]
         http: Option<SocketAddr>,
+        /// Requests a second each HTTP token may make unless it has its own rate, e.g. 100/s
+        #[arg(long, value_name = "N/s", default_value = "100/s")]
+        http_rate: String,
+        /// Requests a token may make at once above --http-rate, after being idle
+        #[arg(long, value_name = "N", default_value_t = 200)]
+        http_burst: u32,
         /// How peers are found: direct addresses only (none), or opt-in mdns / n0 (relays + DNS)
         #[arg(long, value_enum, default_value_t = Discovery::None)]
         discovery: Discovery,
@@ -168,6 +174,9 @@ pub enum Command {
         /// Lifetime, e.g. 30d, 12h, 45m [default: never expires]
         #[arg(long, value_name = "DURATION")]
         expires: Option<String>,
+        /// The token's own HTTP request rate, e.g. 10/s [default: the server's --http-rate]
+        #[arg(long, value_name = "N/s")]
+        rate: Option<String>,
     },
     /// List the HTTP access tokens of the mesh (never their secrets)
     ListTokens,

@@ -67,8 +67,9 @@ fn main() -> ExitCode {
     };
     let code = match &cli.command {
         None => shell::run(&rt, cli),
-        Some(Command::Serve { bind, http, discovery }) => {
-            rt.block_on(serve::serve(&cli, serve::net_config(*bind, *discovery), *http))
+        Some(Command::Serve { bind, http, http_rate, http_burst, discovery }) => {
+            let http = serve::Http { addr: *http, rate: http_rate, burst: *http_burst };
+            rt.block_on(serve::serve(&cli, serve::net_config(*bind, *discovery), http))
         }
         Some(_) => {
             let args = argv.into_iter().skip(1).collect();

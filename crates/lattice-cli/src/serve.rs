@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use lattice_http::{HttpConfig, HttpServer};
+use lattice_http::{HttpConfig, HttpServer, RateLimit};
 use lattice_net::NetConfig;
 use lattice_node::{DataDir, DirLock, NodeError};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -28,8 +28,32 @@ pub fn net_config(bind: Option<SocketAddr>, discovery: Discovery) -> NetConfig {
     net
 }
 
+/// The HTTP flags of `serve`: `--http ADDR`, `--http-rate N/s`, `--http-burst N`.
+pub struct Http<'a> {
+    pub addr: Option<SocketAddr>,
+    pub rate: &'a str,
+    pub burst: u32,
+}
+
+impl Http<'_> {
+    /// The HTTP API's config from the flags; a bad rate or a zero burst is a usage error.
+    fn config(&self) -> Result<HttpConfig, NodeError> {
+        let per_second =
+            lattice_node::parse_rate(self.rate).map_err(|e| NodeError::Invalid(format!("--http-rate: {e}")))?;
+        if self.burst == 0 {
+            return Err(NodeError::Invalid("--http-burst must be at least 1".into()));
+        }
+        Ok(HttpConfig { rate_limit: RateLimit { per_second, burst: self.burst }, ..HttpConfig::default() })
+    }
+}
+
 /// Serves until a signal; returns the exit code.
-pub async fn serve(cli: &Cli, net: NetConfig, http: Option<SocketAddr>) -> i32 {
+pub async fn serve(cli: &Cli, net: NetConfig, http: Http<'_>) -> i32 {
+    let config = match http.config() {
+        Ok(config) => config,
+        Err(e) => return report(&e),
+    };
+    let http = http.addr.map(|addr| (addr, config));
     let (dir, lock) = match claim(cli) {
         Ok(claimed) => claimed,
         Err(e) => return report(&e),
@@ -77,7 +101,7 @@ struct Running {
 impl Running {
     /// Starts everything; on failure, stops what had started, prints the error and gives the
     /// exit code.
-    async fn start(engine: Arc<Engine>, http: Option<SocketAddr>) -> Result<Running, i32> {
+    async fn start(engine: Arc<Engine>, http: Option<(SocketAddr, HttpConfig)>) -> Result<Running, i32> {
         let node = match engine.node().await {
             Ok(node) => node,
             Err(e) => return Err(report(&e)),
@@ -102,8 +126,8 @@ impl Running {
             engine.dir().socket().display(),
             addrs.join(", ")
         );
-        let Some(addr) = http else { return Ok(Running { engine, server, api: None }) };
-        match HttpServer::start(node, addr, HttpConfig::default()).await {
+        let Some((addr, config)) = http else { return Ok(Running { engine, server, api: None }) };
+        match HttpServer::start(node, addr, config).await {
             Ok(api) => {
                 eprintln!("lattice: HTTP API on http://{}", api.local_addr());
                 engine.set_http_addr(Some(api.local_addr()));

@@ -33,7 +33,7 @@ impl Api {
             return Err(TokenRejected::Unknown.into());
         };
         record.check(secret, now)?;
-        self.limiter.admit(id).map_err(ApiError::rate_limited)?;
+        self.limiter.admit(id, record.rate).map_err(ApiError::rate_limited)?;
         let forbidden =
             || ApiError::new(StatusCode::FORBIDDEN, format!("this token does not grant access to store {store:?}"));
         // A store the token is not for is refused the same way whether it exists or not.

@@ -1,61 +1,91 @@
 //! The key routes: get, put and delete one key, and list a store's keys a page at a time.
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use lattice_core::Op;
+use lattice_store::{Transaction, WriteReceipt};
+
 use crate::auth::Access;
-use crate::cursor;
 use crate::json::{list_item, write_receipt};
-use crate::reply::{ApiError, Json};
+use crate::reply::{ApiError, Json, etag};
 use crate::server::Shared;
+use crate::{conditional, cursor};
 
 /// Default and largest page of a listing.
 const DEFAULT_LIST_LIMIT: usize = 100;
 const MAX_LIST_LIMIT: usize = 1000;
 
+/// 200 with the value and its `ETag`, or 304 (the ETag, no body) when `If-None-Match` matches.
 pub(crate) async fn get_key(
     State(api): Shared,
     Path((store, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let store = api.authorise(&headers, &store, Access::Read).await?;
-    match api.node.get(&store, key.as_bytes()).await? {
-        Some(value) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response()),
-        None => Err(not_found(&key)),
+    let lookup = api.node.lookup(&store, key.as_bytes()).await?;
+    let (Some(value), Some(winner)) = (lookup.value, lattice_core::winner(&lookup.heads)) else {
+        return Err(not_found(&key));
+    };
+    let tag = etag_header(&winner.hash);
+    if conditional::not_modified(&headers, &winner.hash) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
     }
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")), (header::ETAG, tag)], value)
+        .into_response())
 }
 
 /// The body is read only once the token is accepted (a stranger's upload is refused from its
-/// headers), and only for as long as `HttpConfig::body_read_timeout`.
+/// headers), and only for as long as `HttpConfig::body_read_timeout`. `If-Match` and
+/// `If-None-Match: *` make it a compare-and-set (see `conditional`).
 pub(crate) async fn put_key(
     State(api): Shared,
     Path((store, key)): Path<(String, String)>,
     request: Request,
-) -> Result<Json, ApiError> {
+) -> Result<Response, ApiError> {
     let store = api.authorise(request.headers(), &store, Access::Write).await?;
-    // `Bytes` honours the router's `DefaultBodyLimit` (413 past it).
-    let body = tokio::time::timeout(api.body_read_timeout, Bytes::from_request(request, &()))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time"))?
-        .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-    let receipt = api.node.put(&store, key.into_bytes(), body.to_vec()).await?;
-    Ok(Json(Value::Object(write_receipt(&receipt))))
+    let key = key.into_bytes();
+    let condition = conditional::write_condition(request.headers(), &key, true)?;
+    let body = api.read_body(request).await?;
+    let tx =
+        Transaction { ops: vec![Op::Put { key, value: body.to_vec() }], conditions: condition.into_iter().collect() };
+    Ok(written(&api.node.transact(&store, tx).await?))
 }
 
+/// A delete with `If-Match` is written only if the winner is still that entry: 412 otherwise,
+/// and when the key has no value.
 pub(crate) async fn delete_key(
     State(api): Shared,
     Path((store, key)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<Json, ApiError> {
+) -> Result<Response, ApiError> {
     let store = api.authorise(&headers, &store, Access::Write).await?;
-    match api.node.delete(&store, key.clone().into_bytes()).await? {
-        Some(receipt) => Ok(Json(Value::Object(write_receipt(&receipt)))),
-        None => Err(not_found(&key)),
-    }
+    let receipt = match conditional::write_condition(&headers, key.as_bytes(), false)? {
+        Some(condition) => {
+            let tx = Transaction::new(vec![Op::Delete { key: key.into_bytes() }]).when(condition);
+            api.node.transact(&store, tx).await?
+        }
+        None => match api.node.delete(&store, key.clone().into_bytes()).await? {
+            Some(receipt) => receipt,
+            None => return Err(not_found(&key)),
+        },
+    };
+    Ok(written(&receipt))
+}
+
+/// A write's receipt `{"hash","hlc"}`, with the key's new ETag.
+fn written(receipt: &WriteReceipt) -> Response {
+    let mut response = Json(Value::Object(write_receipt(receipt))).into_response();
+    response.headers_mut().insert(header::ETAG, etag_header(&receipt.hash));
+    response
+}
+
+fn etag_header(hash: &lattice_core::Hash) -> HeaderValue {
+    // Hex in quotes is always a valid header value.
+    HeaderValue::from_str(&etag(hash)).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
 
 fn not_found(key: &str) -> ApiError {

@@ -5,12 +5,18 @@
 //! `lattice_node::TokenRecord`).
 //!
 //! ```text
-//! GET    /stores/{store}/keys/{*key}                     200 raw value | 404
-//! PUT    /stores/{store}/keys/{*key}   body = raw value  200 {"hash","hlc"}
-//! DELETE /stores/{store}/keys/{*key}                     200 {"hash","hlc"} | 404
+//! GET    /stores/{store}/keys/{*key}                     200 raw value, ETag | 304 (If-None-Match) | 404
+//! PUT    /stores/{store}/keys/{*key}   body = raw value  200 {"hash","hlc"}, ETag | 412 (If-Match, If-None-Match: *)
+//! DELETE /stores/{store}/keys/{*key}                     200 {"hash","hlc"}, ETag | 404 | 412 (If-Match)
 //! GET    /stores/{store}/keys?prefix=P&limit=N&after=K   200 {"items":[{"key","value","encoding"}],"next"}
+//! POST   /stores/{store}/batch         {"ops":[...]}     200 {"hash","hlc","ops"}: one entry | 400 | 412
 //! GET    /healthz                                        no auth
+//! GET    /openapi.json                                   no auth: OpenAPI 3.1 of every route
 //! ```
+//!
+//! A key's ETag is the quoted hex hash of the entry that wrote its winning head. A failed
+//! condition (If-Match, If-None-Match: *, a batch's `if_match`/`if_absent`) is 412
+//! `{"error","key","etag"}` with the key's current ETag (`null`: no value), and writes nothing.
 //!
 //! Order of checks: the token (401: missing, malformed, unknown, wrong secret, revoked,
 //! expired; the first four share one message, so an answer never says whether a token id
@@ -37,12 +43,18 @@
 //! - `wire`: JSON in place of the bare error heads hyper writes itself.
 //! - `auth`: the bearer token, its rate and its permission for a store.
 //! - `keys`: the key routes (get, put, delete, list).
+//! - `conditional`: ETags, `If-None-Match` (304) and the write conditions of `If-Match` /
+//!   `If-None-Match: *`.
+//! - `txn`: `POST /stores/{store}/batch` (its own body limit, 6 MiB).
+//! - `body`: reading a body after the token, under the body-read timeout.
+//! - `openapi`: `GET /openapi.json`, hand-written; a test checks it covers the router.
 //! - `cursor`: the listing's opaque `next`.
 //! - `reply`: JSON bodies and `{"error"}` responses, and the mapping of node errors to statuses.
 //! - `json`: the JSON shapes shared with the CLI (key/value items, write receipts).
 //! - `batch`: the operations of a batch (JSON lines for the CLI, `{"ops"}` over HTTP), parsed
 //!   into one transaction.
-//! - `rate`: per-token token buckets ([`RateLimit`]).
+//! - `rate`: per-token token buckets ([`RateLimit`]): the server's default, or the token's own
+//!   rate (`TokenRecord::rate`).
 //!
 //! Architecture invariant: the crate talks to stores only through [`lattice_node::Node`]'s
 //! guarded key-value path, so the root store's reserved prefixes stay refused here too; its normal
@@ -50,13 +62,17 @@
 
 mod auth;
 mod batch;
+mod body;
+mod conditional;
 mod conn;
 mod cursor;
 mod json;
 mod keys;
+mod openapi;
 mod rate;
 mod reply;
 mod server;
+mod txn;
 mod wire;
 
 pub use batch::{batch_from_items, batch_from_lines, parse_hash};

@@ -5,7 +5,8 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lattice_node::{ErrorKind, NodeError, TokenRejected};
-use serde_json::{Value, json};
+use lattice_store::StoreError;
+use serde_json::{Map, Value, json};
 
 /// A JSON body with its content type.
 pub(crate) struct Json(pub(crate) Value);
@@ -26,6 +27,11 @@ pub(crate) fn error_body(message: &str) -> String {
     json_text(&json!({ "error": message }))
 }
 
+/// An ETag as this API writes it: the entry hash in hex, in double quotes.
+pub(crate) fn etag(hash: &lattice_core::Hash) -> String {
+    format!("\"{}\"", hash.to_hex())
+}
+
 /// What a client is told for a missing, malformed or unknown token and for a wrong secret: one
 /// message, so an answer never says whether a token id exists.
 const BAD_TOKEN: &str = "missing or invalid token (expected `Authorization: Bearer ID:SECRET`)";
@@ -40,11 +46,22 @@ pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
     retry_after: Option<Duration>,
+    /// Fields of the body beside `error` (a 412's `key` and `etag`).
+    fields: Map<String, Value>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), retry_after: None }
+        ApiError { status, message: message.into(), retry_after: None, fields: Map::new() }
+    }
+
+    /// 412: a condition on `key` did not hold; the body names the key and its current ETag
+    /// (`null` when it has no visible value), so a client can retry from there.
+    pub(crate) fn precondition_failed(message: String, key: &[u8], current: Option<lattice_core::Hash>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::PRECONDITION_FAILED, message);
+        crate::json::insert_bytes(&mut e.fields, "key", "key_encoding", key);
+        e.fields.insert("etag".into(), current.as_ref().map_or(Value::Null, |h| json!(etag(h))));
+        e
     }
 
     /// 500 with a generic message; `detail` is logged, never sent.
@@ -63,8 +80,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status, [(header::CONTENT_TYPE, "application/json")], error_body(&self.message)).into_response();
+        let body = if self.fields.is_empty() {
+            error_body(&self.message)
+        } else {
+            let mut obj = self.fields;
+            obj.insert("error".into(), json!(self.message));
+            json_text(&Value::Object(obj))
+        };
+        let mut response = (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 9110 requires a challenge on every 401; this API knows one scheme.
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -88,6 +111,10 @@ impl From<NodeError> for ApiError {
                 busy.retry_after = Some(Duration::from_secs(2));
                 return busy;
             }
+            (NodeError::Store(StoreError::PreconditionFailed { key, current }), _) => {
+                return ApiError::precondition_failed(e.to_string(), key, *current);
+            }
+            (_, ErrorKind::Precondition) => StatusCode::PRECONDITION_FAILED,
             (NodeError::Reserved { .. }, _) => StatusCode::FORBIDDEN,
             (NodeError::ShuttingDown, _) => StatusCode::SERVICE_UNAVAILABLE,
             (_, ErrorKind::NotFound) => StatusCode::NOT_FOUND,
@@ -166,6 +193,21 @@ mod tests {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
         assert!(body_of(response).await.contains("is behind what a peer holds of it (seq 3 < 5)"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_is_412_with_the_current_etag() {
+        let hash = lattice_core::Hash::from_hex(&"ab".repeat(32)).unwrap();
+        let e = NodeError::Store(StoreError::PreconditionFailed { key: b"k".to_vec(), current: Some(hash) });
+        let response = ApiError::from(e).into_response();
+        assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED);
+        let body: Value = serde_json::from_str(&body_of(response).await).unwrap();
+        assert_eq!(body["etag"], format!("\"{}\"", "ab".repeat(32)));
+        assert_eq!(body["key"], "k");
+        assert!(body["error"].as_str().unwrap().starts_with("precondition failed"));
+        let absent = NodeError::Store(StoreError::PreconditionFailed { key: vec![0xff], current: None });
+        let body: Value = serde_json::from_str(&body_of(ApiError::from(absent).into_response()).await).unwrap();
+        assert_eq!((body["etag"].clone(), body["key_encoding"].clone()), (Value::Null, json!("base64")));
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use lattice_node::Node;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn;
 use crate::keys::{delete_key, get_key, list_keys, put_key};
+use crate::openapi::openapi_json;
 use crate::rate::{Limiter, RateLimit};
 use crate::reply::{ApiError, Json, json_errors};
+use crate::txn::{MAX_BATCH_BODY_BYTES, post_batch};
 
 /// Why the HTTP API could not start.
 #[derive(Debug, thiserror::Error)]
@@ -134,8 +136,10 @@ fn router(api: Arc<Api>) -> Router {
     let body_limit = lattice_core::entry::MAX_VALUE_BYTES + 1024;
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/openapi.json", get(openapi_json))
         .route("/stores/{store}/keys", get(list_keys))
         .route("/stores/{store}/keys/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .route("/stores/{store}/batch", post(post_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(json_errors))

@@ -5,7 +5,7 @@
 //! - `/nodes/{pubkey}/{status|info|role|cutoff}`: [`NodeField`], [`node_key`], [`NodeRecord`].
 //! - `/stores/{uuid}/{name|created_at|created_by|deleted_at}`: [`StoreField`], [`store_key`],
 //!   [`StoreDecl`].
-//! - `/tokens/{id}/{store_id|secret_hash|permissions|name|created_at|expires_at|revoked_at}`:
+//! - `/tokens/{id}/{store_id|secret_hash|permissions|name|created_at|expires_at|revoked_at|rate}`:
 //!   [`TokenField`], [`token_key`], [`TokenRecord`].
 //!
 //! Only node code writes under the reserved prefixes, through [`crate::Node`]'s privileged path;
@@ -94,6 +94,7 @@ record_fields! {
         CreatedAt = "created_at",
         ExpiresAt = "expires_at",
         RevokedAt = "revoked_at",
+        Rate = "rate",
     }
 }
 
@@ -246,6 +247,7 @@ pub(crate) fn token_ops(record: &TokenRecord) -> Vec<Op> {
         (TokenField::CreatedAt, record.created_at.clone()),
         (TokenField::ExpiresAt, record.expires_at.clone()),
         (TokenField::RevokedAt, record.revoked_at.clone()),
+        (TokenField::Rate, record.rate.map(crate::tokens::format_rate)),
     ];
     fields.into_iter().filter_map(|(field, value)| Some(Op::put(token_key(id, field), value?))).collect()
 }
@@ -263,6 +265,7 @@ pub(crate) fn parse_token_records(items: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<Stri
             TokenField::CreatedAt => record.created_at = Some(value),
             TokenField::ExpiresAt => record.expires_at = Some(value),
             TokenField::RevokedAt => record.revoked_at = Some(value),
+            TokenField::Rate => record.rate = Some(crate::tokens::parse_rate(&value).unwrap_or(1)),
         }
     });
     for (id, record) in &mut records {
@@ -354,9 +357,11 @@ mod tests {
             created_at: Some("2026-01-01T00:00:00.000Z".into()),
             expires_at: None,
             revoked_at: Some("2026-01-02T00:00:00.000Z".into()),
+            rate: Some(25),
         };
         let items: Vec<_> = token_ops(&token).into_iter().map(put_item).collect();
-        assert_eq!(items.len(), 6, "an absent expiry is not written");
+        assert_eq!(items.len(), 7, "an absent expiry is not written");
+        assert!(items.contains(&(b"/tokens/0123456789abcdef/rate".to_vec(), b"25/s".to_vec())));
         assert_eq!(parse_token_records(&items).remove(&token.id), Some(token));
 
         let store = StoreId::new_random();
@@ -373,6 +378,7 @@ mod tests {
             ("/tokens/0123456789abcdef/permissions", "rw".into()),
             ("/tokens/0123456789abcdef/name", "ci".into()),
             ("/tokens/0123456789abcdef/revoked_at", "2026-01-01T00:00:00.000Z".into()),
+            ("/tokens/0123456789abcdef/rate", "lots".into()),
             ("/tokens/not-an-id/name", "skipped".into()),
         ]
         .into_iter()
@@ -383,6 +389,7 @@ mod tests {
         let r = &records["0123456789abcdef"];
         assert_eq!((r.store_id, r.permissions, r.name.as_str()), (Some(sid), Some(Permissions::ReadWrite), "ci"));
         assert_eq!(r.state(0), "revoked");
+        assert_eq!(r.rate, Some(1), "an unreadable rate limits to 1/s");
     }
 
     fn put_item(op: Op) -> (Vec<u8>, Vec<u8>) {

@@ -53,4 +53,6 @@ pub use network::{Network, NodeCtx, PeerSync, StoreSync, join};
 pub use node::{DEFAULT_STORE_NAME, Lookup, Node, NodeStatus, StoreInfo, StoreRef};
 pub use own_log::NodeStore;
 pub use time::{now_ms, rfc3339};
-pub use tokens::{Permissions, TokenRecord, TokenRejected, parse_duration, split_token};
+pub use tokens::{
+    MAX_RATE, Permissions, TokenRecord, TokenRejected, format_rate, parse_duration, parse_rate, split_token,
+};

@@ -78,6 +78,10 @@ pub struct TokenRecord {
     pub expires_at: Option<String>,
     /// RFC 3339 revocation time; `None`: not revoked.
     pub revoked_at: Option<String>,
+    /// Its own HTTP request rate, per second (`create-token --rate N/s`, stored as `N/s`);
+    /// `None`: the server's default (`serve --http-rate`). A stored rate that does not read as
+    /// one limits the token to 1/s: a malformed record never grants more on doubt.
+    pub rate: Option<u32>,
 }
 
 /// Why a presented token is refused. Every variant is a 401 to an HTTP client.
@@ -174,10 +178,50 @@ pub fn parse_duration(text: &str) -> Result<Duration, NodeError> {
     Ok(duration)
 }
 
+/// The largest rate `parse_rate` accepts, per second.
+pub const MAX_RATE: u32 = 1_000_000;
+
+/// A request rate as `--rate` and `--http-rate` take it: `N/s`, N a whole number from 1 to
+/// [`MAX_RATE`] (`100/s`); nothing else (no spaces, units or fractions).
+pub fn parse_rate(text: &str) -> Result<u32, NodeError> {
+    let bad =
+        || NodeError::Invalid(format!("expected a rate like 100/s (1 to {MAX_RATE} requests a second), not {text:?}"));
+    let digits = text.strip_suffix("/s").ok_or_else(bad)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match digits.parse::<u32>() {
+        Ok(n) if (1..=MAX_RATE).contains(&n) => Ok(n),
+        _ => Err(bad()),
+    }
+}
+
+/// A rate as stored and shown: `N/s`.
+pub fn format_rate(per_second: u32) -> String {
+    format!("{per_second}/s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::time::rfc3339;
+
+    #[test]
+    fn rates_are_whole_requests_a_second() {
+        assert_eq!(parse_rate("100/s").ok(), Some(100));
+        assert_eq!(parse_rate("1/s").ok(), Some(1));
+        assert_eq!(parse_rate(&format_rate(MAX_RATE)).ok(), Some(MAX_RATE));
+        for bad in
+            ["", "/s", "0/s", "100", "100/m", " 5/s", "5/s ", "+5/s", "-5/s", "1.5/s", "1000001/s", "99999999999/s"]
+        {
+            match parse_rate(bad) {
+                Err(NodeError::Invalid(message)) => {
+                    assert!(message.starts_with("expected a rate like 100/s"), "{bad:?}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
 
     fn record(secret: &str) -> TokenRecord {
         TokenRecord {

@@ -27,22 +27,22 @@ use crate::report::Row;
 /// Concurrent client connections.
 pub const CONNECTIONS: u64 = 16;
 
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
+/// One keep-alive HTTP/1.1 connection (also `http_batch`'s).
+pub(super) struct Conn {
     stream: BufReader<TcpStream>,
     host: String,
     auth: String,
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr, token: &str) -> Result<Conn> {
+    pub(super) async fn open(addr: SocketAddr, token: &str) -> Result<Conn> {
         let stream = TcpStream::connect(addr).await.context("connecting to the HTTP API")?;
         stream.set_nodelay(true)?;
         Ok(Conn { stream: BufReader::new(stream), host: addr.to_string(), auth: format!("Bearer {token}") })
     }
 
     /// Sends one request and reads the whole response; returns its status.
-    async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<u16> {
+    pub(super) async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<u16> {
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
             self.host,

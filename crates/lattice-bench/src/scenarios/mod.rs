@@ -6,6 +6,7 @@ pub mod entries;
 pub mod fixtures;
 pub mod gossip;
 pub mod http;
+pub mod http_batch;
 pub mod net_sync;
 pub mod store_kv;
 pub mod store_sync;
@@ -115,6 +116,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "http.api",
         about: "the HTTP API with a token: PUTs and GETs over 16 keep-alive connections",
         run: http::run,
+    },
+    Scenario {
+        name: "http.batch",
+        about: "POST /batch of 16 puts each (one entry per batch) over 16 keep-alive connections",
+        run: http_batch::run,
     },
     Scenario {
         name: "compare.iroh_docs",

@@ -106,8 +106,8 @@ async fn dispatch(ctx: &Context<'_>, command: &Command, stdin: Option<Vec<u8>>) 
         Command::Peers => mesh::peers(ctx).await,
         Command::Join { peer, name } => mesh::join(ctx, peer, name.clone()).await,
         Command::Sync { peer } => mesh::sync(ctx, peer.as_deref()).await,
-        Command::CreateToken { store, name, permissions, expires } => {
-            tokens::create(ctx, store, name.clone(), permissions, expires.as_deref()).await
+        Command::CreateToken { store, name, permissions, expires, rate } => {
+            tokens::create(ctx, store, name.clone(), permissions, expires.as_deref(), rate.as_deref()).await
         }
         Command::ListTokens => tokens::list(ctx).await,
         Command::RevokeToken { id } => tokens::revoke(ctx, id).await,

@@ -12,10 +12,12 @@ pub(super) async fn create(
     name: Option<String>,
     permissions: &str,
     expires: Option<&str>,
+    rate: Option<&str>,
 ) -> Result<i32, Failure> {
     let permissions: Permissions = permissions.parse()?;
     let expires = expires.map(lattice_node::parse_duration).transpose()?;
-    let (record, secret) = ctx.node().await?.create_token(store, name, permissions, expires).await?;
+    let rate = rate.map(lattice_node::parse_rate).transpose()?;
+    let (record, secret) = ctx.node().await?.create_rated_token(store, name, permissions, expires, rate).await?;
     let token = format!("{}:{secret}", record.id);
     ctx.print(|| render::json::created_token(&record, &secret, &token, now_ms()), || format!("{token}\n"));
     Ok(0)

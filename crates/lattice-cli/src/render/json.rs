@@ -42,6 +42,7 @@ pub fn token(t: &TokenRecord, now_ms: u64) -> Value {
         "id": t.id, "name": t.name, "store_id": t.store_id.map(|s| s.to_string()),
         "permissions": t.permissions.map(|p| p.as_str()), "created_at": t.created_at,
         "expires_at": t.expires_at, "revoked_at": t.revoked_at,
+        "rate": t.rate.map(lattice_node::format_rate),
         "state": t.state(now_ms),
     })
 }

@@ -54,10 +54,11 @@ pub fn tokens(tokens: &[TokenRecord], now_ms: u64) -> String {
                 t.permissions.map_or("-", |p| p.as_str()).into(),
                 t.state(now_ms).into(),
                 t.expires_at.clone().unwrap_or_else(|| "never".into()),
+                t.rate.map_or_else(|| "default".into(), lattice_node::format_rate),
             ]
         })
         .collect();
-    table(&["ID", "NAME", "STORE", "PERMISSIONS", "STATE", "EXPIRES"], &rows)
+    table(&["ID", "NAME", "STORE", "PERMISSIONS", "STATE", "EXPIRES", "RATE"], &rows)
 }
 
 /// `peers`.

@@ -20,6 +20,24 @@ impl Node {
         permissions: Permissions,
         expires_in: Option<std::time::Duration>,
     ) -> Result<(TokenRecord, String), NodeError> {
+        self.create_rated_token(store, name, permissions, expires_in, None).await
+    }
+
+    /// [`create_token`](Self::create_token) with the token's own HTTP request rate per second
+    /// (`None`: the server's default), kept with the token in the root store.
+    pub async fn create_rated_token(
+        &self,
+        store: &str,
+        name: Option<String>,
+        permissions: Permissions,
+        expires_in: Option<std::time::Duration>,
+        rate: Option<u32>,
+    ) -> Result<(TokenRecord, String), NodeError> {
+        if let Some(rate) = rate
+            && !(1..=tokens::MAX_RATE).contains(&rate)
+        {
+            return Err(NodeError::Invalid(format!("a token's rate must be 1 to {}/s", tokens::MAX_RATE)));
+        }
         self.require_admin("create tokens").await?;
         let store = self.resolve(Some(store)).await?;
         if store.is_root() {
@@ -36,6 +54,7 @@ impl Node {
             created_at: Some(rfc3339(now)),
             expires_at: expires_in.map(|d| rfc3339(now.saturating_add(d.as_millis() as u64))),
             revoked_at: None,
+            rate,
         };
         self.writer(&self.root_store()).await?.batch(token_ops(&record)).await?;
         Ok((record, secret))
