@@ -57,6 +57,7 @@ mod keys;
 mod rate;
 mod reply;
 mod server;
+mod watch;
 mod wire;
 
 pub use batch::{batch_from_items, batch_from_lines, parse_hash};
