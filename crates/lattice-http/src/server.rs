@@ -13,10 +13,10 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{conn, watch};
 use crate::keys::{delete_key, get_key, list_keys, put_key};
 use crate::rate::{Limiter, RateLimit};
 use crate::reply::{ApiError, Json, json_errors};
+use crate::{conn, watch};
 
 /// Why the HTTP API could not start.
 #[derive(Debug, thiserror::Error)]

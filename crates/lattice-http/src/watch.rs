@@ -210,7 +210,8 @@ impl Feed {
     /// A live change, unless the replay sent its entry already.
     fn changed(&mut self, event: WatchEvent) {
         let at = position(event.source());
-        let replayed = self.since.is_some_and(|since| at.0 > since) && self.last_replayed.is_some_and(|last| at <= last);
+        let replayed =
+            self.since.is_some_and(|since| at.0 > since) && self.last_replayed.is_some_and(|last| at <= last);
         if !replayed {
             self.push(event);
         }
