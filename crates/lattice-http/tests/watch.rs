@@ -372,6 +372,7 @@ async fn a_reader_that_stops_reading_is_cut_off() {
     assert_eq!(last.event.as_deref(), Some("error"), "{last:?}");
     assert!(last.json()["error"].as_str().unwrap().contains("Last-Event-ID"));
     assert!(w.next().await.is_none(), "the stream ends after the error");
+    eprintln!("cut off after {changes} of {written} changes");
     assert!(changes < written, "the reader was cut off ({changes} of {written} changes)");
     assert!(changes >= WATCH_CAPACITY, "what the store buffered arrived first ({changes})");
     f.stop().await;
@@ -415,4 +416,54 @@ async fn shutdown_drops_a_stalled_watch_at_the_end_of_the_grace_period() {
     assert!(took < grace + Duration::from_secs(2), "shutdown took {took:?} (grace {grace:?})");
     drop(w);
     node.shutdown().await.unwrap();
+}
+
+/// A write made on node B reaches a client watching node A's HTTP API, through gossip, with
+/// B's entry (hash, HLC, author) in its event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_another_node_arrives_through_gossip() {
+    use lattice_http::HttpServer;
+    use lattice_net::{NetConfig, PeerAddr};
+    use lattice_node::{DataDir, DirLock, Network, Node};
+    use std::sync::Arc;
+
+    async fn init(dir: &tempfile::TempDir, name: &str) -> Arc<Node> {
+        let data = DataDir::new(dir.path()).unwrap();
+        let lock = Arc::new(DirLock::try_acquire(&data).unwrap());
+        Arc::new(Node::init(data, lock, Some(name.into())).await.unwrap())
+    }
+    let loopback = || NetConfig { bind: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = init(&dir_a, "a").await;
+    let net_a = Network::start(a.clone(), loopback()).await.unwrap();
+    let (record, secret) = a.create_token("default", None, Permissions::Read, None).await.unwrap();
+    let token = format!("{}:{secret}", record.id);
+    let b = init(&dir_b, "b").await;
+    a.invite(b.node_id(), lattice_node::Role::Member).await.unwrap();
+    let addr_a: PeerAddr = format!("{}@{}", a.node_id(), net_a.listen_addrs()[0]).parse().unwrap();
+    let b = lattice_node::join(b, addr_a, Some("b".into()), loopback(), None).await.unwrap();
+    let net_b = Network::start(b.clone(), loopback()).await.unwrap();
+    let api_a = HttpServer::start(a.clone(), "127.0.0.1:0".parse().unwrap(), HttpConfig::default()).await.unwrap();
+
+    let mut w = Watcher::open(api_a.local_addr(), "/stores/default/watch?prefix=from-b%2F", &token, None).await;
+    assert_eq!(w.status, 200);
+    w.next().await.unwrap();
+    let store_b = b.resolve(Some("default")).await.unwrap();
+    let put = b.put(&store_b, b"from-b/1".to_vec(), b"hello".to_vec()).await.unwrap();
+    let got = w.changes(1).await.remove(0);
+    let data = got.json();
+    assert_eq!((data["key"].as_str(), data["value"].as_str()), (Some("from-b/1"), Some("hello")));
+    assert_eq!(data["hash"], put.hash.to_hex());
+    assert_eq!(data["hlc"], put.hlc.to_string());
+    assert_eq!(data["author"], b.node_id().to_hex(), "B's entry");
+    assert_eq!(got.id, Some(put.hlc.to_string()));
+
+    drop(w);
+    api_a.shutdown().await;
+    for net in [net_b, net_a] {
+        net.shutdown().await;
+    }
+    for node in [b, a] {
+        node.shutdown().await.unwrap();
+    }
 }
