@@ -97,7 +97,7 @@ pub(crate) async fn watch(
         let event = feed.next().await?;
         Some((Ok::<_, Infallible>(event), feed))
     });
-    let keep_alive = KeepAlive::new().interval(api.watch_keep_alive).text(" keep-alive");
+    let keep_alive = KeepAlive::new().interval(api.watch_keep_alive).text("keep-alive");
     Ok(Sse::new(events).keep_alive(keep_alive).into_response())
 }
 
@@ -158,7 +158,7 @@ struct Feed {
 impl Feed {
     async fn next(&mut self) -> Option<Event> {
         if !std::mem::replace(&mut self.started, true) {
-            return Some(Event::default().retry(RETRY).comment(" watching"));
+            return Some(Event::default().retry(RETRY).comment("watching"));
         }
         loop {
             if let Some(event) = self.ready.pop_front() {

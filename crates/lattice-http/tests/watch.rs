@@ -163,7 +163,8 @@ fn parse_frame(text: &str) -> Frame {
     let mut frame = Frame::default();
     for line in text.lines() {
         if let Some(comment) = line.strip_prefix(':') {
-            frame.comments.push(comment.trim().into());
+            // `: text`, one space, as the spec's examples and most servers write it.
+            frame.comments.push(comment.strip_prefix(' ').unwrap_or(comment).into());
             continue;
         }
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
@@ -198,6 +199,7 @@ async fn puts_and_deletes_under_the_prefix_arrive_with_their_entry() {
     assert_eq!(w.header("content-type").as_deref(), Some("text/event-stream"));
     let first = w.next().await.unwrap();
     assert_eq!(first.retry.as_deref(), Some("2000"), "a retry hint first: {first:?}");
+    assert_eq!(first.comments, ["watching"]);
 
     let put = f.node.put(&store, b"w/1".to_vec(), b"one".to_vec()).await.unwrap();
     f.node.put(&store, b"elsewhere".to_vec(), b"x".to_vec()).await.unwrap();

@@ -6,6 +6,7 @@ pub mod entries;
 pub mod fixtures;
 pub mod gossip;
 pub mod http;
+pub mod http_watch;
 pub mod net_sync;
 pub mod store_kv;
 pub mod store_sync;
@@ -115,6 +116,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "http.api",
         about: "the HTTP API with a token: PUTs and GETs over 16 keep-alive connections",
         run: http::run,
+    },
+    Scenario {
+        name: "http.watch",
+        about: "the HTTP watch (SSE): events/s delivered to 8 clients while 16 tasks put",
+        run: http_watch::run,
     },
     Scenario {
         name: "compare.iroh_docs",
