@@ -9,6 +9,7 @@
 //! PUT    /stores/{store}/keys/{*key}   body = raw value  200 {"hash","hlc"}
 //! DELETE /stores/{store}/keys/{*key}                     200 {"hash","hlc"} | 404
 //! GET    /stores/{store}/keys?prefix=P&limit=N&after=K   200 {"items":[{"key","value","encoding"}],"next"}
+//! GET    /stores/{store}/watch?prefix=P                  200 text/event-stream (Last-Event-ID resumes)
 //! GET    /healthz                                        no auth
 //! ```
 //!
@@ -30,13 +31,18 @@
 //! Entry types: [`HttpServer`] owns its task; [`HttpServer::shutdown`] stops accepting, lets
 //! requests in flight finish for up to [`HttpConfig::shutdown_grace`], drops what is left, and
 //! returns when the task has ended. [`list_item`] and [`write_receipt`] are the JSON shapes the
-//! `lattice` CLI's `--json` output shares.
+//! `lattice` CLI's `--json` output shares, and [`watch_event`] the data of a watch event and a
+//! `watch --json` line.
 //!
 //! - `server`: [`HttpServer`], [`HttpConfig`], [`HttpError`]; the router.
 //! - `conn`: the accept loop, the connection cap, and each connection's task and timeouts.
 //! - `wire`: JSON in place of the bare error heads hyper writes itself.
 //! - `auth`: the bearer token, its rate and its permission for a store.
 //! - `keys`: the key routes (get, put, delete, list).
+//! - `watch`: the watch route, Server-Sent Events: `put`/`delete` events whose `id` is an HLC,
+//!   a replay from the logs on `Last-Event-ID`, keep-alive comments
+//!   ([`HttpConfig::watch_keep_alive`]), the end of the stream at shutdown or when the client
+//!   falls too far behind.
 //! - `cursor`: the listing's opaque `next`.
 //! - `reply`: JSON bodies and `{"error"}` responses, and the mapping of node errors to statuses.
 //! - `json`: the JSON shapes shared with the CLI (key/value items, write receipts).
