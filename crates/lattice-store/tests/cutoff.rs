@@ -68,8 +68,14 @@ async fn entries_past_the_cutoff_are_stored_counted_and_served_but_not_applied_n
     let put = |value: &str, entry| WatchEvent::Put { key: b"k".to_vec(), value: value.into(), source: by(entry) };
     assert_eq!(next_event(&mut events).await, put("1", &x1));
     assert_eq!(next_event(&mut events).await, put("2", &x2));
-    s.put(b"mine".to_vec(), b"m".to_vec()).await.unwrap();
+    let mine = s.put(b"mine".to_vec(), b"m".to_vec()).await.unwrap();
     assert_eq!(next_event(&mut events).await.key(), b"mine");
+    // The history a watch replays holds the applied entries only.
+    let history = s.history(lattice_core::Hlc::ZERO).await.unwrap();
+    let replayed = tokio::task::spawn_blocking(move || history.map(|e| e.unwrap().hash()).collect::<Vec<_>>());
+    let mut want = vec![(x1.hlc(), x1.hash()), (x2.hlc(), x2.hash()), (mine.hlc, mine.hash)];
+    want.sort();
+    assert_eq!(replayed.await.unwrap(), want.iter().map(|w| w.1).collect::<Vec<_>>(), "no refused entry");
 
     // Sync serves the refused entries like any: a store that does not know the cut-off applies
     // them; one that does refuses them alike.
