@@ -46,7 +46,7 @@ use crate::server::Shared;
 /// Entries read from the logs per page of a replay, at most.
 pub(crate) const PAGE_ENTRIES: usize = 256;
 /// Bytes of entries per page of a replay, at most (a page holds at least one entry).
-pub(crate) const PAGE_BYTES: usize = 4 << 20;
+pub(crate) const PAGE_BYTES: usize = 1 << 20;
 
 /// The `retry:` hint sent first: how long a client waits before it reconnects.
 const RETRY: std::time::Duration = std::time::Duration::from_secs(2);

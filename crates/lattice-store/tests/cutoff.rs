@@ -73,7 +73,7 @@ async fn entries_past_the_cutoff_are_stored_counted_and_served_but_not_applied_n
     // The history a watch replays holds the applied entries only.
     let history = s.history(lattice_core::Hlc::ZERO).await.unwrap();
     let replayed = tokio::task::spawn_blocking(move || history.map(|e| e.unwrap().hash()).collect::<Vec<_>>());
-    let mut want = vec![(x1.hlc(), x1.hash()), (x2.hlc(), x2.hash()), (mine.hlc, mine.hash)];
+    let mut want = [(x1.hlc(), x1.hash()), (x2.hlc(), x2.hash()), (mine.hlc, mine.hash)];
     want.sort();
     assert_eq!(replayed.await.unwrap(), want.iter().map(|w| w.1).collect::<Vec<_>>(), "no refused entry");
 
