@@ -460,7 +460,25 @@ async fn a_write_on_another_node_arrives_through_gossip() {
     assert_eq!(data["author"], b.node_id().to_hex(), "B's entry");
     assert_eq!(got.id, Some(put.hlc.to_string()));
 
+    // Away while B writes more: the resumed stream on A replays exactly those, B's entries.
     drop(w);
+    let mut missed = Vec::new();
+    for i in 2..5 {
+        missed.push(b.put(&store_b, format!("from-b/{i}").into_bytes(), b"later".to_vec()).await.unwrap());
+    }
+    let store_a = a.resolve(Some("default")).await.unwrap();
+    let (node_a, store_a) = (&a, &store_a);
+    lattice_testkit::eventually("A to hold B's later writes", DEADLINE, || async move {
+        node_a.get(store_a, b"from-b/4").await.unwrap().is_some()
+    })
+    .await;
+    let path = "/stores/default/watch?prefix=from-b%2F";
+    let mut resumed = Watcher::open(api_a.local_addr(), path, &token, got.id.as_deref()).await;
+    let replayed: Vec<String> = resumed.changes(3).await.iter().map(|f| f.change().2).collect();
+    assert_eq!(replayed, missed.iter().map(|r| r.hash.to_hex()).collect::<Vec<_>>());
+    let live = b.put(&store_b, b"from-b/5".to_vec(), b"live".to_vec()).await.unwrap();
+    assert_eq!(resumed.changes(1).await[0].change().2, live.hash.to_hex(), "then live, nothing repeated");
+    drop(resumed);
     api_a.shutdown().await;
     for net in [net_b, net_a] {
         net.shutdown().await;
