@@ -10,7 +10,8 @@
 //! changes first, then replays, in (HLC, author) order, every op of each applied entry the node
 //! holds with an HLC above the id, under the prefix (a put or a delete per op), read from the
 //! logs a page at a time; then goes live, leaving out live changes of entries the replay
-//! already sent (those with an HLC above the id up to the last replayed (HLC, author, hash)).
+//! covered (an HLC above the id and at most that of their author's last entry when the replay
+//! began: an author's HLCs increase along its chain).
 //! Applying the events in order, last writer wins, brings a client that saw every change up to
 //! the id to the node's state; `Last-Event-ID: 0.0` replays everything the node holds.
 //!
@@ -21,7 +22,7 @@
 //! from its last id). Nothing else is buffered: the next event is made only when the
 //! connection has taken the last one. The stream ends at server shutdown.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use lattice_core::{AuthorId, Hash, Hlc, Op, VerifiedEntry};
+use lattice_core::{AuthorId, Hlc, Op, VerifiedEntry};
 use lattice_node::{Node, StoreRef};
 use lattice_store::{Change, History, StoreError, WATCH_CAPACITY, WatchEvent};
 use serde::Deserialize;
@@ -79,6 +80,7 @@ pub(crate) async fn watch(
         Some(since) => Some(api.node.history(&store, since).await?),
         None => None,
     };
+    let covered = replay.as_ref().map(|r| r.tips().clone()).unwrap_or_default();
     let feed = Feed {
         node: api.node.clone(),
         store,
@@ -87,7 +89,7 @@ pub(crate) async fn watch(
         replay,
         ready: VecDeque::new(),
         since,
-        last_replayed: None,
+        covered,
         id: since,
         stop: api.stop.clone(),
         started: false,
@@ -127,13 +129,6 @@ fn resume_point(text: Option<&str>) -> Result<Option<Hlc>, ApiError> {
     }
 }
 
-/// (HLC, author, hash): the order of the replay, and what a live change is compared with.
-type Position = (Hlc, AuthorId, Hash);
-
-fn position(change: &Change) -> Position {
-    (change.hlc, change.author, change.hash)
-}
-
 /// The state of one watch stream; [`Feed::next`] makes its events one at a time.
 struct Feed {
     node: Arc<Node>,
@@ -146,8 +141,8 @@ struct Feed {
     ready: VecDeque<Event>,
     /// The resume point asked for.
     since: Option<Hlc>,
-    /// The last entry the replay sent.
-    last_replayed: Option<Position>,
+    /// Per author, the HLC of its last entry when the replay began (see [`History::covers`]).
+    covered: HashMap<AuthorId, Hlc>,
     /// The `id` of the events: the highest HLC sent (from the resume point on).
     id: Option<Hlc>,
     stop: CancellationToken,
@@ -197,7 +192,6 @@ impl Feed {
     /// The events of one replayed entry: each of its ops under the prefix.
     fn replayed(&mut self, entry: &VerifiedEntry) {
         let source = Change { hash: entry.hash(), hlc: entry.hlc(), author: entry.author() };
-        self.last_replayed = Some(position(&source));
         for op in entry.ops() {
             let event = match op {
                 Op::Put { key, value } => WatchEvent::Put { key: key.clone(), value: value.clone(), source },
@@ -207,11 +201,11 @@ impl Feed {
         }
     }
 
-    /// A live change, unless the replay sent its entry already.
+    /// A live change, unless the replay covered its entry.
     fn changed(&mut self, event: WatchEvent) {
-        let at = position(event.source());
+        let Change { hlc, author, .. } = *event.source();
         let replayed =
-            self.since.is_some_and(|since| at.0 > since) && self.last_replayed.is_some_and(|last| at <= last);
+            self.since.is_some_and(|since| hlc > since) && self.covered.get(&author).is_some_and(|tip| hlc <= *tip);
         if !replayed {
             self.push(event);
         }

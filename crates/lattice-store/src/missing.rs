@@ -3,7 +3,7 @@
 //! holding one decoded entry per log in memory.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::mpsc::SyncSender;
 
 use lattice_core::{AuthorId, Hlc, VerifiedEntry};
@@ -140,11 +140,30 @@ pub struct History {
     merge: HlcMerge,
     since: Hlc,
     refused: Refusal,
+    tips: HashMap<AuthorId, Hlc>,
 }
 
 impl History {
-    pub(crate) fn new(readers: Vec<RecordReader>, since: Hlc, refused: Refusal) -> Result<Self, StoreError> {
-        Ok(History { merge: HlcMerge::new(readers)?, since, refused })
+    pub(crate) fn new(
+        readers: Vec<RecordReader>,
+        since: Hlc,
+        refused: Refusal,
+        tips: HashMap<AuthorId, Hlc>,
+    ) -> Result<Self, StoreError> {
+        Ok(History { merge: HlcMerge::new(readers)?, since, refused, tips })
+    }
+
+    /// Whether the entry of `author` stamped `hlc` is within what this reader covers: an
+    /// author's HLCs increase along its chain, so it is iff `hlc` is at most the HLC of the
+    /// author's last entry when the reader was made. A watch that subscribed first leaves out
+    /// the live changes of entries covered (and newer than `since`): the replay has them.
+    pub fn covers(&self, author: &AuthorId, hlc: Hlc) -> bool {
+        self.tips.get(author).is_some_and(|tip| hlc <= *tip)
+    }
+
+    /// The HLC of each author's last entry when the reader was made (see [`History::covers`]).
+    pub fn tips(&self) -> &HashMap<AuthorId, Hlc> {
+        &self.tips
     }
 }
 

@@ -213,4 +213,10 @@ async fn history_reads_the_entries_after_a_timestamp_in_hlc_order() {
     for (hlc, _, _) in written.clone() {
         assert_eq!(read(hlc).await, after(hlc), "strictly after {hlc}");
     }
+    // What a reader covers: every entry held when it was made, none written later.
+    let history = sa.history(lattice_core::Hlc::ZERO).await.unwrap();
+    assert!(written.iter().all(|(hlc, author, _)| history.covers(author, *hlc)));
+    let later = sa.put(b"k/later".to_vec(), b"v".to_vec()).await.unwrap();
+    assert!(!history.covers(&a.author(), later.hlc));
+    assert!(!history.covers(&Identity::generate().author(), lattice_core::Hlc::ZERO), "an unknown author");
 }

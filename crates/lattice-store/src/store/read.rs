@@ -154,11 +154,13 @@ impl Store {
     /// [`History`]). Authors whose last entry is not above `since` are not read at all.
     pub(crate) fn history(&self, since: Hlc) -> Result<History, StoreError> {
         let mut readers = Vec::new();
+        let mut tips = HashMap::new();
         for (author, row) in self.author_rows()? {
+            tips.insert(author, row.hlc);
             if row.hlc > since && row.log_len > 0 {
                 readers.push(RecordReader::open(&self.log_path(&author), 0, row.log_len)?);
             }
         }
-        History::new(readers, since, self.policy.refusal())
+        History::new(readers, since, self.policy.refusal(), tips)
     }
 }
