@@ -200,9 +200,12 @@ fn a_local_watch_owns_the_dir_and_serves_other_commands() {
     let mut out = Lines::new(watch.stdout.take().unwrap());
     let mut err = Lines::new(watch.stderr.take().unwrap());
     err.wait_for("watching");
-    l.run(&["put", "k", "v"]).ok();
-    let event: serde_json::Value = serde_json::from_str(&out.wait_for("\"k\"")).unwrap();
-    assert_eq!(event, serde_json::json!({"event": "put", "key": "k", "value": "v"}));
+    let receipt = l.run(&["--json", "put", "k", "v"]).ok().json();
+    let mut event: serde_json::Value = serde_json::from_str(&out.wait_for("\"k\"")).unwrap();
+    let author = event.as_object_mut().unwrap().remove("author").unwrap();
+    assert!(author.as_str().is_some_and(|a| a.len() == 64), "the entry's author, hex: {author}");
+    let (hash, hlc) = (&receipt["hash"], &receipt["hlc"]);
+    assert_eq!(event, serde_json::json!({"event": "put", "key": "k", "value": "v", "hash": hash, "hlc": hlc}));
     assert_eq!(l.run(&["--json", "status"]).ok().json()["daemon"], true);
     signal(&watch, libc::SIGINT);
     assert!(wait_exit(&mut watch).success(), "Ctrl-C ends a watch normally");

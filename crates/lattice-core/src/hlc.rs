@@ -57,6 +57,26 @@ impl std::fmt::Display for Hlc {
     }
 }
 
+/// Why a text is not an [`Hlc`] (`wall_ms.counter`, both decimal).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a timestamp (expected WALL_MS.COUNTER, e.g. 1700000000000.0): {0:?}")]
+pub struct ParseHlcError(pub String);
+
+impl std::str::FromStr for Hlc {
+    type Err = ParseHlcError;
+
+    /// The [`Display`](std::fmt::Display) form back: `wall_ms.counter`.
+    fn from_str(text: &str) -> Result<Hlc, ParseHlcError> {
+        let bad = || ParseHlcError(text.chars().take(64).collect());
+        let (wall, counter) = text.split_once('.').ok_or_else(bad)?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(wall) || !digits(counter) {
+            return Err(bad());
+        }
+        Ok(Hlc { wall_ms: wall.parse().map_err(|_| bad())?, counter: counter.parse().map_err(|_| bad())? })
+    }
+}
+
 /// What [`Clock::merge`] did with a remote timestamp.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MergeOutcome {
@@ -130,6 +150,16 @@ impl Clock {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn hlc_text_round_trips() {
+        let hlc = Hlc::new(1_700_000_000_123, 7);
+        assert_eq!(hlc.to_string().parse::<Hlc>(), Ok(hlc));
+        assert_eq!("0.0".parse::<Hlc>(), Ok(Hlc::ZERO));
+        for bad in ["", "1", "1.", ".1", "1.2.3", "-1.0", "1.-0", "a.b", "1.99999999999", " 1.0"] {
+            assert!(bad.parse::<Hlc>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn tick_uses_wall_then_counter() {

@@ -37,7 +37,7 @@ pub mod proto {
 pub use chain::{ChainError, ChainTip, NextCheck};
 pub use entry::{EntryBuilder, EntryError, Op, VerifiedEntry};
 pub use heads::{Head, winner};
-pub use hlc::{Clock, Hlc};
+pub use hlc::{Clock, Hlc, ParseHlcError};
 pub use identity::{Identity, IdentityError};
 pub use ids::{AuthorId, Hash, IdError, StoreId};
 pub use member::MemberStatus;

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use lattice_store::WriteReceipt;
+use lattice_store::{Change, WatchEvent, WriteReceipt};
 use serde_json::{Map, Value, json};
 
 /// Sets `obj[field]` to `bytes`: the text when it is UTF-8, else base64 with
@@ -28,6 +28,35 @@ pub fn key_value(key: &[u8], value: &[u8]) -> Map<String, Value> {
     insert_bytes(&mut obj, "key", "key_encoding", key);
     insert_bytes(&mut obj, "value", "encoding", value);
     obj
+}
+
+/// A watch event: `{"event": "put"|"delete", "key", "value"}` ([`key_value`]; no value for a
+/// delete) with the `hash`, `hlc` and `author` (hex) of the entry behind it
+/// ([`lattice_store::Change`]). The CLI's `watch --json` line and the data of an HTTP watch
+/// event.
+pub fn watch_event(event: &WatchEvent) -> Map<String, Value> {
+    let mut obj = match event {
+        WatchEvent::Put { key, value, .. } => {
+            let mut obj = key_value(key, value);
+            obj.insert("event".into(), json!("put"));
+            obj
+        }
+        WatchEvent::Delete { key, .. } => {
+            let mut obj = Map::new();
+            obj.insert("event".into(), json!("delete"));
+            insert_bytes(&mut obj, "key", "key_encoding", key);
+            obj
+        }
+    };
+    insert_change(&mut obj, event.source());
+    obj
+}
+
+/// `hash`, `hlc` and `author` of the entry `change` names.
+pub(crate) fn insert_change(obj: &mut Map<String, Value>, change: &Change) {
+    obj.insert("hash".into(), json!(change.hash.to_hex()));
+    obj.insert("hlc".into(), json!(change.hlc.to_string()));
+    obj.insert("author".into(), json!(change.author.to_hex()));
 }
 
 /// One item of a listing: [`key_value`] with `encoding` always present (`utf8` or `base64`).

@@ -10,6 +10,7 @@
 //! DELETE /stores/{store}/keys/{*key}                     200 {"hash","hlc"}, ETag | 404 | 412 (If-Match)
 //! GET    /stores/{store}/keys?prefix=P&limit=N&after=K   200 {"items":[{"key","value","encoding"}],"next"}
 //! POST   /stores/{store}/batch         {"ops":[...]}     200 {"hash","hlc","ops"}: one entry | 400 | 412
+//! GET    /stores/{store}/watch?prefix=P                  200 text/event-stream (Last-Event-ID resumes)
 //! GET    /healthz                                        no auth
 //! GET    /openapi.json                                   no auth: OpenAPI 3.1 of every route
 //! ```
@@ -36,7 +37,8 @@
 //! Entry types: [`HttpServer`] owns its task; [`HttpServer::shutdown`] stops accepting, lets
 //! requests in flight finish for up to [`HttpConfig::shutdown_grace`], drops what is left, and
 //! returns when the task has ended. [`list_item`] and [`write_receipt`] are the JSON shapes the
-//! `lattice` CLI's `--json` output shares.
+//! `lattice` CLI's `--json` output shares, and [`watch_event`] the data of a watch event and a
+//! `watch --json` line.
 //!
 //! - `server`: [`HttpServer`], [`HttpConfig`], [`HttpError`]; the router.
 //! - `conn`: the accept loop, the connection cap, and each connection's task and timeouts.
@@ -48,6 +50,10 @@
 //! - `txn`: `POST /stores/{store}/batch` (its own body limit, 6 MiB).
 //! - `body`: reading a body after the token, under the body-read timeout.
 //! - `openapi`: `GET /openapi.json`, hand-written; a test checks it covers the router.
+//! - `watch`: the watch route, Server-Sent Events: `put`/`delete` events whose `id` is an HLC,
+//!   a replay from the logs on `Last-Event-ID`, keep-alive comments
+//!   ([`HttpConfig::watch_keep_alive`]), the end of the stream at shutdown or when the client
+//!   falls too far behind.
 //! - `cursor`: the listing's opaque `next`.
 //! - `reply`: JSON bodies and `{"error"}` responses, and the mapping of node errors to statuses.
 //! - `json`: the JSON shapes shared with the CLI (key/value items, write receipts).
@@ -73,9 +79,10 @@ mod rate;
 mod reply;
 mod server;
 mod txn;
+mod watch;
 mod wire;
 
 pub use batch::{batch_from_items, batch_from_lines, parse_hash};
-pub use json::{insert_bytes, key_value, list_item, write_receipt};
+pub use json::{insert_bytes, key_value, list_item, watch_event, write_receipt};
 pub use rate::RateLimit;
 pub use server::{HttpConfig, HttpError, HttpServer};

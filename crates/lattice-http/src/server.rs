@@ -13,12 +13,12 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn;
 use crate::keys::{delete_key, get_key, list_keys, put_key};
 use crate::openapi::openapi_json;
 use crate::rate::{Limiter, RateLimit};
 use crate::reply::{ApiError, Json, json_errors};
 use crate::txn::{MAX_BATCH_BODY_BYTES, post_batch};
+use crate::{conn, watch};
 
 /// Why the HTTP API could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +50,10 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown lets requests in flight finish before it drops their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// How often an idle watch stream sends a `: keep-alive` comment (proxies close silent
+/// connections; a client notices a dead one).
+const WATCH_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// Tunables of the HTTP API.
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
@@ -68,6 +72,9 @@ pub struct HttpConfig {
     /// How long [`HttpServer::shutdown`] lets requests in flight finish (default 3 s); then
     /// their connections are dropped.
     pub shutdown_grace: Duration,
+    /// How often an idle watch stream (`GET /stores/{store}/watch`) sends a `: keep-alive`
+    /// comment (default 15 s).
+    pub watch_keep_alive: Duration,
 }
 
 impl Default for HttpConfig {
@@ -78,6 +85,7 @@ impl Default for HttpConfig {
             header_read_timeout: HEADER_READ_TIMEOUT,
             body_read_timeout: BODY_READ_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
+            watch_keep_alive: WATCH_KEEP_ALIVE,
         }
     }
 }
@@ -94,6 +102,9 @@ pub(crate) struct Api {
     pub(crate) node: Arc<Node>,
     pub(crate) limiter: Limiter,
     pub(crate) body_read_timeout: Duration,
+    /// Cancelled at shutdown: watch streams end on it.
+    pub(crate) stop: CancellationToken,
+    pub(crate) watch_keep_alive: Duration,
 }
 
 /// The handlers' view of [`Api`].
@@ -104,12 +115,14 @@ impl HttpServer {
     pub async fn start(node: Arc<Node>, addr: SocketAddr, config: HttpConfig) -> Result<HttpServer, HttpError> {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })?;
         let local = listener.local_addr().map_err(|source| HttpError::Bind { addr, source })?;
+        let cancel = CancellationToken::new();
         let api = Arc::new(Api {
             node,
             limiter: Limiter::new(config.rate_limit),
             body_read_timeout: config.body_read_timeout,
+            stop: cancel.clone(),
+            watch_keep_alive: config.watch_keep_alive,
         });
-        let cancel = CancellationToken::new();
         let task = tokio::spawn(conn::serve(listener, router(api), conn::Limits::from(&config), cancel.clone()));
         tracing::info!(addr = %local, "HTTP API listening");
         Ok(HttpServer { addr: local, cancel, task })
@@ -140,6 +153,7 @@ fn router(api: Arc<Api>) -> Router {
         .route("/stores/{store}/keys", get(list_keys))
         .route("/stores/{store}/keys/{*key}", get(get_key).put(put_key).delete(delete_key))
         .route("/stores/{store}/batch", post(post_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
+        .route("/stores/{store}/watch", get(watch::watch))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(json_errors))

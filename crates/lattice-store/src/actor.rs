@@ -11,11 +11,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lattice_core::{Head, SyncState, VerifiedEntry};
+use lattice_core::{Head, Hlc, SyncState, VerifiedEntry};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{IngestError, StoreError};
-use crate::missing::MissingEntries;
+use crate::missing::{History, MissingEntries};
 use crate::store::Store;
 use crate::types::{
     Authorisation, IngestOutcome, KvPairs, ProofBytes, StoreStatus, Transaction, WatchEvent, WriteReceipt,
@@ -84,6 +84,8 @@ pub(crate) enum ReadCommand {
     Missing { remote: SyncState, reply: Reply<MissingEntries> },
     Proofs { reply: Reply<Vec<ProofBytes>> },
     Watch { pattern: regex::bytes::Regex, reply: Reply<(KvPairs, mpsc::Receiver<WatchEvent>)> },
+    Subscribe { pattern: regex::bytes::Regex, reply: Reply<mpsc::Receiver<WatchEvent>> },
+    History { since: Hlc, reply: Reply<History> },
 }
 
 impl From<WriteCommand> for Command {
@@ -127,6 +129,8 @@ impl ReadCommand {
             ReadCommand::Missing { reply, .. } => drop(reply.send(Err(err()))),
             ReadCommand::Proofs { reply } => drop(reply.send(Err(err()))),
             ReadCommand::Watch { reply, .. } => drop(reply.send(Err(err()))),
+            ReadCommand::Subscribe { reply, .. } => drop(reply.send(Err(err()))),
+            ReadCommand::History { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -389,6 +393,12 @@ impl Actor {
                 });
                 let _ = reply.send(result);
             }
+            ReadCommand::Subscribe { pattern, reply } => {
+                let (events, rx) = mpsc::channel(WATCH_CAPACITY);
+                self.watchers.push(Watcher { pattern, events });
+                let _ = reply.send(Ok(rx));
+            }
+            ReadCommand::History { since, reply } => drop(reply.send(s.history(since))),
         }
     }
 }

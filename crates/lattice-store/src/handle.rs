@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use lattice_core::{AuthorId, ChainError, EntryError, Head, Identity, Op, StoreId, SyncState, VerifiedEntry};
+use lattice_core::{AuthorId, ChainError, EntryError, Head, Hlc, Identity, Op, StoreId, SyncState, VerifiedEntry};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::actor::{self, Command, ReadCommand, WriteCommand};
 use crate::error::{IngestError, StoreError};
-use crate::missing::MissingEntries;
+use crate::missing::{History, MissingEntries};
 use crate::store::Store;
 use crate::traits::{KvStore, SyncStore, Verified};
 use crate::types::{
@@ -78,6 +78,21 @@ impl StoreHandle {
         let (tx, rx) = oneshot::channel();
         self.commands.send(make(tx).into()).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)
+    }
+
+    /// The changes of visible values of keys matching `pattern` from now on, as
+    /// [`KvStore::watch`] without its initial scan. A receiver that falls
+    /// [`WATCH_CAPACITY`](crate::WATCH_CAPACITY) events behind is dropped (its channel closes).
+    pub async fn subscribe(&self, pattern: &str) -> Result<mpsc::Receiver<WatchEvent>, StoreError> {
+        let pattern = regex::bytes::Regex::new(pattern).map_err(|e| StoreError::InvalidPattern(e.to_string()))?;
+        self.request(|reply| ReadCommand::Subscribe { pattern, reply }).await?
+    }
+
+    /// The applied entries with an HLC above `since`, in (HLC, author) order, read from the logs
+    /// as committed now (see [`History`]). Asked after [`subscribe`](Self::subscribe), it holds
+    /// every entry committed before the subscription's first event.
+    pub async fn history(&self, since: Hlc) -> Result<History, StoreError> {
+        self.request(|reply| ReadCommand::History { since, reply }).await?
     }
 
     /// Checkpoints the index durably and stops the actor (for every clone). Returns once the

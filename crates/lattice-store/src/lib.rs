@@ -16,7 +16,8 @@
 //! - `actor`: the thread that owns the store: drains queued commands into one group commit.
 //! - `store`: the synchronous store, one file per concern: open, batch plumbing, commit,
 //!   replay, local writes, ingest, orphans, apply, reads.
-//! - `missing`: streaming the entries a peer lacks, merged across authors in HLC order.
+//! - `missing`: streaming the entries a peer lacks, and those newer than a timestamp
+//!   ([`History`], a watch resuming), merged across authors in HLC order.
 //! - `log`: the author log record format, append + fsync, torn-tail recovery.
 //! - `tables`: every redb table and the codec of every row.
 //! - `types`: the value types of the API (receipts, outcomes, gaps, status, watch events).
@@ -45,9 +46,9 @@ pub use error::{IngestError, StoreError};
 pub use handle::StoreHandle;
 pub use keyfile::{KeyFileError, load_identity, save_identity};
 pub use log::LogError;
-pub use missing::MissingEntries;
+pub use missing::{History, MissingEntries};
 pub use traits::{EntrySource, KvStore, SyncStore, Verified};
 pub use types::{
-    Authorisation, Committed, Condition, Cutoff, GapInfo, IngestOutcome, KvPairs, ProofBytes, StoreConfig, StoreStatus,
-    Transaction, WatchEvent, WriteReceipt,
+    Authorisation, Change, Committed, Condition, Cutoff, GapInfo, IngestOutcome, KvPairs, ProofBytes, StoreConfig,
+    StoreStatus, Transaction, WatchEvent, WriteReceipt,
 };

@@ -1,8 +1,9 @@
-//! Streaming the entries a peer lacks, and replaying log tails: both read several author logs
-//! at once and merge them in HLC order, holding one decoded entry per log in memory.
+//! Streaming the entries a peer lacks, the entries newer than a timestamp (a watch resuming),
+//! and replaying log tails: all read several author logs at once and merge them in HLC order,
+//! holding one decoded entry per log in memory.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::mpsc::SyncSender;
 
 use lattice_core::{AuthorId, Hlc, VerifiedEntry};
@@ -124,5 +125,58 @@ impl Iterator for MissingEntries {
     type Item = Result<VerifiedEntry, StoreError>;
     fn next(&mut self) -> Option<Self::Item> {
         self.merge.next_entry().map(|o| o.map(|(_, _, e)| e)).transpose()
+    }
+}
+
+/// Whether an entry is refused (stored, never applied) under the policy when the reader was made.
+pub(crate) type Refusal = Box<dyn Fn(&VerifiedEntry) -> bool + Send>;
+
+/// The applied entries with an HLC greater than a timestamp, in (HLC, author) order, as a
+/// blocking iterator (run it on a blocking thread): what a watch that resumes replays. It reads
+/// the logs directly, up to the lengths committed when it was made; memory is one entry and one
+/// read buffer per author whose last entry is newer than the timestamp. Entries refused under
+/// the policy of that moment are skipped.
+pub struct History {
+    merge: HlcMerge,
+    since: Hlc,
+    refused: Refusal,
+    tips: HashMap<AuthorId, Hlc>,
+}
+
+impl History {
+    pub(crate) fn new(
+        readers: Vec<RecordReader>,
+        since: Hlc,
+        refused: Refusal,
+        tips: HashMap<AuthorId, Hlc>,
+    ) -> Result<Self, StoreError> {
+        Ok(History { merge: HlcMerge::new(readers)?, since, refused, tips })
+    }
+
+    /// Whether the entry of `author` stamped `hlc` is within what this reader covers: an
+    /// author's HLCs increase along its chain, so it is iff `hlc` is at most the HLC of the
+    /// author's last entry when the reader was made. A watch that subscribed first leaves out
+    /// the live changes of entries covered (and newer than `since`): the replay has them.
+    pub fn covers(&self, author: &AuthorId, hlc: Hlc) -> bool {
+        self.tips.get(author).is_some_and(|tip| hlc <= *tip)
+    }
+
+    /// The HLC of each author's last entry when the reader was made (see [`History::covers`]).
+    pub fn tips(&self) -> &HashMap<AuthorId, Hlc> {
+        &self.tips
+    }
+}
+
+impl Iterator for History {
+    type Item = Result<VerifiedEntry, StoreError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.merge.next_entry() {
+                Ok(Some((_, _, entry))) if entry.hlc() <= self.since || (self.refused)(&entry) => continue,
+                Ok(Some((_, _, entry))) => return Some(Ok(entry)),
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 }

@@ -214,6 +214,29 @@ pub struct StoreStatus {
     pub equivocated: Vec<(AuthorId, u64)>,
 }
 
+/// The entry behind a [`WatchEvent`]: the head that is now visible (a put), or the tombstone
+/// that hid the value (a delete).
+///
+/// A change of policy (an author removed, an equivocation proven) can change what is visible
+/// without a new entry: then a put names the older head that is visible again, and a delete
+/// the winning tombstone if any, else the head that was taken out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The entry's hash.
+    pub hash: Hash,
+    /// Its timestamp.
+    pub hlc: Hlc,
+    /// Its author.
+    pub author: AuthorId,
+}
+
+impl Change {
+    /// The entry that wrote `head`.
+    pub fn of(head: &lattice_core::Head) -> Change {
+        Change { hash: head.hash, hlc: head.hlc, author: head.author }
+    }
+}
+
 /// A change of a key's visible value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchEvent {
@@ -223,11 +246,15 @@ pub enum WatchEvent {
         key: Vec<u8>,
         /// Its new visible value.
         value: Vec<u8>,
+        /// The entry that wrote it.
+        source: Change,
     },
     /// The key has no visible value any more.
     Delete {
         /// The key.
         key: Vec<u8>,
+        /// The entry that deleted it (see [`Change`] for a change of policy).
+        source: Change,
     },
 }
 
@@ -235,7 +262,22 @@ impl WatchEvent {
     /// The key that changed.
     pub fn key(&self) -> &[u8] {
         match self {
-            WatchEvent::Put { key, .. } | WatchEvent::Delete { key } => key,
+            WatchEvent::Put { key, .. } | WatchEvent::Delete { key, .. } => key,
+        }
+    }
+
+    /// The entry behind the change.
+    pub fn source(&self) -> &Change {
+        match self {
+            WatchEvent::Put { source, .. } | WatchEvent::Delete { source, .. } => source,
+        }
+    }
+
+    /// The visible value after the change (`None`: deleted).
+    pub fn value(&self) -> Option<&[u8]> {
+        match self {
+            WatchEvent::Put { value, .. } => Some(value),
+            WatchEvent::Delete { .. } => None,
         }
     }
 }

@@ -4,7 +4,7 @@ mod common;
 
 use common::{open, sync_into};
 use lattice_core::{Identity, Op, StoreId};
-use lattice_store::{KvStore, WatchEvent};
+use lattice_store::{Change, KvStore, WatchEvent, WriteReceipt};
 
 fn kv(k: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
     (k.as_bytes().to_vec(), v.as_bytes().to_vec())
@@ -126,6 +126,11 @@ async fn concurrent_writes_fork_then_merge() {
     assert_eq!(sb.status().await.unwrap().conflicts, 0);
 }
 
+/// The source of a watch event: the entry `receipt` names, by `id`.
+fn by(receipt: &WriteReceipt, id: &Identity) -> Change {
+    Change { hash: receipt.hash, hlc: receipt.hlc, author: id.author() }
+}
+
 #[tokio::test]
 async fn watch_sees_local_and_ingested_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,10 +142,10 @@ async fn watch_sees_local_and_ingested_changes() {
     sa.put(b"other".to_vec(), b"x".to_vec()).await.unwrap();
     let (initial, mut events) = sa.watch("^user/").await.unwrap();
     assert_eq!(initial, vec![kv("user/1", "ann")]);
-    sa.put(b"user/2".to_vec(), b"bob".to_vec()).await.unwrap();
+    let put2 = sa.put(b"user/2".to_vec(), b"bob".to_vec()).await.unwrap();
     sa.put(b"other".to_vec(), b"y".to_vec()).await.unwrap();
-    sa.delete(b"user/1".to_vec()).await.unwrap();
-    sb.put(b"user/3".to_vec(), b"cy".to_vec()).await.unwrap();
+    let delete1 = sa.delete(b"user/1".to_vec()).await.unwrap().unwrap();
+    let put3 = sb.put(b"user/3".to_vec(), b"cy".to_vec()).await.unwrap();
     sync_into(&sb, &sa).await;
     let mut got = Vec::new();
     for _ in 0..3 {
@@ -149,9 +154,9 @@ async fn watch_sees_local_and_ingested_changes() {
     assert_eq!(
         got,
         vec![
-            WatchEvent::Put { key: b"user/2".to_vec(), value: b"bob".to_vec() },
-            WatchEvent::Delete { key: b"user/1".to_vec() },
-            WatchEvent::Put { key: b"user/3".to_vec(), value: b"cy".to_vec() },
+            WatchEvent::Put { key: b"user/2".to_vec(), value: b"bob".to_vec(), source: by(&put2, &a) },
+            WatchEvent::Delete { key: b"user/1".to_vec(), source: by(&delete1, &a) },
+            WatchEvent::Put { key: b"user/3".to_vec(), value: b"cy".to_vec(), source: by(&put3, &b) },
         ]
     );
     assert!(events.try_recv().is_err(), "no event for keys outside the pattern");
@@ -177,4 +182,41 @@ async fn sixty_four_concurrent_writers_all_land() {
     }
     let st = s.status().await.unwrap();
     assert_eq!((st.entries, st.keys), (1280, 1280));
+}
+
+#[tokio::test]
+async fn history_reads_the_entries_after_a_timestamp_in_hlc_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Identity::generate(), Identity::generate());
+    let sid = StoreId::new_random();
+    let sa = open(&dir.path().join("a"), sid, &a);
+    let sb = open(&dir.path().join("b"), sid, &b);
+    let mut written = Vec::new();
+    for i in 1..6 {
+        let (store, id) = if i % 2 == 0 { (&sb, &b) } else { (&sa, &a) };
+        let receipt = store.put(format!("k/{i}").into_bytes(), b"v".to_vec()).await.unwrap();
+        written.push((receipt.hlc, id.author(), receipt.hash));
+    }
+    sync_into(&sb, &sa).await;
+    // (HLC, author) order: two stores can stamp the same HLC.
+    written.sort();
+    let read = |since| {
+        let sa = sa.clone();
+        async move {
+            let history = sa.history(since).await.unwrap();
+            tokio::task::spawn_blocking(move || history.map(|e| e.unwrap().hash()).collect::<Vec<_>>()).await.unwrap()
+        }
+    };
+    let after = |since| written.iter().filter(|w| w.0 > since).map(|w| w.2).collect::<Vec<_>>();
+    assert_eq!(read(lattice_core::Hlc::ZERO).await, after(lattice_core::Hlc::ZERO));
+    assert_eq!(after(lattice_core::Hlc::ZERO).len(), 5);
+    for (hlc, _, _) in written.clone() {
+        assert_eq!(read(hlc).await, after(hlc), "strictly after {hlc}");
+    }
+    // What a reader covers: every entry held when it was made, none written later.
+    let history = sa.history(lattice_core::Hlc::ZERO).await.unwrap();
+    assert!(written.iter().all(|(hlc, author, _)| history.covers(author, *hlc)));
+    let later = sa.put(b"k/later".to_vec(), b"v".to_vec()).await.unwrap();
+    assert!(!history.covers(&a.author(), later.hlc));
+    assert!(!history.covers(&Identity::generate().author(), lattice_core::Hlc::ZERO), "an unknown author");
 }

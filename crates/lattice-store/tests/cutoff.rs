@@ -8,8 +8,15 @@ mod common;
 
 use common::{Chain, open, snapshot, sync_into};
 use lattice_core::{Identity, Op, StoreId};
-use lattice_store::{Authorisation, Cutoff, IngestOutcome, KvStore, StoreError, StoreHandle, SyncStore, WatchEvent};
+use lattice_store::{
+    Authorisation, Change, Cutoff, IngestOutcome, KvStore, StoreError, StoreHandle, SyncStore, WatchEvent,
+};
 use lattice_testkit::DEADLINE;
+
+/// The source of a watch event: `entry`.
+fn by(entry: &lattice_core::VerifiedEntry) -> Change {
+    Change { hash: entry.hash(), hlc: entry.hlc(), author: entry.author() }
+}
 
 /// Members `members`, and `removed` cut off at `cutoff`.
 fn policy(members: &[&Chain], removed: &Chain, cutoff: u64) -> Option<Authorisation> {
@@ -58,10 +65,17 @@ async fn entries_past_the_cutoff_are_stored_counted_and_served_but_not_applied_n
     assert_eq!((st.entries, st.refused, st.orphans, st.keys, st.authors), (2, 2, 0, 1, 1));
     assert_eq!(s.sync_state().await.unwrap().authors[&x.id.author()].seq, 4, "sync state shows them");
     // Only the applied entries made events: the next one is a later write's.
-    assert_eq!(next_event(&mut events).await, WatchEvent::Put { key: b"k".to_vec(), value: b"1".to_vec() });
-    assert_eq!(next_event(&mut events).await, WatchEvent::Put { key: b"k".to_vec(), value: b"2".to_vec() });
-    s.put(b"mine".to_vec(), b"m".to_vec()).await.unwrap();
+    let put = |value: &str, entry| WatchEvent::Put { key: b"k".to_vec(), value: value.into(), source: by(entry) };
+    assert_eq!(next_event(&mut events).await, put("1", &x1));
+    assert_eq!(next_event(&mut events).await, put("2", &x2));
+    let mine = s.put(b"mine".to_vec(), b"m".to_vec()).await.unwrap();
     assert_eq!(next_event(&mut events).await.key(), b"mine");
+    // The history a watch replays holds the applied entries only.
+    let history = s.history(lattice_core::Hlc::ZERO).await.unwrap();
+    let replayed = tokio::task::spawn_blocking(move || history.map(|e| e.unwrap().hash()).collect::<Vec<_>>());
+    let mut want = [(x1.hlc(), x1.hash()), (x2.hlc(), x2.hash()), (mine.hlc, mine.hash)];
+    want.sort();
+    assert_eq!(replayed.await.unwrap(), want.iter().map(|w| w.1).collect::<Vec<_>>(), "no refused entry");
 
     // Sync serves the refused entries like any: a store that does not know the cut-off applies
     // them; one that does refuses them alike.
@@ -184,8 +198,9 @@ async fn learning_the_cutoff_before_or_after_the_entries_gives_identical_state()
     assert_eq!(
         changed,
         vec![
-            WatchEvent::Put { key: b"b".to_vec(), value: b"m1".to_vec() },
-            WatchEvent::Delete { key: b"x-only".to_vec() }
+            // No entry made these: the head visible again, and the one taken out (`Change`).
+            WatchEvent::Put { key: b"b".to_vec(), value: b"m1".to_vec(), source: by(&m.entries[0]) },
+            WatchEvent::Delete { key: b"x-only".to_vec(), source: by(&x.entries[2]) }
         ]
     );
     // The same policy again costs nothing and changes nothing.
@@ -337,8 +352,8 @@ async fn learning_the_cutoff_hash_after_the_fork_applied_recomputes_it() {
     assert_eq!(
         changed,
         vec![
-            WatchEvent::Delete { key: b"fork-only".to_vec() },
-            WatchEvent::Put { key: b"k".to_vec(), value: b"1".to_vec() }
+            WatchEvent::Delete { key: b"fork-only".to_vec(), source: by(&y2) },
+            WatchEvent::Put { key: b"k".to_vec(), value: b"1".to_vec(), source: by(&x1) }
         ]
     );
     let knew_first_dir = tempfile::tempdir().unwrap();

@@ -55,7 +55,8 @@ async fn an_equivocation_on_ingest_is_proven_and_refuses_the_author_from_the_for
     let twin3 = twin(&x, 3, "x/3", "evil");
     assert!(is_equivocation(ingest(&s, &twin3).await, 3));
     let event = tokio::time::timeout(DEADLINE, events.recv()).await.unwrap().unwrap();
-    assert_eq!(event, WatchEvent::Delete { key: b"x/3".to_vec() }, "the branch applied here is taken out");
+    let source = lattice_store::Change { hash: x3.hash(), hlc: x3.hlc(), author: x3.author() };
+    assert_eq!(event, WatchEvent::Delete { key: b"x/3".to_vec(), source }, "the branch applied here is taken out");
     let st = s.status().await.unwrap();
     assert_eq!((st.entries, st.refused, st.orphans, st.keys), (2, 1, 0, 1));
     assert_eq!(st.equivocated, vec![(x.id.author(), 3)]);

@@ -7,6 +7,7 @@ pub mod fixtures;
 pub mod gossip;
 pub mod http;
 pub mod http_batch;
+pub mod http_watch;
 pub mod net_sync;
 pub mod store_kv;
 pub mod store_sync;
@@ -121,6 +122,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "http.batch",
         about: "POST /batch of 16 puts each (one entry per batch) over 16 keep-alive connections",
         run: http_batch::run,
+    },
+    Scenario {
+        name: "http.watch",
+        about: "the HTTP watch (SSE): events/s delivered to 8 clients while 16 tasks put",
+        run: http_watch::run,
     },
     Scenario {
         name: "compare.iroh_docs",

@@ -8,8 +8,8 @@
 //! they are the entries as stored, for `get -v`.
 
 use lattice_core::entry::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use lattice_core::{Head, Op};
-use lattice_store::{KvStore, Transaction, WatchEvent, WriteReceipt};
+use lattice_core::{Head, Hlc, Op};
+use lattice_store::{History, KvStore, Transaction, WatchEvent, WriteReceipt};
 use tokio::sync::mpsc;
 
 use super::{Node, StoreRef};
@@ -152,6 +152,37 @@ impl Node {
         })?;
         Ok(self.store_handle(store.id).await?.watch(pattern).await?)
     }
+
+    /// The changes of visible values under the byte prefix `prefix` of `store` from now on
+    /// (no initial scan). The channel closes if the receiver falls
+    /// [`WATCH_CAPACITY`](lattice_store::WATCH_CAPACITY) events behind, or the store closes. Raw
+    /// keys: in the root store, reserved keys come as stored (see [`is_reserved`](Self::is_reserved)).
+    pub async fn subscribe(&self, store: &StoreRef, prefix: &[u8]) -> Result<mpsc::Receiver<WatchEvent>, NodeError> {
+        Ok(self.store_handle(store.id).await?.subscribe(&prefix_pattern(prefix)).await?)
+    }
+
+    /// The applied entries of `store` with an HLC above `since`, in (HLC, author) order: a
+    /// blocking iterator over the logs as committed now (run it off the async threads). Asked
+    /// after [`subscribe`](Self::subscribe), it holds every entry committed before the
+    /// subscription's first event.
+    pub async fn history(&self, store: &StoreRef, since: Hlc) -> Result<History, NodeError> {
+        Ok(self.store_handle(store.id).await?.history(since).await?)
+    }
+
+    /// True if `key` of `store` is a reserved key of the root store, whose value comes from the
+    /// control plane rather than from the key's heads.
+    pub fn is_reserved(&self, store: &StoreRef, key: &[u8]) -> bool {
+        self.is_control_key(store, key)
+    }
+}
+
+/// A regular expression matching exactly the keys that start with the bytes `prefix`.
+fn prefix_pattern(prefix: &[u8]) -> String {
+    let mut pattern = String::from("(?s-u)^");
+    for b in prefix {
+        pattern.push_str(&format!("\\x{b:02x}"));
+    }
+    pattern
 }
 
 /// A key as `get` shows it.
@@ -179,6 +210,16 @@ fn validate_key(key: &[u8]) -> Result<(), NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_patterns_match_byte_prefixes_only() {
+        let re = |p: &[u8]| regex::bytes::Regex::new(&prefix_pattern(p)).unwrap();
+        assert!(re(b"a.b/").is_match(b"a.b/c"));
+        assert!(!re(b"a.b/").is_match(b"axb/c"));
+        assert!(!re(b"a.b/").is_match(b"xa.b/"));
+        assert!(re(&[0xff, b'\n']).is_match(&[0xff, b'\n', 0]));
+        assert!(re(b"").is_match(b"anything"));
+    }
 
     #[test]
     fn keys() {

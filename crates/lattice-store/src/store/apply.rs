@@ -118,7 +118,8 @@ impl Store {
             };
             let head = Head { value, hlc: entry.hlc(), author, hash: entry.hash(), tombstone };
             heads::apply(&mut heads, cited, head);
-            let after_visible = visible(&heads);
+            let after_winner = heads::winner(&heads).cloned();
+            let after_visible = after_winner.as_ref().filter(|h| !h.tombstone).map(|h| h.hash);
             let head_count = heads.len();
             t.set_heads(key, heads)?;
             match (before_visible.is_some(), after_visible.is_some()) {
@@ -135,8 +136,8 @@ impl Store {
                 // Keys whose visible value did not change (e.g. a head that lost) produce no
                 // event. Only this key's slot changes here, so only it is checked.
                 let before = w.changed.remove(key).map_or(before_visible, |(before, _)| before);
-                if before.as_ref().map(|h| h.hash) != after_visible.as_ref().map(|h| h.hash) {
-                    w.changed.insert(key.to_vec(), (before, after_visible));
+                if before.as_ref().map(|h| h.hash) != after_visible {
+                    w.changed.insert(key.to_vec(), (before, after_winner));
                 }
             }
         }

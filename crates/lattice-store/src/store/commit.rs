@@ -12,7 +12,7 @@ use super::{Store, Txn, Work};
 use crate::error::StoreError;
 use crate::log::{AuthorLog, LogError};
 use crate::tables::{self, ClockRow, Counters};
-use crate::types::{Committed, WatchEvent};
+use crate::types::{Change, Committed, WatchEvent};
 
 /// Open log writers kept at most; beyond it, untouched ones are closed after a commit.
 const MAX_OPEN_LOGS: usize = 128;
@@ -102,9 +102,13 @@ impl Store {
         let events = changed
             .into_iter()
             .filter_map(|(key, (before, after))| match (before, after) {
-                (_, Some(after)) => Some(WatchEvent::Put { key, value: after.value }),
-                (Some(_), None) => Some(WatchEvent::Delete { key }),
-                (None, None) => None,
+                (_, Some(after)) if !after.tombstone => {
+                    let source = Change::of(&after);
+                    Some(WatchEvent::Put { key, value: after.value, source })
+                }
+                (Some(_), Some(tombstone)) => Some(WatchEvent::Delete { key, source: Change::of(&tombstone) }),
+                (Some(before), None) => Some(WatchEvent::Delete { key, source: Change::of(&before) }),
+                (None, _) => None,
             })
             .collect();
         on_durable(events);

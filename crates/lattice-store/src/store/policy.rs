@@ -8,14 +8,14 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use lattice_core::{AuthorId, Clock, Hash, VerifiedEntry};
+use lattice_core::{AuthorId, Clock, Hash, VerifiedEntry, heads};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use super::{Store, Tables, Work, visible};
 use crate::error::StoreError;
 use crate::log::RecordReader;
 use crate::tables::{self, AuthorisationRow, ProofRow, Waiting};
-use crate::types::{Authorisation, Cutoff, ProofBytes, WatchEvent};
+use crate::types::{Authorisation, Change, Cutoff, ProofBytes, WatchEvent};
 
 /// A proven fork of one author: the seq signed twice and the hashes of the two entries.
 struct Fork {
@@ -142,6 +142,17 @@ impl Policy {
         self.limit(&entry.author()).is_some_and(|limit| {
             entry.seq() > limit
                 || self.cut_hashes.get(&entry.author()).is_some_and(|c| c.seq == entry.seq() && c.hash != entry.hash())
+        })
+    }
+
+    /// [`Policy::refuses`] as it stands now, for a reader of the logs off the actor thread.
+    pub(super) fn refusal(&self) -> crate::missing::Refusal {
+        let (limits, cut_hashes) = (self.limits.clone(), self.cut_hashes.clone());
+        Box::new(move |entry: &VerifiedEntry| {
+            limits.get(&entry.author()).is_some_and(|limit| {
+                entry.seq() > *limit
+                    || cut_hashes.get(&entry.author()).is_some_and(|c| c.seq == entry.seq() && c.hash != entry.hash())
+            })
         })
     }
 
@@ -402,11 +413,16 @@ impl Store {
         }
         let mut events = Vec::new();
         for (key, was) in before {
-            let now = visible(&self.get_heads(&key)?);
+            let heads = self.get_heads(&key)?;
+            let now = visible(&heads);
             if was.as_ref().map(|h| h.hash) != now.as_ref().map(|h| h.hash) {
-                events.push(match now {
-                    Some(head) => WatchEvent::Put { key, value: head.value },
-                    None => WatchEvent::Delete { key },
+                // No new entry made this change: name the head now visible, else the winning
+                // tombstone, else the head taken out (see `Change`).
+                events.push(match (now, heads::winner(&heads), was) {
+                    (Some(head), _, _) => WatchEvent::Put { key, source: Change::of(&head), value: head.value },
+                    (None, Some(tombstone), _) => WatchEvent::Delete { key, source: Change::of(tombstone) },
+                    (None, None, Some(gone)) => WatchEvent::Delete { key, source: Change::of(&gone) },
+                    (None, None, None) => continue,
                 });
             }
         }

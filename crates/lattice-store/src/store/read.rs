@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 
 use lattice_core::heads::Head;
-use lattice_core::{AuthorId, AuthorSyncState, SyncState};
+use lattice_core::{AuthorId, AuthorSyncState, Hlc, SyncState};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::{Store, visible};
 use crate::error::StoreError;
 use crate::log::RecordReader;
-use crate::missing::MissingEntries;
+use crate::missing::{History, MissingEntries};
 use crate::tables::{self, AuthorRow, EntryRow, UsageRow, decode_heads};
 use crate::types::{KvPairs, StoreStatus};
 
@@ -148,5 +148,19 @@ impl Store {
             readers.push(RecordReader::open(&self.log_path(&range.author), from, row.log_len)?);
         }
         MissingEntries::new(readers, total)
+    }
+
+    /// A reader of the applied entries with an HLC above `since`, merged in HLC order (see
+    /// [`History`]). Authors whose last entry is not above `since` are not read at all.
+    pub(crate) fn history(&self, since: Hlc) -> Result<History, StoreError> {
+        let mut readers = Vec::new();
+        let mut tips = HashMap::new();
+        for (author, row) in self.author_rows()? {
+            tips.insert(author, row.hlc);
+            if row.hlc > since && row.log_len > 0 {
+                readers.push(RecordReader::open(&self.log_path(&author), 0, row.log_len)?);
+            }
+        }
+        History::new(readers, since, self.policy.refusal(), tips)
     }
 }
