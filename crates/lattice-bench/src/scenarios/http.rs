@@ -8,6 +8,7 @@
 //! - `http.get`: the same connections reading those keys back.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -77,21 +78,42 @@ impl Conn {
     }
 }
 
+/// A node with a store `bench`, a token for it and the HTTP API on loopback, without a rate
+/// limit: what every HTTP scenario measures against (the API, not the limiter's default of 100
+/// requests/s per token).
+pub(super) struct BenchApi {
+    pub node: Arc<Node>,
+    pub server: HttpServer,
+    /// `ID:SECRET` of a token for `bench`.
+    pub token: String,
+}
+
+impl BenchApi {
+    pub(super) async fn start(dir: &Path, permissions: Permissions) -> Result<BenchApi> {
+        let data = DataDir::new(dir)?;
+        let lock = Arc::new(DirLock::try_acquire(&data)?);
+        let node = Arc::new(Node::init(data, lock, Some("bench".into())).await?);
+        node.create_store("bench").await?;
+        let (record, secret) = node.create_token("bench", None, permissions, None).await?;
+        let config =
+            HttpConfig { rate_limit: RateLimit { per_second: u32::MAX, burst: u32::MAX }, ..HttpConfig::default() };
+        let server = HttpServer::start(node.clone(), "127.0.0.1:0".parse()?, config).await?;
+        Ok(BenchApi { node, server, token: format!("{}:{secret}", record.id) })
+    }
+
+    pub(super) async fn stop(self) -> Result<()> {
+        self.server.shutdown().await;
+        self.node.shutdown().await?;
+        Ok(())
+    }
+}
+
 pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let dir = scratch_dir(ctx, "http")?;
     let rt = runtime(2)?;
     rt.block_on(async {
-        let data = DataDir::new(dir.path())?;
-        let lock = Arc::new(DirLock::try_acquire(&data)?);
-        let node = Arc::new(Node::init(data, lock, Some("bench".into())).await?);
-        node.create_store("bench").await?;
-        let (record, secret) = node.create_token("bench", None, Permissions::ReadWrite, None).await?;
-        let token = format!("{}:{secret}", record.id);
-        // The benchmark measures the API, not the limiter's default of 100 requests/s per token.
-        let config =
-            HttpConfig { rate_limit: RateLimit { per_second: u32::MAX, burst: u32::MAX }, ..HttpConfig::default() };
-        let server = HttpServer::start(node.clone(), "127.0.0.1:0".parse()?, config).await?;
-        let addr = server.local_addr();
+        let api = BenchApi::start(dir.path(), Permissions::ReadWrite).await?;
+        let (addr, token) = (api.server.local_addr(), api.token.clone());
 
         let (puts, written) =
             timed(addr, &token, ctx.budget.time, |c, i| (format!("/stores/bench/keys/k/{c}/{i}"), true)).await?;
@@ -100,8 +122,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
             (format!("/stores/bench/keys/k/{c}/{}", i % written.max(1)), false)
         })
         .await?;
-        server.shutdown().await;
-        node.shutdown().await?;
+        api.stop().await?;
         let row = |name: &str, unit: &str, rate: Rate| {
             Row::from_rate(name, unit, rate).param("connections", CONNECTIONS).param("value_bytes", VALUE_BYTES)
         };

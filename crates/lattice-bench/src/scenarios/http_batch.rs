@@ -8,14 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use lattice_http::{HttpConfig, HttpServer, RateLimit};
-use lattice_node::{DataDir, DirLock, Node, Permissions};
+use lattice_node::Permissions;
 use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::Ctx;
 use super::fixtures::{VALUE_BYTES, runtime, scratch_dir};
-use super::http::{CONNECTIONS, Conn};
+use super::http::{BenchApi, CONNECTIONS, Conn};
 use crate::measure::Rate;
 use crate::report::Row;
 
@@ -38,18 +37,9 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let dir = scratch_dir(ctx, "http-batch")?;
     let rt = runtime(2)?;
     rt.block_on(async {
-        let data = DataDir::new(dir.path())?;
-        let lock = Arc::new(DirLock::try_acquire(&data)?);
-        let node = Arc::new(Node::init(data, lock, Some("bench".into())).await?);
-        node.create_store("bench").await?;
-        let (record, secret) = node.create_token("bench", None, Permissions::ReadWrite, None).await?;
-        let token = format!("{}:{secret}", record.id);
-        let config =
-            HttpConfig { rate_limit: RateLimit { per_second: u32::MAX, burst: u32::MAX }, ..HttpConfig::default() };
-        let server = HttpServer::start(node.clone(), "127.0.0.1:0".parse()?, config).await?;
-        let batches = timed(server.local_addr(), &token, ctx.budget.time).await?;
-        server.shutdown().await;
-        node.shutdown().await?;
+        let api = BenchApi::start(dir.path(), Permissions::ReadWrite).await?;
+        let batches = timed(api.server.local_addr(), &api.token, ctx.budget.time).await?;
+        api.stop().await?;
         let ops = Rate { ops: batches.ops * BATCH_OPS, elapsed: batches.elapsed };
         Ok(vec![
             Row::from_rate("http.batch", "op/s", ops)

@@ -7,8 +7,9 @@
 //!   first write until every client has every event (or the drain deadline passes).
 //! - `http.watch.writes`: the keys written per second meanwhile.
 //!
-//! `lost` counts events some client never got (a client the store cut off for falling
-//! [`lattice_store::WATCH_CAPACITY`] events behind ends its stream; 0 is expected).
+//! The writers stay at most [`BACKLOG`] events ahead of the slowest client (half of
+//! [`lattice_store::WATCH_CAPACITY`], past which the store cuts a watcher off), so the figure is
+//! the rate the watch path sustains. `lost` counts events some client never got (0 is expected).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use lattice_core::Op;
-use lattice_http::{HttpConfig, HttpServer};
-use lattice_node::{DataDir, DirLock, Node, Permissions};
+use lattice_node::Permissions;
 use lattice_store::Transaction;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 
 use super::Ctx;
 use super::fixtures::{VALUE_BYTES, runtime, scratch_dir, value};
+use super::http::BenchApi;
 use crate::measure::Rate;
 use crate::report::Row;
 
@@ -36,6 +37,8 @@ pub const WRITERS: u64 = 16;
 pub const KEYS_PER_ENTRY: u64 = 16;
 /// How long the clients may take to receive what was written once the writers stop.
 const DRAIN: Duration = Duration::from_secs(30);
+/// How many events the writers may be ahead of the slowest client.
+const BACKLOG: u64 = lattice_store::WATCH_CAPACITY as u64 / 2;
 
 /// Counts the `put` events of an SSE stream, a read at a time (a marker split across two reads
 /// is found with the tail of the previous read).
@@ -60,15 +63,10 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     let dir = scratch_dir(ctx, "http_watch")?;
     let rt = runtime(2)?;
     rt.block_on(async {
-        let data = DataDir::new(dir.path())?;
-        let lock = Arc::new(DirLock::try_acquire(&data)?);
-        let node = Arc::new(Node::init(data, lock, Some("bench".into())).await?);
-        node.create_store("bench").await?;
+        let api = BenchApi::start(dir.path(), Permissions::Read).await?;
+        let (node, token) = (api.node.clone(), api.token.clone());
         let store = node.resolve(Some("bench")).await?;
-        let (record, secret) = node.create_token("bench", None, Permissions::Read, None).await?;
-        let token = format!("{}:{secret}", record.id);
-        let server = HttpServer::start(node.clone(), "127.0.0.1:0".parse()?, HttpConfig::default()).await?;
-        let addr = server.local_addr();
+        let addr = api.server.local_addr();
 
         // The clients, each counting the put events it has received.
         let stop = Arc::new(AtomicBool::new(false));
@@ -111,9 +109,17 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         let t0 = Instant::now();
         for w in 0..WRITERS {
             let (node, store, writing, written) = (node.clone(), store.clone(), writing.clone(), written.clone());
+            let received = received.clone();
             writers.spawn(async move {
                 let mut i = 0u64;
                 while writing.load(Ordering::Relaxed) {
+                    // Flow control: writers stay at most BACKLOG events ahead of the slowest
+                    // client, so no watcher is cut off and the figure is the sustained rate.
+                    let slowest = || received.iter().map(|r| r.load(Ordering::Relaxed)).min().unwrap_or(0);
+                    if written.load(Ordering::Relaxed) >= slowest() + BACKLOG {
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                        continue;
+                    }
                     let ops = (0..KEYS_PER_ENTRY).map(|k| Op::put(format!("w/{w}/{i}/{k}"), value(i + k))).collect();
                     node.transact(&store, Transaction::new(ops)).await?;
                     written.fetch_add(KEYS_PER_ENTRY, Ordering::Relaxed);
@@ -141,8 +147,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         while let Some(client) = clients.join_next().await {
             client.context("a client panicked")??;
         }
-        server.shutdown().await;
-        node.shutdown().await?;
+        drop(node);
+        api.stop().await?;
         Ok(vec![
             Row::from_rate("http.watch.delivered", "event/s", Rate { ops: delivered, elapsed: delivery_time })
                 .param("clients", CLIENTS as u64)
