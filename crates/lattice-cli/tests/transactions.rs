@@ -128,3 +128,29 @@ fn a_batch_is_all_or_nothing_across_a_sigkill() {
     }
     assert_eq!(keys.len() % 3, 0);
 }
+
+/// Two `put --if-match` of the same hash, racing through one daemon: exactly one is written,
+/// the other exits 1 naming the winner's hash.
+#[test]
+fn racing_if_match_puts_through_a_daemon_have_exactly_one_winner() {
+    let l = Arc::new(Lattice::init());
+    let mut serve = l.serve();
+    for round in 0..5 {
+        l.run(&["put", "race", &format!("start-{round}")]).ok();
+        let at = hash_of(&l, "race");
+        let racers: Vec<_> = (0..2)
+            .map(|i| {
+                let (l, at) = (l.clone(), at.clone());
+                std::thread::spawn(move || l.run(&["put", "race", &format!("{round}-{i}"), "--if-match", &at]))
+            })
+            .collect();
+        let runs: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        let winners: Vec<_> = runs.iter().filter(|r| r.code == 0).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {runs:?}");
+        let loser = runs.iter().find(|r| r.code != 0).unwrap().clone();
+        let now = hash_of(&l, "race");
+        loser.fails(1, &format!("precondition failed: race is at {now}"));
+    }
+    signal(&serve, libc::SIGTERM);
+    assert!(wait_exit(&mut serve).success());
+}

@@ -9,6 +9,8 @@
 //! nothing.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lattice_core::{Head, Hlc, SyncState, VerifiedEntry};
@@ -190,10 +192,11 @@ struct Watcher {
 pub(crate) fn spawn(
     store: Store,
     dir: &Path,
+    generation: Arc<AtomicU64>,
 ) -> Result<(mpsc::Sender<Command>, std::thread::JoinHandle<()>), StoreError> {
     let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
     let name = format!("store-{}", &store.store_id().to_string()[..8]);
-    let actor = Actor { store, commands: rx, watchers: Vec::new(), last_expiry: Instant::now() };
+    let actor = Actor { store, commands: rx, watchers: Vec::new(), last_expiry: Instant::now(), generation };
     let thread = std::thread::Builder::new().name(name).spawn(move || actor.run()).map_err(StoreError::io(dir))?;
     Ok((tx, thread))
 }
@@ -203,6 +206,9 @@ struct Actor {
     commands: mpsc::Receiver<Command>,
     watchers: Vec<Watcher>,
     last_expiry: Instant,
+    /// Bumped by every group commit once its logs are durable, before any writer is answered
+    /// (see [`StoreHandle::generation`](crate::StoreHandle::generation)).
+    generation: Arc<AtomicU64>,
 }
 
 impl Actor {
@@ -348,8 +354,9 @@ impl Actor {
         // overlaps their next request, which this thread serves after it (so reads still see
         // every acknowledged write).
         let mut waiting = Some(pending);
-        let watchers = &mut self.watchers;
+        let (watchers, generation) = (&mut self.watchers, &self.generation);
         let committed = self.store.commit_acknowledging(tx, |events| {
+            generation.fetch_add(1, Ordering::Release);
             notify(watchers, events);
             waiting.take().into_iter().flatten().for_each(|p| p.answer(None));
         });

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lattice_core::{AuthorId, ChainError, EntryError, Head, Hlc, Identity, Op, StoreId, SyncState, VerifiedEntry};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -28,8 +29,13 @@ pub struct StoreHandle {
     gaps: broadcast::Sender<GapInfo>,
     commits: broadcast::Sender<Arc<Committed>>,
     replayed_on_open: u64,
+    generation: Arc<AtomicU64>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
+
+/// Where each opened store's [`StoreHandle::generation`] starts: a store opened again never
+/// repeats a value an earlier opening of it gave.
+static GENERATION_BASE: AtomicU64 = AtomicU64::new(0);
 
 impl std::fmt::Debug for StoreHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,7 +52,8 @@ impl StoreHandle {
         let gaps = store.gaps.clone();
         let commits = store.commits.clone();
         let replayed_on_open = store.replayed;
-        let (tx, thread) = actor::spawn(store, dir)?;
+        let generation = Arc::new(AtomicU64::new(GENERATION_BASE.fetch_add(1, Ordering::Relaxed) << 40));
+        let (tx, thread) = actor::spawn(store, dir, generation.clone())?;
         Ok(StoreHandle {
             commands: tx,
             store_id,
@@ -54,8 +61,17 @@ impl StoreHandle {
             gaps,
             commits,
             replayed_on_open,
+            generation,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
+    }
+
+    /// A number that changes whenever the store's entries may have (each group commit bumps
+    /// it once its logs are durable, before its writers are answered). A reader that loads it,
+    /// then reads the store, sees every commit up to that number; so state derived from the
+    /// store can be kept and reused while the number stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The store this handle talks to.

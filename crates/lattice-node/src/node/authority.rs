@@ -17,12 +17,15 @@ pub(crate) struct Authority {
     log: ControlLog,
     /// The root store's frontier the log has read up to.
     seen: SyncState,
+    /// The root store's [`generation`](lattice_store::StoreHandle::generation) when `seen` was
+    /// read: while it has not moved, the fold is up to date without asking the store.
+    generation: Option<u64>,
 }
 
 impl Authority {
     /// An empty fold for the mesh whose genesis admin is `genesis`.
     pub(crate) fn new(genesis: AuthorId, root: lattice_core::StoreId) -> Authority {
-        Authority { log: ControlLog::new(genesis, root), seen: SyncState::default() }
+        Authority { log: ControlLog::new(genesis, root), seen: SyncState::default(), generation: None }
     }
 }
 
@@ -46,10 +49,19 @@ impl Node {
     /// Folds whatever the root store holds that the fold has not seen.
     async fn catch_up_plane(&self) -> Result<(), NodeError> {
         let root = self.store_handle(self.root).await?;
+        // Loaded before the frontier: a frontier read after it holds every commit up to it.
+        let generation = root.generation();
+        {
+            let authority = self.authority.lock().map_err(|_| NodeError::Corrupt("control plane lock".into()))?;
+            if authority.generation == Some(generation) {
+                return Ok(());
+            }
+        }
         let frontier = root.sync_state().await?;
         let seen = {
-            let authority = self.authority.lock().map_err(|_| NodeError::Corrupt("control plane lock".into()))?;
+            let mut authority = self.authority.lock().map_err(|_| NodeError::Corrupt("control plane lock".into()))?;
             if authority.seen == frontier {
+                authority.generation = Some(generation);
                 return Ok(());
             }
             authority.seen.clone()
@@ -70,6 +82,7 @@ impl Node {
         let mut authority = self.authority.lock().map_err(|_| NodeError::Corrupt("control plane lock".into()))?;
         authority.log.extend(entries);
         authority.seen = frontier;
+        authority.generation = Some(generation);
         Ok(())
     }
 
