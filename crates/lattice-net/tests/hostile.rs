@@ -103,8 +103,10 @@ async fn gossiped_proofs_that_prove_nothing_are_refused() {
     config.mesh.anti_entropy_interval = Duration::from_secs(3600);
     let (nodes, servers) = full_mesh(2, root, config).await;
     let (a, m) = (&nodes[0], &servers[1]);
+    // Both ways: M's broadcast reaches only the neighbours M itself has.
     eventually("A and M are gossip neighbours", Duration::from_secs(20), || async {
         servers[0].gossip_neighbours(root).contains(&nodes[1].author())
+            && servers[1].gossip_neighbours(root).contains(&nodes[0].author())
     })
     .await;
     let (x, y) = (Identity::generate(), Identity::generate());
