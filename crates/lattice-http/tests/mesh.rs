@@ -4,39 +4,21 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::request;
+use common::{joined, networked, request};
 use lattice_http::{HttpConfig, HttpServer};
-use lattice_net::{NetConfig, PeerAddr};
-use lattice_node::{DataDir, DirLock, Network, Node, Permissions};
+use lattice_node::Permissions;
 use lattice_testkit::{DEADLINE, eventually};
-
-async fn init(dir: &tempfile::TempDir, name: &str) -> Arc<Node> {
-    let data = DataDir::new(dir.path()).unwrap();
-    let lock = Arc::new(DirLock::try_acquire(&data).unwrap());
-    Arc::new(Node::init(data, lock, Some(name.into())).await.unwrap())
-}
-
-fn loopback() -> NetConfig {
-    NetConfig { bind: "127.0.0.1:0".parse().unwrap(), ..Default::default() }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_made_on_one_node_opens_another_until_revoked() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = init(&dir_a, "a").await;
-    let net_a = Network::start(a.clone(), loopback()).await.unwrap();
+    let (a, net_a) = networked(&dir_a, "a").await;
     let store = a.resolve(Some("default")).await.unwrap();
     a.put(&store, b"greeting".to_vec(), b"from a".to_vec()).await.unwrap();
     let (record, secret) = a.create_token("default", Some("mesh".into()), Permissions::Read, None).await.unwrap();
     let token = format!("{}:{secret}", record.id);
 
-    let b = init(&dir_b, "b").await;
-    a.invite(b.node_id(), lattice_node::Role::Member).await.unwrap();
-    let addr_a: PeerAddr = format!("{}@{}", a.node_id(), net_a.listen_addrs()[0]).parse().unwrap();
-    let b = lattice_node::join(b, addr_a, Some("b".into()), loopback(), None).await.unwrap();
-    let net_b = Network::start(b.clone(), loopback()).await.unwrap();
+    let (b, net_b) = joined(&a, &net_a, &dir_b, "b").await;
     let api_b = HttpServer::start(b.clone(), "127.0.0.1:0".parse().unwrap(), HttpConfig::default()).await.unwrap();
 
     let path = format!("/stores/{}/keys/greeting", store.id);

@@ -425,26 +425,11 @@ async fn shutdown_drops_a_stalled_watch_at_the_end_of_the_grace_period() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_another_node_arrives_through_gossip() {
     use lattice_http::HttpServer;
-    use lattice_net::{NetConfig, PeerAddr};
-    use lattice_node::{DataDir, DirLock, Network, Node};
-    use std::sync::Arc;
-
-    async fn init(dir: &tempfile::TempDir, name: &str) -> Arc<Node> {
-        let data = DataDir::new(dir.path()).unwrap();
-        let lock = Arc::new(DirLock::try_acquire(&data).unwrap());
-        Arc::new(Node::init(data, lock, Some(name.into())).await.unwrap())
-    }
-    let loopback = || NetConfig { bind: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = init(&dir_a, "a").await;
-    let net_a = Network::start(a.clone(), loopback()).await.unwrap();
+    let (a, net_a) = common::networked(&dir_a, "a").await;
     let (record, secret) = a.create_token("default", None, Permissions::Read, None).await.unwrap();
     let token = format!("{}:{secret}", record.id);
-    let b = init(&dir_b, "b").await;
-    a.invite(b.node_id(), lattice_node::Role::Member).await.unwrap();
-    let addr_a: PeerAddr = format!("{}@{}", a.node_id(), net_a.listen_addrs()[0]).parse().unwrap();
-    let b = lattice_node::join(b, addr_a, Some("b".into()), loopback(), None).await.unwrap();
-    let net_b = Network::start(b.clone(), loopback()).await.unwrap();
+    let (b, net_b) = common::joined(&a, &net_a, &dir_b, "b").await;
     let api_a = HttpServer::start(a.clone(), "127.0.0.1:0".parse().unwrap(), HttpConfig::default()).await.unwrap();
 
     let mut w = Watcher::open(api_a.local_addr(), "/stores/default/watch?prefix=from-b%2F", &token, None).await;

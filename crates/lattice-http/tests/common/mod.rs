@@ -10,11 +10,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lattice_http::{HttpConfig, HttpServer};
+use lattice_net::{NetConfig, PeerAddr};
 use lattice_node::Permissions;
-use lattice_node::{DataDir, DirLock, Node};
+use lattice_node::{DataDir, DirLock, Network, Node};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+fn loopback() -> NetConfig {
+    NetConfig { bind: "127.0.0.1:0".parse().unwrap(), ..Default::default() }
+}
+
+/// A new node (`init`) in `dir`, with its network up on 127.0.0.1.
+pub async fn networked(dir: &tempfile::TempDir, name: &str) -> (Arc<Node>, Network) {
+    let data = DataDir::new(dir.path()).unwrap();
+    let lock = Arc::new(DirLock::try_acquire(&data).unwrap());
+    let node = Arc::new(Node::init(data, lock, Some(name.into())).await.unwrap());
+    let net = Network::start(node.clone(), loopback()).await.unwrap();
+    (node, net)
+}
+
+/// A new node in `dir`, invited by `a` and joined to its mesh, with its network up.
+pub async fn joined(a: &Node, net_a: &Network, dir: &tempfile::TempDir, name: &str) -> (Arc<Node>, Network) {
+    let data = DataDir::new(dir.path()).unwrap();
+    let lock = Arc::new(DirLock::try_acquire(&data).unwrap());
+    let node = Arc::new(Node::init(data, lock, Some(name.into())).await.unwrap());
+    a.invite(node.node_id(), lattice_node::Role::Member).await.unwrap();
+    let addr_a: PeerAddr = format!("{}@{}", a.node_id(), net_a.listen_addrs()[0]).parse().unwrap();
+    let node = lattice_node::join(node, addr_a, Some(name.into()), loopback(), None).await.unwrap();
+    let net = Network::start(node.clone(), loopback()).await.unwrap();
+    (node, net)
+}
 
 /// A node with stores `app` and `other`, and its HTTP API.
 pub struct Fixture {
