@@ -71,13 +71,19 @@ fn parse_op(item: BatchOp) -> Result<(Op, Option<Condition>), String> {
         }
         other => return Err(format!("unknown op {other:?}: use put or delete")),
     };
-    let condition = match (item.if_match, item.if_absent) {
-        (Some(_), true) => return Err("give if_match or if_absent, not both".into()),
-        (Some(hash), false) => Some(Condition::Matches { key, hash: parse_hash(&hash)? }),
-        (None, true) => Some(Condition::Absent { key }),
-        (None, false) => None,
-    };
-    Ok((op, condition))
+    Ok((op, condition(&key, item.if_match.as_deref(), item.if_absent)?))
+}
+
+/// The condition `if_match` (a hash, see [`parse_hash`]) or `if_absent` puts on `key`, as a
+/// batch item and `put --if-match/--if-absent` give them; at most one of the two.
+pub fn condition(key: &[u8], if_match: Option<&str>, if_absent: bool) -> Result<Option<Condition>, String> {
+    let key = key.to_vec();
+    match (if_match, if_absent) {
+        (Some(_), true) => Err("give if_match or if_absent, not both".into()),
+        (Some(hash), false) => Ok(Some(Condition::Matches { key, hash: parse_hash(hash)? })),
+        (None, true) => Ok(Some(Condition::Absent { key })),
+        (None, false) => Ok(None),
+    }
 }
 
 fn push(tx: &mut Transaction, (op, condition): (Op, Option<Condition>)) {

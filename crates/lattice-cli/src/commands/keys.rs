@@ -5,9 +5,9 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use lattice_core::{Hash, Op};
+use lattice_core::Op;
 use lattice_node::Lookup;
-use lattice_store::{Condition, Transaction};
+use lattice_store::Transaction;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
@@ -17,41 +17,16 @@ use crate::render;
 /// Page size for `list`.
 const LIST_PAGE: usize = 1000;
 
-/// `put`'s `--if-match HASH` or `--if-absent`.
-pub(super) enum Precondition {
-    None,
-    Matches(Hash),
-    Absent,
-}
-
-impl Precondition {
-    pub(super) fn new(if_match: Option<&str>, if_absent: bool) -> Result<Precondition, Failure> {
-        Ok(match (if_match, if_absent) {
-            (Some(hash), _) => Precondition::Matches(lattice_http::parse_hash(hash).map_err(Failure::usage)?),
-            (None, true) => Precondition::Absent,
-            (None, false) => Precondition::None,
-        })
-    }
-
-    fn on(self, key: &[u8]) -> Option<Condition> {
-        let key = key.to_vec();
-        match self {
-            Precondition::None => None,
-            Precondition::Matches(hash) => Some(Condition::Matches { key, hash }),
-            Precondition::Absent => Some(Condition::Absent { key }),
-        }
-    }
-}
-
 pub(super) async fn put(
     ctx: &Context<'_>,
     key: &OsStr,
     value: &OsStr,
-    precondition: Precondition,
+    (if_match, if_absent): (Option<&str>, bool),
     stdin: Option<Vec<u8>>,
 ) -> Result<i32, Failure> {
-    let (node, store) = ctx.target().await?;
     let key = key.as_bytes();
+    let condition = lattice_http::condition(key, if_match, if_absent).map_err(Failure::usage)?;
+    let (node, store) = ctx.target().await?;
     let value = if value == "-" {
         stdin.ok_or_else(|| {
             Failure::usage("VALUE \"-\" reads stdin, which a shell line does not have; give the value inline")
@@ -60,7 +35,7 @@ pub(super) async fn put(
         value.as_bytes().to_vec()
     };
     let mut transaction = Transaction::new(vec![Op::Put { key: key.to_vec(), value }]);
-    transaction.conditions.extend(precondition.on(key));
+    transaction.conditions.extend(condition);
     let receipt = node.transact(&store, transaction).await?;
     ctx.print(|| render::json::put_receipt(key, &store, &receipt), || "ok\n".into());
     Ok(0)

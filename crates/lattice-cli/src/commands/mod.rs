@@ -92,7 +92,7 @@ async fn dispatch(ctx: &Context<'_>, command: &Command, stdin: Option<Vec<u8>>) 
         Command::DeleteStore { store } => stores::delete(ctx, store).await,
         Command::Use { store } => stores::use_store(ctx, store).await,
         Command::Put { key, value, if_match, if_absent } => {
-            keys::put(ctx, key, value, keys::Precondition::new(if_match.as_deref(), *if_absent)?, stdin).await
+            keys::put(ctx, key, value, (if_match.as_deref(), *if_absent), stdin).await
         }
         Command::Batch { .. } => keys::batch(ctx, stdin).await,
         Command::Get { key, verbose } => keys::get(ctx, key, *verbose).await,

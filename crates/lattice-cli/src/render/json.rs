@@ -67,10 +67,8 @@ pub fn put_receipt(key: &[u8], store: &StoreRef, receipt: &WriteReceipt) -> Valu
 
 /// `batch`: the entry's receipt, the store and how many operations it wrote.
 pub fn batch_receipt(ops: usize, store: &StoreRef, receipt: &WriteReceipt) -> Value {
-    let mut obj = lattice_http::write_receipt(receipt);
+    let mut obj = store_receipt(store, receipt);
     obj.insert("ops".into(), json!(ops));
-    obj.insert("store".into(), json!(store.name));
-    obj.insert("seq".into(), json!(receipt.seq));
     Value::Object(obj)
 }
 
@@ -82,8 +80,14 @@ pub fn delete_receipt(key: &[u8], store: &StoreRef, receipt: &WriteReceipt) -> V
 }
 
 fn key_receipt(key: &[u8], store: &StoreRef, receipt: &WriteReceipt) -> Map<String, Value> {
-    let mut obj = lattice_http::write_receipt(receipt);
+    let mut obj = store_receipt(store, receipt);
     lattice_http::insert_bytes(&mut obj, "key", "key_encoding", key);
+    obj
+}
+
+/// The HTTP API's receipt plus the store and the entry's sequence number.
+fn store_receipt(store: &StoreRef, receipt: &WriteReceipt) -> Map<String, Value> {
+    let mut obj = lattice_http::write_receipt(receipt);
     obj.insert("store".into(), json!(store.name));
     obj.insert("seq".into(), json!(receipt.seq));
     obj

@@ -65,8 +65,9 @@ impl Node {
         Ok(self.writer(store).await?.delete(key).await?)
     }
 
-    /// True if `key` of `store` is a reserved key of the root store: read from the control plane.
-    fn is_control_key(&self, store: &StoreRef, key: &[u8]) -> bool {
+    /// True if `key` of `store` is a reserved key of the root store, whose value comes from the
+    /// control plane rather than from the key's heads.
+    pub fn is_reserved(&self, store: &StoreRef, key: &[u8]) -> bool {
         store.id == self.root && reserved_prefix(key).is_some()
     }
 
@@ -80,7 +81,7 @@ impl Node {
     /// store the effective one.
     pub async fn get(&self, store: &StoreRef, key: &[u8]) -> Result<Option<Vec<u8>>, NodeError> {
         validate_key(key)?;
-        if self.is_control_key(store, key) {
+        if self.is_reserved(store, key) {
             return self.control_value(key).await;
         }
         Ok(self.store_handle(store.id).await?.get(key).await?)
@@ -96,7 +97,7 @@ impl Node {
     /// What `get` shows of `key`: its visible value (as [`get`](Self::get)) and its raw heads.
     pub async fn lookup(&self, store: &StoreRef, key: &[u8]) -> Result<Lookup, NodeError> {
         let heads = self.get_heads(store, key).await?;
-        let control = self.is_control_key(store, key);
+        let control = self.is_reserved(store, key);
         let value = if control {
             self.control_value(key).await?
         } else {
@@ -167,12 +168,6 @@ impl Node {
     /// subscription's first event.
     pub async fn history(&self, store: &StoreRef, since: Hlc) -> Result<History, NodeError> {
         Ok(self.store_handle(store.id).await?.history(since).await?)
-    }
-
-    /// True if `key` of `store` is a reserved key of the root store, whose value comes from the
-    /// control plane rather than from the key's heads.
-    pub fn is_reserved(&self, store: &StoreRef, key: &[u8]) -> bool {
-        self.is_control_key(store, key)
     }
 }
 
