@@ -41,6 +41,21 @@ pub(crate) struct Policy {
     cut_hashes: HashMap<AuthorId, Cutoff>,
 }
 
+/// Whether `entry` is refused under `limits` and `cut_hashes`: its author's limit is below its
+/// seq, or it sits at its author's cut-off seq with another hash than the cut-off's. No lookup
+/// at all while no author is limited: this is on every entry's path.
+fn refused_under(
+    limits: &HashMap<AuthorId, u64>,
+    cut_hashes: &HashMap<AuthorId, Cutoff>,
+    entry: &VerifiedEntry,
+) -> bool {
+    !limits.is_empty()
+        && limits.get(&entry.author()).is_some_and(|&limit| {
+            entry.seq() > limit
+                || cut_hashes.get(&entry.author()).is_some_and(|c| c.seq == entry.seq() && c.hash != entry.hash())
+        })
+}
+
 /// What decides which entries of each author apply: the limits and the cut-off hashes.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub(super) struct Rules {
@@ -136,24 +151,15 @@ impl Policy {
         if self.limits.is_empty() { None } else { self.limits.get(author).copied() }
     }
 
-    /// Whether `entry` is refused: its author's limit is below its seq, or it sits at its
-    /// author's cut-off seq with another hash than the cut-off's.
+    /// Whether `entry` is refused (see [`refused_under`]).
     pub(super) fn refuses(&self, entry: &VerifiedEntry) -> bool {
-        self.limit(&entry.author()).is_some_and(|limit| {
-            entry.seq() > limit
-                || self.cut_hashes.get(&entry.author()).is_some_and(|c| c.seq == entry.seq() && c.hash != entry.hash())
-        })
+        refused_under(&self.limits, &self.cut_hashes, entry)
     }
 
     /// [`Policy::refuses`] as it stands now, for a reader of the logs off the actor thread.
     pub(super) fn refusal(&self) -> crate::missing::Refusal {
-        let (limits, cut_hashes) = (self.limits.clone(), self.cut_hashes.clone());
-        Box::new(move |entry: &VerifiedEntry| {
-            limits.get(&entry.author()).is_some_and(|limit| {
-                entry.seq() > *limit
-                    || cut_hashes.get(&entry.author()).is_some_and(|c| c.seq == entry.seq() && c.hash != entry.hash())
-            })
-        })
+        let Rules { limits, cut_hashes } = self.rules();
+        Box::new(move |entry: &VerifiedEntry| refused_under(&limits, &cut_hashes, entry))
     }
 
     /// Hashes that count as held for the DAG-parent check although they may not be (see `proven`).
