@@ -22,7 +22,7 @@
 //! from its last id). Nothing else is buffered: the next event is made only when the
 //! connection has taken the last one. The stream ends at server shutdown.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -31,9 +31,9 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use lattice_core::{AuthorId, Hlc, Op, VerifiedEntry};
+use lattice_core::{Hlc, Op, VerifiedEntry};
 use lattice_node::{Node, StoreRef};
-use lattice_store::{Change, History, StoreError, WATCH_CAPACITY, WatchEvent};
+use lattice_store::{Change, Coverage, History, StoreError, WATCH_CAPACITY, WatchEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -80,7 +80,7 @@ pub(crate) async fn watch(
         Some(since) => Some(api.node.history(&store, since).await?),
         None => None,
     };
-    let covered = replay.as_ref().map(|r| r.tips().clone()).unwrap_or_default();
+    let covered = replay.as_ref().map(|r| r.coverage().clone()).unwrap_or_default();
     let feed = Feed {
         node: api.node.clone(),
         store,
@@ -141,8 +141,8 @@ struct Feed {
     ready: VecDeque<Event>,
     /// The resume point asked for.
     since: Option<Hlc>,
-    /// Per author, the HLC of its last entry when the replay began (see [`History::covers`]).
-    covered: HashMap<AuthorId, Hlc>,
+    /// What the replay covers (see [`History::covers`]).
+    covered: Coverage,
     /// The `id` of the events: the highest HLC sent (from the resume point on).
     id: Option<Hlc>,
     stop: CancellationToken,
@@ -204,8 +204,7 @@ impl Feed {
     /// A live change, unless the replay covered its entry.
     fn changed(&mut self, event: WatchEvent) {
         let Change { hlc, author, .. } = *event.source();
-        let replayed =
-            self.since.is_some_and(|since| hlc > since) && self.covered.get(&author).is_some_and(|tip| hlc <= *tip);
+        let replayed = self.since.is_some_and(|since| hlc > since) && self.covered.covers(&author, hlc);
         if !replayed {
             self.push(event);
         }

@@ -46,7 +46,7 @@ pub use error::{IngestError, StoreError};
 pub use handle::StoreHandle;
 pub use keyfile::{KeyFileError, load_identity, save_identity};
 pub use log::LogError;
-pub use missing::{History, MissingEntries};
+pub use missing::{Coverage, History, MissingEntries};
 pub use traits::{EntrySource, KvStore, SyncStore, Verified};
 pub use types::{
     Authorisation, Change, Committed, Condition, Cutoff, GapInfo, IngestOutcome, KvPairs, ProofBytes, StoreConfig,

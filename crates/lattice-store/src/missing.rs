@@ -140,7 +140,21 @@ pub struct History {
     merge: HlcMerge,
     since: Hlc,
     refused: Refusal,
-    tips: HashMap<AuthorId, Hlc>,
+    tips: Coverage,
+}
+
+/// The HLC of each author's last entry when a [`History`] was made: which entries it covers.
+/// It outlives the reader, for a watch that leaves out the live changes its replay sent.
+#[derive(Clone, Debug, Default)]
+pub struct Coverage(HashMap<AuthorId, Hlc>);
+
+impl Coverage {
+    /// Whether the entry of `author` stamped `hlc` is within what the reader covers: an
+    /// author's HLCs increase along its chain, so it is iff `hlc` is at most the HLC of the
+    /// author's last entry when the reader was made.
+    pub fn covers(&self, author: &AuthorId, hlc: Hlc) -> bool {
+        self.0.get(author).is_some_and(|tip| hlc <= *tip)
+    }
 }
 
 impl History {
@@ -150,19 +164,18 @@ impl History {
         refused: Refusal,
         tips: HashMap<AuthorId, Hlc>,
     ) -> Result<Self, StoreError> {
-        Ok(History { merge: HlcMerge::new(readers)?, since, refused, tips })
+        Ok(History { merge: HlcMerge::new(readers)?, since, refused, tips: Coverage(tips) })
     }
 
-    /// Whether the entry of `author` stamped `hlc` is within what this reader covers: an
-    /// author's HLCs increase along its chain, so it is iff `hlc` is at most the HLC of the
-    /// author's last entry when the reader was made. A watch that subscribed first leaves out
-    /// the live changes of entries covered (and newer than `since`): the replay has them.
+    /// Whether the entry of `author` stamped `hlc` is within what this reader covers (see
+    /// [`Coverage::covers`]). A watch that subscribed first leaves out the live changes of
+    /// entries covered (and newer than `since`): the replay has them.
     pub fn covers(&self, author: &AuthorId, hlc: Hlc) -> bool {
-        self.tips.get(author).is_some_and(|tip| hlc <= *tip)
+        self.tips.covers(author, hlc)
     }
 
-    /// The HLC of each author's last entry when the reader was made (see [`History::covers`]).
-    pub fn tips(&self) -> &HashMap<AuthorId, Hlc> {
+    /// What this reader covers, to keep once it is consumed.
+    pub fn coverage(&self) -> &Coverage {
         &self.tips
     }
 }
