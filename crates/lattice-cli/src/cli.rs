@@ -30,6 +30,9 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// Where `serve --http` with no address serves the HTTP API (loopback: opt in to more).
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:7180";
+
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Create the identity, the root store and a store named "default"
@@ -40,13 +43,20 @@ pub enum Command {
     },
     /// Node id, data dir, current store, per-store figures, daemon
     Status,
-    /// Run the node in the foreground (owns the data dir; other commands are forwarded to it)
+    /// Three nodes on 127.0.0.1, narrated: gossip, a conflict and its merge, catch-up, HTTP
+    Demo {
+        /// Keep the three data dirs in DIR (new or empty) instead of removing them at the end
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
+    /// Run the node in the foreground (owns the data dir; other commands are forwarded to it);
+    /// initialises a data dir that has never been used
     Serve {
         /// Address for peer connections (UDP/QUIC) [default: 0.0.0.0:0, an ephemeral port]
         #[arg(long, value_name = "ADDR")]
         bind: Option<SocketAddr>,
-        /// Serve the HTTP API on this address (e.g. 127.0.0.1:8080); off unless given
-        #[arg(long, value_name = "ADDR")]
+        /// Serve the HTTP API: `--http` alone on 127.0.0.1:7180, or on ADDR; off unless given
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_HTTP_ADDR)]
         http: Option<SocketAddr>,
         /// Requests a second each HTTP token may make unless it has its own rate, e.g. 100/s
         #[arg(long, value_name = "N/s", default_value = "100/s")]
@@ -236,6 +246,14 @@ mod tests {
         assert!(parse_words(["put", "k", "v", "--if-absent", "--if-match", "ab"]).is_err(), "one condition");
         assert!(parse_words(["put", "k"]).is_err());
         assert!(parse_words(["serve", "--bind", "not-an-addr"]).is_err());
+        let http = |words: &[&str]| match parse_words(words).unwrap().command {
+            Some(Command::Serve { http, .. }) => http.map(|a| a.to_string()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(http(&["serve"]), None);
+        assert_eq!(http(&["serve", "--http"]).as_deref(), Some(DEFAULT_HTTP_ADDR));
+        assert_eq!(http(&["serve", "--http", "127.0.0.1:9"]).as_deref(), Some("127.0.0.1:9"));
+        assert_eq!(http(&["serve", "--http", "--bind", "127.0.0.1:0"]).as_deref(), Some(DEFAULT_HTTP_ADDR));
         assert_eq!(parse_words(Vec::<String>::new()).unwrap().command, None);
     }
 

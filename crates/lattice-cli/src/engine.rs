@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 /// waits for. A connection still in its handshake drains for its probe timeout (3 s, even with
 /// peers that answer), and peers that stopped answering never acknowledge (10 to 24 s for 8 to
 /// 14 suspended ones); peers learn of the close from the frame, or else from their idle timeout.
-const NETWORK_EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+pub const NETWORK_EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What kind of process owns the data dir (shown by `status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,15 +209,12 @@ impl Engine {
         self.cancel.cancel();
         let net = self.net.lock().await.take();
         if let Some(net) = net
-            && tokio::time::timeout(NETWORK_EXIT_GRACE, net.shutdown()).await.is_err()
+            && !net.shutdown_within(NETWORK_EXIT_GRACE).await
         {
             tracing::info!(
                 "not all peers acknowledged closing within {} ms; exiting without waiting for them",
                 NETWORK_EXIT_GRACE.as_millis()
             );
-            // Dropping the endpoint in the middle of its close makes iroh log an error and abort
-            // it; the process ends right after this, which closes its sockets anyway.
-            std::mem::forget(net);
         }
         let node = self.node.lock().await.take();
         match node {

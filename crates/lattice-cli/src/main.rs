@@ -5,6 +5,7 @@
 //! - [`cli`]: the clap model; one parser for argv and shell lines.
 //! - [`words`]: splitting a shell line into words (quotes, backslashes).
 //! - [`oneshot`]: one command from argv: run here, or forward it to the dir's owner.
+//! - [`demo`]: `lattice demo`: three nodes in this process, narrated.
 //! - [`serve`]: `lattice serve`: node, network, control socket and HTTP API until a signal.
 //! - [`shell`]: rustyline shell, or line-by-line from a pipe.
 //! - [`engine`]: [`engine::Engine`], the data dir as this process owns it: lock, node, network,
@@ -27,6 +28,7 @@
 mod cli;
 mod commands;
 mod daemon;
+mod demo;
 mod engine;
 mod failure;
 mod oneshot;
@@ -44,7 +46,6 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    init_tracing();
     std::panic::set_hook(Box::new(|info| {
         // A panic is a bug; still, the user gets one line, not a backtrace.
         eprintln!("error: internal error: {info}");
@@ -58,6 +59,8 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code() as u8);
         }
     };
+    // The demo's nodes go offline on purpose: their peers' complaints about it are not news.
+    init_tracing(if matches!(cli.command, Some(Command::Demo { .. })) { "error" } else { DEFAULT_LOG });
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
     };
     let code = match &cli.command {
         None => shell::run(&rt, cli),
+        Some(Command::Demo { keep }) => rt.block_on(demo::run(keep.clone(), cli.json)),
         Some(Command::Serve { bind, http, http_rate, http_burst, discovery }) => {
             let http = serve::Http { addr: *http, rate: http_rate, burst: *http_burst };
             rt.block_on(serve::serve(&cli, serve::net_config(*bind, *discovery), http))
@@ -81,10 +85,13 @@ fn main() -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
-fn init_tracing() {
+/// What is logged unless RUST_LOG says otherwise. iroh-gossip warns on every failed dial to a
+/// member that is offline or not listening: the mesh handles that itself (backoff,
+/// anti-entropy), so its warnings stay out of the default.
+const DEFAULT_LOG: &str = "warn,iroh_gossip=error";
+
+fn init_tracing(default: &str) {
     use tracing_subscriber::EnvFilter;
-    // iroh-gossip warns on every failed dial to a member that is offline or not listening: the
-    // mesh handles that itself (backoff, anti-entropy), so its warnings stay out of the default.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,iroh_gossip=error"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }

@@ -1,15 +1,16 @@
 //! `lattice serve`: own the data dir in the foreground, on the network, with the control socket
-//! and (with `--http`) the HTTP API, until SIGINT or SIGTERM.
+//! and (with `--http`) the HTTP API, until SIGINT or SIGTERM. A data dir that was never
+//! initialised is initialised first, as `lattice init` would.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use lattice_http::{HttpConfig, HttpServer, RateLimit};
 use lattice_net::NetConfig;
-use lattice_node::{DataDir, DirLock, NodeError};
+use lattice_node::{DataDir, DirLock, Node, NodeError};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::cli::{Cli, Discovery};
+use crate::cli::{Cli, DEFAULT_HTTP_ADDR, Discovery};
 use crate::daemon::ControlServer;
 use crate::engine::{Engine, Role};
 use crate::failure::report;
@@ -54,7 +55,7 @@ pub async fn serve(cli: &Cli, net: NetConfig, http: Http<'_>) -> i32 {
         Err(e) => return report(&e),
     };
     let http = http.addr.map(|addr| (addr, config));
-    let (dir, lock) = match claim(cli) {
+    let (dir, lock, fresh) = match claim(cli) {
         Ok(claimed) => claimed,
         Err(e) => return report(&e),
     };
@@ -66,6 +67,15 @@ pub async fn serve(cli: &Cli, net: NetConfig, http: Http<'_>) -> i32 {
         }
     };
     let engine = Engine::with_network(dir, lock, Role::Serve, net);
+    if fresh {
+        match engine.init(None).await {
+            Ok(node) => eprintln!(
+                "lattice: initialised a new node in {} (its identity is in identity.key)",
+                node.data_dir().path().display()
+            ),
+            Err(e) => return report(&e),
+        }
+    }
     let running = match Running::start(engine, http).await {
         Ok(running) => running,
         Err(code) => return code,
@@ -75,13 +85,15 @@ pub async fn serve(cli: &Cli, net: NetConfig, http: Http<'_>) -> i32 {
     running.stop().await
 }
 
-/// The initialised data dir and its lock. Not `daemon::claim`: serve never forwards, so a dir
-/// owned already is an error.
-fn claim(cli: &Cli) -> Result<(DataDir, DirLock), NodeError> {
+/// The data dir (created if need be), its lock, and whether it still needs initialising. Not
+/// `daemon::claim`: serve never forwards, so a dir owned already is an error.
+fn claim(cli: &Cli) -> Result<(DataDir, DirLock, bool), NodeError> {
     let dir = DataDir::resolve(cli.data_dir.as_deref())?;
-    dir.require_initialised()?;
+    dir.create()?;
     let lock = DirLock::try_acquire(&dir)?;
-    Ok((dir, lock))
+    // Asked under the lock: nobody else can be initialising it meanwhile.
+    let fresh = !dir.is_initialised();
+    Ok((dir, lock, fresh))
 }
 
 async fn wait_for_signal(term: &mut Signal, int: &mut Signal) {
@@ -118,19 +130,15 @@ impl Running {
                 return Err(report(&e));
             }
         };
-        let addrs: Vec<String> = network.listen_addrs().iter().map(|a| a.to_string()).collect();
-        eprintln!(
-            "lattice: serving {} as node {} on {} and {} (Ctrl-C to stop)",
-            engine.dir().path().display(),
-            node.node_id(),
-            engine.dir().socket().display(),
-            addrs.join(", ")
-        );
-        let Some((addr, config)) = http else { return Ok(Running { engine, server, api: None }) };
-        match HttpServer::start(node, addr, config).await {
+        let listen = network.listen_addrs();
+        let Some((addr, config)) = http else {
+            eprint!("{}", welcome(&engine, &node, &listen, None).await);
+            return Ok(Running { engine, server, api: None });
+        };
+        match HttpServer::start(node.clone(), addr, config).await {
             Ok(api) => {
-                eprintln!("lattice: HTTP API on http://{}", api.local_addr());
                 engine.set_http_addr(Some(api.local_addr()));
+                eprint!("{}", welcome(&engine, &node, &listen, Some(api.local_addr())).await);
                 Ok(Running { engine, server, api: Some(api) })
             }
             Err(e) => {
@@ -156,5 +164,41 @@ impl Running {
             }
             Err(e) => report(&e),
         }
+    }
+}
+
+/// What `serve` prints once it is up: where it is, how others reach it, what to type next.
+async fn welcome(engine: &Engine, node: &Node, listen: &[SocketAddr], http: Option<SocketAddr>) -> String {
+    let id = node.node_id();
+    let dir = engine.dir().path().display();
+    let store = match node.current_store().await {
+        Ok(Some(store)) => store.name,
+        _ => lattice_node::DEFAULT_STORE_NAME.to_string(),
+    };
+    let peer = listen.first().map_or_else(|| id.to_string(), |addr| format!("{id}@{}", reachable(*addr)));
+    let mut lines = vec![
+        format!("lattice: serving {dir} as node {id} (Ctrl-C to stop)"),
+        format!("  peer address: {peer}"),
+        format!("                (a node you `lattice invite` joins with `lattice join {peer}`)"),
+        format!("  commands:     `lattice --data-dir {dir} put hello world` and the rest go through"),
+        format!("                {}", engine.dir().socket().display()),
+    ];
+    match http {
+        Some(addr) => {
+            lines.push(format!("  http api:     http://{addr}"));
+            lines.push(format!("                (a token for it: `lattice --data-dir {dir} create-token {store}`)"));
+        }
+        None => lines.push(format!("  http api:     off (`serve --http` serves it on {DEFAULT_HTTP_ADDR})")),
+    }
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// An address another node can dial: a wildcard bind (0.0.0.0, ::) is shown as loopback, the
+/// one address sure to reach it from this machine.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
     }
 }

@@ -417,6 +417,20 @@ impl Network {
         self.presence.node.own_logs().disarm_all();
     }
 
+    /// [`shutdown`](Self::shutdown), waiting at most `grace`; false if it gave up. The network is
+    /// then never dropped (dropping an endpoint in the middle of its close makes iroh abort it
+    /// and log an error): its sockets stay bound until the process exits. For a process that is
+    /// about to exit, or a network that will not need its port again: iroh's close waits for
+    /// every peer to acknowledge, which a stopped peer never does, and a connection still in its
+    /// handshake holds it for 3 s even with peers that answer.
+    pub async fn shutdown_within(self: Arc<Self>, grace: Duration) -> bool {
+        if tokio::time::timeout(grace, self.shutdown()).await.is_ok() {
+            return true;
+        }
+        std::mem::forget(self);
+        false
+    }
+
     /// [`shutdown`](Self::shutdown), then drops this reference and, if the endpoint was bound to
     /// a fixed port, waits (up to [`RELEASE_TIMEOUT`]) until that port can be bound again.
     ///

@@ -85,7 +85,7 @@ pub async fn run(engine: &Engine, cli: &Cli, stdin: Option<Vec<u8>>, opts: RunOp
 async fn dispatch(ctx: &Context<'_>, command: &Command, stdin: Option<Vec<u8>>) -> Result<i32, Failure> {
     match command {
         Command::Init { name } => node::init(ctx, name.clone()).await,
-        Command::Serve { .. } => Err(node::serve_refused(ctx)),
+        Command::Serve { .. } | Command::Demo { .. } => Err(node::serve_refused(ctx)),
         Command::Status => node::status(ctx).await,
         Command::CreateStore { name } => stores::create(ctx, name).await,
         Command::ListStores { all } => stores::list(ctx, *all).await,

@@ -19,10 +19,11 @@ pub(super) async fn init(ctx: &Context<'_>, name: Option<String>) -> Result<i32,
     Ok(0)
 }
 
-/// `serve` over the socket or in a shell: this process owns the data dir already.
+/// `serve` or `demo` over the socket or in a shell: they run from the command line only (serve
+/// owns a data dir, which this process owns already; the demo runs nodes of its own).
 pub(super) fn serve_refused(ctx: &Context<'_>) -> Failure {
     Failure::other(format!(
-        "this data dir is already owned by {} (pid {}); `serve` runs from the command line",
+        "this data dir is already owned by {} (pid {}); `serve` and `demo` run from the command line",
         ctx.engine.role().name(),
         std::process::id()
     ))

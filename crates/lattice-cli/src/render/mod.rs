@@ -7,10 +7,12 @@
 //!   from `lattice_http`, so the CLI and the HTTP API spell them alike.
 //! - `watch`: one line per watch event, text or JSON.
 //! - `progress`: the progress bar of a long sync.
+//! - `time`: local wall-clock times beside HLCs.
 
 pub mod json;
 mod progress;
 pub mod text;
+pub mod time;
 mod value;
 mod watch;
 
