@@ -185,10 +185,11 @@ async fn welcome(engine: &Engine, node: &Node, listen: &[SocketAddr], http: Opti
     ];
     match http {
         Some(addr) => {
-            lines.push(format!("  http api:     http://{addr}"));
+            // Scripts read the address from the end of this line.
+            lines.push(format!("  HTTP API on http://{addr}"));
             lines.push(format!("                (a token for it: `lattice --data-dir {dir} create-token {store}`)"));
         }
-        None => lines.push(format!("  http api:     off (`serve --http` serves it on {DEFAULT_HTTP_ADDR})")),
+        None => lines.push(format!("  HTTP API off (`serve --http` serves it on {DEFAULT_HTTP_ADDR})")),
     }
     lines.iter().map(|l| format!("{l}\n")).collect()
 }

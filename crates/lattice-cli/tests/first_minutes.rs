@@ -116,7 +116,7 @@ fn serve_initialises_a_fresh_data_dir_and_answers_one_shot_commands() {
     lines.wait_for("initialised a new node in");
     let serving = lines.wait_for("lattice: serving");
     let peer = lines.wait_for("peer address:");
-    let http = lines.wait_for("http api:     http://127.0.0.1:");
+    let http = lines.wait_for("HTTP API on http://127.0.0.1:");
     lines.wait_for("create-token default");
 
     // The node it announced is the one one-shot commands now reach through its socket.
@@ -137,7 +137,7 @@ fn serve_initialises_a_fresh_data_dir_and_answers_one_shot_commands() {
     let mut child = again.spawn().unwrap();
     let mut lines = Lines::new(child.stderr.take().unwrap());
     lines.wait_for("lattice: serving");
-    lines.wait_for("http api:     off");
+    lines.wait_for("HTTP API off");
     assert!(!lines.seen.iter().any(|l| l.contains("initialised")), "{:?}", lines.seen);
     assert_eq!(l.run(&["get", "hello"]).ok().stdout, b"world");
     signal(&child, libc::SIGTERM);

@@ -135,7 +135,13 @@ async fn serve_stream<C: NodeContext>(
                     ctx.peer_event(PeerEvent::Synced { peer, store: store_id, outcome });
                 }
                 Err(e) => {
-                    tracing::warn!(%peer, store = %store_id, error = %e, "sync with peer failed");
+                    // A peer that goes away mid-session (it stopped, or went offline) is routine:
+                    // it syncs again when it is back. Anything else is worth a warning.
+                    if matches!(e, NetError::Connection { .. }) {
+                        tracing::info!(%peer, store = %store_id, error = %e, "sync with peer ended: it went away");
+                    } else {
+                        tracing::warn!(%peer, store = %store_id, error = %e, "sync with peer failed");
+                    }
                     ctx.peer_event(PeerEvent::SyncFailed { peer, store: store_id, error: e.to_string() });
                 }
             }

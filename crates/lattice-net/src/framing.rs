@@ -96,7 +96,11 @@ impl FrameReceiver {
         })?;
         match next {
             None => Ok(None),
-            Some(Err(e)) => Err(NetError::Protocol { peer, reason: format!("bad frame: {e}") }),
+            // The codec says InvalidData for a frame past the cap; anything else is the stream.
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(NetError::Protocol { peer, reason: format!("bad frame: {e}") })
+            }
+            Some(Err(e)) => Err(NetError::Connection { peer, reason: e.to_string() }),
             Some(Ok(bytes)) => {
                 let msg = PeerMessage::decode(bytes.freeze())
                     .map_err(|e| NetError::Protocol { peer, reason: format!("undecodable message: {e}") })?;

@@ -140,11 +140,16 @@ impl<C: NodeContext> LatticeServer<C> {
     /// the endpoint. Returns once every task it started has finished.
     pub async fn shutdown(&self) {
         let started = std::time::Instant::now();
-        self.mesh.shutdown().await;
-        tracing::debug!(elapsed = ?started.elapsed(), "mesh tasks stopped");
+        self.mesh.closing();
+        // Gossip first (the router shuts its protocols down before it closes the endpoint),
+        // while the mesh tasks still hold their topics: a topic whose last handle is dropped
+        // makes gossip tell its neighbours, dialling one whose connection had just closed, and
+        // a connection in its handshake holds the endpoint's close for 3 s.
         if let Err(e) = self.router.shutdown().await {
             tracing::warn!(error = %e, "router shutdown");
         }
         tracing::debug!(elapsed = ?started.elapsed(), "router and endpoint closed");
+        self.mesh.shutdown().await;
+        tracing::debug!(elapsed = ?started.elapsed(), "mesh tasks stopped");
     }
 }

@@ -12,6 +12,7 @@ use anyhow::{Context as _, anyhow, bail};
 use lattice_core::AuthorId;
 use lattice_net::NetConfig;
 use lattice_node::{DataDir, DirLock, Network, Node, Role, StoreRef};
+use tokio::task::JoinSet;
 
 use crate::engine::NETWORK_EXIT_GRACE;
 
@@ -36,24 +37,33 @@ impl DemoNode {
         self.addr
     }
 
-    /// Leaves the network (the node keeps working locally: writes are local-first). Its port is
-    /// not needed again: it comes back on a new one, so it need not wait for its peers to
-    /// acknowledge the close.
-    pub async fn go_offline(&mut self) {
+    /// Leaves the network (the node keeps working locally: writes are local-first). The close
+    /// finishes in `closing`: iroh waits for peers to acknowledge it (3 s while a connection is
+    /// still in its handshake), and the node comes back on a new port, so nothing waits for it.
+    fn go_offline(&mut self, closing: &mut JoinSet<()>) {
         if let Some(net) = self.net.take() {
-            net.shutdown_within(NETWORK_EXIT_GRACE).await;
+            closing.spawn(async move {
+                // If the process exits first, this task is dropped mid-close: the network must
+                // then not be dropped (iroh aborts an endpoint dropped while closing, with an error).
+                let net = std::mem::ManuallyDrop::new(net);
+                net.shutdown().await;
+                drop(std::mem::ManuallyDrop::into_inner(net));
+            });
         }
     }
 
     /// Back on the network; it syncs with its peers as it starts, and tells them its new address.
-    pub async fn go_online(&mut self) -> anyhow::Result<()> {
+    async fn go_online(&mut self) -> anyhow::Result<()> {
         let back = online(self.name, self.node.clone(), NetConfig::loopback()).await?;
         (self.net, self.addr) = (back.net, back.addr);
         Ok(())
     }
 
     async fn shutdown(&mut self) -> anyhow::Result<()> {
-        self.go_offline().await;
+        if let Some(net) = self.net.take() {
+            // The process exits next: see `NETWORK_EXIT_GRACE`.
+            net.shutdown_within(NETWORK_EXIT_GRACE).await;
+        }
         self.node.shutdown().await.with_context(|| format!("closing {}", self.name))
     }
 }
@@ -62,6 +72,8 @@ impl DemoNode {
 pub struct Cluster {
     pub nodes: Vec<DemoNode>,
     pub store: StoreRef,
+    /// The networks of nodes that went offline, finishing their close.
+    closing: JoinSet<()>,
 }
 
 impl Cluster {
@@ -83,7 +95,7 @@ impl Cluster {
             nodes.push(online(name, joined, NetConfig::loopback()).await?);
         }
         let store = nodes[0].node.current_store().await?.ok_or_else(|| anyhow!("a has no current store"))?;
-        let cluster = Cluster { nodes, store };
+        let cluster = Cluster { nodes, store, closing: JoinSet::new() };
         until("every node to know every other's address", || cluster.addresses_known()).await?;
         Ok(cluster)
     }
@@ -93,8 +105,14 @@ impl Cluster {
         &self.nodes[index]
     }
 
-    pub fn node_mut(&mut self, index: usize) -> &mut DemoNode {
-        &mut self.nodes[index]
+    /// Takes the node at `index` off the network.
+    pub fn go_offline(&mut self, index: usize) {
+        self.nodes[index].go_offline(&mut self.closing);
+    }
+
+    /// Puts the node at `index` back on the network.
+    pub async fn go_online(&mut self, index: usize) -> anyhow::Result<()> {
+        self.nodes[index].go_online().await
     }
 
     /// A node's name from its id (an author of entries).
@@ -135,6 +153,14 @@ impl Cluster {
 
     /// Stops every node (network first); the first error is returned, every node is stopped.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        // Closes still under way get the same grace as the last networks; the process exits next.
+        let deadline = tokio::time::Instant::now() + NETWORK_EXIT_GRACE;
+        while !self.closing.is_empty() {
+            if tokio::time::timeout_at(deadline, self.closing.join_next()).await.is_err() {
+                tracing::info!("a network of the demo is still closing; exiting without waiting for it");
+                self.closing.detach_all();
+            }
+        }
         let mut result = Ok(());
         for node in &mut self.nodes {
             let stopped = node.shutdown().await;

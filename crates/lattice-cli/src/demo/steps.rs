@@ -89,10 +89,10 @@ async fn arrival(events: &mut mpsc::Receiver<WatchEvent>, key: &str, started: In
 pub async fn conflict(cluster: &mut Cluster) -> anyhow::Result<Report> {
     const KEY: &[u8] = b"color";
     let store = cluster.store.clone();
-    cluster.node_mut(2).go_offline().await;
+    cluster.go_offline(2);
     cluster.node(0).node.put(&store, KEY.to_vec(), b"blue".to_vec()).await?;
     cluster.node(2).node.put(&store, KEY.to_vec(), b"green".to_vec()).await?;
-    cluster.node_mut(2).go_online().await?;
+    cluster.go_online(2).await?;
     let cluster = &*cluster;
     let forked = until("every node to hold both writes to color", || async move {
         heads_everywhere(cluster, KEY).await.is_ok_and(|all| all.iter().all(|heads| heads.len() == 2))
@@ -167,7 +167,7 @@ pub async fn catch_up(cluster: &mut Cluster) -> anyhow::Result<Report> {
     /// Writers at once: `a` commits what they send in groups, one fsync each.
     const WRITERS: usize = 50;
     let store = cluster.store.clone();
-    cluster.node_mut(1).go_offline().await;
+    cluster.go_offline(1);
     let a = cluster.node(0).node.clone();
     let started = Instant::now();
     futures::stream::iter(0..ENTRIES)
@@ -180,7 +180,7 @@ pub async fn catch_up(cluster: &mut Cluster) -> anyhow::Result<Report> {
         .await?;
     let wrote = started.elapsed();
     let back = Instant::now();
-    cluster.node_mut(1).go_online().await?;
+    cluster.go_online(1).await?;
     let b = cluster.node(1).node.clone();
     let store = &store;
     until("b to catch up", || {

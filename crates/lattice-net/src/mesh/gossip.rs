@@ -60,6 +60,7 @@ impl<C: NodeContext> Mesh<C> {
             let bootstrap: Vec<EndpointId> = self.active_peers().into_iter().filter_map(endpoint_id).collect();
             let sub = match self.gossip.subscribe(topic, bootstrap).await {
                 Ok(s) => s,
+                Err(_) if self.closing.is_cancelled() => return,
                 Err(e) => {
                     tracing::warn!(store = %id, error = %e, "cannot join gossip topic");
                     return;
@@ -106,6 +107,7 @@ impl<C: NodeContext> Mesh<C> {
                             self.submit(Some(id), Some(peer), false);
                         }
                         Some(Ok(Event::NeighborDown(_))) => self.note_neighbours(id, events.neighbors()),
+                        Some(Err(_)) | None if self.closing.is_cancelled() => break 'subscribe,
                         Some(Ok(Event::Lagged)) | Some(Err(_)) | None => {
                             // The subscription is gone or lost messages: rejoin, and let sync
                             // fetch whatever we missed.

@@ -67,6 +67,8 @@ pub(crate) struct Mesh<C: NodeContext> {
     jobs: mpsc::UnboundedSender<Job>,
     jobs_rx: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
     cancel: CancellationToken,
+    /// Cancelled when shutdown begins, before gossip stops (see [`Self::closing`]).
+    closing: CancellationToken,
     tracker: TaskTracker,
 }
 
@@ -103,6 +105,7 @@ impl<C: NodeContext> Mesh<C> {
             jobs,
             jobs_rx: Mutex::new(Some(jobs_rx)),
             cancel: CancellationToken::new(),
+            closing: CancellationToken::new(),
             tracker: TaskTracker::new(),
         })
     }
@@ -117,9 +120,16 @@ impl<C: NodeContext> Mesh<C> {
         self.tracker.spawn(async move { me.anti_entropy().await });
     }
 
+    /// Shutdown has begun: gossip is stopping under the topics the mesh tasks hold, which then
+    /// end quietly instead of rejoining (the server stops gossip before the tasks, see
+    /// `LatticeServer::shutdown`).
+    pub(crate) fn closing(&self) {
+        self.closing.cancel();
+    }
+
     /// Stops every mesh task and waits for them. Gossip itself is one of the router's protocols:
-    /// the router shuts it down next (shutting it down here too made the router's second attempt
-    /// warn `ActorDropped` on stderr).
+    /// the router shuts it down first (shutting it down here too made the router's second
+    /// attempt warn `ActorDropped` on stderr).
     pub(crate) async fn shutdown(&self) {
         self.cancel.cancel();
         self.tracker.close();
