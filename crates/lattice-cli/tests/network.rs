@@ -141,6 +141,10 @@ fn node_killed_mid_sync_restarts_valid_and_finishes() {
         .to_string();
     a.run(&["invite", &b_id]).ok();
     b.run(&["join", &format!("{a_id}@{addr}")]).ok();
+    // Without --name, the join keeps the name given at `init`, not the host name.
+    let peers = a.run(&["--json", "peers"]).ok().json();
+    let b_record = peers["peers"].as_array().unwrap().iter().find(|p| p["node_id"] == b_id.as_str()).cloned();
+    assert_eq!(b_record.map(|p| p["name"].clone()), Some("test".into()), "{peers}");
     let log = b.dir.join("stores").join(&uuid).join("logs").join(format!("{a_id}.log"));
     let mut serve_a = serve_a;
     let (mut total, mut before, mut partial) = (0usize, 0u64, 0u64);

@@ -499,6 +499,11 @@ pub async fn join(
     if peer.id == node.node_id() {
         return Err(NodeError::Invalid("a node cannot join itself".into()));
     }
+    // Without --name, the name given at `init` (its record is in the root store being left).
+    let name = match name {
+        Some(name) => Some(name),
+        None => node.node_records().await?.remove(&node.node_id()).and_then(|r| r.info).map(|i| i.name),
+    };
     // 1. Ask for the root store id (a short-lived endpoint; the node is still on its own mesh).
     let network = Network::start(node.clone(), config.clone()).await?;
     let asked = async {

@@ -126,7 +126,12 @@ pub async fn conflict(cluster: &mut Cluster) -> anyhow::Result<Report> {
         ),
     ];
     details.extend(heads.iter().enumerate().map(|(i, h)| head_line(cluster, h, i == 0)));
-    details.push("(the highest HLC wins, then the author's key: the same on every node, whatever the order)".into());
+    let tie = heads.windows(2).any(|w| w[0].hlc == w[1].hlc);
+    details.push(if tie {
+        "(the same HLC: the author's key decides, the same way on every node, whatever the order)".into()
+    } else {
+        "(the highest HLC wins, then the author's key: the same on every node, whatever the order)".into()
+    });
     details.push(format!("b wrote color=teal on top of both: one head again on every node after {merge_ms:.1} ms"));
     let figures_heads: Vec<Value> = heads
         .iter()
@@ -222,13 +227,15 @@ async fn http_requests(cluster: &Cluster, addr: std::net::SocketAddr) -> anyhow:
     let read = request(addr, "GET", &path, &token, b"").await?;
     ensure!(read.status == 200 && read.body == b"teal", "GET {path}: {} {}", read.status, render::text(&read.body));
     let written = format!("/stores/{}/keys/from-http", store.name);
+    let started = Instant::now();
     let write = request(addr, "PUT", &written, &token, b"hello over HTTP").await?;
     ensure!(write.status == 200, "PUT {written}: {} {}", write.status, render::text(&write.body));
     let c = &cluster.node(2).node;
-    let seen = until("c to receive the HTTP write", || async move {
+    until("c to receive the HTTP write", || async move {
         c.get(store, b"from-http").await.is_ok_and(|v| v.as_deref() == Some(b"hello over HTTP".as_slice()))
     })
     .await?;
+    let seen = started.elapsed();
     let forged = format!("{}:{}", record.id, "0".repeat(secret.len()));
     let refused = request(addr, "GET", &path, &forged, b"").await?;
     ensure!(refused.status == 401, "a wrong token got {}, not 401", refused.status);
@@ -239,7 +246,7 @@ async fn http_requests(cluster: &Cluster, addr: std::net::SocketAddr) -> anyhow:
         ),
         details: vec![
             format!("API on http://{addr}; token {} (create-token {} --permissions rw)", record.id, store.name),
-            format!("PUT from-http → 200 in {:.1} ms; c held it {:.0} ms later", ms(write.took), ms(seen)),
+            format!("PUT from-http → 200 in {:.1} ms; on c {:.1} ms after the request began", ms(write.took), ms(seen)),
         ],
         figures: json!({"addr": addr.to_string(), "get_status": read.status, "get_ms": ms(read.took),
                         "put_status": write.status, "put_ms": ms(write.took), "seen_on_c_ms": ms(seen),
