@@ -128,6 +128,12 @@ fn serve_initialises_a_fresh_data_dir_and_answers_one_shot_commands() {
     assert!(http.ends_with(&format!("http://{http_addr}")), "{http} / {status}");
     l.run(&["put", "hello", "world"]).ok();
     assert_eq!(l.run(&["get", "hello"]).ok().stdout, b"world", "a pipe gets the exact bytes");
+    // An invitation says where to join: the address serve listens on.
+    let other = Lattice::init();
+    let other_id = other.run(&["--json", "status"]).ok().json()["node_id"].as_str().unwrap().to_string();
+    let invited = l.run(&["invite", &other_id]).ok().out();
+    let peer_addr = peer.trim().trim_start_matches("peer address:").trim();
+    assert!(invited.contains(&format!("`lattice join {peer_addr}`")), "{invited} / {peer}");
 
     signal(&child, libc::SIGTERM);
     assert!(wait_exit(&mut child).success());

@@ -15,9 +15,15 @@ pub(super) async fn invite(ctx: &Context<'_>, pubkey: &str, admin: bool) -> Resu
     node.require_admin("invite nodes").await?;
     let peer = parse_node_id(pubkey)?;
     node.invite(peer, if admin { Role::Admin } else { Role::Member }).await?;
+    // Where this node listens, when it does (serve, a shell); else the user fills it in.
+    let at = match ctx.engine.listen_addrs().await.first() {
+        Some(addr) if addr.ip().is_unspecified() => format!("HOST:{}", addr.port()),
+        Some(addr) => addr.to_string(),
+        None => "HOST:PORT".into(),
+    };
     ctx.print(
         || render::json::member(peer, MemberStatus::Invited),
-        || format!("invited {peer}; it can now run `lattice join {}@HOST:PORT`\n", node.node_id()),
+        || format!("invited {peer}; it can now run `lattice join {}@{at}`\n", node.node_id()),
     );
     Ok(0)
 }
