@@ -53,6 +53,6 @@ pub(super) async fn status(ctx: &Context<'_>) -> Result<i32, Failure> {
         daemon: (role != Role::OneShot).then(|| (std::process::id(), role.name())),
         http: ctx.engine.http_addr(),
     };
-    ctx.print(|| render::json::status(&view), || render::text::status(&view));
+    ctx.print(|| render::json::status(&view), || render::text::status(&view, ctx.palette()));
     Ok(0)
 }
