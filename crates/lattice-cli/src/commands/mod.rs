@@ -115,6 +115,8 @@ async fn dispatch(ctx: &Context<'_>, command: &Command, stdin: Option<Vec<u8>>) 
         }
         Command::ListTokens => tokens::list(ctx).await,
         Command::RevokeToken { id } => tokens::revoke(ctx, id).await,
+        Command::Completions { .. } => Err(node::command_line_only("completions SHELL")),
+        Command::Man { .. } => Err(node::command_line_only("man [--dir DIR]")),
     }
 }
 
