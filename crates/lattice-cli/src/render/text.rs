@@ -136,7 +136,7 @@ pub fn status(view: &StatusView<'_>, palette: Palette) -> String {
     } else {
         text.push_str("peers:\n");
         let rows: Vec<Vec<String>> =
-            view.members.iter().map(|m| vec![m.id.to_string(), m.name.clone(), m.status.clone()]).collect();
+            view.members.iter().map(|m| vec![m.id.to_string(), or_dash(&m.name), or_dash(&m.status)]).collect();
         let paint = |column, cell: &str| if column == 2 { palette.member_status(cell) } else { cell.to_string() };
         let members = painted_table(&["NODE ID", "NAME", "STATUS"], &rows, palette, paint);
         text.extend(members.lines().map(|l| format!("  {l}\n")));
@@ -149,6 +149,11 @@ pub fn status(view: &StatusView<'_>, palette: Palette) -> String {
         }
     }
     text
+}
+
+/// A cell that would be empty (a member whose name or standing is not known yet) as `-`.
+fn or_dash(text: &str) -> String {
+    if text.is_empty() { "-".into() } else { text.into() }
 }
 
 /// The per-store figures of `status`.
