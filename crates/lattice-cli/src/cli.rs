@@ -192,6 +192,18 @@ pub enum Command {
     ListTokens,
     /// Revoke an HTTP access token
     RevokeToken { id: String },
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, or write one page per command into DIR
+    Man {
+        /// Write lattice.1 and a page per command (lattice-put.1, ...) into DIR, e.g.
+        /// ~/.local/share/man/man1
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `--discovery`: how peers are found (docs/design.md, Networking modes).
@@ -255,6 +267,10 @@ mod tests {
         assert_eq!(http(&["serve", "--http", "127.0.0.1:9"]).as_deref(), Some("127.0.0.1:9"));
         assert_eq!(http(&["serve", "--http", "--bind", "127.0.0.1:0"]).as_deref(), Some(DEFAULT_HTTP_ADDR));
         assert_eq!(parse_words(Vec::<String>::new()).unwrap().command, None);
+        let completions = parse_words(["completions", "zsh"]).unwrap().command;
+        assert_eq!(completions, Some(Command::Completions { shell: clap_complete::Shell::Zsh }));
+        assert!(parse_words(["completions", "tcsh"]).is_err());
+        assert_eq!(parse_words(["man"]).unwrap().command, Some(Command::Man { dir: None }));
     }
 
     #[test]

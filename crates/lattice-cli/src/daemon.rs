@@ -23,6 +23,7 @@ use crate::cli::{Cli, parse_words};
 use crate::commands::{self, RunOptions};
 use crate::engine::Engine;
 use crate::protocol::{self, Conn, Out, PROTOCOL_VERSION, Reply, Request};
+use crate::render::style;
 
 /// How long a command waits for a busy data dir (locked, no socket yet) before giving up.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,7 +124,8 @@ fn print_reply(reply: &Reply) {
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(data).and_then(|_| stdout.flush());
         }
-        Reply::Stderr { line } => eprintln!("{line}"),
+        // Painted here, on the side the user reads: lines over the socket stay plain.
+        Reply::Stderr { line } => style::eprint_line(line),
         Reply::Exit { .. } | Reply::Prompt { .. } | Reply::Alive => {}
     }
 }
@@ -131,7 +133,7 @@ fn print_reply(reply: &Reply) {
 /// Sends one command to the owner and relays its output; returns its exit code. Ctrl-C ends the
 /// wait (the owner notices the closed connection and stops the command, e.g. a `watch`). An
 /// owner that sends nothing for `owner.timeout` (it sends [`Reply::Alive`] while it works) is
-/// given up on: exit 1, naming its pid.
+/// given up on: exit 1, naming its pid. Colour is decided here, by this process's stdout.
 pub async fn forward(
     stream: UnixStream,
     owner: Owner,
@@ -141,15 +143,17 @@ pub async fn forward(
 ) -> i32 {
     let mut conn = protocol::framed(stream);
     let keepalive_ms = u64::try_from(owner.keepalive().as_millis()).unwrap_or(u64::MAX).min(*KEEPALIVE_MS.end());
-    let request = Request::Run { version: PROTOCOL_VERSION, argv, stdin, terminal, keepalive_ms: Some(keepalive_ms) };
+    let color = style::stdout_color();
+    let request =
+        Request::Run { version: PROTOCOL_VERSION, argv, stdin, terminal, keepalive_ms: Some(keepalive_ms), color };
     match tokio::time::timeout(owner.timeout, protocol::send(&mut conn, &request)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            eprintln!("error: cannot reach the lattice process that owns this data dir: {e}");
+            style::eprint_line(&format!("error: cannot reach the lattice process that owns this data dir: {e}"));
             return 1;
         }
         Err(_) => {
-            eprintln!("{}", owner.silent());
+            style::eprint_line(&owner.silent());
             return 1;
         }
     }
@@ -157,17 +161,19 @@ pub async fn forward(
         loop {
             match tokio::time::timeout(owner.timeout, protocol::recv::<Reply>(&mut conn)).await {
                 Err(_) => {
-                    eprintln!("{}", owner.silent());
+                    style::eprint_line(&owner.silent());
                     return 1;
                 }
                 Ok(Ok(Some(Reply::Exit { code }))) => return code,
                 Ok(Ok(Some(reply))) => print_reply(&reply),
                 Ok(Ok(None)) => {
-                    eprintln!("error: the lattice process that owns this data dir closed the connection");
+                    style::eprint_line("error: the lattice process that owns this data dir closed the connection");
                     return 1;
                 }
                 Ok(Err(e)) => {
-                    eprintln!("error: lost the connection to the lattice process that owns this data dir: {e}");
+                    style::eprint_line(&format!(
+                        "error: lost the connection to the lattice process that owns this data dir: {e}"
+                    ));
                     return 1;
                 }
             }
@@ -272,7 +278,7 @@ async fn serve_connection(stream: UnixStream, engine: Arc<Engine>, cancel: Cance
             );
             let _ = reply_error(&mut conn, line, 1).await;
         }
-        Request::Run { argv, stdin, terminal, keepalive_ms, .. } => {
+        Request::Run { argv, stdin, terminal, keepalive_ms, color, .. } => {
             let cli = match parse_words(&argv) {
                 Ok(cli) => cli,
                 Err(e) => {
@@ -280,7 +286,7 @@ async fn serve_connection(stream: UnixStream, engine: Arc<Engine>, cancel: Cance
                     return;
                 }
             };
-            let opts = RunOptions { terminal, local: false, stop: Some(cancel) };
+            let opts = RunOptions { terminal, local: false, stop: Some(cancel), color };
             let keepalive =
                 keepalive_ms.map(|ms| Duration::from_millis(ms.clamp(*KEEPALIVE_MS.start(), *KEEPALIVE_MS.end())));
             run_for_client(conn, &engine, &cli, stdin, opts, keepalive).await;

@@ -42,7 +42,7 @@ pub fn exit_code(kind: ErrorKind) -> i32 {
 
 /// Prints a node error as the one line a user sees (`error: ...`) and returns its exit code.
 pub fn report(e: &NodeError) -> i32 {
-    eprintln!("error: {e}");
+    crate::render::style::eprint_line(&format!("error: {e}"));
     exit_code(e.kind())
 }
 

@@ -16,6 +16,7 @@
 //!   the sync progress bar.
 //! - [`failure`]: an error as the user sees it, and the exit codes of docs/design.md, CLI.
 //! - [`protocol`]: the control socket's frames and the [`protocol::Out`] sink.
+//! - [`generate`]: `lattice completions` and `lattice man`, from the clap model, no data dir.
 //! - [`daemon`]: claiming the data dir (lock or forward), the control server, the client.
 //!
 //! Flow of a one-shot command: parse argv (usage errors exit 2 here) → resolve the data dir →
@@ -31,6 +32,7 @@ mod daemon;
 mod demo;
 mod engine;
 mod failure;
+mod generate;
 mod oneshot;
 mod protocol;
 mod render;
@@ -75,6 +77,9 @@ fn main() -> ExitCode {
             let http = serve::Http { addr: *http, rate: http_rate, burst: *http_burst };
             rt.block_on(serve::serve(&cli, serve::net_config(*bind, *discovery), http))
         }
+        // Before anything resolves a data dir: these need none and must not create one.
+        Some(Command::Completions { shell }) => generate::completions(*shell),
+        Some(Command::Man { dir }) => generate::man(dir.as_deref()),
         Some(_) => {
             let args = argv.into_iter().skip(1).collect();
             rt.block_on(oneshot::run(cli, args))
@@ -93,5 +98,10 @@ const DEFAULT_LOG: &str = "warn,iroh_gossip=error";
 fn init_tracing(default: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(render::style::stderr_color())
+        .with_target(false)
+        .init();
 }

@@ -70,7 +70,7 @@ async fn run_owned(
     } else {
         None
     };
-    let opts = RunOptions { terminal, local: true, stop: None };
+    let opts = RunOptions { terminal, local: true, stop: None, color: crate::render::style::stdout_color() };
     let code = daemon::run_here(&engine, cli, stdin, opts).await;
     if let Some(server) = server {
         server.stop().await;

@@ -7,7 +7,7 @@
 //! the socket; the owner stops a command whose client has gone.
 //!
 //! ```text
-//! -> {"type":"run","version":1,"argv":["put","k","-"],"stdin":"AAEC","terminal":false}
+//! -> {"type":"run","version":1,"argv":["put","k","-"],"stdin":"AAEC","terminal":false,"color":false}
 //! <- {"type":"stdout","data":"b2sK"}            (base64: output is bytes)
 //! <- {"type":"stderr","line":"error: ..."}
 //! <- {"type":"alive"}                          (only if the request set keepalive_ms)
@@ -53,6 +53,10 @@ pub enum Request {
         /// never (an older client, which would not know the frame).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         keepalive_ms: Option<u64>,
+        /// The client's stdout takes colour (a terminal, no `NO_COLOR`). Absent (an older
+        /// client): no colour.
+        #[serde(default)]
+        color: bool,
     },
     /// Which store a shell prompt should show.
     Prompt { version: u32 },
@@ -208,13 +212,24 @@ mod tests {
             stdin: Some(vec![0, 1, 2]),
             terminal: false,
             keepalive_ms: None,
+            color: false,
         };
         let text = serde_json::to_string(&req).unwrap();
-        assert_eq!(text, r#"{"type":"run","version":1,"argv":["put","k","-"],"stdin":"AAEC","terminal":false}"#);
+        assert_eq!(
+            text,
+            r#"{"type":"run","version":1,"argv":["put","k","-"],"stdin":"AAEC","terminal":false,"color":false}"#
+        );
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);
-        let keepalive = Request::Run { version: 1, argv: vec![], stdin: None, terminal: true, keepalive_ms: Some(500) };
+        let keepalive = Request::Run {
+            version: 1,
+            argv: vec![],
+            stdin: None,
+            terminal: true,
+            keepalive_ms: Some(500),
+            color: true,
+        };
         let text = serde_json::to_string(&keepalive).unwrap();
-        assert_eq!(text, r#"{"type":"run","version":1,"argv":[],"terminal":true,"keepalive_ms":500}"#);
+        assert_eq!(text, r#"{"type":"run","version":1,"argv":[],"terminal":true,"keepalive_ms":500,"color":true}"#);
         assert_eq!(serde_json::to_string(&Reply::Alive).unwrap(), r#"{"type":"alive"}"#);
         let reply = Reply::Stdout { data: b"ok\n".to_vec() };
         let text = serde_json::to_string(&reply).unwrap();
@@ -227,11 +242,15 @@ mod tests {
             stdin: None,
             terminal: false,
             keepalive_ms: None,
+            color: false,
         };
         let text = serde_json::to_string(&bytes).unwrap();
-        assert_eq!(text, r#"{"type":"run","version":1,"argv":["get",{"b64":"/wA="}],"terminal":false}"#);
+        assert_eq!(text, r#"{"type":"run","version":1,"argv":["get",{"b64":"/wA="}],"terminal":false,"color":false}"#);
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), bytes);
-        assert!(matches!(no_stdin, Request::Run { stdin: None, terminal: false, keepalive_ms: None, .. }));
+        assert!(matches!(
+            no_stdin,
+            Request::Run { stdin: None, terminal: false, keepalive_ms: None, color: false, .. }
+        ));
     }
 
     #[tokio::test]

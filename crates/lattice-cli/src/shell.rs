@@ -32,6 +32,7 @@ use crate::commands::{self, RunOptions};
 use crate::daemon::{self, Claim, ControlServer, Owner};
 use crate::engine::{Engine, Role};
 use crate::failure::exit_code;
+use crate::render::style;
 use crate::words;
 
 /// Who runs the shell's commands.
@@ -56,7 +57,7 @@ pub fn run(rt: &Runtime, cli: Cli) -> i32 {
     let dir = match DataDir::resolve(cli.data_dir.as_deref()).and_then(|dir| dir.create().map(|_| dir)) {
         Ok(dir) => dir,
         Err(e) => {
-            eprintln!("error: {e}");
+            style::eprint_line(&format!("error: {e}"));
             return exit_code(e.kind());
         }
     };
@@ -66,7 +67,7 @@ pub fn run(rt: &Runtime, cli: Cli) -> i32 {
             if dir.is_initialised()
                 && let Err(e) = rt.block_on(engine.node())
             {
-                eprintln!("error: {e}");
+                style::eprint_line(&format!("error: {e}"));
                 return exit_code(e.kind());
             }
             // An interactive shell is a node on the network, like `serve` (a piped one starts
@@ -75,19 +76,19 @@ pub fn run(rt: &Runtime, cli: Cli) -> i32 {
                 && std::io::stdin().is_terminal()
                 && let Err(e) = rt.block_on(engine.network())
             {
-                eprintln!("warning: not on the network: {e}");
+                style::eprint_line(&format!("warning: not on the network: {e}"));
             }
             match rt.block_on(async { ControlServer::start(engine.clone()) }) {
                 Ok(server) => Backend::Local { engine, server },
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    style::eprint_line(&format!("error: {e}"));
                     return 1;
                 }
             }
         }
         Ok(Claim::Forward(_probe, pid)) => Backend::Remote(Owner { pid, timeout: Duration::from_secs(cli.timeout) }),
         Err(e) => {
-            eprintln!("error: {e}");
+            style::eprint_line(&format!("error: {e}"));
             return exit_code(e.kind());
         }
     };
@@ -96,7 +97,7 @@ pub fn run(rt: &Runtime, cli: Cli) -> i32 {
     if let Backend::Local { engine, server } = session.backend {
         rt.block_on(server.stop());
         if let Err(e) = rt.block_on(engine.shutdown()) {
-            eprintln!("error: {e}");
+            style::eprint_line(&format!("error: {e}"));
             return 1;
         }
     }
@@ -110,7 +111,7 @@ impl Session<'_> {
             let line = match line {
                 Ok(line) => line,
                 Err(e) => {
-                    eprintln!("error: cannot read stdin: {e}");
+                    style::eprint_line(&format!("error: cannot read stdin: {e}"));
                     return 1;
                 }
             };
@@ -131,14 +132,14 @@ impl Session<'_> {
         let config = match config {
             Ok(config) => config,
             Err(e) => {
-                eprintln!("error: {e}");
+                style::eprint_line(&format!("error: {e}"));
                 return 1;
             }
         };
         let mut editor: Editor<ShellHelper, FileHistory> = match Editor::with_config(config) {
             Ok(editor) => editor,
             Err(e) => {
-                eprintln!("error: cannot start the line editor: {e}");
+                style::eprint_line(&format!("error: cannot start the line editor: {e}"));
                 return 1;
             }
         };
@@ -167,7 +168,7 @@ impl Session<'_> {
                 Err(ReadlineError::Interrupted) => continue,
                 Err(ReadlineError::Eof) => return 0,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    style::eprint_line(&format!("error: {e}"));
                     return 1;
                 }
             }
@@ -186,7 +187,7 @@ impl Session<'_> {
         let mut words = match words::split(line) {
             Ok(words) => words,
             Err(e) => {
-                eprintln!("error: {e}");
+                style::eprint_line(&format!("error: {e}"));
                 return Some(2);
             }
         };
@@ -212,17 +213,19 @@ impl Session<'_> {
             Err(e) => return Some(report_clap(e)),
         };
         if cli.data_dir.is_some() {
-            eprintln!("error: --data-dir cannot change inside the shell; start another shell for another data dir");
+            style::eprint_line(
+                "error: --data-dir cannot change inside the shell; start another shell for another data dir",
+            );
             return Some(2);
         }
         let input = match cli.command.as_ref().map(|c| commands::read_input(c, false)).transpose() {
             Ok(input) => input.flatten(),
             Err(failure) => {
-                eprintln!("{}", failure.line());
+                style::eprint_line(&failure.line());
                 return Some(failure.code());
             }
         };
-        let opts = RunOptions { terminal: true, local: true, stop: None };
+        let opts = RunOptions { terminal: true, local: true, stop: None, color: style::stdout_color() };
         Some(match &self.backend {
             Backend::Local { engine, .. } => self.rt.block_on(daemon::run_here(engine, &cli, input, opts)),
             Backend::Remote(owner) => self.rt.block_on(async {
@@ -231,10 +234,10 @@ impl Session<'_> {
                         daemon::forward(stream, *owner, words.into_iter().map(Into::into).collect(), input, true).await
                     }
                     Err(e) => {
-                        eprintln!(
+                        style::eprint_line(&format!(
                             "error: the lattice process that owned {} has gone ({e}); restart the shell",
                             self.dir.path().display()
-                        );
+                        ));
                         1
                     }
                 }
@@ -254,7 +257,7 @@ fn report_clap(e: clap::Error) -> i32 {
         }
         _ => {
             let text: Vec<&str> = text.lines().filter(|l| !l.starts_with("For more information")).collect();
-            eprintln!("{}", text.join("\n").trim_end());
+            style::eprint_line(text.join("\n").trim_end());
             2
         }
     }

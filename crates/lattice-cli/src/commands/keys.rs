@@ -70,9 +70,9 @@ pub(super) async fn get(ctx: &Context<'_>, key: &OsStr, verbose: bool) -> Result
         if control {
             ctx.out.bytes(render::text::effective(visible.as_deref()));
         }
-        ctx.out.bytes(render::text::heads(&heads));
+        ctx.out.bytes(render::text::heads(&heads, ctx.palette()));
     } else {
-        ctx.out.bytes(render::raw_value(visible.unwrap_or_default(), heads.len(), ctx.opts.terminal));
+        ctx.out.bytes(render::raw_value(visible.unwrap_or_default(), heads.len(), ctx.opts.terminal, ctx.palette()));
     }
     Ok(0)
 }

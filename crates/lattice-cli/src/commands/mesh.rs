@@ -76,7 +76,7 @@ pub(super) async fn peers(ctx: &Context<'_>) -> Result<i32, Failure> {
             equivocated: forks.remove(&id).unwrap_or_default(),
         });
     }
-    ctx.print(|| render::json::peers(&peers), || render::text::peers(&peers));
+    ctx.print(|| render::json::peers(&peers), || render::text::peers(&peers, ctx.palette()));
     Ok(0)
 }
 

@@ -27,6 +27,7 @@ use crate::cli::{Cli, Command};
 use crate::engine::Engine;
 use crate::failure::Failure;
 use crate::protocol::Out;
+use crate::render::style::Palette;
 
 /// How a command was issued.
 #[derive(Clone, Debug, Default)]
@@ -40,6 +41,9 @@ pub struct RunOptions {
     /// Cancelled when whoever issued the command stops (the control server shutting down):
     /// a `watch` then ends.
     pub stop: Option<CancellationToken>,
+    /// Text may be coloured: decided where the command was issued (that process's stdout is a
+    /// terminal and `NO_COLOR` is unset), not where it runs.
+    pub color: bool,
 }
 
 /// What `command` reads besides its arguments, read where it was issued (a forwarded command
@@ -111,6 +115,8 @@ async fn dispatch(ctx: &Context<'_>, command: &Command, stdin: Option<Vec<u8>>) 
         }
         Command::ListTokens => tokens::list(ctx).await,
         Command::RevokeToken { id } => tokens::revoke(ctx, id).await,
+        Command::Completions { .. } => Err(node::command_line_only("completions SHELL")),
+        Command::Man { .. } => Err(node::command_line_only("man [--dir DIR]")),
     }
 }
 
@@ -135,6 +141,11 @@ impl Context<'_> {
         let node = self.node().await?;
         let store = node.resolve(self.store).await?;
         Ok((node, store))
+    }
+
+    /// How text is painted for whoever issued the command.
+    fn palette(&self) -> Palette {
+        Palette::new(self.opts.color)
     }
 
     /// Prints the JSON document with `--json`, else the text; only the one asked for is built.

@@ -29,6 +29,12 @@ pub(super) fn serve_refused(ctx: &Context<'_>) -> Failure {
     ))
 }
 
+/// `completions` or `man` in a shell (the only way they reach a command here): they write to
+/// the terminal or a directory of the command line's, so they run there.
+pub(super) fn command_line_only(usage: &str) -> Failure {
+    Failure::usage(format!("run `lattice {usage}` from the command line, not in the lattice shell"))
+}
+
 pub(super) async fn status(ctx: &Context<'_>) -> Result<i32, Failure> {
     let node = ctx.node().await?;
     let status = node.status().await?;
@@ -53,6 +59,6 @@ pub(super) async fn status(ctx: &Context<'_>) -> Result<i32, Failure> {
         daemon: (role != Role::OneShot).then(|| (std::process::id(), role.name())),
         http: ctx.engine.http_addr(),
     };
-    ctx.print(|| render::json::status(&view), || render::text::status(&view));
+    ctx.print(|| render::json::status(&view), || render::text::status(&view, ctx.palette()));
     Ok(0)
 }

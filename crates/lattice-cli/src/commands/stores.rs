@@ -12,7 +12,7 @@ pub(super) async fn create(ctx: &Context<'_>, name: &str) -> Result<i32, Failure
 
 pub(super) async fn list(ctx: &Context<'_>, all: bool) -> Result<i32, Failure> {
     let stores = ctx.node().await?.list_stores(all).await?;
-    ctx.print(|| render::json::stores(&stores), || render::text::stores(&stores));
+    ctx.print(|| render::json::stores(&stores), || render::text::stores(&stores, ctx.palette()));
     Ok(0)
 }
 

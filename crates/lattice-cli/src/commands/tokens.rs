@@ -26,7 +26,7 @@ pub(super) async fn create(
 pub(super) async fn list(ctx: &Context<'_>) -> Result<i32, Failure> {
     let tokens = ctx.node().await?.list_tokens().await?;
     let now = now_ms();
-    ctx.print(|| render::json::tokens(&tokens, now), || render::text::tokens(&tokens, now));
+    ctx.print(|| render::json::tokens(&tokens, now), || render::text::tokens(&tokens, now, ctx.palette()));
     Ok(0)
 }
 

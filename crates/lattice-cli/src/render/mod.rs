@@ -8,9 +8,11 @@
 //! - `watch`: one line per watch event, text or JSON.
 //! - `progress`: the progress bar of a long sync.
 //! - `time`: local wall-clock times beside HLCs.
+//! - `style`: colour (ANSI SGR) on a terminal, never with `NO_COLOR`.
 
 pub mod json;
 mod progress;
+pub mod style;
 pub mod text;
 pub mod time;
 mod value;

@@ -4,11 +4,24 @@ use lattice_core::{Head, StoreId};
 use lattice_net::SyncOutcome;
 use lattice_node::{PeerSync, StoreInfo, TokenRecord};
 
+use super::style::Palette;
+use super::time::local_text;
 use super::{PeerView, StatusView, StoreNames, text};
 use crate::protocol::Out;
 
-/// Left-aligned columns separated by two spaces.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+/// Left-aligned columns separated by two spaces, the header in bold.
+pub fn table(header: &[&str], rows: &[Vec<String>], palette: Palette) -> String {
+    painted_table(header, rows, palette, |_, cell| cell.to_string())
+}
+
+/// As [`table`], each body cell painted by `paint(column, cell)`. Columns are as wide as their
+/// plain text: escape codes take no room on a terminal.
+fn painted_table(
+    header: &[&str],
+    rows: &[Vec<String>],
+    palette: Palette,
+    paint: impl Fn(usize, &str) -> String,
+) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -16,31 +29,45 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let mut text = String::new();
-    let all = std::iter::once(header.iter().map(|s| s.to_string()).collect::<Vec<_>>()).chain(rows.iter().cloned());
-    for row in all {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        text.push_str(cells.join("  ").trim_end());
-        text.push('\n');
+    push_row(&mut text, header.iter().map(|h| (h.chars().count(), palette.bold(h))), &widths);
+    for row in rows {
+        push_row(&mut text, row.iter().enumerate().map(|(i, c)| (c.chars().count(), paint(i, c))), &widths);
     }
     text
 }
 
+/// One line of a table from (plain width, painted text) cells, padded after the paint.
+fn push_row(text: &mut String, cells: impl Iterator<Item = (usize, String)>, widths: &[usize]) {
+    let cells: Vec<String> = cells
+        .zip(widths)
+        .map(|((len, painted), w)| format!("{painted}{}", " ".repeat(w.saturating_sub(len))))
+        .collect();
+    text.push_str(cells.join("  ").trim_end());
+    text.push('\n');
+}
+
 /// `list-stores`.
-pub fn stores(stores: &[StoreInfo]) -> String {
+pub fn stores(stores: &[StoreInfo], palette: Palette) -> String {
     if stores.is_empty() {
         return "(no stores)\n".into();
     }
     let rows: Vec<Vec<String>> = stores
         .iter()
         .map(|s| {
-            vec![s.name.clone(), s.id.to_string(), s.state.as_str().into(), s.created_at.clone(), s.created_by.clone()]
+            vec![
+                s.name.clone(),
+                s.id.to_string(),
+                s.state.as_str().into(),
+                local_text(&s.created_at),
+                s.created_by.clone(),
+            ]
         })
         .collect();
-    table(&["NAME", "UUID", "STATE", "CREATED AT", "CREATED BY"], &rows)
+    table(&["NAME", "UUID", "STATE", "CREATED AT", "CREATED BY"], &rows, palette)
 }
 
 /// `list-tokens` (never a secret).
-pub fn tokens(tokens: &[TokenRecord], now_ms: u64) -> String {
+pub fn tokens(tokens: &[TokenRecord], now_ms: u64, palette: Palette) -> String {
     if tokens.is_empty() {
         return "(no tokens)\n".into();
     }
@@ -53,17 +80,17 @@ pub fn tokens(tokens: &[TokenRecord], now_ms: u64) -> String {
                 t.store_id.map_or_else(|| "-".into(), |s| s.to_string()),
                 t.permissions.map_or("-", |p| p.as_str()).into(),
                 t.state(now_ms).into(),
-                t.expires_at.clone().unwrap_or_else(|| "never".into()),
+                t.expires_at.as_deref().map_or_else(|| "never".into(), local_text),
                 t.rate.map_or_else(|| "default".into(), lattice_node::format_rate),
             ]
         })
         .collect();
-    table(&["ID", "NAME", "STORE", "PERMISSIONS", "STATE", "EXPIRES", "RATE"], &rows)
+    table(&["ID", "NAME", "STORE", "PERMISSIONS", "STATE", "EXPIRES", "RATE"], &rows, palette)
 }
 
 /// `peers`.
-pub fn peers(peers: &[PeerView]) -> String {
-    let dash = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
+pub fn peers(peers: &[PeerView], palette: Palette) -> String {
+    let when = |t: &Option<String>| t.as_deref().map_or_else(|| "-".into(), local_text);
     let rows: Vec<Vec<String>> = peers
         .iter()
         .map(|p| {
@@ -72,14 +99,15 @@ pub fn peers(peers: &[PeerView]) -> String {
             for (store, seq) in &p.equivocated {
                 status.push_str(&format!(", equivocated in store {store} at seq {seq}"));
             }
-            vec![p.id.to_hex(), name, status, dash(&p.local.last_seen), dash(&p.local.last_sync)]
+            vec![p.id.to_hex(), name, status, when(&p.local.last_seen), when(&p.local.last_sync)]
         })
         .collect();
-    table(&["NODE ID", "NAME", "STATUS", "LAST SEEN", "LAST SYNC"], &rows)
+    let paint = |column, cell: &str| if column == 2 { palette.member_status(cell) } else { cell.to_string() };
+    painted_table(&["NODE ID", "NAME", "STATUS", "LAST SEEN", "LAST SYNC"], &rows, palette, paint)
 }
 
 /// `status`.
-pub fn status(view: &StatusView<'_>) -> String {
+pub fn status(view: &StatusView<'_>, palette: Palette) -> String {
     let status = view.status;
     let current = match &status.current {
         Some(s) => format!("{} ({})", s.name, s.id),
@@ -107,12 +135,14 @@ pub fn status(view: &StatusView<'_>) -> String {
         text.push_str("peers:         none\n");
     } else {
         text.push_str("peers:\n");
-        for m in view.members {
-            text.push_str(&format!("  {}  {}  {}\n", m.id, m.status, m.name));
-        }
+        let rows: Vec<Vec<String>> =
+            view.members.iter().map(|m| vec![m.id.to_string(), or_dash(&m.name), or_dash(&m.status)]).collect();
+        let paint = |column, cell: &str| if column == 2 { palette.member_status(cell) } else { cell.to_string() };
+        let members = painted_table(&["NODE ID", "NAME", "STATUS"], &rows, palette, paint);
+        text.extend(members.lines().map(|l| format!("  {l}\n")));
     }
     text.push_str("stores:\n");
-    text.extend(store_figures(view).lines().map(|l| format!("  {l}\n")));
+    text.extend(store_figures(view, palette).lines().map(|l| format!("  {l}\n")));
     for (store, figures) in &status.stores {
         for (author, seq) in &figures.equivocated {
             text.push_str(&format!("  {}: equivocated: {author} (seq {seq})\n", store.name));
@@ -121,8 +151,13 @@ pub fn status(view: &StatusView<'_>) -> String {
     text
 }
 
+/// A cell that would be empty (a member whose name or standing is not known yet) as `-`.
+fn or_dash(text: &str) -> String {
+    if text.is_empty() { "-".into() } else { text.into() }
+}
+
 /// The per-store figures of `status`.
-fn store_figures(view: &StatusView<'_>) -> String {
+fn store_figures(view: &StatusView<'_>, palette: Palette) -> String {
     let rows: Vec<Vec<String>> = view
         .status
         .stores
@@ -132,7 +167,7 @@ fn store_figures(view: &StatusView<'_>) -> String {
             [s.name.clone(), s.id.to_string()].into_iter().chain(figures).collect()
         })
         .collect();
-    table(&["NAME", "UUID", "ENTRIES", "AUTHORS", "KEYS", "ORPHANS", "CONFLICTS"], &rows)
+    table(&["NAME", "UUID", "ENTRIES", "AUTHORS", "KEYS", "ORPHANS", "CONFLICTS"], &rows, palette)
 }
 
 /// `get -v` of a reserved key of the root store: the effective value, above the raw heads (the
@@ -142,14 +177,15 @@ pub fn effective(value: Option<&[u8]>) -> String {
     format!("effective: {value}  (the control plane's; the heads below are the raw entries)\n")
 }
 
-/// `get -v`: every head, the winner marked `*`.
-pub fn heads(heads: &[Head]) -> String {
+/// `get -v`: every head, the winner marked `*`, each with the local time of its HLC.
+pub fn heads(heads: &[Head], palette: Palette) -> String {
     let best = lattice_core::winner(heads).map(|h| h.hash);
     let mut text = String::new();
     for h in heads {
-        let mark = if Some(h.hash) == best { "*" } else { " " };
+        let mark = if Some(h.hash) == best { palette.green("*") } else { " ".to_string() };
         let value = if h.tombstone { "(deleted)".to_string() } else { super::text(&h.value) };
-        text.push_str(&format!("{mark} {value}  author {}  hlc {}  hash {}\n", h.author, h.hlc, h.hash));
+        let at = super::time::hlc(h.hlc);
+        text.push_str(&format!("{mark} {value}  author {}  at {at}  hash {}\n", h.author, h.hash));
     }
     text
 }
@@ -200,12 +236,20 @@ fn sync_peer(r: &PeerSync, stores: &[(StoreId, Result<SyncOutcome, String>)], na
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::MemberLine;
     use lattice_node::StoreRef;
 
     #[test]
     fn table_aligns() {
-        let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
+        let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]], Palette::new(false));
         assert_eq!(t, "A    BB\nxyz  1\n");
+    }
+
+    #[test]
+    fn painted_tables_keep_their_columns() {
+        let rows = [vec!["xyz".into(), "1".into()]];
+        let t = painted_table(&["A", "BB"], &rows, Palette::new(true), |_, c| Palette::new(true).red(c));
+        assert_eq!(t, "\x1b[1mA\x1b[0m    \x1b[1mBB\x1b[0m\n\x1b[31mxyz\x1b[0m  \x1b[31m1\x1b[0m\n");
     }
 
     fn author() -> lattice_core::AuthorId {
@@ -216,7 +260,10 @@ mod tests {
     fn peers_show_where_a_node_equivocated() {
         let (forker, honest) = (author(), author());
         let view = PeerView::active_member;
-        let text = peers(&[view(forker, vec![("default".into(), 3), ("app".into(), 7)]), view(honest, vec![])]);
+        let text = peers(
+            &[view(forker, vec![("default".into(), 3), ("app".into(), 7)]), view(honest, vec![])],
+            Palette::new(false),
+        );
         let row = |id: lattice_core::AuthorId| text.lines().find(|l| l.starts_with(&id.to_hex())).unwrap().to_string();
         assert!(
             row(forker).contains("active, equivocated in store default at seq 3, equivocated in store app at seq 7"),
@@ -237,8 +284,72 @@ mod tests {
             stores: vec![(store("root"), Default::default()), (store("default"), forked)],
         };
         let view = StatusView { status: &status, members: &[], listen: &[], daemon: None, http: None };
-        let text = super::status(&view);
+        let text = super::status(&view, Palette::new(false));
         assert!(text.contains(&format!("  default: equivocated: {forker} (seq 4)\n")), "{text}");
         assert_eq!(text.matches("equivocated").count(), 1, "only the store with a fork: {text}");
+    }
+
+    fn status_with_members(members: &[MemberLine], palette: Palette) -> String {
+        let status = lattice_node::NodeStatus {
+            node_id: author(),
+            data_dir: "/tmp/x".into(),
+            current: None,
+            stores: vec![(StoreRef { id: StoreId::new_random(), name: "default".into() }, Default::default())],
+        };
+        super::status(&StatusView { status: &status, members, listen: &[], daemon: None, http: None }, palette)
+    }
+
+    #[test]
+    fn status_lists_peers_as_an_aligned_table() {
+        let member = |name: &str, status: &str| MemberLine { id: author(), name: name.into(), status: status.into() };
+        let members = [member("a-long-name", "active"), member("b", "invited")];
+        let text = status_with_members(&members, Palette::new(false));
+        let lines: Vec<&str> = text.lines().skip_while(|l| *l != "peers:").skip(1).take(3).collect();
+        assert!(lines[0].starts_with("  NODE ID") && lines[0].ends_with("NAME         STATUS"), "{text}");
+        let status_column = lines[0].find("STATUS").unwrap();
+        assert_eq!(lines[1].find("active"), Some(status_column), "{text}");
+        assert_eq!(lines[2].find("invited"), Some(status_column), "{text}");
+        assert!(lines[2].starts_with(&format!("  {}  b  ", members[1].id)), "{text}");
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let member = MemberLine { id: author(), name: "n".into(), status: "removed".into() };
+        let plain = status_with_members(std::slice::from_ref(&member), Palette::new(false));
+        assert!(!plain.contains('\x1b'), "{plain}");
+        let painted = status_with_members(&[member], Palette::new(true));
+        assert!(painted.contains("\x1b[31mremoved\x1b[0m") && painted.contains("\x1b[1mNODE ID\x1b[0m"), "{painted}");
+
+        let view = PeerView::active_member(author(), vec![]);
+        assert!(!peers(std::slice::from_ref(&view), Palette::new(false)).contains('\x1b'));
+        assert!(peers(&[view], Palette::new(true)).contains("\x1b[32mactive\x1b[0m"));
+
+        let hlc = lattice_core::Hlc::new(1_796_161_239_085, 0);
+        let head = |value: &[u8]| Head {
+            value: value.to_vec(),
+            tombstone: false,
+            author: author(),
+            hlc,
+            hash: lattice_core::Hash::of(value),
+        };
+        let two = [head(b"x"), head(b"y")];
+        let plain = heads(&two, Palette::new(false));
+        assert!(!plain.contains('\x1b') && plain.lines().filter(|l| l.starts_with('*')).count() == 1, "{plain}");
+        assert_eq!(heads(&two, Palette::new(true)).matches("\x1b[32m*\x1b[0m").count(), 1);
+    }
+
+    #[test]
+    fn heads_show_local_time_beside_the_hlc() {
+        let head = Head {
+            value: b"v".to_vec(),
+            tombstone: false,
+            author: author(),
+            hlc: lattice_core::Hlc::new(1_796_161_239_085, 0),
+            hash: lattice_core::Hash::of(b"v"),
+        };
+        let text = heads(std::slice::from_ref(&head), Palette::new(false));
+        let at = super::super::time::hlc(head.hlc);
+        assert_eq!(text, format!("* v  author {}  at {at}  hash {}\n", head.author, head.hash));
+        assert!(text.contains(" (hlc 1796161239085.0)  hash "), "{text}");
     }
 }

@@ -24,7 +24,6 @@ pub fn hlc(hlc: Hlc) -> String {
 
 /// A stored RFC 3339 UTC time (`created_at`, `last_seen`, ...) as local time; any other text is
 /// shown as it is.
-#[allow(dead_code)] // the tables of peers, stores and tokens use it next
 pub fn local_text(utc: &str) -> String {
     match utc.parse::<Timestamp>() {
         Ok(at) => at.to_zoned_datetime(zone()).strftime(LOCAL).to_string(),
