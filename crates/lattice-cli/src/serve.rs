@@ -14,6 +14,7 @@ use crate::cli::{Cli, DEFAULT_HTTP_ADDR, Discovery};
 use crate::daemon::ControlServer;
 use crate::engine::{Engine, Role};
 use crate::failure::report;
+use crate::render::style;
 
 /// The network configuration `--bind` and `--discovery` ask for.
 pub fn net_config(bind: Option<SocketAddr>, discovery: Discovery) -> NetConfig {
@@ -62,7 +63,7 @@ pub async fn serve(cli: &Cli, net: NetConfig, http: Http<'_>) -> i32 {
     let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(term), Ok(int)) => (term, int),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: cannot install signal handlers: {e}");
+            style::eprint_line(&format!("error: cannot install signal handlers: {e}"));
             return 1;
         }
     };
@@ -142,7 +143,7 @@ impl Running {
                 Ok(Running { engine, server, api: Some(api) })
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                style::eprint_line(&format!("error: {e}"));
                 server.stop().await;
                 let _ = engine.shutdown().await;
                 Err(1)

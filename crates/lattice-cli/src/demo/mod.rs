@@ -22,6 +22,8 @@ use futures::TryFutureExt;
 use serde_json::{Value, json};
 
 use cluster::Cluster;
+
+use crate::render::style;
 use steps::Report;
 
 /// Runs the demo; returns the exit code (0: every step did what it says).
@@ -29,11 +31,12 @@ pub async fn run(keep: Option<PathBuf>, json: bool) -> i32 {
     let place = match Place::new(keep) {
         Ok(place) => place,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            style::eprint_line(&format!("error: {e:#}"));
             return 2;
         }
     };
-    let mut narrator = Narrator { json, steps: Vec::new(), started: Instant::now() };
+    let palette = style::Palette::new(style::stdout_color());
+    let mut narrator = Narrator { json, palette, steps: Vec::new(), started: Instant::now() };
     if !json {
         println!(
             "Lattice demo: three nodes on 127.0.0.1, each with its own data dir in {} ({})\n",
@@ -44,7 +47,7 @@ pub async fn run(keep: Option<PathBuf>, json: bool) -> i32 {
     let outcome = narrate(&mut narrator, place.path()).await;
     let ok = outcome.is_ok();
     if let Err(e) = &outcome {
-        eprintln!("error: {e:#}");
+        style::eprint_line(&format!("error: {e:#}"));
     }
     if json {
         let seconds = narrator.started.elapsed().as_secs_f64();
@@ -60,7 +63,7 @@ pub async fn run(keep: Option<PathBuf>, json: bool) -> i32 {
         println!("Next: `lattice serve` runs a node of your own; README.md has a five-minute tour.");
     }
     if let Err(e) = place.finish() {
-        eprintln!("warning: {e:#}");
+        style::eprint_line(&format!("warning: {e:#}"));
     }
     if ok { 0 } else { 1 }
 }
@@ -89,6 +92,8 @@ async fn narrate(narrator: &mut Narrator, root: &Path) -> anyhow::Result<()> {
 /// Prints each step as it completes (or gathers them for `--json`).
 struct Narrator {
     json: bool,
+    /// Step names in bold on a terminal.
+    palette: style::Palette,
     steps: Vec<Value>,
     started: Instant,
 }
@@ -106,7 +111,8 @@ impl Narrator {
         match outcome {
             Ok((value, report)) => {
                 if !self.json {
-                    println!("{}. {name}: {}  ({ms:.0} ms)", self.steps.len() + 1, report.summary);
+                    let title = self.palette.bold(&format!("{}. {name}:", self.steps.len() + 1));
+                    println!("{title} {}  ({ms:.0} ms)", report.summary);
                     for line in &report.details {
                         println!("     {line}");
                     }

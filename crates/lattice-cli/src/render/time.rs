@@ -22,12 +22,14 @@ pub fn hlc(hlc: Hlc) -> String {
     format!("{} (hlc {hlc})", local(hlc.wall_ms))
 }
 
-/// A stored RFC 3339 UTC time (`created_at`, `last_seen`, ...) as local time; any other text is
-/// shown as it is.
+/// A stored RFC 3339 UTC time (`created_at`, `last_seen`, ...) as local time, also at the start
+/// of a longer text (`last_sync` is the time, then the outcome); any other text is shown as it is.
 pub fn local_text(utc: &str) -> String {
-    match utc.parse::<Timestamp>() {
-        Ok(at) => at.to_zoned_datetime(zone()).strftime(LOCAL).to_string(),
-        Err(_) => utc.to_string(),
+    let (time, rest) = utc.split_once(' ').map_or((utc, None), |(time, rest)| (time, Some(rest)));
+    match (time.parse::<Timestamp>(), rest) {
+        (Ok(at), None) => at.to_zoned_datetime(zone()).strftime(LOCAL).to_string(),
+        (Ok(at), Some(rest)) => format!("{} {rest}", at.to_zoned_datetime(zone()).strftime(LOCAL)),
+        (Err(_), _) => utc.to_string(),
     }
 }
 
@@ -50,5 +52,8 @@ mod tests {
         assert_eq!(&time[19..23], ".085", "{time}");
         assert_eq!(local_text("2026-12-01T21:40:39.085Z").len(), time.len());
         assert_eq!(local_text("never"), "never");
+        let sync = local_text("2026-12-01T21:40:39.085Z ok (3 received)");
+        assert!(sync.ends_with(" ok (3 received)") && !sync.contains('T'), "{sync}");
+        assert_eq!(sync.len(), time.len() + " ok (3 received)".len(), "{sync}");
     }
 }
