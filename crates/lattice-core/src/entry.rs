@@ -13,6 +13,7 @@ use crate::batch::{self, KeyCache, SignedMessage};
 use crate::hlc::Hlc;
 use crate::identity::Identity;
 use crate::ids::{AuthorId, Hash, StoreId};
+pub use crate::op::{Op, check_op};
 use crate::proto;
 
 /// Entry format version written by this code.
@@ -80,7 +81,7 @@ pub enum EntryError {
     /// The entry has no operations.
     #[error("entry has no operations")]
     NoOps,
-    /// An operation is neither a put nor a delete; holds its index, from 0.
+    /// An operation holds no op this build knows; holds its index, from 0.
     #[error("operation #{0} is empty")]
     EmptyOp(usize),
     /// An operation has a zero-length key; holds its index, from 0.
@@ -102,66 +103,14 @@ pub enum EntryError {
         /// Length of the value, in bytes.
         len: usize,
     },
-}
-
-/// One operation of an entry. An entry's operations apply atomically, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// Sets `key` to `value`.
-    Put {
-        /// The key written; must be 1 to [`MAX_KEY_BYTES`] bytes.
-        key: Vec<u8>,
-        /// The new value; may be empty, must be at most [`MAX_VALUE_BYTES`] bytes.
-        value: Vec<u8>,
+    /// A set member is longer than [`MAX_VALUE_BYTES`].
+    #[error("member of {len} bytes in operation #{index} is over the {MAX_VALUE_BYTES}-byte limit")]
+    MemberTooLarge {
+        /// Index of the operation, from 0.
+        index: usize,
+        /// Length of the member, in bytes.
+        len: usize,
     },
-    /// Deletes `key`, leaving a tombstone head.
-    Delete {
-        /// The key deleted; must be 1 to [`MAX_KEY_BYTES`] bytes.
-        key: Vec<u8>,
-    },
-}
-
-impl Op {
-    /// A [`Op::Put`] of `value` at `key`.
-    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Op::Put { key: key.into(), value: value.into() }
-    }
-    /// A [`Op::Delete`] of `key`.
-    pub fn delete(key: impl Into<Vec<u8>>) -> Self {
-        Op::Delete { key: key.into() }
-    }
-    /// The key this operation writes.
-    pub fn key(&self) -> &[u8] {
-        match self {
-            Op::Put { key, .. } | Op::Delete { key } => key,
-        }
-    }
-    fn to_proto(&self) -> proto::Operation {
-        use proto::operation::Op as P;
-        let op = match self {
-            Op::Put { key, value } => P::Put(proto::Put { key: key.clone(), value: value.clone() }),
-            Op::Delete { key } => P::Delete(proto::Delete { key: key.clone() }),
-        };
-        proto::Operation { op: Some(op) }
-    }
-}
-
-/// Checks one operation's key (non-empty, at most [`MAX_KEY_BYTES`]) and value (at most
-/// [`MAX_VALUE_BYTES`]); `index` is its position in the entry, used in the error.
-pub fn check_op(index: usize, op: &Op) -> Result<(), EntryError> {
-    let key = op.key();
-    if key.is_empty() {
-        return Err(EntryError::EmptyKey(index));
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(EntryError::KeyTooLarge { index, len: key.len() });
-    }
-    if let Op::Put { value, .. } = op
-        && value.len() > MAX_VALUE_BYTES
-    {
-        return Err(EntryError::ValueTooLarge { index, len: value.len() });
-    }
-    Ok(())
 }
 
 /// Builds and signs an entry.
@@ -350,12 +299,7 @@ impl VerifiedEntry {
         }
         let mut ops = Vec::with_capacity(entry.ops.len());
         for (index, op) in entry.ops.into_iter().enumerate() {
-            use proto::operation::Op as P;
-            let op = match op.op {
-                Some(P::Put(p)) => Op::Put { key: p.key, value: p.value },
-                Some(P::Delete(d)) => Op::Delete { key: d.key },
-                None => return Err(EntryError::EmptyOp(index)),
-            };
+            let op = Op::from_proto(op).ok_or(EntryError::EmptyOp(index))?;
             check_op(index, &op)?;
             ops.push(op);
         }

@@ -10,6 +10,7 @@
 
 use crate::hlc::Hlc;
 use crate::ids::{AuthorId, Hash};
+use crate::op::Kind;
 use crate::proto;
 
 /// One head of a key: the value an entry left there (or a tombstone).
@@ -25,6 +26,10 @@ pub struct Head {
     pub hash: Hash,
     /// True if the entry deleted the key.
     pub tombstone: bool,
+    /// What the entry's last op on the key wrote: the kind the key holds while this head wins
+    /// ([`Kind::Register`] for a put or a tombstone). A counter's or a set's value is not in
+    /// the head: the store derives it from every op of the key.
+    pub kind: Kind,
 }
 
 impl Head {
@@ -42,6 +47,7 @@ impl Head {
             author: self.author.0.to_vec(),
             hash: self.hash.0.to_vec(),
             tombstone: self.tombstone,
+            kind: self.kind.to_wire(),
         }
     }
 
@@ -52,6 +58,7 @@ impl Head {
             author: AuthorId(p.author.as_slice().try_into().ok()?),
             hash: Hash::from_bytes(&p.hash).ok()?,
             tombstone: p.tombstone,
+            kind: Kind::from_wire(p.kind)?,
             value: p.value,
         })
     }
@@ -60,6 +67,18 @@ impl Head {
 /// The winning head: the first in canonical order. `None` for an empty set.
 pub fn winner(heads: &[Head]) -> Option<&Head> {
     heads.iter().max_by_key(|h| h.rank())
+}
+
+/// The head whose value the key shows, if any: the winner, unless it is a tombstone; then the
+/// highest counter or set head, if one is left (heads are mutually concurrent, so that op was
+/// not observed by the delete, and a counter or a set keeps what a delete did not observe).
+/// A tombstone that wins over registers only reads as "not found".
+pub fn visible(heads: &[Head]) -> Option<&Head> {
+    match winner(heads) {
+        Some(w) if !w.tombstone => Some(w),
+        Some(_) => heads.iter().filter(|h| !h.tombstone && h.kind != Kind::Register).max_by_key(|h| h.rank()),
+        None => None,
+    }
 }
 
 /// Applies a write to a key's head set: drops every head `cited` says the write cites in its
@@ -93,6 +112,7 @@ mod tests {
             author: AuthorId([author; 32]),
             hash: Hash::of(tag),
             tombstone: false,
+            kind: Kind::Register,
         }
     }
 
@@ -170,9 +190,25 @@ mod tests {
     }
 
     #[test]
+    fn a_tombstone_hides_registers_but_not_a_concurrent_counter_or_set() {
+        let tombstone = Head { tombstone: true, value: Vec::new(), ..head(9, 1, b"t") };
+        let put = head(8, 2, b"p");
+        assert_eq!(visible(&[tombstone.clone(), put.clone()]), None);
+        let counter = Head { kind: Kind::Counter, value: Vec::new(), ..head(5, 3, b"c") };
+        let set = Head { kind: Kind::Set, value: Vec::new(), ..head(6, 4, b"s") };
+        let heads = [tombstone.clone(), put.clone(), counter.clone()];
+        assert_eq!(visible(&heads), Some(&counter));
+        assert_eq!(visible(&[tombstone, counter, set.clone()]), Some(&set), "the highest kinded head");
+        assert_eq!(visible(&[put.clone(), set]), Some(&put), "a winner that is no tombstone shows");
+        assert_eq!(visible(&[]), None);
+    }
+
+    #[test]
     fn proto_round_trip() {
         let h = head(3, 4, b"v");
-        assert_eq!(Head::from_proto(h.to_proto()), Some(h));
+        assert_eq!(Head::from_proto(h.to_proto()), Some(h.clone()));
+        let counter = Head { kind: Kind::Counter, value: Vec::new(), ..h };
+        assert_eq!(Head::from_proto(counter.to_proto()), Some(counter));
         assert_eq!(Head::from_proto(proto::HeadInfo::default()), None);
     }
 }

@@ -10,6 +10,7 @@
 //! - [`entry`]: `EntryBuilder`, signing, and `VerifiedEntry` (decoded + signature checked).
 //! - `batch`: the one signature rule, alone and in batches that fold the terms of each author.
 //! - [`chain`]: per-author hash-chain validation (the roadmap's SigChain).
+//! - [`op`]: `Op` (put, delete, counter add, set add and remove), `Kind`, and the op limits.
 //! - [`heads`]: the per-key head set and the winner rule.
 //! - [`member`]: `MemberStatus`, a node's standing in a mesh (`invited | active | removed`).
 //! - [`sync`]: `SyncState` and the diff that says which entries a peer is missing.
@@ -26,6 +27,7 @@ pub mod hlc;
 pub mod identity;
 pub mod ids;
 pub mod member;
+pub mod op;
 pub mod sync;
 
 /// Messages generated from `proto/lattice.proto`.
@@ -36,9 +38,10 @@ pub mod proto {
 
 pub use chain::{ChainError, ChainTip, NextCheck};
 pub use entry::{EntryBuilder, EntryError, Op, VerifiedEntry};
-pub use heads::{Head, winner};
+pub use heads::{Head, visible, winner};
 pub use hlc::{Clock, Hlc, ParseHlcError};
 pub use identity::{Identity, IdentityError};
 pub use ids::{AuthorId, Hash, IdError, StoreId};
 pub use member::MemberStatus;
+pub use op::Kind;
 pub use sync::{AuthorSyncState, MissingRange, SyncState};

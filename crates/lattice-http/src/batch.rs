@@ -7,6 +7,8 @@
 //! {"op":"put","key":"/w==","key_encoding":"base64","value":"AAE=","encoding":"base64"}
 //! {"op":"delete","key":"b","if_match":"<hash of b's winner>"}
 //! {"op":"put","key":"c","value":"new","if_absent":true}
+//! {"op":"incr","key":"hits","by":5}          (by: default 1; "decr" subtracts)
+//! {"op":"sadd","key":"peers","member":"n1"}  ("srem" removes; member takes "encoding" too)
 //! ```
 //!
 //! Unknown fields are refused (a misspelt `if_match` must not drop a condition silently), and so
@@ -30,6 +32,10 @@ struct BatchOp {
     value: Option<String>,
     #[serde(default)]
     encoding: Option<String>,
+    #[serde(default)]
+    by: Option<i64>,
+    #[serde(default)]
+    member: Option<String>,
     #[serde(default)]
     if_match: Option<String>,
     #[serde(default)]
@@ -57,19 +63,41 @@ fn parse_op(item: BatchOp) -> Result<(Op, Option<Condition>), String> {
     if key.is_empty() {
         return Err("key must not be empty".into());
     }
+    let takes_value = matches!(item.op.as_str(), "put");
+    let takes_member = matches!(item.op.as_str(), "sadd" | "srem");
+    if !takes_value && item.value.is_some() {
+        return Err(format!("{:?} takes no \"value\"", item.op));
+    }
+    if !takes_member && item.member.is_some() {
+        return Err(format!("{:?} takes no \"member\"", item.op));
+    }
+    if !matches!(item.op.as_str(), "incr" | "decr") && item.by.is_some() {
+        return Err(format!("{:?} takes no \"by\"", item.op));
+    }
+    if !takes_value && !takes_member && item.encoding.is_some() {
+        return Err(format!("{:?} takes no \"encoding\"", item.op));
+    }
     let op = match item.op.as_str() {
         "put" => {
             let value = item.value.ok_or("a put needs a \"value\"")?;
             Op::Put { key: key.clone(), value: bytes("value", value, item.encoding.as_deref())? }
         }
-        "delete" if item.value.is_some() || item.encoding.is_some() => {
-            return Err("a delete takes no \"value\"".into());
-        }
         "delete" => Op::Delete { key: key.clone() },
-        "incr" | "decr" | "sadd" | "srem" => {
-            return Err(format!("op {:?} is not supported yet: counters and sets are not built", item.op));
+        "incr" => Op::CounterAdd { key: key.clone(), delta: item.by.unwrap_or(1) },
+        "decr" => {
+            let delta = item.by.unwrap_or(1).checked_neg().ok_or("\"by\" is out of range for a decr")?;
+            Op::CounterAdd { key: key.clone(), delta }
         }
-        other => return Err(format!("unknown op {other:?}: use put or delete")),
+        "sadd" | "srem" => {
+            let text = item.member.ok_or_else(|| format!("{:?} needs a \"member\"", item.op))?;
+            let member = bytes("member", text, item.encoding.as_deref())?;
+            if item.op == "sadd" {
+                Op::SetAdd { key: key.clone(), member }
+            } else {
+                Op::SetRemove { key: key.clone(), member }
+            }
+        }
+        other => return Err(format!("unknown op {other:?}: use put, delete, incr, decr, sadd or srem")),
     };
     Ok((op, condition(&key, item.if_match.as_deref(), item.if_absent)?))
 }
@@ -158,6 +186,32 @@ mod tests {
         assert!(err("{\"op\":\"put\",\"key\":\"!\",\"key_encoding\":\"base64\",\"value\":\"1\"}").contains("base64"));
         assert_eq!(err("\n\n"), "the batch has no operations");
         assert!(batch_from_items(vec![serde_json::json!({"op": "put"})]).unwrap_err().starts_with("ops[0]: "));
+    }
+
+    #[test]
+    fn counter_and_set_ops_parse() {
+        let text = "{\"op\":\"incr\",\"key\":\"c\",\"by\":5}\n{\"op\":\"incr\",\"key\":\"c\"}\n\
+                    {\"op\":\"decr\",\"key\":\"c\",\"by\":2}\n{\"op\":\"sadd\",\"key\":\"s\",\"member\":\"m\"}\n\
+                    {\"op\":\"srem\",\"key\":\"s\",\"member\":\"/w==\",\"encoding\":\"base64\"}\n";
+        let tx = batch_from_lines(text.as_bytes()).unwrap();
+        assert_eq!(
+            tx.ops,
+            vec![
+                Op::counter_add("c", 5),
+                Op::counter_add("c", 1),
+                Op::counter_add("c", -2),
+                Op::set_add("s", "m"),
+                Op::set_remove("s", vec![0xff])
+            ]
+        );
+        let err = |text: &str| batch_from_lines(text.as_bytes()).unwrap_err();
+        assert!(err("{\"op\":\"sadd\",\"key\":\"s\"}").contains("needs a \"member\""));
+        assert!(err("{\"op\":\"incr\",\"key\":\"c\",\"value\":\"1\"}").contains("takes no \"value\""));
+        assert!(err("{\"op\":\"put\",\"key\":\"c\",\"value\":\"1\",\"by\":1}").contains("takes no \"by\""));
+        assert!(err("{\"op\":\"delete\",\"key\":\"c\",\"member\":\"m\"}").contains("takes no \"member\""));
+        assert!(err("{\"op\":\"incr\",\"key\":\"c\",\"by\":1.5}").starts_with("line 1: "));
+        let min = format!("{{\"op\":\"decr\",\"key\":\"c\",\"by\":{}}}", i64::MIN);
+        assert!(err(&min).contains("out of range"));
     }
 
     #[test]

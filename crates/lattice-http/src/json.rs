@@ -21,6 +21,22 @@ pub fn insert_bytes(obj: &mut Map<String, Value>, field: &str, encoding_field: &
     }
 }
 
+/// Sets `obj["members"]` to the members as strings: their text when every one is UTF-8, else
+/// all in base64 with `"encoding":"base64"` beside them.
+pub fn insert_members(obj: &mut Map<String, Value>, members: &[Vec<u8>]) {
+    let texts: Option<Vec<&str>> = members.iter().map(|m| std::str::from_utf8(m).ok()).collect();
+    match texts {
+        Some(texts) => {
+            obj.insert("members".into(), json!(texts));
+        }
+        None => {
+            let encoded: Vec<String> = members.iter().map(|m| B64.encode(m)).collect();
+            obj.insert("members".into(), json!(encoded));
+            obj.insert("encoding".into(), json!("base64"));
+        }
+    }
+}
+
 /// `{"key", "value"}`, with `"encoding":"base64"` (value) or `"key_encoding":"base64"` (key)
 /// only for bytes that are not UTF-8: the shape of a CLI watch event.
 pub fn key_value(key: &[u8], value: &[u8]) -> Map<String, Value> {
@@ -31,7 +47,8 @@ pub fn key_value(key: &[u8], value: &[u8]) -> Map<String, Value> {
 }
 
 /// A watch event: `{"event": "put"|"delete", "key", "value"}` ([`key_value`]; no value for a
-/// delete) with the `hash`, `hlc` and `author` (hex) of the entry behind it
+/// delete), `{"event": "counter", "key", "kind": "counter", "value": N}` or `{"event": "set",
+/// "key", "kind": "set", "members": [...]}`, with the `hash`, `hlc` and `author` (hex) of the entry behind it
 /// ([`lattice_store::Change`]). The CLI's `watch --json` line and the data of an HTTP watch
 /// event.
 pub fn watch_event(event: &WatchEvent) -> Map<String, Value> {
@@ -39,6 +56,22 @@ pub fn watch_event(event: &WatchEvent) -> Map<String, Value> {
         WatchEvent::Put { key, value, .. } => {
             let mut obj = key_value(key, value);
             obj.insert("event".into(), json!("put"));
+            obj
+        }
+        WatchEvent::Counter { key, value, .. } => {
+            let mut obj = Map::new();
+            obj.insert("event".into(), json!("counter"));
+            insert_bytes(&mut obj, "key", "key_encoding", key);
+            obj.insert("kind".into(), json!("counter"));
+            obj.insert("value".into(), json!(value));
+            obj
+        }
+        WatchEvent::Set { key, members, .. } => {
+            let mut obj = Map::new();
+            obj.insert("event".into(), json!("set"));
+            insert_bytes(&mut obj, "key", "key_encoding", key);
+            obj.insert("kind".into(), json!("set"));
+            insert_members(&mut obj, members);
             obj
         }
         WatchEvent::Delete { key, .. } => {

@@ -115,6 +115,10 @@ impl From<NodeError> for ApiError {
                 return ApiError::precondition_failed(e.to_string(), key, *current);
             }
             (_, ErrorKind::Precondition) => StatusCode::PRECONDITION_FAILED,
+            // The key holds a value the write does not fit: the request is fine, the state is not.
+            (NodeError::Store(StoreError::WrongKind { .. } | StoreError::CounterOverflow { .. }), _) => {
+                StatusCode::CONFLICT
+            }
             (NodeError::Reserved { .. }, _) => StatusCode::FORBIDDEN,
             (NodeError::ShuttingDown, _) => StatusCode::SERVICE_UNAVAILABLE,
             (_, ErrorKind::NotFound) => StatusCode::NOT_FOUND,

@@ -189,13 +189,16 @@ impl Feed {
         }
     }
 
-    /// The events of one replayed entry: each of its ops under the prefix.
+    /// The events of one replayed entry: each of its ops under the prefix. A counter or set op
+    /// is left out: its value is not in the entry (TODO issue 17: replay counters and sets,
+    /// e.g. with the value read when the replay reaches them).
     fn replayed(&mut self, entry: &VerifiedEntry) {
         let source = Change { hash: entry.hash(), hlc: entry.hlc(), author: entry.author() };
         for op in entry.ops() {
             let event = match op {
                 Op::Put { key, value } => WatchEvent::Put { key: key.clone(), value: value.clone(), source },
                 Op::Delete { key } => WatchEvent::Delete { key: key.clone(), source },
+                Op::CounterAdd { .. } | Op::SetAdd { .. } | Op::SetRemove { .. } => continue,
             };
             self.push(event);
         }
@@ -219,7 +222,12 @@ impl Feed {
         let hlc = event.source().hlc;
         let id = self.id.map_or(hlc, |id| id.max(hlc));
         self.id = Some(id);
-        let name = if matches!(event, WatchEvent::Put { .. }) { "put" } else { "delete" };
+        let name = match event {
+            WatchEvent::Put { .. } => "put",
+            WatchEvent::Counter { .. } => "counter",
+            WatchEvent::Set { .. } => "set",
+            WatchEvent::Delete { .. } => "delete",
+        };
         let data = Value::Object(watch_event(&event)).to_string();
         self.ready.push_back(Event::default().event(name).id(id.to_string()).data(data));
     }

@@ -124,9 +124,11 @@ impl ControlEntry {
             .filter(|op| reserved_prefix(op.key()).is_some())
             .filter_map(|op| {
                 let key = String::from_utf8(op.key().to_vec()).ok()?;
+                // The control plane is registers only: a counter or set op there takes no effect.
                 let value = match op {
                     Op::Put { value, .. } => Some(value.clone()),
                     Op::Delete { .. } => None,
+                    Op::CounterAdd { .. } | Op::SetAdd { .. } | Op::SetRemove { .. } => return None,
                 };
                 Some(ControlOp { key, value })
             })

@@ -20,7 +20,8 @@ use crate::error::{IngestError, StoreError};
 use crate::missing::{History, MissingEntries};
 use crate::store::Store;
 use crate::types::{
-    Authorisation, IngestOutcome, KvPairs, ProofBytes, StoreStatus, Transaction, WatchEvent, WriteReceipt,
+    Authorisation, IngestOutcome, KvPairs, KvValues, ProofBytes, StoreStatus, Transaction, Value, WatchEvent,
+    WriteReceipt,
 };
 
 /// Commands queued before the sender waits.
@@ -78,9 +79,9 @@ pub(crate) enum WriteCommand {
 
 /// The commands answered from committed state.
 pub(crate) enum ReadCommand {
-    Get { key: Vec<u8>, reply: Reply<Option<Vec<u8>>> },
+    Get { key: Vec<u8>, reply: Reply<Option<Value>> },
     Heads { key: Vec<u8>, reply: Reply<Vec<Head>> },
-    List { prefix: Vec<u8>, after: Option<Vec<u8>>, limit: usize, reply: Reply<KvPairs> },
+    List { prefix: Vec<u8>, after: Option<Vec<u8>>, limit: usize, reply: Reply<KvValues> },
     Status { reply: Reply<StoreStatus> },
     SyncState { reply: Reply<SyncState> },
     Missing { remote: SyncState, reply: Reply<MissingEntries> },
@@ -382,7 +383,7 @@ impl Actor {
     fn read(&mut self, read: ReadCommand) {
         let s = &self.store;
         match read {
-            ReadCommand::Get { key, reply } => drop(reply.send(s.get(&key))),
+            ReadCommand::Get { key, reply } => drop(reply.send(s.value(&key))),
             ReadCommand::Heads { key, reply } => drop(reply.send(s.get_heads(&key))),
             ReadCommand::List { prefix, after, limit, reply } => {
                 drop(reply.send(s.list(&prefix, after.as_deref(), limit)))

@@ -76,6 +76,28 @@ pub enum StoreError {
         /// The hash of the entry that wrote its visible value; `None` if it has none.
         current: Option<lattice_core::Hash>,
     },
+    /// A local write applies an op of one kind to a key that holds another (`incr` on a
+    /// register, `sadd` on a counter, `put` on a set...): nothing was written. Delete the key
+    /// first to give it another kind.
+    #[error("key {} holds a {holds}, not a {wanted}", String::from_utf8_lossy(key))]
+    WrongKind {
+        /// The key.
+        key: Vec<u8>,
+        /// The kind of its visible value.
+        holds: lattice_core::Kind,
+        /// The kind the op needs.
+        wanted: lattice_core::Kind,
+    },
+    /// A local increment would take a counter outside the i64 range: nothing was written.
+    #[error("counter {} would overflow: {value} {} {} is outside the 64-bit range", String::from_utf8_lossy(key), if *delta < 0 { "-" } else { "+" }, delta.unsigned_abs())]
+    CounterOverflow {
+        /// The counter.
+        key: Vec<u8>,
+        /// Its value before the increment.
+        value: i64,
+        /// The increment refused.
+        delta: i64,
+    },
     /// A watch pattern is not a valid regular expression.
     #[error("invalid watch pattern: {0}")]
     InvalidPattern(String),

@@ -15,8 +15,8 @@ use crate::missing::{History, MissingEntries};
 use crate::store::Store;
 use crate::traits::{KvStore, SyncStore, Verified};
 use crate::types::{
-    Authorisation, Committed, GapInfo, IngestOutcome, KvPairs, ProofBytes, StoreConfig, StoreStatus, Transaction,
-    WatchEvent, WriteReceipt,
+    Authorisation, Committed, GapInfo, IngestOutcome, KvPairs, KvValues, ProofBytes, StoreConfig, StoreStatus,
+    Transaction, Value, WatchEvent, WriteReceipt,
 };
 
 /// The async handle to a store. Clone it freely; every clone talks to the same actor.
@@ -159,6 +159,9 @@ impl StoreHandle {
 
 impl KvStore for StoreHandle {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.value(key).await?.map(|v| v.to_bytes()))
+    }
+    async fn value(&self, key: &[u8]) -> Result<Option<Value>, StoreError> {
         let key = key.to_vec();
         self.request(|reply| ReadCommand::Get { key, reply }).await?
     }
@@ -176,6 +179,10 @@ impl KvStore for StoreHandle {
         self.request(|reply| WriteCommand::Transact { transaction, reply }).await?
     }
     async fn list(&self, prefix: &[u8], after: Option<Vec<u8>>, limit: usize) -> Result<KvPairs, StoreError> {
+        let items = self.list_values(prefix, after, limit).await?;
+        Ok(items.into_iter().map(|(k, v)| (k, v.to_bytes())).collect())
+    }
+    async fn list_values(&self, prefix: &[u8], after: Option<Vec<u8>>, limit: usize) -> Result<KvValues, StoreError> {
         let prefix = prefix.to_vec();
         self.request(|reply| ReadCommand::List { prefix, after, limit, reply }).await?
     }

@@ -8,15 +8,20 @@ use lattice_core::{AuthorId, EntryError, Head, Op, StoreId, SyncState, VerifiedE
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::{IngestError, StoreError};
-use crate::types::{Committed, GapInfo, IngestOutcome, KvPairs, ProofBytes, Transaction, WatchEvent, WriteReceipt};
+use crate::types::{
+    Committed, GapInfo, IngestOutcome, KvPairs, KvValues, ProofBytes, Transaction, Value, WatchEvent, WriteReceipt,
+};
 
 /// Entries after decoding and signature verification, in order, each valid or why not.
 pub type Verified = Vec<Result<VerifiedEntry, EntryError>>;
 
 /// What applications may do with a store. The network layer never sees this trait.
 pub trait KvStore: Send + Sync {
-    /// The winning value, or `None` if absent or deleted.
+    /// The visible value as bytes (see [`Value::to_bytes`]: a counter's sum in decimal, a set's
+    /// members one per line), or `None` if absent or deleted.
     fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+    /// The visible value, typed by the key's kind, or `None` if absent or deleted.
+    fn value(&self, key: &[u8]) -> impl Future<Output = Result<Option<Value>, StoreError>> + Send;
     /// Every head of the key, winner first.
     fn get_heads(&self, key: &[u8]) -> impl Future<Output = Result<Vec<Head>, StoreError>> + Send;
     /// Durable once this returns.
@@ -30,14 +35,47 @@ pub trait KvStore: Send + Sync {
     /// Operations as one entry, applied atomically, if every condition holds against the
     /// current winners; otherwise [`StoreError::PreconditionFailed`] and nothing is written.
     fn transact(&self, transaction: Transaction) -> impl Future<Output = Result<WriteReceipt, StoreError>> + Send;
-    /// Visible keys with `prefix`, in key order, strictly after `after`, at most `limit`.
+    /// Adds `delta` to the counter at `key` (an absent or deleted key becomes a counter).
+    /// Refused, writing nothing, if the key holds another kind
+    /// ([`StoreError::WrongKind`]) or the sum would leave the i64 range
+    /// ([`StoreError::CounterOverflow`]).
+    fn incr(&self, key: Vec<u8>, delta: i64) -> impl Future<Output = Result<WriteReceipt, StoreError>> + Send {
+        self.batch(vec![Op::CounterAdd { key, delta }])
+    }
+    /// Adds `members` to the set at `key`, as one entry (an absent or deleted key becomes a set).
+    fn sadd(
+        &self,
+        key: Vec<u8>,
+        members: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<WriteReceipt, StoreError>> + Send {
+        self.batch(members.into_iter().map(|member| Op::SetAdd { key: key.clone(), member }).collect())
+    }
+    /// Removes `members` from the set at `key`, as one entry: the adds of them this node has
+    /// seen are cancelled, concurrent ones survive.
+    fn srem(
+        &self,
+        key: Vec<u8>,
+        members: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<WriteReceipt, StoreError>> + Send {
+        self.batch(members.into_iter().map(|member| Op::SetRemove { key: key.clone(), member }).collect())
+    }
+    /// Visible keys with `prefix`, in key order, strictly after `after`, at most `limit`, their
+    /// values as bytes (see [`get`](Self::get)).
     fn list(
         &self,
         prefix: &[u8],
         after: Option<Vec<u8>>,
         limit: usize,
     ) -> impl Future<Output = Result<KvPairs, StoreError>> + Send;
-    /// The visible keys matching `pattern` now, and their changes from now on.
+    /// Visible keys with `prefix`, in key order, strictly after `after`, at most `limit`, with
+    /// their typed values.
+    fn list_values(
+        &self,
+        prefix: &[u8],
+        after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> impl Future<Output = Result<KvValues, StoreError>> + Send;
+    /// The visible keys matching `pattern` now (values as bytes), and their changes from now on.
     fn watch(
         &self,
         pattern: &str,

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use lattice_core::{AuthorId, Hash, Hlc, Op, VerifiedEntry};
+use lattice_core::{AuthorId, Hash, Hlc, Kind, Op, VerifiedEntry};
 
 /// Tunables of a store. `Default` gives production values.
 #[derive(Clone, Debug)]
@@ -47,6 +47,44 @@ pub type ProofBytes = (Vec<u8>, Vec<u8>);
 
 /// Keys and values, in key order.
 pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Keys and their typed values, in key order.
+pub type KvValues = Vec<(Vec<u8>, Value)>;
+
+/// The value a key shows, by kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// A register's bytes (the winning put).
+    Register(Vec<u8>),
+    /// A counter's sum. An exact sum beyond the i64 range (possible only through entries of
+    /// other nodes: a local write that would leave the range is refused) reads as the nearest
+    /// bound, on every node alike.
+    Counter(i64),
+    /// A set's members, in byte order.
+    Set(Vec<Vec<u8>>),
+}
+
+impl Value {
+    /// The kind of value this is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Register(_) => Kind::Register,
+            Value::Counter(_) => Kind::Counter,
+            Value::Set(_) => Kind::Set,
+        }
+    }
+
+    /// The value as bytes, for byte-oriented reads ([`KvStore::get`](crate::KvStore::get),
+    /// `list`, a watch's initial state): a register's bytes, a counter's sum in decimal, a set's
+    /// members one per line (a member that holds a newline is ambiguous there: use the typed read).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Value::Register(bytes) => bytes.clone(),
+            Value::Counter(sum) => sum.to_string().into_bytes(),
+            Value::Set(members) => members.join(&b'\n'),
+        }
+    }
+}
 
 /// A precondition of a [`Transaction`], checked against the key's current winner when the
 /// write is made (inside the store's actor, so writes on one node are ordered by it).
@@ -249,6 +287,25 @@ pub enum WatchEvent {
         /// The entry that wrote it.
         source: Change,
     },
+    /// The counter at the key now sums to `value`.
+    Counter {
+        /// The key.
+        key: Vec<u8>,
+        /// Its new sum.
+        value: i64,
+        /// The entry behind the change: the head now visible, or (an op that lost to another
+        /// head of the counter, and still counts) that op's entry.
+        source: Change,
+    },
+    /// The set at the key now holds `members`.
+    Set {
+        /// The key.
+        key: Vec<u8>,
+        /// Its members, in byte order.
+        members: Vec<Vec<u8>>,
+        /// The entry behind the change (as for [`WatchEvent::Counter`]).
+        source: Change,
+    },
     /// The key has no visible value any more.
     Delete {
         /// The key.
@@ -262,22 +319,39 @@ impl WatchEvent {
     /// The key that changed.
     pub fn key(&self) -> &[u8] {
         match self {
-            WatchEvent::Put { key, .. } | WatchEvent::Delete { key, .. } => key,
+            WatchEvent::Put { key, .. }
+            | WatchEvent::Counter { key, .. }
+            | WatchEvent::Set { key, .. }
+            | WatchEvent::Delete { key, .. } => key,
         }
     }
 
     /// The entry behind the change.
     pub fn source(&self) -> &Change {
         match self {
-            WatchEvent::Put { source, .. } | WatchEvent::Delete { source, .. } => source,
+            WatchEvent::Put { source, .. }
+            | WatchEvent::Counter { source, .. }
+            | WatchEvent::Set { source, .. }
+            | WatchEvent::Delete { source, .. } => source,
         }
     }
 
-    /// The visible value after the change (`None`: deleted).
-    pub fn value(&self) -> Option<&[u8]> {
+    /// The visible value after the change, typed (`None`: deleted).
+    pub fn value(&self) -> Option<Value> {
         match self {
-            WatchEvent::Put { value, .. } => Some(value),
+            WatchEvent::Put { value, .. } => Some(Value::Register(value.clone())),
+            WatchEvent::Counter { value, .. } => Some(Value::Counter(*value)),
+            WatchEvent::Set { members, .. } => Some(Value::Set(members.clone())),
             WatchEvent::Delete { .. } => None,
+        }
+    }
+
+    /// The event that says `key` now shows `value` (the change made by `source`).
+    pub fn of_value(key: Vec<u8>, value: Value, source: Change) -> WatchEvent {
+        match value {
+            Value::Register(value) => WatchEvent::Put { key, value, source },
+            Value::Counter(value) => WatchEvent::Counter { key, value, source },
+            Value::Set(members) => WatchEvent::Set { key, members, source },
         }
     }
 }

@@ -59,7 +59,7 @@ pub(super) async fn get(ctx: &Context<'_>, key: &OsStr, verbose: bool) -> Result
     let key = key.as_bytes();
     // For a reserved key of the root store the value is the control plane's effective one; the
     // heads stay the raw entries (one may be a write that took no effect).
-    let Lookup { value: visible, heads, control } = node.lookup(&store, key).await?;
+    let Lookup { value: visible, heads, control, .. } = node.lookup(&store, key).await?;
     if heads.is_empty() || (visible.is_none() && !verbose) {
         ctx.out.err("not found");
         return Ok(1);

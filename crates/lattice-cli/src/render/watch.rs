@@ -10,6 +10,11 @@ use super::text;
 pub fn watch_line(event: &WatchEvent, json: bool) -> String {
     match (event, json) {
         (WatchEvent::Put { key, value, .. }, false) => format!("put {} {}\n", text(key), text(value)),
+        (WatchEvent::Counter { key, value, .. }, false) => format!("counter {} {value}\n", text(key)),
+        (WatchEvent::Set { key, members, .. }, false) => {
+            let members: Vec<String> = members.iter().map(|m| text(m)).collect();
+            format!("set {} {}\n", text(key), members.join(" "))
+        }
         (WatchEvent::Delete { key, .. }, false) => format!("delete {}\n", text(key)),
         (_, true) => format!("{}\n", Value::Object(lattice_http::watch_event(event))),
     }

@@ -8,8 +8,8 @@
 //! they are the entries as stored, for `get -v`.
 
 use lattice_core::entry::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use lattice_core::{Head, Hlc, Op};
-use lattice_store::{History, KvStore, Transaction, WatchEvent, WriteReceipt};
+use lattice_core::{Head, Hlc, Kind, Op};
+use lattice_store::{History, KvStore, StoreError, Transaction, Value, WatchEvent, WriteReceipt};
 use tokio::sync::mpsc;
 
 use super::{Node, StoreRef};
@@ -42,12 +42,15 @@ impl Node {
         }
         for op in &transaction.ops {
             validate_key(op.key())?;
-            if let Op::Put { value, .. } = op
-                && value.len() > MAX_VALUE_BYTES
-            {
+            let (what, bytes) = match op {
+                Op::Put { value, .. } => ("value", value),
+                Op::SetAdd { member, .. } | Op::SetRemove { member, .. } => ("member", member),
+                Op::Delete { .. } | Op::CounterAdd { .. } => ("", &Vec::new()),
+            };
+            if bytes.len() > MAX_VALUE_BYTES {
                 return Err(NodeError::Invalid(format!(
-                    "value of {} bytes is over the {MAX_VALUE_BYTES}-byte limit",
-                    value.len()
+                    "{what} of {} bytes is over the {MAX_VALUE_BYTES}-byte limit",
+                    bytes.len()
                 )));
             }
             self.check_writable(store, op.key())?;
@@ -56,6 +59,50 @@ impl Node {
             validate_key(condition.key())?;
         }
         Ok(self.writer(store).await?.transact(transaction).await?)
+    }
+
+    /// Adds `delta` to the counter at `key` (`decr` is a negative delta). An absent or deleted
+    /// key becomes a counter; a key of another kind is refused
+    /// ([`StoreError::WrongKind`]), and so is a sum outside the i64 range
+    /// ([`StoreError::CounterOverflow`]); nothing is written then.
+    pub async fn incr(&self, store: &StoreRef, key: Vec<u8>, delta: i64) -> Result<WriteReceipt, NodeError> {
+        self.transact(store, Transaction::new(vec![Op::CounterAdd { key, delta }])).await
+    }
+
+    /// Adds `members` to the set at `key`, as one entry (refused as for [`incr`](Self::incr)
+    /// if the key holds another kind).
+    pub async fn sadd(&self, store: &StoreRef, key: Vec<u8>, members: Vec<Vec<u8>>) -> Result<WriteReceipt, NodeError> {
+        let ops = members.into_iter().map(|member| Op::SetAdd { key: key.clone(), member }).collect();
+        self.transact(store, Transaction::new(ops)).await
+    }
+
+    /// Removes `members` from the set at `key`, as one entry: the adds this node has seen are
+    /// cancelled; an add made concurrently elsewhere survives.
+    pub async fn srem(&self, store: &StoreRef, key: Vec<u8>, members: Vec<Vec<u8>>) -> Result<WriteReceipt, NodeError> {
+        let ops = members.into_iter().map(|member| Op::SetRemove { key: key.clone(), member }).collect();
+        self.transact(store, Transaction::new(ops)).await
+    }
+
+    /// The members of the set at `key`, in byte order; `None` if the key has no visible value,
+    /// [`StoreError::WrongKind`] if it holds a register or a counter.
+    pub async fn smembers(&self, store: &StoreRef, key: &[u8]) -> Result<Option<Vec<Vec<u8>>>, NodeError> {
+        match self.value(store, key).await? {
+            None => Ok(None),
+            Some(Value::Set(members)) => Ok(Some(members)),
+            Some(other) => {
+                Err(StoreError::WrongKind { key: key.to_vec(), holds: other.kind(), wanted: Kind::Set }.into())
+            }
+        }
+    }
+
+    /// The visible value of `key`, typed by its kind: as [`get`](Self::get), but a counter is
+    /// its sum and a set its members. A reserved key of the root store is a register.
+    pub async fn value(&self, store: &StoreRef, key: &[u8]) -> Result<Option<Value>, NodeError> {
+        validate_key(key)?;
+        if self.is_reserved(store, key) {
+            return Ok(self.control_value(key).await?.map(Value::Register));
+        }
+        Ok(self.store_handle(store.id).await?.value(key).await?)
     }
 
     /// Deletes `key`; `None` if it had no visible value (nothing is written then).
@@ -77,8 +124,9 @@ impl Node {
         self.with_plane(|plane| plane.value(key).map(<[u8]>::to_vec)).await
     }
 
-    /// The visible value of `key`, if it has one: the winner's, or for a reserved key of the root
-    /// store the effective one.
+    /// The visible value of `key` as bytes, if it has one: the winner's (a counter's sum in
+    /// decimal, a set's members one per line: [`Value::to_bytes`]; [`value`](Self::value) is
+    /// typed), or for a reserved key of the root store the effective one.
     pub async fn get(&self, store: &StoreRef, key: &[u8]) -> Result<Option<Vec<u8>>, NodeError> {
         validate_key(key)?;
         if self.is_reserved(store, key) {
@@ -98,12 +146,16 @@ impl Node {
     pub async fn lookup(&self, store: &StoreRef, key: &[u8]) -> Result<Lookup, NodeError> {
         let heads = self.get_heads(store, key).await?;
         let control = self.is_reserved(store, key);
-        let value = if control {
-            self.control_value(key).await?
+        let typed = if control {
+            self.control_value(key).await?.map(Value::Register)
+        } else if lattice_core::visible(&heads).is_some_and(|h| h.kind == Kind::Register) {
+            // A register's value is in its head: no second read.
+            lattice_core::visible(&heads).map(|h| Value::Register(h.value.clone()))
         } else {
-            lattice_core::winner(&heads).filter(|h| !h.tombstone).map(|h| h.value.clone())
+            self.value(store, key).await?
         };
-        Ok(Lookup { value, heads, control })
+        let value = typed.as_ref().map(Value::to_bytes);
+        Ok(Lookup { value, typed, heads, control })
     }
 
     /// Visible keys under `prefix`, in key order, after `after`, at most `limit`. In the root
@@ -139,7 +191,32 @@ impl Node {
         Ok(items)
     }
 
-    /// Current matches of `pattern` (a regex over keys) and a stream of later changes.
+    /// As [`list`](Self::list), with typed values (a counter's sum, a set's members).
+    pub async fn list_values(
+        &self,
+        store: &StoreRef,
+        prefix: &[u8],
+        after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Value)>, NodeError> {
+        let handle = self.store_handle(store.id).await?;
+        if store.id != self.root {
+            return Ok(handle.list_values(prefix, after, limit).await?);
+        }
+        // The root store mixes the control plane's registers with stored keys: read each stored
+        // one typed (the root store holds few keys that are not reserved).
+        let mut out = Vec::new();
+        for (key, bytes) in self.list(store, prefix, after, limit).await? {
+            let value =
+                if reserved_prefix(&key).is_some() { Some(Value::Register(bytes)) } else { handle.value(&key).await? };
+            out.extend(value.map(|v| (key, v)));
+        }
+        Ok(out)
+    }
+
+    /// Current matches of `pattern` (a regex over keys, values as bytes: see
+    /// [`Value::to_bytes`]) and a stream of later changes (typed: counters and sets have their
+    /// own events).
     pub async fn watch(
         &self,
         store: &StoreRef,
@@ -183,9 +260,12 @@ fn prefix_pattern(prefix: &[u8]) -> String {
 /// A key as `get` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lookup {
-    /// The visible value: the winner's (none if it is a deletion), or for a reserved key of the
-    /// root store the control plane's effective value (none if no write of it took effect).
+    /// The visible value as bytes (see [`Value::to_bytes`]): the winner's (none if it is a
+    /// deletion), or for a reserved key of the root store the control plane's effective value
+    /// (none if no write of it took effect).
     pub value: Option<Vec<u8>>,
+    /// The same value, typed by the key's kind (its kind is `typed.kind()`).
+    pub typed: Option<Value>,
     /// Every head as stored, winner first (raw, for a reserved key too).
     pub heads: Vec<Head>,
     /// True for a reserved key of the root store: `value` is the control plane's.

@@ -1,17 +1,19 @@
 //! Applying an entry whose predecessor and parents are held (local, received or replayed): log
-//! append, entry and author rows, and the heads of every key it touches. A refused entry is
-//! stored the same way, without the heads.
+//! append, entry and author rows, the heads of every key it touches and (see `kinds`) the state
+//! of its counters and sets. A refused entry is stored the same way, without heads or state.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use lattice_core::heads::{self, Head};
-use lattice_core::{Hash, Op, VerifiedEntry};
+use lattice_core::{Hash, Kind, Op, VerifiedEntry};
 
+use super::batch::VisibleChange;
 use super::{Store, Tables, Work, visible};
 use crate::error::StoreError;
 use crate::log::{AuthorLog, HEADER_LEN};
 use crate::tables::{AuthorRow, EntryRow};
+use crate::types::Change;
 
 /// Parent lists up to this long are scanned; longer ones are hashed into a set.
 const SMALL_PARENT_LIST: usize = 8;
@@ -108,21 +110,24 @@ impl Store {
             Some(set) => set.contains(h),
             None => parents.contains(h),
         };
+        let kinded = t.apply_kinds(entry)?;
         for (key, op) in last_op_per_key(entry.ops()) {
             let mut heads = t.take_heads(key)?;
             let before_visible = visible(&heads);
             let was_conflict = heads.len() > 1;
-            let (value, tombstone) = match op {
-                Op::Put { value, .. } => (value.clone(), false),
-                Op::Delete { .. } => (Vec::new(), true),
+            let (value, tombstone, kind) = match op {
+                Op::Put { value, .. } => (value.clone(), false, Kind::Register),
+                Op::Delete { .. } => (Vec::new(), true, Kind::Register),
+                Op::CounterAdd { .. } => (Vec::new(), false, Kind::Counter),
+                Op::SetAdd { .. } | Op::SetRemove { .. } => (Vec::new(), false, Kind::Set),
             };
-            let head = Head { value, hlc: entry.hlc(), author, hash: entry.hash(), tombstone };
+            let head = Head { value, hlc: entry.hlc(), author, hash: entry.hash(), tombstone, kind };
             heads::apply(&mut heads, cited, head);
-            let after_winner = heads::winner(&heads).cloned();
-            let after_visible = after_winner.as_ref().filter(|h| !h.tombstone).map(|h| h.hash);
+            let winner = heads::winner(&heads).cloned();
+            let after = visible(&heads);
             let head_count = heads.len();
             t.set_heads(key, heads)?;
-            match (before_visible.is_some(), after_visible.is_some()) {
+            match (before_visible.is_some(), after.is_some()) {
                 (false, true) => w.counters.live_keys += 1,
                 (true, false) => w.counters.live_keys = w.counters.live_keys.saturating_sub(1),
                 _ => {}
@@ -133,11 +138,16 @@ impl Store {
                 _ => {}
             }
             if w.track_changes {
-                // Keys whose visible value did not change (e.g. a head that lost) produce no
-                // event. Only this key's slot changes here, so only it is checked.
-                let before = w.changed.remove(key).map_or(before_visible, |(before, _)| before);
-                if before.as_ref().map(|h| h.hash) != after_visible {
-                    w.changed.insert(key.to_vec(), (before, after_winner));
+                if kinded.contains(&key) {
+                    let source = Change { hash: entry.hash(), hlc: entry.hlc(), author };
+                    w.kinded.insert(key.to_vec(), source);
+                }
+                // Keys whose visible head did not change (e.g. a head that lost) produce no
+                // event, unless their counter or set changed. Only this key's slot changes
+                // here, so only it is checked.
+                let before = w.changed.remove(key).map_or(before_visible, |change| change.before);
+                if before.as_ref().map(|h| h.hash) != after.as_ref().map(|h| h.hash) {
+                    w.changed.insert(key.to_vec(), VisibleChange { before, after, winner });
                 }
             }
         }

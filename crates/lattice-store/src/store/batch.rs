@@ -10,10 +10,19 @@ use lattice_core::heads::Head;
 use lattice_core::{AuthorId, Hash, VerifiedEntry};
 use redb::{Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
 
+use super::kinds::KindTables;
 use super::orphans::OrphanTables;
 use crate::error::StoreError;
 use crate::tables::{self, AuthorRow, Counters, EntryRow, decode_heads, encode_heads};
-use crate::types::{GapInfo, ProofBytes};
+use crate::types::{Change, GapInfo, ProofBytes};
+
+/// A key's visible head before a transaction, and after it its visible head and its winner.
+#[derive(Clone, Debug)]
+pub(crate) struct VisibleChange {
+    pub(super) before: Option<Head>,
+    pub(super) after: Option<Head>,
+    pub(super) winner: Option<Head>,
+}
 
 /// The writes of one group commit, not yet durable.
 pub(crate) struct Txn {
@@ -38,6 +47,8 @@ pub(crate) struct Tables<'t> {
     kv: Table<'t, &'static [u8], &'static [u8]>,
     authors: Table<'t, [u8; 32], &'static [u8]>,
     entries: Table<'t, [u8; 32], &'static [u8]>,
+    /// Counters and sets (see `kinds`).
+    pub(super) kinds: KindTables<'t>,
     /// For the tables of state.db a batch rarely touches (meta, policy, proofs), opened on use.
     state_tx: &'t WriteTransaction,
     pub(super) orphans_tx: Option<&'t WriteTransaction>,
@@ -71,8 +82,12 @@ const DEFERRED_KV_BYTES_MAX: usize = 64 << 20;
 pub(crate) struct Work {
     /// Touched logs and their length before this transaction (to undo on failure).
     pub(super) log_lens: HashMap<AuthorId, u64>,
-    /// Per touched key: visible winner before the transaction, and the current winner.
-    pub(super) changed: BTreeMap<Vec<u8>, (Option<Head>, Option<Head>)>,
+    /// Per touched key whose visible head changed: the visible head before the transaction, and
+    /// now the visible head and the winner (a tombstone names the delete).
+    pub(super) changed: BTreeMap<Vec<u8>, VisibleChange>,
+    /// Keys whose counter or set state changed, with the entry that changed it last: their
+    /// value may change while their visible head stays.
+    pub(super) kinded: BTreeMap<Vec<u8>, Change>,
     /// Whether `changed` is kept (not during the replay at open: no watcher exists yet).
     pub(super) track_changes: bool,
     pub(super) counters: Counters,
@@ -94,6 +109,11 @@ impl<'t> Tables<'t> {
             kv: state.open_table(tables::KV)?,
             authors: state.open_table(tables::AUTHORS)?,
             entries: state.open_table(tables::ENTRIES)?,
+            kinds: KindTables {
+                state: state.open_table(tables::KIND_STATE)?,
+                ops: state.open_table(tables::KIND_OPS)?,
+                members: state.open_table(tables::SET_MEMBERS)?,
+            },
             state_tx: state,
             orphans_tx: orphans,
             orphan_tables: None,
@@ -185,6 +205,16 @@ impl<'t> Tables<'t> {
         }
         let row = self.authors.get(author.0)?;
         row.map(|v| AuthorRow::read(v.value())).transpose()
+    }
+
+    /// Where the entry `hash` is stored, if it is held.
+    pub(super) fn entry_row(&self, hash: &Hash) -> Result<Option<EntryRow>, StoreError> {
+        let deferred = self.deferred.as_ref().and_then(|d| d.entries.get(&hash.0));
+        if let Some(row) = deferred {
+            return Ok(EntryRow::decode(row));
+        }
+        let found = self.entries.get(hash.0)?;
+        Ok(found.and_then(|v| EntryRow::decode(v.value())))
     }
 
     pub(super) fn holds(&self, hash: &Hash) -> Result<bool, StoreError> {

@@ -5,14 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lattice_core::AuthorId;
-use redb::{Durability, WriteTransaction};
+use lattice_core::{AuthorId, Kind};
+use redb::{Durability, ReadableTable, WriteTransaction};
 
+use super::batch::VisibleChange;
+use super::kinds::value_of;
 use super::{Store, Txn, Work};
 use crate::error::StoreError;
 use crate::log::{AuthorLog, LogError};
-use crate::tables::{self, ClockRow, Counters};
-use crate::types::{Change, Committed, WatchEvent};
+use crate::tables::{self, ClockRow, Counters, decode_heads};
+use crate::types::{Change, Committed, Value, WatchEvent};
 
 /// Open log writers kept at most; beyond it, untouched ones are closed after a commit.
 const MAX_OPEN_LOGS: usize = 128;
@@ -29,6 +31,7 @@ impl Store {
             work: Work {
                 log_lens: HashMap::new(),
                 changed: BTreeMap::new(),
+                kinded: BTreeMap::new(),
                 track_changes: true,
                 counters: self.counters,
                 local: Vec::new(),
@@ -92,25 +95,21 @@ impl Store {
         // index commit fails, the next open replays them from the logs; until then the store
         // stops, since its index no longer matches its logs.
         let Txn { state, orphans, work } = tx;
-        let Work { log_lens, changed, counters, local, remote, gaps, proofs, .. } = work;
+        let Work { log_lens, changed, kinded, counters, local, remote, gaps, proofs, .. } = work;
         for gap in gaps {
             let _ = self.gaps.send(gap);
         }
         if !local.is_empty() || remote > 0 || !proofs.is_empty() {
             let _ = self.commits.send(Arc::new(Committed { local, remote, proofs }));
         }
-        let events = changed
-            .into_iter()
-            .filter_map(|(key, (before, after))| match (before, after) {
-                (_, Some(after)) if !after.tombstone => {
-                    let source = Change::of(&after);
-                    Some(WatchEvent::Put { key, value: after.value, source })
-                }
-                (Some(_), Some(tombstone)) => Some(WatchEvent::Delete { key, source: Change::of(&tombstone) }),
-                (Some(before), None) => Some(WatchEvent::Delete { key, source: Change::of(&before) }),
-                (None, _) => None,
-            })
-            .collect();
+        let events = match watch_events(&state, changed, kinded) {
+            Ok(events) => events,
+            Err(e) => {
+                // The batch is durable: its writers are answered all the same; watchers miss it.
+                tracing::error!(store = %self.store_id, error = %e, "could not read the values of a commit's changes");
+                Vec::new()
+            }
+        };
         on_durable(events);
         if let Err(e) = self.commit_index(state, orphans, &counters, durability) {
             tracing::error!(store = %self.store_id, error = %e, "index commit failed after the logs were synced; stopping the store until it is reopened");
@@ -207,5 +206,64 @@ impl Store {
                 }
             }
         }
+    }
+}
+
+/// The watch events of a commit, in key order: each key whose visible head changed, and each
+/// counter or set whose state changed (the value read from the transaction about to commit).
+fn watch_events(
+    state: &WriteTransaction,
+    changed: BTreeMap<Vec<u8>, VisibleChange>,
+    kinded: BTreeMap<Vec<u8>, Change>,
+) -> Result<Vec<WatchEvent>, StoreError> {
+    if kinded.is_empty() && changed.values().all(|c| c.after.as_ref().is_none_or(|h| h.kind == Kind::Register)) {
+        return Ok(changed.into_iter().filter_map(|(key, change)| register_event(key, change)).collect());
+    }
+    let kv = state.open_table(tables::KV)?;
+    let kind_state = state.open_table(tables::KIND_STATE)?;
+    let members = state.open_table(tables::SET_MEMBERS)?;
+    let mut keys: BTreeMap<Vec<u8>, (Option<VisibleChange>, Option<Change>)> = BTreeMap::new();
+    for (key, change) in changed {
+        keys.entry(key).or_default().0 = Some(change);
+    }
+    for (key, source) in kinded {
+        keys.entry(key).or_default().1 = Some(source);
+    }
+    let mut events = Vec::new();
+    for (key, (change, kinded_source)) in keys {
+        let heads = kv.get(key.as_slice())?.map(|v| decode_heads(v.value())).transpose()?.unwrap_or_default();
+        let source = match (&change, kinded_source) {
+            (Some(VisibleChange { after: Some(head), .. }), _) => Change::of(head),
+            (Some(change), _) => {
+                events.extend(register_event(key, change.clone()));
+                continue;
+            }
+            // Only the state changed: the event is the value's, if the key shows that kind.
+            (None, Some(source)) => match lattice_core::visible(&heads) {
+                Some(head) if head.kind != Kind::Register => source,
+                _ => continue,
+            },
+            (None, None) => continue,
+        };
+        match value_of(&heads, &kind_state, &members, &key)? {
+            Some(value) => events.push(WatchEvent::of_value(key, value, source)),
+            None => events.extend(change.and_then(|c| register_event(key, c))),
+        }
+    }
+    Ok(events)
+}
+
+/// The event of a key whose visible head changed, from the heads alone: a put, or a delete
+/// (named after the winning tombstone, else the head that went).
+fn register_event(key: Vec<u8>, change: VisibleChange) -> Option<WatchEvent> {
+    let VisibleChange { before, after, winner } = change;
+    match (after, winner, before) {
+        (Some(after), _, _) => {
+            let source = Change::of(&after);
+            Some(WatchEvent::of_value(key, Value::Register(after.value), source))
+        }
+        (None, Some(tombstone), Some(_)) => Some(WatchEvent::Delete { key, source: Change::of(&tombstone) }),
+        (None, None, Some(before)) => Some(WatchEvent::Delete { key, source: Change::of(&before) }),
+        (None, _, None) => None,
     }
 }

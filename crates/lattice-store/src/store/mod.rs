@@ -18,12 +18,14 @@
 //! - `policy`: who may write: authorisation, equivocation proofs, the limits they make, and the
 //!   recomputation when a limit moves across stored entries.
 //! - `apply`: how any entry lands in its log, the entry and author rows and the key heads.
+//! - `kinds`: counters and sets: their state, what a delete or remove observed, typed values.
 //! - `read`: reads of committed state and the stream of entries a peer lacks.
 
 mod apply;
 mod batch;
 mod commit;
 mod ingest;
+mod kinds;
 mod orphans;
 mod policy;
 mod read;
@@ -133,8 +135,9 @@ fn open_or_rebuild_db(path: &Path) -> Result<Database, StoreError> {
     Ok(db)
 }
 
+/// The head whose value the key shows (see [`heads::visible`]).
 fn visible(heads: &[Head]) -> Option<Head> {
-    heads::winner(heads).filter(|h| !h.tombstone).cloned()
+    heads::visible(heads).cloned()
 }
 
 impl Store {
@@ -220,6 +223,9 @@ impl Store {
             tx.open_table(tables::KV)?;
             tx.open_table(tables::AUTHORS)?;
             tx.open_table(tables::ENTRIES)?;
+            tx.open_table(tables::KIND_STATE)?;
+            tx.open_table(tables::KIND_OPS)?;
+            tx.open_table(tables::SET_MEMBERS)?;
             tx.open_table(tables::POLICY)?;
             tx.open_table(tables::PROOFS)?;
         }

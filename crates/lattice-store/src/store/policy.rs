@@ -8,14 +8,14 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use lattice_core::{AuthorId, Clock, Hash, VerifiedEntry, heads};
+use lattice_core::{AuthorId, Clock, Hash, Kind, VerifiedEntry};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use super::{Store, Tables, Work, visible};
 use crate::error::StoreError;
 use crate::log::RecordReader;
 use crate::tables::{self, AuthorisationRow, ProofRow, Waiting};
-use crate::types::{Authorisation, Change, Cutoff, ProofBytes, WatchEvent};
+use crate::types::{Authorisation, Cutoff, ProofBytes, WatchEvent};
 
 /// A proven fork of one author: the seq signed twice and the hashes of the two entries.
 struct Fork {
@@ -419,17 +419,13 @@ impl Store {
         }
         let mut events = Vec::new();
         for (key, was) in before {
-            let heads = self.get_heads(&key)?;
-            let now = visible(&heads);
-            if was.as_ref().map(|h| h.hash) != now.as_ref().map(|h| h.hash) {
-                // No new entry made this change: name the head now visible, else the winning
-                // tombstone, else the head taken out (see `Change`).
-                events.push(match (now, heads::winner(&heads), was) {
-                    (Some(head), _, _) => WatchEvent::Put { key, source: Change::of(&head), value: head.value },
-                    (None, Some(tombstone), _) => WatchEvent::Delete { key, source: Change::of(tombstone) },
-                    (None, None, Some(gone)) => WatchEvent::Delete { key, source: Change::of(&gone) },
-                    (None, None, None) => continue,
-                });
+            let now = visible(&self.get_heads(&key)?);
+            // A counter or a set may change under the same head: compare the values too.
+            let moved = was.as_ref().map(|h| h.hash) != now.as_ref().map(|h| h.hash)
+                || now.as_ref().is_some_and(|h| h.kind != Kind::Register);
+            if moved {
+                // No new entry made this change: see `Store::event_now`.
+                events.extend(self.event_now(key, was.as_ref())?);
             }
         }
         Ok(events)

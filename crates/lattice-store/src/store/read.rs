@@ -3,16 +3,17 @@
 
 use std::collections::HashMap;
 
-use lattice_core::heads::Head;
+use lattice_core::heads::{self, Head};
 use lattice_core::{AuthorId, AuthorSyncState, Hlc, SyncState};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::{Store, visible};
+use super::Store;
+use super::kinds::value_of;
 use crate::error::StoreError;
 use crate::log::RecordReader;
 use crate::missing::{History, MissingEntries};
 use crate::tables::{self, AuthorRow, EntryRow, UsageRow, decode_heads};
-use crate::types::{KvPairs, StoreStatus};
+use crate::types::{Change, KvPairs, KvValues, StoreStatus, Value, WatchEvent};
 
 impl Store {
     pub(crate) fn get_heads(&self, key: &[u8]) -> Result<Vec<Head>, StoreError> {
@@ -22,14 +23,30 @@ impl Store {
         found.map(|v| decode_heads(v.value())).transpose().map(Option::unwrap_or_default)
     }
 
+    /// The value `key` shows, as bytes (see [`Value::to_bytes`]).
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(visible(&self.get_heads(key)?).map(|h| h.value))
+        Ok(self.value(key)?.map(|v| v.to_bytes()))
     }
 
-    /// Visible keys starting with `prefix`, after `after` (exclusive), at most `limit`.
-    pub(crate) fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<KvPairs, StoreError> {
+    /// The typed value `key` shows, if any.
+    pub(crate) fn value(&self, key: &[u8]) -> Result<Option<Value>, StoreError> {
         let tx = self.state.begin_read().map_err(redb::Error::from)?;
         let kv = tx.open_table(tables::KV)?;
+        let found = kv.get(key)?;
+        let Some(heads) = found.map(|v| decode_heads(v.value())).transpose()? else { return Ok(None) };
+        let kind_state = tx.open_table(tables::KIND_STATE)?;
+        let members = tx.open_table(tables::SET_MEMBERS)?;
+        value_of(&heads, &kind_state, &members, key)
+    }
+
+    /// Visible keys starting with `prefix`, after `after` (exclusive), at most `limit`, with
+    /// their typed values.
+    pub(crate) fn list(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<KvValues, StoreError> {
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let kv = tx.open_table(tables::KV)?;
+        let kind_state = tx.open_table(tables::KIND_STATE)?;
+        let members = tx.open_table(tables::SET_MEMBERS)?;
         let start: &[u8] = match after {
             Some(a) if a > prefix => a,
             _ => prefix,
@@ -47,27 +64,46 @@ impl Store {
             if after == Some(key) {
                 continue;
             }
-            if let Some(h) = visible(&decode_heads(v.value())?) {
-                out.push((key.to_vec(), h.value));
+            if let Some(value) = value_of(&decode_heads(v.value())?, &kind_state, &members, key)? {
+                out.push((key.to_vec(), value));
             }
         }
         Ok(out)
     }
 
-    /// Every visible key matching `pattern`, with its value (the initial state of a watch).
+    /// Every visible key matching `pattern`, with its value as bytes (the initial state of a
+    /// watch; see [`Value::to_bytes`]).
     pub(crate) fn scan_matching(&self, pattern: &regex::bytes::Regex) -> Result<KvPairs, StoreError> {
         let tx = self.state.begin_read().map_err(redb::Error::from)?;
         let kv = tx.open_table(tables::KV)?;
+        let kind_state = tx.open_table(tables::KIND_STATE)?;
+        let members = tx.open_table(tables::SET_MEMBERS)?;
         let mut out = Vec::new();
         for item in kv.iter()? {
             let (k, v) = item?;
             if pattern.is_match(k.value())
-                && let Some(h) = visible(&decode_heads(v.value())?)
+                && let Some(value) = value_of(&decode_heads(v.value())?, &kind_state, &members, k.value())?
             {
-                out.push((k.value().to_vec(), h.value));
+                out.push((k.value().to_vec(), value.to_bytes()));
             }
         }
         Ok(out)
+    }
+
+    /// The event that says what `key` shows now, after a change no new entry made (a policy
+    /// change): the value of the head now visible, else a delete named after the winning
+    /// tombstone, else after the head `was` visible before.
+    pub(super) fn event_now(&self, key: Vec<u8>, was: Option<&Head>) -> Result<Option<WatchEvent>, StoreError> {
+        let heads = self.get_heads(&key)?;
+        if let Some(head) = lattice_core::visible(&heads) {
+            let source = Change::of(head);
+            return Ok(self.value(&key)?.map(|value| WatchEvent::of_value(key, value, source)));
+        }
+        Ok(match (heads::winner(&heads), was) {
+            (Some(tombstone), _) => Some(WatchEvent::Delete { key, source: Change::of(tombstone) }),
+            (None, Some(gone)) => Some(WatchEvent::Delete { key, source: Change::of(gone) }),
+            (None, None) => None,
+        })
     }
 
     pub(crate) fn status(&self) -> Result<StoreStatus, StoreError> {

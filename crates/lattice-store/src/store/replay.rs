@@ -75,6 +75,9 @@ impl Store {
         tx.delete_table(tables::META)?;
         tx.delete_table(tables::AUTHORS)?;
         tx.delete_table(tables::ENTRIES)?;
+        tx.delete_table(tables::KIND_STATE)?;
+        tx.delete_table(tables::KIND_OPS)?;
+        tx.delete_table(tables::SET_MEMBERS)?;
         tx.commit()?;
         self.counters = Counters::default();
         self.clock = Clock::new(self.config.max_drift_ms);

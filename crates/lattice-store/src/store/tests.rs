@@ -287,8 +287,14 @@ fn heads_indexed_under_the_old_rule_are_rebuilt_at_open() {
     let want = store.get_heads(b"k").unwrap();
     assert_eq!(want.iter().map(|h| h.hash).collect::<Vec<_>>(), vec![e2.hash()], "e2 replaced e1");
     // As an older version left it: both of the author's heads, in `kv_v1`.
-    let e1_head =
-        Head { value: b"1".to_vec(), hlc: e1.hlc(), author: remote.author(), hash: e1.hash(), tombstone: false };
+    let e1_head = Head {
+        value: b"1".to_vec(),
+        hlc: e1.hlc(),
+        author: remote.author(),
+        hash: e1.hash(),
+        tombstone: false,
+        kind: lattice_core::Kind::Register,
+    };
     let old = vec![want[0].clone(), e1_head];
     let tx = store.state.begin_write().unwrap();
     tx.delete_table(tables::KV).unwrap();

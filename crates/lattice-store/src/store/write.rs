@@ -35,6 +35,7 @@ impl Store {
         if ops.is_empty() {
             return Err(lattice_core::EntryError::NoOps.into());
         }
+        t.check_kinds(&ops)?;
         let me = self.identity.author();
         let tip = t.author_row(&me)?;
         // Every node would refuse it: say so rather than write an entry that never applies.

@@ -1,6 +1,7 @@
 //! Every redb table of a store, with its key and value layout, and the codec of every row: no
 //! other file spells a row's bytes. Names carry a version suffix: a layout change gets a new
-//! name (and, since `state.db` is derived, a rebuild from the logs).
+//! name (and, since `state.db` is derived, a rebuild from the logs). The tables of counters and
+//! sets are in `kinds`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,6 +14,9 @@ use redb::{MultimapTableDefinition, TableDefinition};
 
 use crate::error::StoreError;
 use crate::types::{Authorisation, Cutoff};
+
+mod kinds;
+pub use kinds::*;
 
 // ---------- state.db: derived from the logs ----------
 
