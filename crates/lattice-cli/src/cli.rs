@@ -104,8 +104,9 @@ pub enum Command {
         if_absent: bool,
     },
     /// Write several operations as one atomic entry, or nothing: JSON lines from FILE or stdin
-    /// ({"op":"put","key":K,"value":V} or {"op":"delete","key":K}, each with an optional
-    /// "if_match":HASH or "if_absent":true)
+    /// ({"op":"put","key":K,"value":V}, {"op":"delete","key":K}, {"op":"incr","key":K,"by":N},
+    /// {"op":"sadd"|"srem","key":K,"member":M}, each with an optional "if_match":HASH or
+    /// "if_absent":true)
     Batch {
         #[arg(value_name = "FILE|-", allow_hyphen_values = true)]
         file: Option<PathBuf>,
@@ -117,6 +118,39 @@ pub enum Command {
         /// Show every head with its author, HLC and hash
         #[arg(short, long)]
         verbose: bool,
+    },
+    /// Add N (default 1) to the counter at KEY; prints its value after the write
+    Incr {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
+        #[arg(default_value_t = 1, allow_hyphen_values = true)]
+        by: i64,
+    },
+    /// Subtract N (default 1) from the counter at KEY; prints its value after the write
+    Decr {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
+        #[arg(default_value_t = 1, allow_hyphen_values = true)]
+        by: i64,
+    },
+    /// Add members to the set at KEY (one entry)
+    Sadd {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
+        #[arg(required = true, allow_hyphen_values = true)]
+        members: Vec<OsString>,
+    },
+    /// Remove members from the set at KEY: the adds this node has seen; a concurrent add survives
+    Srem {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
+        #[arg(required = true, allow_hyphen_values = true)]
+        members: Vec<OsString>,
+    },
+    /// The members of the set at KEY, one a line, in byte order
+    Smembers {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
     },
     /// Delete a key
     Delete {

@@ -92,6 +92,30 @@ pub(crate) fn insert_change(obj: &mut Map<String, Value>, change: &Change) {
     obj.insert("author".into(), json!(change.author.to_hex()));
 }
 
+/// A typed value with its key: a register as [`key_value`], `{"key", "kind":"counter",
+/// "value": N}`, or `{"key", "kind":"set", "members": [...]}` ([`insert_members`]). The shape of
+/// `lattice get --json` / `smembers --json` for counters and sets, and of an HTTP GET asking for
+/// JSON.
+pub fn typed_value(key: &[u8], value: &lattice_store::Value) -> Map<String, Value> {
+    match value {
+        lattice_store::Value::Register(bytes) => key_value(key, bytes),
+        lattice_store::Value::Counter(sum) => {
+            let mut obj = Map::new();
+            insert_bytes(&mut obj, "key", "key_encoding", key);
+            obj.insert("kind".into(), json!("counter"));
+            obj.insert("value".into(), json!(sum));
+            obj
+        }
+        lattice_store::Value::Set(members) => {
+            let mut obj = Map::new();
+            insert_bytes(&mut obj, "key", "key_encoding", key);
+            obj.insert("kind".into(), json!("set"));
+            insert_members(&mut obj, members);
+            obj
+        }
+    }
+}
+
 /// One item of a listing: [`key_value`] with `encoding` always present (`utf8` or `base64`).
 pub fn list_item(key: &[u8], value: &[u8]) -> Value {
     let mut obj = key_value(key, value);

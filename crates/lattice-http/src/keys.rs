@@ -27,15 +27,23 @@ pub(crate) async fn get_key(
 ) -> Result<Response, ApiError> {
     let store = api.authorise(&headers, &store, Access::Read).await?;
     let lookup = api.node.lookup(&store, key.as_bytes()).await?;
-    let (Some(value), Some(winner)) = (lookup.value, lattice_core::winner(&lookup.heads)) else {
+    let (Some(value), Some(winner)) = (lookup.typed, lattice_core::visible(&lookup.heads)) else {
         return Err(not_found(&key));
     };
     let tag = etag_header(&winner.hash);
     if conditional::not_modified(&headers, &winner.hash) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
     }
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")), (header::ETAG, tag)], value)
-        .into_response())
+    // A register is its raw bytes; a counter or a set is JSON: `{"key", "kind", "value"}` or
+    // `{"key", "kind", "members"}`.
+    let (content_type, body) = match value {
+        lattice_store::Value::Register(bytes) => ("application/octet-stream", bytes),
+        typed => {
+            let doc = serde_json::Value::Object(crate::json::typed_value(key.as_bytes(), &typed));
+            ("application/json", doc.to_string().into_bytes())
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(content_type)), (header::ETAG, tag)], body).into_response())
 }
 
 /// The body is read only once the token is accepted (a stranger's upload is refused from its

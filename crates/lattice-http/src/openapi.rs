@@ -97,8 +97,12 @@ pub(crate) fn document() -> Value {
             param("If-None-Match", "header", false, "`*`, an ETag or a list of them: 304 if one matches",
                   json!({ "type": "string" }))],
         "responses": with_errors(json!({
-            "200": { "description": "The raw value", "headers": { "ETag": etag_header() },
-                     "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+            "200": { "description": "A register's raw value; a counter or a set as JSON",
+                     "headers": { "ETag": etag_header() },
+                     "content": {
+                         "application/octet-stream": { "schema": { "type": "string", "format": "binary" } },
+                         "application/json": { "schema": { "$ref": "#/components/schemas/KindedValue" } },
+                     } },
             "304": { "description": "Not modified: If-None-Match matched", "headers": { "ETag": etag_header() } },
         }), &[("404", error("The key has no value"))]),
     });
@@ -257,6 +261,17 @@ fn schemas() -> Value {
                 "next": { "type": ["string", "null"], "description": "Opaque cursor for `after`; null on the last page" },
             },
         },
+        "KindedValue": {
+            "type": "object", "required": ["key", "kind"],
+            "properties": {
+                "key": { "type": "string" },
+                "key_encoding": encoding,
+                "kind": { "type": "string", "enum": ["counter", "set"] },
+                "value": { "type": "integer", "format": "int64", "description": "A counter's sum" },
+                "members": { "type": "array", "items": { "type": "string" }, "description": "A set's members, in byte order" },
+                "encoding": encoding,
+            },
+        },
         "Batch": {
             "type": "object", "required": ["ops"], "additionalProperties": false,
             "properties": { "ops": { "type": "array", "minItems": 1, "items": { "$ref": "#/components/schemas/BatchOp" } } },
@@ -264,10 +279,12 @@ fn schemas() -> Value {
         "BatchOp": {
             "type": "object", "required": ["op", "key"], "additionalProperties": false,
             "properties": {
-                "op": { "type": "string", "enum": ["put", "delete"] },
+                "op": { "type": "string", "enum": ["put", "delete", "incr", "decr", "sadd", "srem"] },
                 "key": { "type": "string", "minLength": 1 },
                 "key_encoding": encoding,
                 "value": { "type": "string", "description": "For a put" },
+                "by": { "type": "integer", "format": "int64", "description": "For incr/decr (default 1)" },
+                "member": { "type": "string", "description": "For sadd/srem" },
                 "encoding": encoding,
                 "if_match": { "type": "string", "description": "The key's ETag (quoted or bare hex)" },
                 "if_absent": { "type": "boolean" },

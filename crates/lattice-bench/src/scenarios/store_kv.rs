@@ -5,6 +5,7 @@
 //! - `store.put_64`: 64 concurrent writer tasks; group commit folds queued puts into one fsync.
 //!   The ratio to `limit.fsync` is puts per fsync the disk allows; `avg_batch` counts the puts of
 //!   each group commit exactly (from `subscribe_commits`).
+//! - `store.incr_64`: as `store.put_64`, each writer incrementing one of 16 counters.
 //! - `store.get` / `store.get_8`: random gets of existing keys from 1 and 8 tasks.
 //! - `store.list_100k`: paging through every key with `list(b"", after, 1000)`.
 
@@ -65,28 +66,52 @@ pub fn put_single(ctx: &Ctx) -> Result<Vec<Row>> {
 }
 
 pub fn put_64(ctx: &Ctx) -> Result<Vec<Row>> {
-    let dir = scratch_dir(ctx, "put-64")?;
+    let row = concurrent_row(ctx, "store.put_64", "put/s", Write::Put)?;
+    Ok(vec![put_row(row)])
+}
+
+/// `store.incr_64`: [`WRITERS`] writers incrementing [`COUNTERS`] counters, each increment one
+/// durable entry (a counter op costs what a put costs: the same group commit).
+pub fn incr_64(ctx: &Ctx) -> Result<Vec<Row>> {
+    let row = concurrent_row(ctx, "store.incr_64", "incr/s", Write::Incr)?;
+    Ok(vec![row.param("counters", COUNTERS).param("ops_per_entry", 1)])
+}
+
+/// Counters `store.incr_64` spreads its writers over.
+pub const COUNTERS: u64 = 16;
+
+/// What each writer of a concurrent scenario writes.
+#[derive(Clone, Copy)]
+enum Write {
+    /// A put of a new key.
+    Put,
+    /// An increment of one of [`COUNTERS`] counters.
+    Incr,
+}
+
+/// Runs [`WRITERS`] concurrent writers on a fresh store; the row of `name` with the group commit
+/// figures and the 20,000/s target.
+fn concurrent_row(ctx: &Ctx, name: &str, unit: &str, write: Write) -> Result<Row> {
+    let dir = scratch_dir(ctx, name)?;
     let rt = runtime(2)?;
     let store = open(dir.path(), StoreId::new_random())?;
-    let (rate, commits) = rt.block_on(concurrent_puts(&store, ctx.budget.time))?;
+    let (rate, commits) = rt.block_on(concurrent_writes(&store, ctx.budget.time, write))?;
     close(&rt, store)?;
     let per_sec = rate.per_sec();
     let commits_per_sec = commits as f64 / rate.elapsed.as_secs_f64().max(1e-9);
     let avg_batch = if commits > 0 { rate.ops as f64 / commits as f64 } else { 0.0 };
-    Ok(vec![
-        put_row(Row::from_rate("store.put_64", "put/s", rate))
-            .param("writers", WRITERS)
-            .param("group_commits_per_sec", commits_per_sec.round())
-            .param("avg_batch", (avg_batch * 10.0).round() / 10.0)
-            .param("target_put_per_sec", 20_000)
-            .param("meets_target", per_sec >= 20_000.0)
-            .ratio_to(&ctx.limits.fsync),
-    ])
+    Ok(Row::from_rate(name, unit, rate)
+        .param("writers", WRITERS)
+        .param("group_commits_per_sec", commits_per_sec.round())
+        .param("avg_batch", (avg_batch * 10.0).round() / 10.0)
+        .param("target_per_sec", 20_000)
+        .param("meets_target", per_sec >= 20_000.0)
+        .ratio_to(&ctx.limits.fsync))
 }
 
-/// Runs [`WRITERS`] writer tasks for a warm-up, then for `time`; returns the puts of the timed
+/// Runs [`WRITERS`] writer tasks for a warm-up, then for `time`; returns the writes of the timed
 /// window and the group commits (each one log fsync) made in it.
-async fn concurrent_puts(store: &StoreHandle, time: Duration) -> Result<(Rate, u64)> {
+async fn concurrent_writes(store: &StoreHandle, time: Duration, write: Write) -> Result<(Rate, u64)> {
     let puts = Arc::new(AtomicU64::new(0));
     let commits = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -110,7 +135,10 @@ async fn concurrent_puts(store: &StoreHandle, time: Duration) -> Result<(Rate, u
         writers.spawn(async move {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                store.put(kv_key(w << 32 | i), value(i)).await.context("put")?;
+                match write {
+                    Write::Put => store.put(kv_key(w << 32 | i), value(i)).await.context("put")?,
+                    Write::Incr => store.incr(kv_key(w % COUNTERS), 1).await.context("incr")?,
+                };
                 puts.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use lattice_core::Op;
 use lattice_node::Lookup;
-use lattice_store::Transaction;
+use lattice_store::{Transaction, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
@@ -59,20 +59,26 @@ pub(super) async fn get(ctx: &Context<'_>, key: &OsStr, verbose: bool) -> Result
     let key = key.as_bytes();
     // For a reserved key of the root store the value is the control plane's effective one; the
     // heads stay the raw entries (one may be a write that took no effect).
-    let Lookup { value: visible, heads, control, .. } = node.lookup(&store, key).await?;
+    let Lookup { value: visible, typed, heads, control } = node.lookup(&store, key).await?;
     if heads.is_empty() || (visible.is_none() && !verbose) {
         ctx.out.err("not found");
         return Ok(1);
     }
     if ctx.json {
-        ctx.out.json(&render::json::get(key, visible.as_deref(), &heads));
+        ctx.out.json(&render::json::get(key, typed.as_ref(), &heads));
     } else if verbose {
         if control {
             ctx.out.bytes(render::text::effective(visible.as_deref()));
         }
+        if let Some(value) = typed.as_ref().filter(|v| v.kind() != lattice_core::Kind::Register) {
+            ctx.out.bytes(render::text::kinded(value));
+        }
         ctx.out.bytes(render::text::heads(&heads, ctx.palette()));
     } else {
-        ctx.out.bytes(render::raw_value(visible.unwrap_or_default(), heads.len(), ctx.opts.terminal, ctx.palette()));
+        // Concurrent ops on a counter or a set merge: several heads are no conflict there.
+        let merged = typed.as_ref().is_some_and(|v| v.kind() != lattice_core::Kind::Register);
+        let heads = if merged { 1 } else { heads.len() };
+        ctx.out.bytes(render::raw_value(visible.unwrap_or_default(), heads, ctx.opts.terminal, ctx.palette()));
     }
     Ok(0)
 }
@@ -95,11 +101,14 @@ pub(super) async fn list(ctx: &Context<'_>, prefix: Option<&OsStr>) -> Result<i3
     let mut items = Vec::new();
     let mut after = None;
     loop {
-        let page = node.list(&store, prefix, after, LIST_PAGE).await?;
+        let page = node.list_values(&store, prefix, after, LIST_PAGE).await?;
         let full = page.len() == LIST_PAGE;
         after = page.last().map(|(k, _)| k.clone());
         if ctx.json {
-            items.extend(page.iter().map(|(k, v)| lattice_http::list_item(k, v)));
+            items.extend(page.iter().map(|(k, v)| match v {
+                Value::Register(bytes) => lattice_http::list_item(k, bytes),
+                other => serde_json::Value::Object(lattice_http::typed_value(k, other)),
+            }));
         } else {
             ctx.out.bytes(render::text::key_values(&page));
         }

@@ -65,6 +65,14 @@ pub fn put_receipt(key: &[u8], store: &StoreRef, receipt: &WriteReceipt) -> Valu
     Value::Object(key_receipt(key, store, receipt))
 }
 
+/// `incr` / `decr`: as [`put_receipt`], with the counter's `value` after the write.
+pub fn counter_receipt(key: &[u8], value: Option<i64>, store: &StoreRef, receipt: &WriteReceipt) -> Value {
+    let mut obj = key_receipt(key, store, receipt);
+    obj.insert("kind".into(), json!("counter"));
+    obj.insert("value".into(), json!(value));
+    Value::Object(obj)
+}
+
 /// `batch`: the entry's receipt, the store and how many operations it wrote.
 pub fn batch_receipt(ops: usize, store: &StoreRef, receipt: &WriteReceipt) -> Value {
     let mut obj = store_receipt(store, receipt);
@@ -94,13 +102,18 @@ fn store_receipt(store: &StoreRef, receipt: &WriteReceipt) -> Map<String, Value>
 }
 
 /// `get`: the visible value (`null` when the winner is a deletion) and every head.
-pub fn get(key: &[u8], visible: Option<&[u8]>, heads: &[Head]) -> Value {
-    let mut obj = Map::new();
-    lattice_http::insert_bytes(&mut obj, "key", "key_encoding", key);
-    match visible {
-        Some(v) => lattice_http::insert_bytes(&mut obj, "value", "encoding", v),
-        None => drop(obj.insert("value".into(), Value::Null)),
-    }
+/// A register as `{"key", "value", "heads"}`; a counter or a set adds `"kind"` and gives its
+/// `"value"` as a number or its `"members"` ([`lattice_http::typed_value`]).
+pub fn get(key: &[u8], visible: Option<&lattice_store::Value>, heads: &[Head]) -> Value {
+    let mut obj = match visible {
+        Some(value) => lattice_http::typed_value(key, value),
+        None => {
+            let mut obj = Map::new();
+            lattice_http::insert_bytes(&mut obj, "key", "key_encoding", key);
+            obj.insert("value".into(), Value::Null);
+            obj
+        }
+    };
     obj.insert("heads".into(), json!(heads.iter().map(head).collect::<Vec<_>>()));
     Value::Object(obj)
 }
@@ -116,6 +129,12 @@ fn head(h: &Head) -> Value {
     obj.insert("author".into(), json!(h.author.to_hex()));
     obj.insert("hash".into(), json!(h.hash.to_hex()));
     obj.insert("tombstone".into(), json!(h.tombstone));
+    if h.kind != lattice_core::Kind::Register {
+        // A counter's or a set's head is an op on it; its value is the key's, not the head's.
+        obj.insert("kind".into(), json!(h.kind.name()));
+        obj.remove("value");
+        obj.remove("encoding");
+    }
     Value::Object(obj)
 }
 

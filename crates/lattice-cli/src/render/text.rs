@@ -183,16 +183,42 @@ pub fn heads(heads: &[Head], palette: Palette) -> String {
     let mut text = String::new();
     for h in heads {
         let mark = if Some(h.hash) == best { palette.green("*") } else { " ".to_string() };
-        let value = if h.tombstone { "(deleted)".to_string() } else { super::text(&h.value) };
+        let value = match (h.tombstone, h.kind) {
+            (true, _) => "(deleted)".to_string(),
+            (false, lattice_core::Kind::Register) => super::text(&h.value),
+            (false, kind) => format!("({} op)", kind.name()),
+        };
         let at = super::time::hlc(h.hlc);
         text.push_str(&format!("{mark} {value}  author {}  at {at}  hash {}\n", h.author, h.hash));
     }
     text
 }
 
-/// A page of `list`: `KEY<TAB>VALUE` lines.
-pub fn key_values(page: &[(Vec<u8>, Vec<u8>)]) -> String {
-    page.iter().map(|(k, v)| format!("{}\t{}\n", text(k), text(v))).collect()
+/// `get -v` of a counter or a set: the key's kind and value, above its heads (each an op).
+pub fn kinded(value: &lattice_store::Value) -> String {
+    format!("{}: {}\n", value.kind().name(), typed(value))
+}
+
+/// One-line text of a typed value: a register's text, a counter's sum, a set as `{a, b}`.
+pub fn typed(value: &lattice_store::Value) -> String {
+    match value {
+        lattice_store::Value::Register(bytes) => text(bytes),
+        lattice_store::Value::Counter(sum) => sum.to_string(),
+        lattice_store::Value::Set(members) => {
+            format!("{{{}}}", members.iter().map(|m| text(m)).collect::<Vec<_>>().join(", "))
+        }
+    }
+}
+
+/// A page of `list`: `KEY<TAB>VALUE` lines; a counter or a set says its kind after the value
+/// (`hits<TAB>42  (counter)`, `team<TAB>{alice, bob}  (set)`).
+pub fn key_values(page: &[(Vec<u8>, lattice_store::Value)]) -> String {
+    page.iter()
+        .map(|(k, v)| match v {
+            lattice_store::Value::Register(_) => format!("{}\t{}\n", text(k), typed(v)),
+            _ => format!("{}\t{}  ({})\n", text(k), typed(v), v.kind().name()),
+        })
+        .collect()
 }
 
 /// `sync`: a line per peer on stdout, or on stderr for a peer whose sync failed.
@@ -331,6 +357,7 @@ mod tests {
             author: author(),
             hlc,
             hash: lattice_core::Hash::of(value),
+            kind: lattice_core::Kind::Register,
         };
         let two = [head(b"x"), head(b"y")];
         let plain = heads(&two, Palette::new(false));
@@ -346,6 +373,7 @@ mod tests {
             author: author(),
             hlc: lattice_core::Hlc::new(1_796_161_239_085, 0),
             hash: lattice_core::Hash::of(b"v"),
+            kind: lattice_core::Kind::Register,
         };
         let text = heads(std::slice::from_ref(&head), Palette::new(false));
         let at = super::super::time::hlc(head.hlc);
