@@ -86,6 +86,11 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "64 concurrent writer tasks, durable puts (group commit)",
         run: store_kv::put_64,
     },
+    Scenario {
+        name: "store.incr_64",
+        about: "64 concurrent writer tasks incrementing 16 counters (group commit)",
+        run: store_kv::incr_64,
+    },
     Scenario { name: "store.get", about: "random gets of existing keys, 1 and 8 tasks", run: store_kv::get },
     Scenario { name: "store.list_100k", about: "paging through every key, 1000 per page", run: store_kv::list },
     Scenario {

@@ -5,6 +5,8 @@
 //! - `store.put_64`: 64 concurrent writer tasks; group commit folds queued puts into one fsync.
 //!   The ratio to `limit.fsync` is puts per fsync the disk allows; `avg_batch` counts the puts of
 //!   each group commit exactly (from `subscribe_commits`).
+//! - `store.incr_64`: as `store.put_64`, each writer incrementing one of 16 counters (each
+//!   increment one entry, like a put; issue 17's target is the same 20,000/s).
 //! - `store.get` / `store.get_8`: random gets of existing keys from 1 and 8 tasks.
 //! - `store.list_100k`: paging through every key with `list(b"", after, 1000)`.
 
@@ -28,6 +30,8 @@ use crate::report::Row;
 const PUTS_PER_STEP: u64 = 8;
 /// Concurrent writers of `store.put_64`.
 pub const WRITERS: u64 = 64;
+/// Counters the writers of `store.incr_64` share.
+pub const COUNTERS: u64 = 16;
 /// Untimed warm-up of `store.put_64` before its counters are read.
 const PUT_64_WARM_UP: Duration = Duration::from_millis(200);
 /// Gets per task and timed step of `store.get`.
@@ -68,25 +72,59 @@ pub fn put_64(ctx: &Ctx) -> Result<Vec<Row>> {
     let dir = scratch_dir(ctx, "put-64")?;
     let rt = runtime(2)?;
     let store = open(dir.path(), StoreId::new_random())?;
-    let (rate, commits) = rt.block_on(concurrent_puts(&store, ctx.budget.time))?;
+    let (rate, commits) = rt.block_on(concurrent_writes(&store, ctx.budget.time, Write::Put))?;
     close(&rt, store)?;
-    let per_sec = rate.per_sec();
-    let commits_per_sec = commits as f64 / rate.elapsed.as_secs_f64().max(1e-9);
-    let avg_batch = if commits > 0 { rate.ops as f64 / commits as f64 } else { 0.0 };
+    Ok(vec![concurrent_row("store.put_64", "put/s", rate, commits).ratio_to(&ctx.limits.fsync)])
+}
+
+pub fn incr_64(ctx: &Ctx) -> Result<Vec<Row>> {
+    let dir = scratch_dir(ctx, "incr-64")?;
+    let rt = runtime(2)?;
+    let store = open(dir.path(), StoreId::new_random())?;
+    let (rate, commits) = rt.block_on(concurrent_writes(&store, ctx.budget.time, Write::Incr))?;
+    let mut sum = 0i64;
+    for c in 0..COUNTERS {
+        if let Some(lattice_store::Value::Counter(n)) = rt.block_on(store.value(&counter_key(c)))? {
+            sum += n;
+        }
+    }
+    close(&rt, store)?;
+    ensure!(sum as u64 >= rate.ops, "the counters sum to {sum}, below the {} timed increments", rate.ops);
     Ok(vec![
-        put_row(Row::from_rate("store.put_64", "put/s", rate))
-            .param("writers", WRITERS)
-            .param("group_commits_per_sec", commits_per_sec.round())
-            .param("avg_batch", (avg_batch * 10.0).round() / 10.0)
-            .param("target_put_per_sec", 20_000)
-            .param("meets_target", per_sec >= 20_000.0)
+        concurrent_row("store.incr_64", "incr/s", rate, commits)
+            .param("counters", COUNTERS)
             .ratio_to(&ctx.limits.fsync),
     ])
 }
 
-/// Runs [`WRITERS`] writer tasks for a warm-up, then for `time`; returns the puts of the timed
+fn counter_key(c: u64) -> Vec<u8> {
+    format!("counter/{c:02}").into_bytes()
+}
+
+/// What the writers of [`concurrent_writes`] write.
+#[derive(Clone, Copy)]
+enum Write {
+    /// A put of a fresh key.
+    Put,
+    /// An increment of one of [`COUNTERS`] counters.
+    Incr,
+}
+
+fn concurrent_row(name: &str, unit: &str, rate: Rate, commits: u64) -> Row {
+    let per_sec = rate.per_sec();
+    let commits_per_sec = commits as f64 / rate.elapsed.as_secs_f64().max(1e-9);
+    let avg_batch = if commits > 0 { rate.ops as f64 / commits as f64 } else { 0.0 };
+    put_row(Row::from_rate(name, unit, rate))
+        .param("writers", WRITERS)
+        .param("group_commits_per_sec", commits_per_sec.round())
+        .param("avg_batch", (avg_batch * 10.0).round() / 10.0)
+        .param("target_put_per_sec", 20_000)
+        .param("meets_target", per_sec >= 20_000.0)
+}
+
+/// Runs [`WRITERS`] writer tasks for a warm-up, then for `time`; returns the writes of the timed
 /// window and the group commits (each one log fsync) made in it.
-async fn concurrent_puts(store: &StoreHandle, time: Duration) -> Result<(Rate, u64)> {
+async fn concurrent_writes(store: &StoreHandle, time: Duration, write: Write) -> Result<(Rate, u64)> {
     let puts = Arc::new(AtomicU64::new(0));
     let commits = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -110,7 +148,10 @@ async fn concurrent_puts(store: &StoreHandle, time: Duration) -> Result<(Rate, u
         writers.spawn(async move {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                store.put(kv_key(w << 32 | i), value(i)).await.context("put")?;
+                match write {
+                    Write::Put => drop(store.put(kv_key(w << 32 | i), value(i)).await.context("put")?),
+                    Write::Incr => drop(store.incr(counter_key(w % COUNTERS), 1).await.context("incr")?),
+                }
                 puts.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
