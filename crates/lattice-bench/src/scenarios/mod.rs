@@ -88,7 +88,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "store.incr_64",
-        about: "64 concurrent writer tasks incrementing 16 counters, durable (group commit)",
+        about: "64 concurrent writer tasks incrementing 16 counters (group commit)",
         run: store_kv::incr_64,
     },
     Scenario { name: "store.get", about: "random gets of existing keys, 1 and 8 tasks", run: store_kv::get },

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use lattice_core::heads::{self, Head};
-use lattice_core::{AuthorId, Hash, Kind, Op, VerifiedEntry};
+use lattice_core::{AuthorId, Kind, Op, VerifiedEntry};
 use redb::{ReadableTable, Table};
 
 use super::Tables;
@@ -159,21 +159,27 @@ impl Tables<'_> {
     ) -> Result<(), StoreError> {
         let (me, seq) = (entry.author(), entry.seq());
         let mut observed = Observed::default();
-        let mut parents: Vec<&Hash> = entry.parents().iter().collect();
-        parents.sort_unstable();
-        parents.dedup();
-        for parent in parents {
-            if let Some(row) = self.entry_row(parent)?
-                && let Some(op) = self.kind_op(key, &row.author, row.seq)?
-            {
-                observed.join(&op);
+        // The entries on this key whose vectors this one inherits, by (author, seq): its DAG
+        // parents that touched the key (usually some author's latest entry on it, known from the
+        // state row without a lookup) and its author's previous entry on the key.
+        let mut inherited: Vec<(AuthorId, u64)> = Vec::with_capacity(entry.parents().len() + 1);
+        for parent in entry.parents() {
+            let latest = state.shares.iter().find(|(_, s)| s.latest_seq > 0 && s.latest_hash == *parent);
+            match latest {
+                Some((author, share)) => inherited.push((*author, share.latest_seq)),
+                None => inherited.extend(self.entry_row(parent)?.map(|row| (row.author, row.seq))),
             }
         }
         let previous = state.share(&me).map_or(0, |s| s.latest_seq);
-        if previous > 0
-            && let Some(op) = self.kind_op(key, &me, previous)?
-        {
-            observed.join(&op);
+        if previous > 0 {
+            inherited.push((me, previous));
+        }
+        inherited.sort_unstable();
+        inherited.dedup();
+        for (author, seq) in inherited {
+            if let Some(op) = self.kind_op(key, &author, seq)? {
+                observed.join(&op);
+            }
         }
         for &i in indexes {
             let own = (seq, i as u32);
@@ -200,6 +206,7 @@ impl Tables<'_> {
         }
         let share = state.share_mut(me);
         share.latest_seq = seq;
+        share.latest_hash = entry.hash();
         let total = share.total;
         observed.raise(me, seq);
         let row = KindOpRow { total, observed: observed.0.into_iter().collect() };
@@ -289,13 +296,14 @@ impl Tables<'_> {
     /// than the key's visible value; an absent or deleted key takes any kind), or that would take
     /// a counter outside the i64 range. Ops apply in order: a delete or put earlier in the write
     /// sets what the later ops see.
-    pub(super) fn check_kinds(&self, ops: &[Op]) -> Result<(), StoreError> {
+    /// `heads_of` gives the current heads of each key the ops touch.
+    pub(super) fn check_kinds(&self, ops: &[Op], heads_of: &HashMap<&[u8], Vec<Head>>) -> Result<(), StoreError> {
         let mut current: HashMap<&[u8], (Option<Kind>, i128)> = HashMap::new();
         for op in ops {
             let key = op.key();
             if !current.contains_key(key) {
-                let heads = self.heads_in(key)?;
-                let kind = heads::visible(&heads).map(|h| h.kind);
+                let heads = heads_of.get(key).map_or(&[][..], Vec::as_slice);
+                let kind = heads::visible(heads).map(|h| h.kind);
                 let sum = match kind {
                     Some(Kind::Counter) => read_state(&self.kinds.state, key)?.map_or(0, |s| s.counter_sum()),
                     _ => 0,

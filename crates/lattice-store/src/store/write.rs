@@ -1,8 +1,8 @@
 //! Local writes: sign the next entry of our own chain and apply it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, hash_map};
 
-use lattice_core::{EntryBuilder, Hash, Op};
+use lattice_core::{EntryBuilder, Hash, Head, Op};
 
 use super::{Store, Tables, Work, visible};
 use crate::error::StoreError;
@@ -35,20 +35,26 @@ impl Store {
         if ops.is_empty() {
             return Err(lattice_core::EntryError::NoOps.into());
         }
-        t.check_kinds(&ops)?;
+        // Each key's heads, read once: for the kind checks and as the parents.
+        let mut heads_of: HashMap<&[u8], Vec<Head>> = HashMap::with_capacity(ops.len());
+        let mut parents = Vec::new();
+        let mut cited = HashSet::new();
+        for op in &ops {
+            if let hash_map::Entry::Vacant(slot) = heads_of.entry(op.key()) {
+                let heads = slot.insert(t.heads_in(op.key())?);
+                for head in heads.iter() {
+                    if cited.insert(head.hash) {
+                        parents.push(head.hash);
+                    }
+                }
+            }
+        }
+        t.check_kinds(&ops, &heads_of)?;
+        drop(heads_of);
         let me = self.identity.author();
         let tip = t.author_row(&me)?;
         // Every node would refuse it: say so rather than write an entry that never applies.
         self.policy.refuse_own_write(tip.map_or(1, |t| t.seq + 1))?;
-        let mut parents = Vec::new();
-        let mut cited = HashSet::new();
-        for op in &ops {
-            for head in t.heads_in(op.key())? {
-                if cited.insert(head.hash) {
-                    parents.push(head.hash);
-                }
-            }
-        }
         let hlc = self.clock.tick(self.now());
         let entry = EntryBuilder::new(self.store_id, tip.map_or(1, |t| t.seq + 1))
             .prev_hash(tip.map_or(Hash::ZERO, |t| t.hash))

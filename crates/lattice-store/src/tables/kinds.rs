@@ -6,7 +6,7 @@
 //! reached through DAG parents or the author's own earlier entries covers whole entries
 //! (`(seq, WHOLE_ENTRY)`); an op's own entry is observed up to the op (`(seq, index)`).
 
-use lattice_core::AuthorId;
+use lattice_core::{AuthorId, Hash};
 use redb::TableDefinition;
 
 use super::{arr32, u32_at, u64_at};
@@ -44,6 +44,8 @@ fn i128_at(b: &[u8], at: usize) -> i128 {
 pub struct AuthorShare {
     /// Its last entry that touched the key (0: none yet).
     pub latest_seq: u64,
+    /// That entry's hash: a later entry citing it as a parent is resolved without a lookup.
+    pub latest_hash: Hash,
     /// The sum of its counter deltas on the key (i128: no sum of i64 deltas from one chain
     /// overflows it in practice, and it saturates rather than wraps).
     pub total: i128,
@@ -54,15 +56,15 @@ pub struct AuthorShare {
 }
 
 /// The row of [`KIND_STATE`]: every author's share, in author order.
-/// Layout: `count u32 | (author [32] | latest_seq u64 | total i128 | cleared_seq u64 |
-/// cleared_index u32 | cleared_total i128) ...` (LE), 84 bytes per author.
+/// Layout: `count u32 | (author [32] | latest_seq u64 | latest_hash [32] | total i128 |
+/// cleared_seq u64 | cleared_index u32 | cleared_total i128) ...` (LE), 116 bytes per author.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KindStateRow {
     pub shares: Vec<(AuthorId, AuthorShare)>,
 }
 
 impl KindStateRow {
-    const SHARE_LEN: usize = 84;
+    const SHARE_LEN: usize = 116;
 
     /// The share of `author`, added (empty) if it had none.
     pub fn share_mut(&mut self, author: AuthorId) -> &mut AuthorShare {
@@ -92,6 +94,7 @@ impl KindStateRow {
         for (author, s) in &self.shares {
             b.extend_from_slice(&author.0);
             b.extend_from_slice(&s.latest_seq.to_le_bytes());
+            b.extend_from_slice(&s.latest_hash.0);
             b.extend_from_slice(&s.total.to_le_bytes());
             b.extend_from_slice(&s.cleared.0.to_le_bytes());
             b.extend_from_slice(&s.cleared.1.to_le_bytes());
@@ -110,9 +113,10 @@ impl KindStateRow {
                 let at = 4 + i * Self::SHARE_LEN;
                 let share = AuthorShare {
                     latest_seq: u64_at(b, at + 32),
-                    total: i128_at(b, at + 40),
-                    cleared: (u64_at(b, at + 56), u32_at(b, at + 64)),
-                    cleared_total: i128_at(b, at + 68),
+                    latest_hash: Hash(arr32(b, at + 40)),
+                    total: i128_at(b, at + 72),
+                    cleared: (u64_at(b, at + 88), u32_at(b, at + 96)),
+                    cleared_total: i128_at(b, at + 100),
                 };
                 (AuthorId(arr32(b, at)), share)
             })
@@ -193,8 +197,13 @@ mod tests {
     #[test]
     fn kind_rows_round_trip() {
         let mut state = KindStateRow::default();
-        *state.share_mut(AuthorId([9; 32])) =
-            AuthorShare { latest_seq: 4, total: -(1 << 70), cleared: (3, WHOLE_ENTRY), cleared_total: 17 };
+        *state.share_mut(AuthorId([9; 32])) = AuthorShare {
+            latest_seq: 4,
+            latest_hash: Hash([5; 32]),
+            total: -(1 << 70),
+            cleared: (3, WHOLE_ENTRY),
+            cleared_total: 17,
+        };
         state.share_mut(AuthorId([1; 32])).total = 5;
         assert_eq!(state.shares[0].0, AuthorId([1; 32]), "shares stay in author order");
         assert_eq!(KindStateRow::decode(&state.encode()), Some(state.clone()));
