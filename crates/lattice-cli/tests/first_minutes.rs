@@ -35,7 +35,7 @@ fn demo_json_reports_every_step_succeeded() {
     assert_eq!(summary["ok"], true, "{summary}");
     let steps = summary["steps"].as_array().unwrap();
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(names, ["mesh", "gossip", "conflict", "catch-up", "http", "converged"], "{summary}");
+    assert_eq!(names, ["mesh", "gossip", "conflict", "catch-up", "kinds", "http", "converged"], "{summary}");
     for step in steps {
         assert_eq!(step["ok"], true, "{step}");
         assert!(step["ms"].as_f64().unwrap() >= 0.0 && !step["summary"].as_str().unwrap().is_empty(), "{step}");
@@ -72,14 +72,21 @@ fn demo_json_reports_every_step_succeeded() {
     assert_eq!(catch_up["entries"], 1000);
     assert!(figure(catch_up, "entries_per_second").as_f64().unwrap() > 0.0, "{catch_up}");
 
+    let kinds = step("kinds");
+    assert_eq!(
+        (&kinds["counter"], &kinds["members"]),
+        (&7.into(), &serde_json::json!(["from-b", "from-c"])),
+        "{kinds}"
+    );
+
     let http = step("http");
     assert_eq!(
         (&http["get_status"], &http["put_status"], &http["wrong_token_status"]),
         (&200.into(), &200.into(), &401.into())
     );
 
-    // 20 gossip keys, color, 1,000 catch-up keys, the HTTP write.
-    assert_eq!(step("converged")["keys"], 1022, "{summary}");
+    // 20 gossip keys, color, 1,000 catch-up keys, visits and tags, the HTTP write.
+    assert_eq!(step("converged")["keys"], 1024, "{summary}");
     let dir = std::path::Path::new(summary["data_dir"].as_str().unwrap());
     assert_eq!(summary["kept"], false);
     assert!(!dir.exists(), "the demo's temporary data dirs are removed: {}", dir.display());
@@ -91,7 +98,9 @@ fn demo_keeps_its_data_dirs_when_asked_and_narrates_in_text() {
     let kept = home.path().join("kept");
     let run = demo(&["--keep", kept.to_str().unwrap()], home.path()).ok();
     let out = run.out();
-    for needle in ["1. mesh:", "2. gossip:", "3. conflict:", "by gossip", "caught up", "401", "All steps passed"] {
+    for needle in
+        ["1. mesh:", "2. gossip:", "3. conflict:", "by gossip", "caught up", "visits = 7", "401", "All steps passed"]
+    {
         assert!(out.contains(needle), "no {needle:?} in:\n{out}");
     }
     // Each node's data dir is an ordinary one: one-shot commands open it.

@@ -1,7 +1,7 @@
 //! `lattice demo`: three real nodes on 127.0.0.1 in this process, each with its own data dir,
 //! and what they do, narrated with the figures measured as it runs: gossip between them, a
 //! write to one key on two partitioned nodes and its resolution, an offline node catching up,
-//! the HTTP API with a token, and all three converged. `--json` prints one summary document.
+//! a counter and a set written on both sides of a partition, the HTTP API with a token, and all three converged. `--json` prints one summary document.
 //!
 //! - `cluster`: the three nodes (init, invite, join; offline and back on the same port).
 //! - `steps`: what each step does and measures, as a [`steps::Report`].
@@ -81,6 +81,7 @@ async fn narrate(narrator: &mut Narrator, root: &Path) -> anyhow::Result<()> {
         narrator.step("gossip", steps::gossip(&cluster).map_ok(|r| ((), r))).await?;
         narrator.step("conflict", steps::conflict(&mut cluster).map_ok(|r| ((), r))).await?;
         narrator.step("catch-up", steps::catch_up(&mut cluster).map_ok(|r| ((), r))).await?;
+        narrator.step("kinds", steps::kinds(&mut cluster).map_ok(|r| ((), r))).await?;
         narrator.step("http", steps::http(&cluster).map_ok(|r| ((), r))).await?;
         narrator.step("converged", steps::converged(&cluster).map_ok(|r| ((), r))).await
     }
