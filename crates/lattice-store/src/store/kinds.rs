@@ -27,13 +27,13 @@ use redb::{ReadableTable, Table};
 
 use super::Tables;
 use crate::error::StoreError;
-use crate::tables::{KindOpRow, KindStateRow, MemberRow, Pos, WHOLE_ENTRY};
+use crate::tables::{KindOpKey, KindOpRow, KindStateRow, MemberRow, Pos, WHOLE_ENTRY};
 use crate::types::Value;
 
 /// The tables of counters and sets, opened with the batch.
 pub(crate) struct KindTables<'t> {
     pub(super) state: Table<'t, &'static [u8], &'static [u8]>,
-    pub(super) ops: Table<'t, (&'static [u8], [u8; 32], u64), &'static [u8]>,
+    pub(super) ops: Table<'t, KindOpKey, &'static [u8]>,
     pub(super) members: Table<'t, (&'static [u8], &'static [u8]), &'static [u8]>,
 }
 

@@ -20,7 +20,10 @@ pub const KIND_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kind
 /// [`KIND_STATE`]. Value: [`KindOpRow`]: what the entry observed of the key (the version vector
 /// its children inherit) and its author's counter total on the key after it (the prefix sums
 /// a `Delete` reads to clear exactly what it observed).
-pub const KIND_OPS: TableDefinition<(&[u8], [u8; 32], u64), &[u8]> = TableDefinition::new("kind_ops_v1");
+pub const KIND_OPS: TableDefinition<KindOpKey, &[u8]> = TableDefinition::new("kind_ops_v1");
+
+/// The key of [`KIND_OPS`]: (user key, author, seq).
+pub type KindOpKey = (&'static [u8], [u8; 32], u64);
 
 /// Key: (user key, member). Value: [`MemberRow`]: the authors with an add of the member that no
 /// remove (or `Put`/`Delete` of the key) observed, each with its latest add. A member is present
