@@ -33,7 +33,7 @@ use crate::types::Value;
 /// The tables of counters and sets, opened with the batch.
 pub(crate) struct KindTables<'t> {
     pub(super) state: Table<'t, &'static [u8], &'static [u8]>,
-    pub(super) ops: Table<'t, KindOpKey<'static>, &'static [u8]>,
+    pub(super) ops: Table<'t, KindOpKey, &'static [u8]>,
     pub(super) members: Table<'t, (&'static [u8], &'static [u8]), &'static [u8]>,
 }
 

@@ -23,7 +23,7 @@ pub const KIND_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kind
 pub const KIND_OPS: TableDefinition<KindOpKey, &[u8]> = TableDefinition::new("kind_ops_v1");
 
 /// The key of [`KIND_OPS`]: (user key, author, seq).
-pub type KindOpKey<'k> = (&'k [u8], [u8; 32], u64);
+pub type KindOpKey = (&'static [u8], [u8; 32], u64);
 
 /// Key: (user key, member). Value: [`MemberRow`]: the authors with an add of the member that no
 /// remove (or `Put`/`Delete` of the key) observed, each with its latest add. A member is present
