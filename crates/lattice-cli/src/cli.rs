@@ -118,6 +118,39 @@ pub enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Add N (default 1) to a counter and print its sum (an absent key becomes a counter)
+    Incr {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
+        #[arg(allow_negative_numbers = true, default_value_t = 1, value_name = "N")]
+        by: i64,
+    },
+    /// Subtract N (default 1) from a counter and print its sum
+    Decr {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
+        #[arg(allow_negative_numbers = true, default_value_t = 1, value_name = "N")]
+        by: i64,
+    },
+    /// Add members to a set, as one entry (an absent key becomes a set)
+    Sadd {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
+        #[arg(required = true, allow_hyphen_values = true, value_name = "MEMBER")]
+        members: Vec<OsString>,
+    },
+    /// Remove members from a set, as one entry (adds made elsewhere concurrently survive)
+    Srem {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
+        #[arg(required = true, allow_hyphen_values = true, value_name = "MEMBER")]
+        members: Vec<OsString>,
+    },
+    /// Print a set's members, one per line, sorted ("not found" and exit 1 if the key has none)
+    Smembers {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
+    },
     /// Delete a key
     Delete {
         #[arg(allow_hyphen_values = true)]

@@ -83,6 +83,6 @@ mod watch;
 mod wire;
 
 pub use batch::{batch_from_items, batch_from_lines, condition, parse_hash};
-pub use json::{insert_bytes, key_value, list_item, watch_event, write_receipt};
+pub use json::{insert_bytes, insert_members, key_value, list_item, watch_event, write_receipt};
 pub use rate::RateLimit;
 pub use server::{HttpConfig, HttpError, HttpServer};

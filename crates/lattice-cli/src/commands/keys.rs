@@ -1,13 +1,14 @@
-//! `put`, `get`, `delete`, `list` and `watch`: the keys of a store.
+//! `put`, `get`, `delete`, `list` and `watch`: the keys of a store; `incr`/`decr`, `sadd`,
+//! `srem` and `smembers`: its counters and sets.
 //!
 //! KEY, VALUE and PREFIX are bytes: an argument that is not UTF-8 is used as it is.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
 use lattice_core::Op;
 use lattice_node::Lookup;
-use lattice_store::Transaction;
+use lattice_store::{Transaction, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
@@ -59,7 +60,7 @@ pub(super) async fn get(ctx: &Context<'_>, key: &OsStr, verbose: bool) -> Result
     let key = key.as_bytes();
     // For a reserved key of the root store the value is the control plane's effective one; the
     // heads stay the raw entries (one may be a write that took no effect).
-    let Lookup { value: visible, heads, control, .. } = node.lookup(&store, key).await?;
+    let Lookup { value: visible, typed, heads, control } = node.lookup(&store, key).await?;
     if heads.is_empty() || (visible.is_none() && !verbose) {
         ctx.out.err("not found");
         return Ok(1);
@@ -69,6 +70,9 @@ pub(super) async fn get(ctx: &Context<'_>, key: &OsStr, verbose: bool) -> Result
     } else if verbose {
         if control {
             ctx.out.bytes(render::text::effective(visible.as_deref()));
+        }
+        if let Some(typed) = typed.as_ref().filter(|v| v.kind() != lattice_core::Kind::Register) {
+            ctx.out.bytes(render::text::kinded(typed));
         }
         ctx.out.bytes(render::text::heads(&heads));
     } else {
@@ -85,6 +89,49 @@ pub(super) async fn delete(ctx: &Context<'_>, key: &OsStr) -> Result<i32, Failur
         return Ok(1);
     };
     ctx.print(|| render::json::delete_receipt(key, &store, &receipt), || "deleted\n".into());
+    Ok(0)
+}
+
+/// `incr` and `decr` (`delta` is `None` for a `decr` of i64::MIN): prints the counter's sum
+/// after the write.
+pub(super) async fn incr(ctx: &Context<'_>, key: &OsStr, delta: Option<i64>) -> Result<i32, Failure> {
+    let delta = delta.ok_or_else(|| Failure::usage("N is out of range for decr"))?;
+    let (node, store) = ctx.target().await?;
+    let key = key.as_bytes();
+    let receipt = node.incr(&store, key.to_vec(), delta).await?;
+    // The sum now: this write, and whatever else this node holds of the counter.
+    let sum = match node.value(&store, key).await? {
+        Some(Value::Counter(sum)) => sum,
+        _ => delta,
+    };
+    ctx.print(|| render::json::counter_receipt(key, sum, &store, &receipt), || format!("{sum}\n"));
+    Ok(0)
+}
+
+/// `sadd` (`add`) and `srem`: every member in one entry.
+pub(super) async fn set_write(ctx: &Context<'_>, key: &OsStr, members: &[OsString], add: bool) -> Result<i32, Failure> {
+    let (node, store) = ctx.target().await?;
+    let key = key.as_bytes();
+    let members: Vec<Vec<u8>> = members.iter().map(|m| m.as_bytes().to_vec()).collect();
+    let count = members.len();
+    let receipt = if add {
+        node.sadd(&store, key.to_vec(), members).await?
+    } else {
+        node.srem(&store, key.to_vec(), members).await?
+    };
+    ctx.print(|| render::json::set_receipt(key, count, &store, &receipt), || "ok\n".into());
+    Ok(0)
+}
+
+/// `smembers`: one member a line, in byte order; `--json` `{"key", "kind": "set", "members"}`.
+pub(super) async fn smembers(ctx: &Context<'_>, key: &OsStr) -> Result<i32, Failure> {
+    let (node, store) = ctx.target().await?;
+    let key = key.as_bytes();
+    let Some(members) = node.smembers(&store, key).await? else {
+        ctx.out.err("not found");
+        return Ok(1);
+    };
+    ctx.print(|| render::json::members(key, &members), || render::text::members(&members));
     Ok(0)
 }
 

@@ -6,7 +6,8 @@
 //!
 //! - `node`: init, status (and `serve`, which only the command line may start).
 //! - `stores`: create-store, list-stores, delete-store, use.
-//! - `keys`: put, batch, get, delete, list, watch.
+//! - `keys`: put, batch, get, delete, list, watch, and counters and sets (incr, decr, sadd,
+//!   srem, smembers).
 //! - `mesh`: invite, remove, peers, join, sync.
 //! - `tokens`: create-token, list-tokens, revoke-token.
 
@@ -97,6 +98,11 @@ async fn dispatch(ctx: &Context<'_>, command: &Command, stdin: Option<Vec<u8>>) 
         Command::Batch { .. } => keys::batch(ctx, stdin).await,
         Command::Get { key, verbose } => keys::get(ctx, key, *verbose).await,
         Command::Delete { key } => keys::delete(ctx, key).await,
+        Command::Incr { key, by } => keys::incr(ctx, key, Some(*by)).await,
+        Command::Decr { key, by } => keys::incr(ctx, key, by.checked_neg()).await,
+        Command::Sadd { key, members } => keys::set_write(ctx, key, members, true).await,
+        Command::Srem { key, members } => keys::set_write(ctx, key, members, false).await,
+        Command::Smembers { key } => keys::smembers(ctx, key).await,
         Command::List { prefix } => keys::list(ctx, prefix.as_deref()).await,
         Command::Watch { pattern } => keys::watch(ctx, pattern).await,
         Command::Invite { pubkey, admin } => mesh::invite(ctx, pubkey, *admin).await,

@@ -72,6 +72,32 @@ pub fn batch_receipt(ops: usize, store: &StoreRef, receipt: &WriteReceipt) -> Va
     Value::Object(obj)
 }
 
+/// `incr`/`decr`: as [`put_receipt`], with `"kind": "counter"` and the sum after it, `"value"`.
+pub fn counter_receipt(key: &[u8], sum: i64, store: &StoreRef, receipt: &WriteReceipt) -> Value {
+    let mut obj = key_receipt(key, store, receipt);
+    obj.insert("kind".into(), json!("counter"));
+    obj.insert("value".into(), json!(sum));
+    Value::Object(obj)
+}
+
+/// `sadd`/`srem`: as [`put_receipt`], with `"kind": "set"` and how many members it named.
+pub fn set_receipt(key: &[u8], members: usize, store: &StoreRef, receipt: &WriteReceipt) -> Value {
+    let mut obj = key_receipt(key, store, receipt);
+    obj.insert("kind".into(), json!("set"));
+    obj.insert("members".into(), json!(members));
+    Value::Object(obj)
+}
+
+/// `smembers`: `{"key", "kind": "set", "members": [...]}` (base64 with `"encoding"` if a member
+/// is not UTF-8, see [`lattice_http::insert_members`]).
+pub fn members(key: &[u8], members: &[Vec<u8>]) -> Value {
+    let mut obj = Map::new();
+    lattice_http::insert_bytes(&mut obj, "key", "key_encoding", key);
+    obj.insert("kind".into(), json!("set"));
+    lattice_http::insert_members(&mut obj, members);
+    Value::Object(obj)
+}
+
 /// `delete`: as [`put_receipt`], with `"deleted": true`.
 pub fn delete_receipt(key: &[u8], store: &StoreRef, receipt: &WriteReceipt) -> Value {
     let mut obj = key_receipt(key, store, receipt);

@@ -1,8 +1,9 @@
 //! Text for people: tables and the text of each command that prints more than one line.
 
-use lattice_core::{Head, StoreId};
+use lattice_core::{Head, Kind, StoreId};
 use lattice_net::SyncOutcome;
 use lattice_node::{PeerSync, StoreInfo, TokenRecord};
+use lattice_store::Value;
 
 use super::{PeerView, StatusView, StoreNames, text};
 use crate::protocol::Out;
@@ -148,10 +149,32 @@ pub fn heads(heads: &[Head]) -> String {
     let mut text = String::new();
     for h in heads {
         let mark = if Some(h.hash) == best { "*" } else { " " };
-        let value = if h.tombstone { "(deleted)".to_string() } else { super::text(&h.value) };
+        let value = match (h.tombstone, h.kind) {
+            (true, _) => "(deleted)".to_string(),
+            (false, Kind::Register) => super::text(&h.value),
+            // A counter's or a set's value is not in its head: the first line of `get` shows it.
+            (false, kind) => format!("({kind})"),
+        };
         text.push_str(&format!("{mark} {value}  author {}  hlc {}  hash {}\n", h.author, h.hlc, h.hash));
     }
     text
+}
+
+/// `get -v` of a counter or a set: its kind and value, above the heads.
+pub fn kinded(value: &Value) -> String {
+    match value {
+        Value::Counter(sum) => format!("counter: {sum}\n"),
+        Value::Set(members) => {
+            let members: Vec<String> = members.iter().map(|m| text(m)).collect();
+            format!("set: {} members: {}\n", members.len(), members.join(" "))
+        }
+        Value::Register(bytes) => format!("register: {}\n", text(bytes)),
+    }
+}
+
+/// `smembers`: one member a line (in the order given: byte order from the store).
+pub fn members(members: &[Vec<u8>]) -> String {
+    members.iter().map(|m| format!("{}\n", text(m))).collect()
 }
 
 /// A page of `list`: `KEY<TAB>VALUE` lines.
