@@ -167,7 +167,7 @@ impl Feed {
                     Ok((rest, page)) => {
                         self.replay = rest;
                         for entry in page {
-                            self.replayed(&entry);
+                            self.replayed(&entry).await;
                         }
                     }
                     Err(e) => {
@@ -189,18 +189,39 @@ impl Feed {
         }
     }
 
-    /// The events of one replayed entry: each of its ops under the prefix. A counter or set op
-    /// is left out: its value is not in the entry (TODO issue 17: replay counters and sets,
-    /// e.g. with the value read when the replay reaches them).
-    fn replayed(&mut self, entry: &VerifiedEntry) {
+    /// The events of one replayed entry: each of its ops under the prefix. A counter's or a
+    /// set's value is not in the entry: its event carries the key's value as the replay reads it
+    /// (one event per such key of the entry; a key that holds another kind by now, or nothing,
+    /// gives none).
+    async fn replayed(&mut self, entry: &VerifiedEntry) {
         let source = Change { hash: entry.hash(), hlc: entry.hlc(), author: entry.author() };
+        let mut kinded: Vec<&[u8]> = Vec::new();
         for op in entry.ops() {
             let event = match op {
                 Op::Put { key, value } => WatchEvent::Put { key: key.clone(), value: value.clone(), source },
                 Op::Delete { key } => WatchEvent::Delete { key: key.clone(), source },
-                Op::CounterAdd { .. } | Op::SetAdd { .. } | Op::SetRemove { .. } => continue,
+                Op::CounterAdd { key, .. } | Op::SetAdd { key, .. } | Op::SetRemove { key, .. } => {
+                    if !kinded.contains(&key.as_slice()) {
+                        kinded.push(key);
+                    }
+                    continue;
+                }
             };
             self.push(event);
+        }
+        for key in kinded {
+            if !key.starts_with(&self.prefix) {
+                continue;
+            }
+            match self.node.value(&self.store, key).await {
+                Ok(Some(value)) if value.kind() != lattice_core::Kind::Register => {
+                    self.push(WatchEvent::of_value(key.to_vec(), value, source));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(store = %self.store.name, error = %e, "watch replay cannot read a counter or set")
+                }
+            }
         }
     }
 

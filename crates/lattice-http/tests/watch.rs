@@ -33,7 +33,7 @@ impl Frame {
         serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("data is not JSON ({e}): {self:?}"))
     }
     fn is_change(&self) -> bool {
-        matches!(self.event.as_deref(), Some("put" | "delete"))
+        matches!(self.event.as_deref(), Some("put" | "delete" | "counter" | "set"))
     }
     /// (event, key, hash): what a sequence of changes is compared by.
     fn change(&self) -> (String, String, String) {
@@ -471,4 +471,31 @@ async fn a_write_on_another_node_arrives_through_gossip() {
     for node in [b, a] {
         node.shutdown().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_and_sets_arrive_live_and_on_resume_with_their_values() {
+    let f = Fixture::start(HttpConfig::default()).await;
+    let token = app_token(&f).await;
+    let store = f.node.resolve(Some("app")).await.unwrap();
+    let path = "/stores/app/watch?prefix=k%2F";
+    let mut w = Watcher::open(f.addr(), path, &token, None).await;
+    w.next().await.unwrap();
+    f.node.incr(&store, b"k/hits".to_vec(), 2).await.unwrap();
+    f.node.sadd(&store, b"k/team".to_vec(), vec![b"bob".to_vec()]).await.unwrap();
+    let live = w.changes(2).await;
+    assert_eq!((live[0].event.as_deref(), &live[0].json()["value"]), (Some("counter"), &serde_json::json!(2)));
+    assert_eq!((live[1].event.as_deref(), &live[1].json()["members"]), (Some("set"), &serde_json::json!(["bob"])));
+    let last_id = live[1].id.clone().unwrap();
+    drop(w);
+
+    // Missed while away: the replay reads each counter's and set's value as it reaches them.
+    f.node.incr(&store, b"k/hits".to_vec(), 5).await.unwrap();
+    f.node.sadd(&store, b"k/team".to_vec(), vec![b"alice".to_vec(), b"carol".to_vec()]).await.unwrap();
+    let mut resumed = Watcher::open(f.addr(), path, &token, Some(&last_id)).await;
+    let missed = resumed.changes(2).await;
+    assert_eq!((missed[0].event.as_deref(), &missed[0].json()["value"]), (Some("counter"), &serde_json::json!(7)));
+    let members = &missed[1].json()["members"];
+    assert_eq!((missed[1].event.as_deref(), members), (Some("set"), &serde_json::json!(["alice", "bob", "carol"])));
+    f.stop().await;
 }
