@@ -59,19 +59,13 @@ pub fn watch_event(event: &WatchEvent) -> Map<String, Value> {
             obj
         }
         WatchEvent::Counter { key, value, .. } => {
-            let mut obj = Map::new();
+            let mut obj = typed_value(key, &lattice_store::Value::Counter(*value));
             obj.insert("event".into(), json!("counter"));
-            insert_bytes(&mut obj, "key", "key_encoding", key);
-            obj.insert("kind".into(), json!("counter"));
-            obj.insert("value".into(), json!(value));
             obj
         }
         WatchEvent::Set { key, members, .. } => {
-            let mut obj = Map::new();
+            let mut obj = typed_value(key, &lattice_store::Value::Set(members.clone()));
             obj.insert("event".into(), json!("set"));
-            insert_bytes(&mut obj, "key", "key_encoding", key);
-            obj.insert("kind".into(), json!("set"));
-            insert_members(&mut obj, members);
             obj
         }
         WatchEvent::Delete { key, .. } => {
