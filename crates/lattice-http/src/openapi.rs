@@ -119,6 +119,7 @@ pub(crate) fn document() -> Value {
                          "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
         "responses": with_errors(json!({ "200": receipt_response("Written") }), &[
             ("408", error("The body did not arrive within the body-read timeout")),
+            ("409", error("The key holds another kind of value (a counter or a set, or a register)")),
             ("412", precondition_failed()),
             ("413", error("The body is over the limit")),
         ]),
@@ -155,6 +156,7 @@ pub(crate) fn document() -> Value {
                          "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Batch" } } } },
         "responses": with_errors(json!({ "200": json_response("Written as one entry", "BatchReceipt") }), &[
             ("408", error("The body did not arrive within the body-read timeout")),
+            ("409", error("The key holds another kind of value (a counter or a set, or a register)")),
             ("412", precondition_failed()),
             ("413", error("The body is over the limit")),
         ]),
