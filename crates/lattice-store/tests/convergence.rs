@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Chain, all_entries, snapshot, sync_into};
+use common::{Chain, all_entries, snapshot, sync_all};
 use lattice_core::{Hash, Identity, Op, StoreId};
 use lattice_store::{Authorisation, Cutoff, IngestOutcome, KvStore, StoreConfig, StoreError, StoreHandle, SyncStore};
 use proptest::prelude::*;
@@ -268,7 +268,7 @@ async fn run_replicas(steps: Vec<Step>, skews: [usize; REPLICAS], removal: Optio
     learn(&stores, &removal, &ids, last, last).await;
     // The shuffled exchange may have dropped refused entries that came before their
     // predecessor; a sync (each author in seq order) brings them, as it does in a mesh.
-    sync_all(&stores).await;
+    sync_all(&stores, 64).await;
     let first = observe(&stores[0]).await;
     for s in &stores[1..] {
         assert_eq!(observe(s).await, first, "replicas diverged");
@@ -340,27 +340,6 @@ async fn full_exchange(stores: &[StoreHandle], rng: &mut StdRng) {
             everything.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, e)| e.clone()).collect();
         entries.shuffle(rng);
         ingest_all(to, entries, rng).await;
-    }
-}
-
-/// Every replica sends every other what it lacks, as a sync does (each author in seq order),
-/// until none lacks anything: an entry one replica held only as an orphan (a foreign entry whose
-/// predecessor was elsewhere) spreads once a sync has released it.
-async fn sync_all(stores: &[StoreHandle]) {
-    // A chain of releases is at most one round per entry in flight; more means something is
-    // stuck, which the checks after this show.
-    for _ in 0..64 {
-        let mut sent = 0;
-        for from in stores {
-            for to in stores {
-                if from.author() != to.author() {
-                    sent += sync_into(from, to).await;
-                }
-            }
-        }
-        if sent == 0 {
-            return;
-        }
     }
 }
 

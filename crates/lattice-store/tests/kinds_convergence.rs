@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use common::{all_entries, sync_into};
+use common::{all_entries, sync_all};
 use lattice_core::{AuthorId, Hash, Identity, Op, StoreId, VerifiedEntry};
 use lattice_store::{IngestOutcome, KvStore, StoreConfig, StoreHandle, SyncStore, Value};
 use proptest::prelude::*;
@@ -118,19 +118,7 @@ async fn full_exchange(stores: &[StoreHandle], rng: &mut StdRng) {
         entries.shuffle(rng);
         ingest_all(to, entries, rng).await;
     }
-    for _ in 0..16 {
-        let mut sent = 0;
-        for from in stores {
-            for to in stores {
-                if from.author() != to.author() {
-                    sent += sync_into(from, to).await;
-                }
-            }
-        }
-        if sent == 0 {
-            return;
-        }
-    }
+    sync_all(stores, 16).await;
 }
 
 /// The causal past of every entry (itself excluded): its parents, its author's previous entry,

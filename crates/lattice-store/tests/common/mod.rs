@@ -153,3 +153,24 @@ pub fn append_log_record(path: &Path, payload: &[u8]) -> u64 {
     file.sync_all().unwrap();
     offset
 }
+
+/// Every replica sends every other what it lacks, as a sync does (each author in seq order),
+/// until none lacks anything or `rounds` rounds have passed: an entry one replica held only as an
+/// orphan (a foreign entry whose predecessor was elsewhere) spreads once a sync has released it.
+/// A chain of releases is at most one round per entry in flight; more means something is stuck,
+/// which the caller's checks after this show.
+pub async fn sync_all(stores: &[StoreHandle], rounds: usize) {
+    for _ in 0..rounds {
+        let mut sent = 0;
+        for from in stores {
+            for to in stores {
+                if from.author() != to.author() {
+                    sent += sync_into(from, to).await;
+                }
+            }
+        }
+        if sent == 0 {
+            return;
+        }
+    }
+}
