@@ -152,6 +152,21 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         key: OsString,
     },
+    /// A Merkle proof of KEY (its value and heads, or its absence) against this node's signed
+    /// root, as JSON: anyone can check it with verify-proof
+    Proof {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
+    },
+    /// Check a proof made by `proof` (exit 0 valid, 1 invalid with the reason): its hashes, its
+    /// root's signature, and that the signer is a member of this mesh (or is --node)
+    VerifyProof {
+        #[arg(value_name = "FILE|-", allow_hyphen_values = true)]
+        file: PathBuf,
+        /// Trust a root signed by this node only; checks offline, without a data dir
+        #[arg(long, value_name = "PUBKEY")]
+        node: Option<String>,
+    },
     /// Delete a key
     Delete {
         #[arg(allow_hyphen_values = true)]

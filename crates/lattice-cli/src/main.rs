@@ -80,6 +80,14 @@ fn main() -> ExitCode {
         // Before anything resolves a data dir: these need none and must not create one.
         Some(Command::Completions { shell }) => generate::completions(*shell),
         Some(Command::Man { dir }) => generate::man(dir.as_deref()),
+        // Checked against the key given, offline: no data dir either.
+        Some(command @ Command::VerifyProof { node: Some(node), .. }) => match commands::read_input(command, true) {
+            Ok(bytes) => commands::verify_offline(&bytes.unwrap_or_default(), node, cli.json),
+            Err(f) => {
+                render::style::eprint_line(&f.line());
+                f.code()
+            }
+        },
         Some(_) => {
             let args = argv.into_iter().skip(1).collect();
             rt.block_on(oneshot::run(cli, args))

@@ -12,6 +12,7 @@
 //! - [`chain`]: per-author hash-chain validation (the roadmap's SigChain).
 //! - [`op`]: `Op` (put, delete, counter add, set add and remove), `Kind`, and the op limits.
 //! - [`heads`]: the per-key head set and the winner rule.
+//! - [`merkle`]: the Merkle tree over a store's keys (its hashes), proofs and signed attestations.
 //! - [`member`]: `MemberStatus`, a node's standing in a mesh (`invited | active | removed`).
 //! - [`sync`]: `SyncState` and the diff that says which entries a peer is missing.
 //! - [`proto`]: prost messages generated from `proto/lattice.proto`.
@@ -27,6 +28,7 @@ pub mod hlc;
 pub mod identity;
 pub mod ids;
 pub mod member;
+pub mod merkle;
 pub mod op;
 pub mod sync;
 
@@ -43,5 +45,6 @@ pub use hlc::{Clock, Hlc, ParseHlcError};
 pub use identity::{Identity, IdentityError};
 pub use ids::{AuthorId, Hash, IdError, StoreId};
 pub use member::MemberStatus;
+pub use merkle::{Attestation, MerklePath, ProofError};
 pub use op::Kind;
 pub use sync::{AuthorSyncState, MissingRange, SyncState};

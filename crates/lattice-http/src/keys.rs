@@ -46,6 +46,18 @@ pub(crate) async fn get_key(
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(content_type)), (header::ETAG, tag)], body).into_response())
 }
 
+/// `GET /stores/{store}/proof/{*key}`: the key's Merkle proof (present or absent) against this
+/// node's signed root, as JSON (see `proof`). Needs read access, like the value.
+pub(crate) async fn get_proof(
+    State(api): Shared,
+    Path((store, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let store = api.authorise(&headers, &store, Access::Read).await?;
+    let proof = api.node.prove(&store, key.as_bytes()).await?;
+    Ok(axum::Json(crate::proof::proof_json(&proof)).into_response())
+}
+
 /// The body is read only once the token is accepted (a stranger's upload is refused from its
 /// headers), and only for as long as `HttpConfig::body_read_timeout`. `If-Match` and
 /// `If-None-Match: *` make it a compare-and-set (see `conditional`).

@@ -11,6 +11,7 @@
 //! GET    /stores/{store}/keys?prefix=P&limit=N&after=K   200 {"items":[{"key","value","encoding"}],"next"}
 //! POST   /stores/{store}/batch         {"ops":[...]}     200 {"hash","hlc","ops"}: one entry | 400 | 412
 //! GET    /stores/{store}/watch?prefix=P                  200 text/event-stream (Last-Event-ID resumes)
+//! GET    /stores/{store}/proof/{*key}                    200 the key's Merkle proof (JSON, see `proof`)
 //! GET    /healthz                                        no auth
 //! GET    /openapi.json                                   no auth: OpenAPI 3.1 of every route
 //! ```
@@ -56,6 +57,7 @@
 //!   falls too far behind.
 //! - `cursor`: the listing's opaque `next`.
 //! - `reply`: JSON bodies and `{"error"}` responses, and the mapping of node errors to statuses.
+//! - `proof`: a key's Merkle proof as JSON, and its offline check (`lattice verify-proof`).
 //! - `json`: the JSON shapes shared with the CLI (key/value items, write receipts).
 //! - `batch`: the operations of a batch (JSON lines for the CLI, `{"ops"}` over HTTP), parsed
 //!   into one transaction.
@@ -75,6 +77,7 @@ mod cursor;
 mod json;
 mod keys;
 mod openapi;
+mod proof;
 mod rate;
 mod reply;
 mod server;
@@ -84,5 +87,6 @@ mod wire;
 
 pub use batch::{batch_from_items, batch_from_lines, condition, parse_hash};
 pub use json::{insert_bytes, insert_members, key_value, list_item, typed_value, watch_event, write_receipt};
+pub use proof::{CheckedProof, ProofRejected, proof_json, verify as verify_proof};
 pub use rate::RateLimit;
 pub use server::{HttpConfig, HttpError, HttpServer};

@@ -106,6 +106,13 @@ pub(crate) fn document() -> Value {
             "304": { "description": "Not modified: If-None-Match matched", "headers": { "ETag": etag_header() } },
         }), &[("404", error("The key has no value"))]),
     });
+    let proof = json!({
+        "operationId": "getProof",
+        "summary": "A Merkle proof of the key (present or absent) against this node's signed root",
+        "security": security,
+        "parameters": [store_param(), key_param()],
+        "responses": with_errors(json!({ "200": json_response("The proof; `lattice verify-proof` checks it", "Proof") }), &[]),
+    });
     let key_put = json!({
         "operationId": "putKey",
         "summary": "Write a key; with If-Match or If-None-Match: * a compare-and-set",
@@ -200,6 +207,7 @@ pub(crate) fn document() -> Value {
             "/stores/{store}/keys/{key}": { "get": key_get, "put": key_put, "delete": key_delete },
             "/stores/{store}/batch": { "post": batch },
             "/stores/{store}/watch": { "get": watch },
+            "/stores/{store}/proof/{key}": { "get": proof },
         },
         "components": {
             "securitySchemes": {
@@ -272,6 +280,44 @@ fn schemas() -> Value {
                 "value": { "type": "integer", "format": "int64", "description": "A counter's sum" },
                 "members": { "type": "array", "items": { "type": "string" }, "description": "A set's members, in byte order" },
                 "encoding": encoding,
+            },
+        },
+        "Proof": {
+            "type": "object",
+            "required": ["store", "key", "present", "value", "heads", "path", "root", "attestation"],
+            "properties": {
+                "store": { "type": "string", "format": "uuid" },
+                "key": { "type": "string" },
+                "key_encoding": encoding,
+                "present": { "type": "boolean" },
+                "kind": { "type": "string", "enum": ["register", "counter", "set"] },
+                "value": { "type": ["string", "null"], "description": "The visible register value (null: absent, deleted, or a counter or set)" },
+                "encoding": encoding,
+                "heads": { "type": "array", "items": {
+                    "type": "object", "required": ["value", "hlc", "author", "hash", "tombstone", "kind"],
+                    "properties": {
+                        "value": { "type": "string" }, "encoding": encoding, "hlc": { "type": "string" },
+                        "author": { "type": "string" }, "hash": { "type": "string" },
+                        "tombstone": { "type": "boolean" }, "kind": { "type": "string" },
+                    } } },
+                "path": {
+                    "type": "object", "required": ["key_hash", "siblings", "end"],
+                    "properties": {
+                        "key_hash": { "type": "string" },
+                        "siblings": { "type": "array", "items": { "type": "array", "items": { "type": "string" } } },
+                        "end": { "type": "object" },
+                    },
+                },
+                "root": { "type": "string", "description": "Hex of the Merkle root" },
+                "attestation": {
+                    "type": "object",
+                    "required": ["store", "root", "frontier", "entries", "hlc", "node", "signature"],
+                    "properties": {
+                        "store": { "type": "string" }, "root": { "type": "string" }, "frontier": { "type": "string" },
+                        "entries": { "type": "integer" }, "hlc": { "type": "string" }, "node": { "type": "string" },
+                        "signature": { "type": "string" },
+                    },
+                },
             },
         },
         "Batch": {

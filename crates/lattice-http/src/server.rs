@@ -152,6 +152,7 @@ fn router(api: Arc<Api>) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/stores/{store}/keys", get(list_keys))
         .route("/stores/{store}/keys/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .route("/stores/{store}/proof/{*key}", get(crate::keys::get_proof))
         .route("/stores/{store}/batch", post(post_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
         .route("/stores/{store}/watch", get(watch::watch))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })

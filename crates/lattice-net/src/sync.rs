@@ -1,12 +1,17 @@
 //! One sync session for one store over one bidirectional stream.
 //!
 //! ```text
-//! initiator                                   responder
-//!   SyncRequest { store, state_I }  ───────▶
-//!                                  ◀───────   SyncRequest { store, state_R, sending }
+//! initiator                                           responder
+//!   SyncRequest { store, state_I, attestation_I }  ───────▶
+//!                                  ◀───────   SyncRequest { store, state_R, sending, attestation_R }
 //!   SyncEntries … SyncDone          ───────▶  (concurrently)
 //!                                  ◀───────   SyncEntries … SyncDone
 //! ```
+//!
+//! The attestations are each side's signed Merkle root and frontier (DESIGN.md §10). When the
+//! initiator's describes the responder's own state, the responder answers
+//! `SyncRequest { in_sync: true, attestation_R }` instead, and the session ends there: one
+//! round trip of two small frames, whatever the size of the store.
 //!
 //! Each side streams what the other lacks (per author in seq order, merged across authors in
 //! HLC order) in frames of at most [`BATCH_BYTES`], and ingests what it receives batch by batch,
@@ -16,7 +21,7 @@
 use std::time::Duration;
 
 use lattice_core::proto::{self, peer_message::Message as Msg};
-use lattice_core::{AuthorId, StoreId, SyncState};
+use lattice_core::{Attestation, AuthorId, StoreId, SyncState};
 use lattice_store::{EntrySource, IngestError, IngestOutcome, SyncStore};
 use tokio::sync::{mpsc, watch};
 
@@ -68,6 +73,8 @@ pub struct SyncOutcome {
     pub refused: u64,
     /// Received entries refused (bad signature, wrong store, broken chain, …).
     pub rejected: u64,
+    /// The two sides' attestations agreed: the session ended after its first round trip.
+    pub in_sync: bool,
 }
 
 /// Live progress of the receiving side: entries received so far and (once the responders have
@@ -93,16 +100,27 @@ pub async fn initiate<S: SyncStore>(
     config: &SyncConfig,
     progress: Option<watch::Sender<SyncProgress>>,
 ) -> Result<SyncOutcome, NetError> {
-    let ours = store.sync_state().await?;
+    let (attestation, ours) = store.attestation().await?;
     tx.send(Msg::SyncRequest(proto::SyncRequest {
         store_id: store.store_id().as_bytes().to_vec(),
         state: Some(ours.to_proto()),
         sending: 0,
+        attestation: Some(attestation.to_proto()),
+        in_sync: false,
     }))
     .await?;
     let Msg::SyncRequest(reply) = rx.expect().await? else {
         return Err(protocol(peer, "expected the peer's sync state"));
     };
+    if reply.in_sync {
+        // The peer signed the state we hold: nothing to exchange.
+        requested_store(peer, &reply)
+            .ok()
+            .filter(|id| *id == store.store_id())
+            .ok_or_else(|| protocol(peer, "in-sync answer for another store"))?;
+        store.peer_state(peer, &ours).await;
+        return end_in_sync(peer, tx, rx).await;
+    }
     // The responder took the session (it answered with its state): batches of entries follow.
     rx.admit_full_frames();
     let theirs = parse_state(peer, store.store_id(), &reply)?;
@@ -126,15 +144,57 @@ pub async fn respond<S: SyncStore>(
     rx.admit_full_frames();
     let theirs = parse_state(peer, store.store_id(), &request)?;
     store.peer_state(peer, &theirs).await;
-    let ours = store.sync_state().await?;
+    let (attestation, ours) = store.attestation().await?;
+    let store_id = store.store_id().as_bytes().to_vec();
+    if attests_our_state(peer, request.attestation.as_ref(), &attestation) {
+        tx.send(Msg::SyncRequest(proto::SyncRequest {
+            store_id,
+            state: None,
+            sending: 0,
+            attestation: Some(attestation.to_proto()),
+            in_sync: true,
+        }))
+        .await?;
+        return end_in_sync(peer, tx, rx).await;
+    }
     let missing = store.missing_entries(theirs).await?;
     tx.send(Msg::SyncRequest(proto::SyncRequest {
-        store_id: store.store_id().as_bytes().to_vec(),
+        store_id,
         state: Some(ours.to_proto()),
         sending: missing.total(),
+        attestation: Some(attestation.to_proto()),
+        in_sync: false,
     }))
     .await?;
     exchange(store, peer, tx, rx, missing, config, None).await
+}
+
+/// Whether the peer's attestation is its own, validly signed, and describes exactly the state
+/// ours does (same root, same frontier).
+fn attests_our_state(peer: AuthorId, theirs: Option<&proto::Attestation>, ours: &Attestation) -> bool {
+    let Some(theirs) = theirs.and_then(Attestation::from_proto) else { return false };
+    theirs.signer == peer && theirs.same_state(ours) && theirs.verify().is_ok()
+}
+
+/// Ends a session whose two sides hold the same state: each finishes its half of the stream.
+async fn end_in_sync(peer: AuthorId, mut tx: FrameSender, mut rx: FrameReceiver) -> Result<SyncOutcome, NetError> {
+    tx.finish().await;
+    if let Some(msg) = rx.recv().await? {
+        return Err(protocol(peer, format!("unexpected {} after an in-sync answer", message_name(&msg))));
+    }
+    tracing::debug!(%peer, "in sync: the attestations agree");
+    Ok(SyncOutcome { in_sync: true, ..SyncOutcome::default() })
+}
+
+fn message_name(msg: &Msg) -> &'static str {
+    match msg {
+        Msg::JoinRequest(_) => "join request",
+        Msg::JoinResponse(_) => "join response",
+        Msg::SyncRequest(_) => "sync request",
+        Msg::SyncEntries(_) => "entries",
+        Msg::SyncDone(_) => "sync done",
+        Msg::Error(_) => "error",
+    }
 }
 
 /// The store a `SyncRequest` names.

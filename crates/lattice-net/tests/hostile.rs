@@ -51,7 +51,7 @@ async fn forged_and_wrong_store_entries_are_rejected() {
     tx.send(Msg::SyncRequest(proto::SyncRequest {
         store_id: root.as_bytes().to_vec(),
         state: Some(proto::SyncState { authors: vec![] }),
-        sending: 0,
+        ..Default::default()
     }))
     .await
     .unwrap();

@@ -226,3 +226,69 @@ async fn members_sync_a_store_of_more_authors_than_a_first_frame_holds() {
     sa.shutdown().await;
     sb.shutdown().await;
 }
+
+/// Two nodes holding the same entries end a session after one round trip: one small frame each
+/// way, no entries, no SyncDone ("in sync"). After one write on A the roots differ and the
+/// session streams it; then they match again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_sync_nodes_exchange_one_round_trip_by_their_signed_roots() {
+    use lattice_core::proto::{self, peer_message::Message as Msg};
+    use lattice_net::test_utils::raw_stream;
+    use prost::Message;
+
+    let root = StoreId::new_random();
+    let (a, b) = (TestNode::new(root).unwrap(), TestNode::new(root).unwrap());
+    befriend(&a, &b);
+    let (sa, sb) = (a.store(root).unwrap(), b.store(root).unwrap());
+    write_many(&sa, "k", 2_000).await;
+    let (na, nb) = (serve(&a).await, serve(&b).await);
+    let first = nb.sync_stores(&na.peer_addr(), vec![sb.clone()], None).await.unwrap();
+    assert!(!first[0].1.as_ref().unwrap().in_sync);
+    assert_eq!(sa.status().await.unwrap().root, sb.status().await.unwrap().root);
+
+    // In sync: count what goes over the wire, frame by frame (as B, the initiator).
+    let conn = nb.connect(&na.peer_addr()).await.unwrap();
+    let (mut tx, mut rx) = raw_stream(&conn).await.unwrap();
+    let (attestation, state) = sb.attestation().await.unwrap();
+    let request = proto::SyncRequest {
+        store_id: root.as_bytes().to_vec(),
+        state: Some(state.to_proto()),
+        sending: 0,
+        attestation: Some(attestation.to_proto()),
+        in_sync: false,
+    };
+    let sent_bytes = proto::PeerMessage { message: Some(Msg::SyncRequest(request.clone())) }.encoded_len();
+    tx.send(Msg::SyncRequest(request)).await.unwrap();
+    let Msg::SyncRequest(reply) = rx.expect().await.unwrap() else { panic!("expected the in-sync answer") };
+    assert!(reply.in_sync, "A did not see B's root as its own");
+    assert!(reply.state.is_none(), "an in-sync answer carries no frontier");
+    let reply_attestation = lattice_core::Attestation::from_proto(reply.attestation.as_ref().unwrap()).unwrap();
+    reply_attestation.verify().unwrap();
+    assert_eq!(reply_attestation.signer, a.author());
+    assert!(reply_attestation.same_state(&attestation));
+    let received_bytes = proto::PeerMessage { message: Some(Msg::SyncRequest(reply)) }.encoded_len();
+    tx.finish().await;
+    // Nothing follows the answer: the responder ends its side.
+    assert!(rx.recv().await.unwrap().is_none(), "A sent more than its in-sync answer");
+    assert!(received_bytes < 256, "in-sync answer of {received_bytes} bytes");
+    assert!(sent_bytes < 512, "request of {sent_bytes} bytes");
+
+    // Through the real session, both ways.
+    let again = nb.sync_stores(&na.peer_addr(), vec![sb.clone()], None).await.unwrap();
+    let outcome = again[0].1.as_ref().unwrap();
+    assert!(outcome.in_sync);
+    assert_eq!((outcome.sent, outcome.received), (0, 0));
+
+    // One write on A: the roots differ until the entry arrives, then match.
+    sa.put(b"k-new".to_vec(), b"v".to_vec()).await.unwrap();
+    assert_ne!(sa.status().await.unwrap().root, sb.status().await.unwrap().root);
+    let after = nb.sync_stores(&na.peer_addr(), vec![sb.clone()], None).await.unwrap();
+    let outcome = after[0].1.as_ref().unwrap();
+    assert!(!outcome.in_sync);
+    assert_eq!(outcome.received, 1);
+    assert_eq!(sa.status().await.unwrap().root, sb.status().await.unwrap().root);
+    let again = na.sync_stores(&nb.peer_addr(), vec![sa.clone()], None).await.unwrap();
+    assert!(again[0].1.as_ref().unwrap().in_sync);
+    na.shutdown().await;
+    nb.shutdown().await;
+}

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lattice_core::{AuthorId, StoreId, SyncState};
+use lattice_core::{Attestation, AuthorId, StoreId, SyncState};
 use lattice_store::{
     Committed, GapInfo, IngestError, IngestOutcome, MissingEntries, ProofBytes, StoreError, StoreHandle, SyncStore,
     Verified,
@@ -277,6 +277,10 @@ impl SyncStore for NodeStore {
             self.own.own_arrived(self.store_id(), self.own_tip().await?, seen);
         }
         Ok(results)
+    }
+
+    async fn attestation(&self) -> Result<(Attestation, SyncState), StoreError> {
+        self.inner.attestation().await
     }
 
     async fn sync_state(&self) -> Result<SyncState, StoreError> {

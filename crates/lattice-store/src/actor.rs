@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use lattice_core::{Head, Hlc, SyncState, VerifiedEntry};
+use lattice_core::{Attestation, Head, Hlc, SyncState, VerifiedEntry};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{IngestError, StoreError};
 use crate::missing::{History, MissingEntries};
 use crate::store::Store;
 use crate::types::{
-    Authorisation, IngestOutcome, KvPairs, KvValues, ProofBytes, StoreStatus, Transaction, Value, WatchEvent,
+    Authorisation, IngestOutcome, KeyProof, KvPairs, KvValues, ProofBytes, StoreStatus, Transaction, Value, WatchEvent,
     WriteReceipt,
 };
 
@@ -89,6 +89,8 @@ pub(crate) enum ReadCommand {
     Watch { pattern: regex::bytes::Regex, reply: Reply<(KvPairs, mpsc::Receiver<WatchEvent>)> },
     Subscribe { pattern: regex::bytes::Regex, reply: Reply<mpsc::Receiver<WatchEvent>> },
     History { since: Hlc, reply: Reply<History> },
+    Attest { reply: Reply<(Attestation, SyncState)> },
+    Prove { key: Vec<u8>, reply: Reply<KeyProof> },
 }
 
 impl From<WriteCommand> for Command {
@@ -134,6 +136,8 @@ impl ReadCommand {
             ReadCommand::Watch { reply, .. } => drop(reply.send(Err(err()))),
             ReadCommand::Subscribe { reply, .. } => drop(reply.send(Err(err()))),
             ReadCommand::History { reply, .. } => drop(reply.send(Err(err()))),
+            ReadCommand::Attest { reply } => drop(reply.send(Err(err()))),
+            ReadCommand::Prove { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -381,14 +385,17 @@ impl Actor {
     }
 
     fn read(&mut self, read: ReadCommand) {
-        let s = &self.store;
+        let s = &mut self.store;
         match read {
+            // These three settle the Merkle tree first (a write of their own when leaves wait).
+            ReadCommand::Status { reply } => drop(reply.send(s.status())),
+            ReadCommand::Attest { reply } => drop(reply.send(s.attestation())),
+            ReadCommand::Prove { key, reply } => drop(reply.send(s.prove(&key))),
             ReadCommand::Get { key, reply } => drop(reply.send(s.value(&key))),
             ReadCommand::Heads { key, reply } => drop(reply.send(s.get_heads(&key))),
             ReadCommand::List { prefix, after, limit, reply } => {
                 drop(reply.send(s.list(&prefix, after.as_deref(), limit)))
             }
-            ReadCommand::Status { reply } => drop(reply.send(s.status())),
             ReadCommand::SyncState { reply } => drop(reply.send(s.sync_state())),
             ReadCommand::Missing { remote, reply } => drop(reply.send(s.missing_entries(&remote))),
             ReadCommand::Proofs { reply } => drop(reply.send(s.proofs())),

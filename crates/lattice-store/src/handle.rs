@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use lattice_core::{AuthorId, ChainError, EntryError, Head, Hlc, Identity, Op, StoreId, SyncState, VerifiedEntry};
+use lattice_core::{
+    Attestation, AuthorId, ChainError, EntryError, Head, Hlc, Identity, Op, StoreId, SyncState, VerifiedEntry,
+};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::actor::{self, Command, ReadCommand, WriteCommand};
@@ -15,8 +17,8 @@ use crate::missing::{History, MissingEntries};
 use crate::store::Store;
 use crate::traits::{KvStore, SyncStore, Verified};
 use crate::types::{
-    Authorisation, Committed, GapInfo, IngestOutcome, KvPairs, KvValues, ProofBytes, StoreConfig, StoreStatus,
-    Transaction, Value, WatchEvent, WriteReceipt,
+    Authorisation, Committed, GapInfo, IngestOutcome, KeyProof, KvPairs, KvValues, ProofBytes, StoreConfig,
+    StoreStatus, Transaction, Value, WatchEvent, WriteReceipt,
 };
 
 /// The async handle to a store. Clone it freely; every clone talks to the same actor.
@@ -131,6 +133,13 @@ impl StoreHandle {
         self.request(|reply| ReadCommand::Status { reply }).await?
     }
 
+    /// A Merkle proof of `key` (present or absent) against the current root, with this node's
+    /// signed attestation of that root (DESIGN.md §10).
+    pub async fn prove(&self, key: &[u8]) -> Result<KeyProof, StoreError> {
+        let key = key.to_vec();
+        self.request(|reply| ReadCommand::Prove { key, reply }).await?
+    }
+
     /// Drops orphans older than the configured TTL now (the actor also does it periodically).
     pub async fn expire_orphans(&self) -> Result<u64, StoreError> {
         self.request(|reply| WriteCommand::ExpireOrphans { reply }).await?
@@ -222,6 +231,9 @@ impl SyncStore for StoreHandle {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| applied.next().unwrap_or(Err(IngestError::Store(StoreError::Closed)))))
             .collect())
+    }
+    async fn attestation(&self) -> Result<(Attestation, SyncState), StoreError> {
+        self.request(|reply| ReadCommand::Attest { reply }).await?
     }
     async fn sync_state(&self) -> Result<SyncState, StoreError> {
         self.request(|reply| ReadCommand::SyncState { reply }).await?

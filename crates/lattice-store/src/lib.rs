@@ -49,6 +49,6 @@ pub use log::LogError;
 pub use missing::{Coverage, History, MissingEntries};
 pub use traits::{EntrySource, KvStore, SyncStore, Verified};
 pub use types::{
-    Authorisation, Change, Committed, Condition, Cutoff, GapInfo, IngestOutcome, KvPairs, KvValues, ProofBytes,
-    StoreConfig, StoreStatus, Transaction, Value, WatchEvent, WriteReceipt,
+    Authorisation, Change, Committed, Condition, Cutoff, GapInfo, IngestOutcome, KeyProof, KvPairs, KvValues,
+    ProofBytes, StoreConfig, StoreStatus, Transaction, Value, WatchEvent, WriteReceipt,
 };

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use lattice_core::{AuthorId, EntryError, Head, Op, StoreId, SyncState, VerifiedEntry};
+use lattice_core::{Attestation, AuthorId, EntryError, Head, Op, StoreId, SyncState, VerifiedEntry};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::{IngestError, StoreError};
@@ -107,6 +107,9 @@ pub trait SyncStore: Send + Sync + Clone + 'static {
         &self,
         entries: Verified,
     ) -> impl Future<Output = Result<Vec<Result<IngestOutcome, IngestError>>, StoreError>> + Send;
+    /// This node's signed attestation of the store's Merkle root, with the frontier it was
+    /// taken at (read together).
+    fn attestation(&self) -> impl Future<Output = Result<(Attestation, SyncState), StoreError>> + Send;
     /// Per author, the last entry held.
     fn sync_state(&self) -> impl Future<Output = Result<SyncState, StoreError>> + Send;
     /// What `peer` said it holds of this store, as a sync session opened (both sides of a

@@ -250,6 +250,23 @@ pub struct StoreStatus {
     /// Authors proven to have signed two entries at one seq in this store, with that seq (the
     /// fork seq: their entries from it on are refused), in author order.
     pub equivocated: Vec<(AuthorId, u64)>,
+    /// The root of the Merkle tree over every key's heads (DESIGN.md §10): equal on two nodes
+    /// holding the same entries.
+    pub root: lattice_core::merkle::Digest,
+}
+
+/// A Merkle proof of one key against this node's current root (DESIGN.md §10): its heads
+/// (empty if absent), the path from the root, and this node's signed attestation of that root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyProof {
+    /// The key proven.
+    pub key: Vec<u8>,
+    /// Its heads, winner first (empty: absent).
+    pub heads: Vec<lattice_core::Head>,
+    /// The path from the root to where the key's path ends.
+    pub path: lattice_core::MerklePath,
+    /// This node's signature over the root the path leads to.
+    pub attestation: lattice_core::Attestation,
 }
 
 /// The entry behind a [`WatchEvent`]: the head that is now visible (a put), or the tombstone

@@ -24,6 +24,8 @@ struct MemoryStore {
     gaps: broadcast::Sender<GapInfo>,
     commits: broadcast::Sender<Arc<Committed>>,
     proofs: Arc<Mutex<Vec<ProofBytes>>>,
+    /// Signs its attestations (of an empty key tree: it holds entries, no values).
+    identity: Arc<Identity>,
 }
 
 impl MemoryStore {
@@ -34,6 +36,7 @@ impl MemoryStore {
             gaps: broadcast::channel(16).0,
             commits: broadcast::channel(16).0,
             proofs: Arc::default(),
+            identity: Arc::new(Identity::generate()),
         }
     }
 
@@ -98,6 +101,14 @@ impl SyncStore for MemoryStore {
             let _ = self.commits.send(Arc::new(Committed { local: Vec::new(), remote, proofs: Vec::new() }));
         }
         Ok(results)
+    }
+
+    async fn attestation(&self) -> Result<(lattice_core::Attestation, SyncState), StoreError> {
+        let state = self.sync_state().await?;
+        let root = lattice_core::merkle::EMPTY;
+        let attestation =
+            lattice_core::Attestation::sign(&self.identity, self.store_id, root, &state, Default::default());
+        Ok((attestation, state))
     }
 
     async fn sync_state(&self) -> Result<SyncState, StoreError> {

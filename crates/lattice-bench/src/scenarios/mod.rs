@@ -8,6 +8,7 @@ pub mod gossip;
 pub mod http;
 pub mod http_batch;
 pub mod http_watch;
+pub mod merkle;
 pub mod net_sync;
 pub mod store_kv;
 pub mod store_sync;
@@ -107,6 +108,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "store.rebuild",
         about: "open after state.db was deleted: rebuild the index from the logs",
         run: store_sync::rebuild,
+    },
+    Scenario {
+        name: "merkle",
+        about: "the Merkle tree of the large store: built from scratch, proofs made and checked",
+        run: merkle::run,
     },
     Scenario {
         name: "sync.two_node",

@@ -47,7 +47,7 @@ pub const BIG_PER_AUTHOR: (u64, u64) = (3_125, 62_500);
 pub const OPENS: (u64, u64) = (3, 10);
 
 /// The shape of the large store of this run.
-fn big_spec(ctx: &Ctx) -> Signing {
+pub(super) fn big_spec(ctx: &Ctx) -> Signing {
     Signing {
         store: StoreId::new_random(),
         authors: BIG_AUTHORS,

@@ -15,8 +15,11 @@ mod keys;
 mod kinds;
 mod mesh;
 mod node;
+mod proofs;
 mod stores;
 mod tokens;
+
+pub use proofs::verify_offline;
 
 use std::sync::Arc;
 
@@ -61,6 +64,10 @@ pub fn read_input(command: &Command, stdin: bool) -> Result<Option<Vec<u8>>, Fai
     };
     match command {
         Command::Put { value, .. } if value == "-" && stdin => from_stdin(),
+        Command::VerifyProof { file, .. } if file.as_os_str() != "-" => {
+            std::fs::read(file).map(Some).map_err(|e| Failure::other(format!("cannot read {}: {e}", file.display())))
+        }
+        Command::VerifyProof { .. } if stdin => from_stdin(),
         Command::Batch { file } => match file {
             Some(path) if path.as_os_str() != "-" => std::fs::read(path)
                 .map(Some)
@@ -108,6 +115,8 @@ async fn dispatch(ctx: &Context<'_>, command: &Command, stdin: Option<Vec<u8>>) 
         Command::Sadd { key, members } => kinds::sadd(ctx, key, members, true).await,
         Command::Srem { key, members } => kinds::sadd(ctx, key, members, false).await,
         Command::Smembers { key } => kinds::smembers(ctx, key).await,
+        Command::Proof { key } => proofs::prove(ctx, key).await,
+        Command::VerifyProof { node, .. } => proofs::verify(ctx, stdin, node.as_deref()).await,
         Command::List { prefix } => keys::list(ctx, prefix.as_deref()).await,
         Command::Watch { pattern } => keys::watch(ctx, pattern).await,
         Command::Invite { pubkey, admin } => mesh::invite(ctx, pubkey, *admin).await,

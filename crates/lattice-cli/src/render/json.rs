@@ -177,6 +177,7 @@ pub fn status(view: &StatusView<'_>) -> Value {
             json!({
                 "name": s.name, "uuid": s.id.to_string(), "entries": f.entries, "authors": f.authors,
                 "keys": f.keys, "orphans": f.orphans, "conflicts": f.conflicts, "refused": f.refused,
+                "root": hex::encode(f.root),
                 "equivocated": f.equivocated.iter()
                     .map(|(author, seq)| json!({"author": author.to_hex(), "seq": seq}))
                     .collect::<Vec<_>>(),
@@ -229,7 +230,7 @@ pub fn sync(results: &[PeerSync], names: &StoreNames) -> Value {
                 "stores": stores.iter().map(|(id, s)| match s {
                     Ok(o) => json!({"uuid": id.to_string(), "name": names.get(id), "received": o.received,
                         "applied": o.applied, "sent": o.sent, "rejected": o.rejected,
-                        "unauthorised": o.unauthorised}),
+                        "unauthorised": o.unauthorised, "in_sync": o.in_sync}),
                     Err(e) => json!({"uuid": id.to_string(), "name": names.get(id), "error": e}),
                 }).collect::<Vec<_>>(),
             }),

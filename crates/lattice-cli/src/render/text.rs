@@ -164,10 +164,11 @@ fn store_figures(view: &StatusView<'_>, palette: Palette) -> String {
         .iter()
         .map(|(s, f)| {
             let figures = [f.entries, f.authors, f.keys, f.orphans, f.conflicts].map(|n| n.to_string());
-            [s.name.clone(), s.id.to_string()].into_iter().chain(figures).collect()
+            let root = hex::encode(&f.root[..6]);
+            [s.name.clone(), s.id.to_string()].into_iter().chain(figures).chain([root]).collect()
         })
         .collect();
-    table(&["NAME", "UUID", "ENTRIES", "AUTHORS", "KEYS", "ORPHANS", "CONFLICTS"], &rows, palette)
+    table(&["NAME", "UUID", "ENTRIES", "AUTHORS", "KEYS", "ORPHANS", "CONFLICTS", "ROOT"], &rows, palette)
 }
 
 /// `get -v` of a reserved key of the root store: the effective value, above the raw heads (the
@@ -250,7 +251,13 @@ fn sync_peer(r: &PeerSync, stores: &[(StoreId, Result<SyncOutcome, String>)], na
         out.err(format_args!("sync with {} failed: {}", r.peer, errors.join("; ")));
         return;
     }
-    out.line(format_args!("synced with {}: {received} entries received, {sent} sent", r.peer));
+    let in_sync = stores.iter().filter(|(_, s)| s.as_ref().is_ok_and(|o| o.in_sync)).count();
+    if in_sync == stores.len() && !stores.is_empty() {
+        let what = if in_sync == 1 { "1 store".to_string() } else { format!("{in_sync} stores") };
+        out.line(format_args!("in sync with {}: {what}, the signed roots match", r.peer));
+    } else {
+        out.line(format_args!("synced with {}: {received} entries received, {sent} sent", r.peer));
+    }
     if held > 0 {
         out.err(format_args!(
             "warning: {held} entries from {} are held: their authors are not members of this mesh",

@@ -1,8 +1,15 @@
 //! Gossip per store: the topic task (local commits and new equivocation proofs out, received
 //! entries and proofs in, gap-triggered syncs), the per-message membership check, and
 //! reconnecting gossip with a readmitted peer.
+//!
+//! Each node also gossips its signed attestation of the store's Merkle root (DESIGN.md §10),
+//! [`ATTEST_DELAY`] after a commit or a new neighbour (so at most once per delay, and never
+//! while the store is idle). A member's attestation that says it held more entries than we
+//! hold now, [`ATTEST_DELAY`] after we heard it, means gossip lost something: we sync with
+//! that member rather than wait for anti-entropy.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -10,7 +17,7 @@ use iroh::EndpointId;
 use iroh_gossip::TopicId;
 use iroh_gossip::api::{Event, GossipSender};
 use lattice_core::proto::{self, AuthorState};
-use lattice_core::{AuthorId, StoreId, SyncState};
+use lattice_core::{Attestation, AuthorId, StoreId, SyncState};
 use lattice_store::{IngestOutcome, SyncStore};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +26,15 @@ use super::{Mesh, endpoint_id};
 use crate::admission::Admission;
 use crate::context::{NodeContext, PeerEvent};
 use crate::endpoint::PeerAddr;
+
+/// How long after a commit (or a new neighbour) a node gossips its attestation.
+pub(crate) const ATTEST_DELAY: Duration = Duration::from_secs(1);
+
+/// The latest attestation heard of a member for a store, and when.
+pub(crate) struct Heard {
+    pub(crate) attestation: Attestation,
+    pub(crate) at: Instant,
+}
 
 /// The gossip topic of a store: `blake3("lattice/{store_uuid}")`.
 fn topic_for(store: StoreId) -> TopicId {
@@ -56,6 +72,8 @@ impl<C: NodeContext> Mesh<C> {
         let topic = topic_for(id);
         let TopicInputs { mut commits, mut gaps } = inputs;
         let mut peers = self.peers.subscribe();
+        // When our attestation goes out next (`None`: nothing changed since the last one).
+        let mut attest_at: Option<tokio::time::Instant> = None;
         'subscribe: while !cancel.is_cancelled() {
             let bootstrap: Vec<EndpointId> = self.active_peers().into_iter().filter_map(endpoint_id).collect();
             let sub = match self.gossip.subscribe(topic, bootstrap).await {
@@ -71,8 +89,15 @@ impl<C: NodeContext> Mesh<C> {
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break 'subscribe,
+                    _ = sleep_until(attest_at) => {
+                        attest_at = None;
+                        self.attest(&sender, &store).await;
+                    }
                     commit = commits.recv() => match commit {
-                        Ok(entries) => self.broadcast(&sender, id, entries).await,
+                        Ok(entries) => {
+                            attest_soon(&mut attest_at);
+                            self.broadcast(&sender, id, entries).await
+                        }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                             tracing::debug!(store = %id, missed = n, "gossip fell behind local commits; peers will catch up by sync");
                         }
@@ -103,6 +128,7 @@ impl<C: NodeContext> Mesh<C> {
                                 continue;
                             }
                             tracing::debug!(store = %id, %peer, "gossip neighbour up: syncing with it");
+                            attest_soon(&mut attest_at);
                             self.heard_from(peer);
                             self.submit(Some(id), Some(peer), false);
                         }
@@ -121,6 +147,54 @@ impl<C: NodeContext> Mesh<C> {
         }
         if let Ok(mut n) = self.neighbours.lock() {
             n.remove(&id);
+        }
+        if let Ok(mut heard) = self.attestations.lock() {
+            heard.retain(|(store, _), _| *store != id);
+        }
+    }
+
+    /// Gossips our signed attestation of the store's root.
+    async fn attest(&self, sender: &GossipSender, store: &C::Store) {
+        match store.attestation().await {
+            Ok((attestation, _)) => {
+                let msg = proto::GossipMessage { attestation: Some(attestation.to_proto()), ..Default::default() };
+                send(sender, store.store_id(), msg).await;
+            }
+            Err(e) => tracing::debug!(store = %store.store_id(), error = %e, "no attestation to gossip"),
+        }
+    }
+
+    /// Takes a member's attestation (relayed or not: the signer need not be the neighbour that
+    /// delivered it): if the one we heard before from that member, at least [`ATTEST_DELAY`]
+    /// ago, counted more entries than we hold now, gossip lost some; sync with the signer.
+    async fn receive_attestation(&self, store: &C::Store, from: AuthorId, attestation: proto::Attestation) {
+        let id = store.store_id();
+        let Some(attestation) = Attestation::from_proto(&attestation) else {
+            tracing::debug!(%from, store = %id, "malformed attestation in gossip");
+            return;
+        };
+        let signer = attestation.signer;
+        if attestation.store != id || signer == self.me() || !self.takes_gossip_from(id, signer, "attestation") {
+            return;
+        }
+        if attestation.verify().is_err() {
+            tracing::warn!(%from, %signer, store = %id, "gossiped attestation with a bad signature");
+            return;
+        }
+        let now = Instant::now();
+        let before = match self.attestations.lock() {
+            Ok(mut heard) => heard.insert((id, signer), Heard { attestation, at: now }),
+            Err(_) => return,
+        };
+        let Some(before) = before.filter(|b| now.duration_since(b.at) >= ATTEST_DELAY) else { return };
+        let held = match store.sync_state().await {
+            Ok(state) => state.total_entries(),
+            Err(_) => return,
+        };
+        if held < before.attestation.entries {
+            tracing::debug!(store = %id, %signer, held, attested = before.attestation.entries,
+                "a member attested entries we still lack: syncing with it");
+            self.submit(Some(id), Some(signer), true);
         }
     }
 
@@ -202,6 +276,9 @@ impl<C: NodeContext> Mesh<C> {
         if !msg.proofs.is_empty() {
             self.receive_proofs(store, from, msg.proofs).await;
         }
+        if let Some(attestation) = msg.attestation {
+            self.receive_attestation(store, from, attestation).await;
+        }
         let mut need_sync = false;
         if !msg.entries.is_empty() {
             match store.ingest_batch(msg.entries).await {
@@ -266,6 +343,19 @@ impl Outbox<'_> {
         if !(m.entries.is_empty() && m.announce.is_empty() && m.proofs.is_empty()) {
             send(self.sender, self.store, self.msg).await;
         }
+    }
+}
+
+/// Schedules our next attestation, unless one is already due.
+fn attest_soon(at: &mut Option<tokio::time::Instant>) {
+    at.get_or_insert_with(|| tokio::time::Instant::now() + ATTEST_DELAY);
+}
+
+/// Sleeps until `at`, or forever if `None`.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

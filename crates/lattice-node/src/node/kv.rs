@@ -9,7 +9,7 @@
 
 use lattice_core::entry::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use lattice_core::{Head, Hlc, Kind, Op};
-use lattice_store::{History, KvStore, StoreError, Transaction, Value, WatchEvent, WriteReceipt};
+use lattice_store::{History, KeyProof, KvStore, StoreError, Transaction, Value, WatchEvent, WriteReceipt};
 use tokio::sync::mpsc;
 
 use super::{Node, StoreRef};
@@ -140,6 +140,13 @@ impl Node {
     pub async fn get_heads(&self, store: &StoreRef, key: &[u8]) -> Result<Vec<Head>, NodeError> {
         validate_key(key)?;
         Ok(self.store_handle(store.id).await?.get_heads(key).await?)
+    }
+
+    /// A Merkle proof of `key` in `store` (its raw heads, or its absence) against this node's
+    /// current root, with this node's signed attestation of that root (DESIGN.md §10).
+    pub async fn prove(&self, store: &StoreRef, key: &[u8]) -> Result<KeyProof, NodeError> {
+        validate_key(key)?;
+        Ok(self.store_handle(store.id).await?.prove(key).await?)
     }
 
     /// What `get` shows of `key`: its visible value (as [`get`](Self::get)) and its raw heads.

@@ -30,6 +30,15 @@ impl Node {
 
     /// A node's status in the root store, if it has one (a value that spells no status counts
     /// as none).
+    /// Whether an attestation signed by `signer` speaks for this mesh: this node, or a member
+    /// (invited or active) as the effective control plane has it.
+    pub async fn vouches_for(&self, signer: AuthorId) -> Result<bool, NodeError> {
+        if signer == self.node_id() {
+            return Ok(true);
+        }
+        Ok(self.node_status(signer).await?.is_some_and(MemberStatus::is_member))
+    }
+
     pub(crate) async fn node_status(&self, peer: AuthorId) -> Result<Option<MemberStatus>, NodeError> {
         self.with_plane(|plane| plane.status(peer)).await
     }

@@ -126,6 +126,7 @@ impl Store {
             let winner = heads::winner(&heads).cloned();
             let after = visible(&heads);
             let head_count = heads.len();
+            w.leaf_changed(key, &heads);
             t.set_heads(key, heads)?;
             match (before_visible.is_some(), after.is_some()) {
                 (false, true) => w.counters.live_keys += 1,

@@ -50,7 +50,7 @@ pub(crate) struct Tables<'t> {
     /// Counters and sets (see `kinds`).
     pub(super) kinds: KindTables<'t>,
     /// For the tables of state.db a batch rarely touches (meta, policy, proofs), opened on use.
-    state_tx: &'t WriteTransaction,
+    pub(super) state_tx: &'t WriteTransaction,
     pub(super) orphans_tx: Option<&'t WriteTransaction>,
     pub(super) orphan_tables: Option<OrphanTables<'t>>,
     /// Index writes held back (replay, and batches of received entries), see [`Deferred`].
@@ -101,6 +101,11 @@ pub(crate) struct Work {
     /// Set when the batch changed the policy: its commit is durable (the policy and proofs are
     /// not in the logs), and an abort reloads the policy that was committed.
     pub(super) policy_changed: bool,
+    /// The new heads digest of every key the batch changed, by path (see `merkle`).
+    pub(super) leaves: HashMap<lattice_core::merkle::Digest, Option<lattice_core::merkle::Digest>>,
+    /// Leaves of committed batches that this transaction put in the tree: waiting again if it
+    /// aborts.
+    pub(super) taken_pending: HashMap<lattice_core::merkle::Digest, Option<lattice_core::merkle::Digest>>,
 }
 
 impl<'t> Tables<'t> {

@@ -40,6 +40,8 @@ impl Store {
                 proofs: Vec::new(),
                 poisoned: None,
                 policy_changed: false,
+                leaves: HashMap::new(),
+                taken_pending: HashMap::new(),
             },
         })
     }
@@ -94,7 +96,13 @@ impl Store {
         // From here on the entries are durable in their logs: the batch is acknowledged. If the
         // index commit fails, the next open replays them from the logs; until then the store
         // stops, since its index no longer matches its logs.
-        let Txn { state, orphans, work } = tx;
+        let Txn { state, orphans, mut work } = tx;
+        let tree = if self.tree_due(&work, matches!(durability, Durability::Immediate)) {
+            self.update_tree_in(&state, &mut work)
+        } else {
+            self.leaves_committed(std::mem::take(&mut work.leaves));
+            Ok(())
+        };
         let Work { log_lens, changed, kinded, counters, local, remote, gaps, proofs, .. } = work;
         for gap in gaps {
             let _ = self.gaps.send(gap);
@@ -111,7 +119,7 @@ impl Store {
             }
         };
         on_durable(events);
-        if let Err(e) = self.commit_index(state, orphans, &counters, durability) {
+        if let Err(e) = tree.and_then(|()| self.commit_index(state, orphans, &counters, durability)) {
             tracing::error!(store = %self.store_id, error = %e, "index commit failed after the logs were synced; stopping the store until it is reopened");
             self.stopped = Some(e.to_string());
         }
@@ -185,8 +193,9 @@ impl Store {
 
     /// Drops a transaction: undoes its log appends and forgets its index changes (and its policy
     /// changes: the policy committed last is read back).
-    pub(crate) fn abort(&mut self, tx: Txn) {
+    pub(crate) fn abort(&mut self, mut tx: Txn) {
         let policy_changed = tx.work.policy_changed;
+        self.merkle_pending.extend(tx.work.taken_pending.drain());
         for (author, len) in &tx.work.log_lens {
             if let Some(log) = self.logs.get_mut(author)
                 && let Err(e) = log.truncate(*len)

@@ -19,6 +19,8 @@
 //!   recomputation when a limit moves across stored entries.
 //! - `apply`: how any entry lands in its log, the entry and author rows and the key heads.
 //! - `kinds`: counters and sets: their state, what a delete or remove observed, typed values.
+//! - `merkle`: the Merkle tree over the keys' heads, updated lazily in batches; proofs and
+//!   attestations of its root.
 //! - `read`: reads of committed state and the stream of entries a peer lacks.
 
 mod apply;
@@ -26,6 +28,7 @@ mod batch;
 mod commit;
 mod ingest;
 mod kinds;
+mod merkle;
 mod orphans;
 mod policy;
 mod read;
@@ -82,6 +85,8 @@ pub(crate) struct Store {
     /// `(author, after, upto)`: the author's stored entries `after < seq <= upto` changed status
     /// under a policy change of the current batch; the index is recomputed once it commits.
     to_recompute: Vec<(AuthorId, u64, u64)>,
+    /// Leaves of committed batches not yet in the tree (see `merkle`).
+    merkle_pending: HashMap<lattice_core::merkle::Digest, Option<lattice_core::merkle::Digest>>,
     /// Log records read back by the replay at open (0 if the index was up to date).
     pub(crate) replayed: u64,
     /// Set when the index failed to commit after the logs did: the index no longer matches
@@ -172,6 +177,7 @@ impl Store {
             policy: Policy::empty(me),
             equivocations: Vec::new(),
             to_recompute: Vec::new(),
+            merkle_pending: HashMap::new(),
             replayed: 0,
             stopped: None,
             #[cfg(test)]
@@ -226,6 +232,7 @@ impl Store {
             tx.open_table(tables::KIND_STATE)?;
             tx.open_table(tables::KIND_OPS)?;
             tx.open_table(tables::SET_MEMBERS)?;
+            tx.open_table(tables::MERKLE_NODES)?;
             tx.open_table(tables::POLICY)?;
             tx.open_table(tables::PROOFS)?;
         }
@@ -234,6 +241,7 @@ impl Store {
         orphans::init(&tx)?;
         tx.commit()?;
         self.policy = Policy::load(&self.state, self.identity.author())?;
+        self.build_tree()?;
         Ok(recompute)
     }
 

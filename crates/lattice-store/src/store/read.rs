@@ -106,7 +106,8 @@ impl Store {
         })
     }
 
-    pub(crate) fn status(&self) -> Result<StoreStatus, StoreError> {
+    pub(crate) fn status(&mut self) -> Result<StoreStatus, StoreError> {
+        let root = self.merkle_root()?;
         let tx = self.state.begin_read().map_err(redb::Error::from)?;
         let authors = tx.open_table(tables::AUTHORS)?.len()?;
         let otx = self.orphans.begin_read().map_err(redb::Error::from)?;
@@ -126,6 +127,7 @@ impl Store {
             conflicts: self.counters.conflicts,
             refused: self.counters.refused,
             equivocated: self.policy.equivocated(),
+            root,
         })
     }
 

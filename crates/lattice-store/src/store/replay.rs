@@ -78,7 +78,9 @@ impl Store {
         tx.delete_table(tables::KIND_STATE)?;
         tx.delete_table(tables::KIND_OPS)?;
         tx.delete_table(tables::SET_MEMBERS)?;
+        tx.delete_table(tables::MERKLE_NODES)?;
         tx.commit()?;
+        self.merkle_pending.clear();
         self.counters = Counters::default();
         self.clock = Clock::new(self.config.max_drift_ms);
         self.init_tables().map(drop)
@@ -167,6 +169,9 @@ impl Store {
                     let hash = entry.hash();
                     self.store_entry(t, w, &entry, Some(offset), !refused)?;
                     self.replay_clock(&entry, refused);
+                    if w.leaves.len() >= super::merkle::PENDING_MAX {
+                        self.update_tree_in(t.state_tx, w)?;
+                    }
                     count += 1;
                     // Unblock authors that waited for this entry.
                     for waiter in waiting_on.remove(&hash).unwrap_or_default() {

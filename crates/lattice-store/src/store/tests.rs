@@ -194,7 +194,7 @@ fn a_crash_between_a_policy_change_and_its_recomputation_is_finished_at_open() {
     assert_eq!(store.get(b"k").unwrap(), Some(b"3".to_vec()), "not recomputed yet");
     drop(store);
 
-    let store = c.open();
+    let mut store = c.open();
     assert_eq!(store.get(b"k").unwrap(), Some(b"1".to_vec()));
     let status = store.status().unwrap();
     assert_eq!((status.entries, status.refused), (1, 2));
@@ -214,7 +214,7 @@ fn the_replay_of_unindexed_tails_refuses_what_the_policy_refuses() {
     assert_eq!(outcomes[1..], [IngestOutcome::Refused, IngestOutcome::Refused]);
     drop(store);
 
-    let store = c.open();
+    let mut store = c.open();
     assert_eq!(store.replayed, 3);
     assert_eq!(store.get(b"k").unwrap(), Some(b"1".to_vec()));
     let status = store.status().unwrap();
@@ -302,7 +302,7 @@ fn heads_indexed_under_the_old_rule_are_rebuilt_at_open() {
     tx.commit().unwrap();
     drop(store);
 
-    let store = Store::open(dir.path(), sid, id, StoreConfig::default()).unwrap();
+    let mut store = Store::open(dir.path(), sid, id, StoreConfig::default()).unwrap();
     assert_eq!(store.replayed, 3, "rebuilt from the logs");
     assert_eq!(store.get_heads(b"k").unwrap(), want);
     assert_eq!(store.get(b"j").unwrap(), Some(b"x".to_vec()));

@@ -1,7 +1,7 @@
 //! Every redb table of a store, with its key and value layout, and the codec of every row: no
 //! other file spells a row's bytes. Names carry a version suffix: a layout change gets a new
 //! name (and, since `state.db` is derived, a rebuild from the logs). The tables of counters and
-//! sets are in `kinds`.
+//! sets are in `kinds`, the Merkle tree's in `merkle`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,7 +16,9 @@ use crate::error::StoreError;
 use crate::types::{Authorisation, Cutoff};
 
 mod kinds;
+mod merkle;
 pub use kinds::*;
+pub use merkle::*;
 
 // ---------- state.db: derived from the logs ----------
 

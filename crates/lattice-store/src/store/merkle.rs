@@ -1,0 +1,394 @@
+//! The Merkle tree of the store's keys (DESIGN.md §10; the hashes are lattice-core's `merkle`),
+//! kept in `state.db` ([`tables::MERKLE_NODES`], the root slot in `meta_v1`).
+//!
+//! Every applied entry gives each key it touches a new heads digest (`apply`), collected in the
+//! batch's [`Work::leaves`]. The tree itself is updated lazily, once for many entries: the
+//! changed leaves wait, sorted by path at update time, in [`Store::merkle_pending`] until
+//! - a durable commit (every checkpoint, at most a second apart, and every policy change),
+//! - a read of the root (status, an attestation, a proof), or
+//! - [`PENDING_MAX`] leaves wait.
+//!
+//! Then one walk down the trie rewrites each node on a changed path once, whatever the number of
+//! leaves below it that changed: a batch of `k` changed keys in a tree of `n` costs about
+//! `k · (log16(n) - log16(k)) + min(k, n/16)` node rows, not `k · log16(n)`.
+//!
+//! Why this is safe: between durable commits, `state.db` commits are not durable (a crash
+//! takes the index back to the last durable commit, and the replay at open re-applies the log
+//! records after it, giving their leaves again). Every durable commit carries a tree that
+//! matches its heads exactly.
+//!
+//! Why a radix trie over `blake3(key)` (and not a Merkle search tree or a prolly tree): its
+//! shape is a pure function of the key set with no balancing (so incremental updates in any
+//! order give the same bytes), paths are uniformly distributed whatever the keys (no adversarial
+//! deep spine from chosen keys short of blake3 collisions), absence proofs come for free (the
+//! path ends at an empty slot or at another key's leaf), and subtrees are ranges of hashed keys,
+//! so two trees diff by descending into the slots whose hashes differ. The 16-ary layout keeps
+//! rows few (about n/10 nodes) while proofs stay binary (4 siblings per node).
+
+use std::collections::HashMap;
+
+use lattice_core::merkle::{self, Attestation, Digest, MerklePath, Terminal, nibble};
+use lattice_core::{AuthorSyncState, Head, Hlc, SyncState};
+use redb::{ReadableDatabase, ReadableTable, Table, WriteTransaction};
+
+use super::{Store, Work};
+use crate::error::StoreError;
+use crate::tables::{self, AuthorRow, MERKLE_NODES, META_MERKLE_ROOT, NodeRow, Slot, decode_heads, node_key};
+use crate::types::KeyProof;
+
+/// Leaves waiting before the tree is updated in the transaction at hand (bounds the memory of
+/// a long replay or sync to a few MB).
+pub(super) const PENDING_MAX: usize = 64 * 1024;
+
+/// A changed leaf: its path and its new heads digest (`None`: the key is gone).
+type Change = (Digest, Option<Digest>);
+
+impl Work {
+    /// Records the heads `key` holds now (the last call for a key in a batch wins).
+    pub(super) fn leaf_changed(&mut self, key: &[u8], heads: &[Head]) {
+        self.leaves.insert(merkle::key_path(key), Some(merkle::heads_digest(key, heads)));
+    }
+}
+
+impl Store {
+    /// Brings the tree in `state` up to date with every leaf waiting (those of committed batches
+    /// and those of the batch `w` whose transaction `state` is). If the batch aborts, the
+    /// committed ones are given back ([`Store::abort`]).
+    pub(super) fn update_tree_in(&mut self, state: &WriteTransaction, w: &mut Work) -> Result<(), StoreError> {
+        if self.merkle_pending.is_empty() && w.leaves.is_empty() {
+            return Ok(());
+        }
+        let committed = std::mem::take(&mut self.merkle_pending);
+        let mut changes: Vec<Change> = committed.iter().map(|(p, d)| (*p, *d)).collect();
+        let batch: HashMap<Digest, Option<Digest>> = std::mem::take(&mut w.leaves);
+        w.taken_pending.extend(committed);
+        // A key changed by the batch after it changed in a committed one: the batch's is newer.
+        changes.retain(|(p, _)| !batch.contains_key(p));
+        changes.extend(batch);
+        update_tree(state, changes)
+    }
+
+    /// Moves a committed batch's leaves to the waiting set.
+    pub(super) fn leaves_committed(&mut self, leaves: HashMap<Digest, Option<Digest>>) {
+        self.merkle_pending.extend(leaves);
+    }
+
+    /// Whether the tree must be brought up to date in this commit.
+    pub(super) fn tree_due(&self, w: &Work, durable: bool) -> bool {
+        (durable || self.merkle_pending.len() + w.leaves.len() >= PENDING_MAX)
+            && !(self.merkle_pending.is_empty() && w.leaves.is_empty())
+    }
+
+    /// Updates the tree in a transaction of its own if leaves wait (a read of the root wants it
+    /// current). Not durable: see the module docs.
+    fn settle_tree(&mut self) -> Result<(), StoreError> {
+        self.check_running()?;
+        if self.merkle_pending.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.state.begin_write()?;
+        let changes: Vec<Change> = self.merkle_pending.iter().map(|(p, d)| (*p, *d)).collect();
+        let result = update_tree(&tx, changes).and_then(|()| {
+            tx.set_durability(redb::Durability::None).map_err(|e| StoreError::Db(e.into()))?;
+            Ok(tx.commit()?)
+        });
+        match result {
+            Ok(()) => {
+                self.merkle_pending.clear();
+                Ok(())
+            }
+            Err(e) => {
+                // `tx` is gone with its writes; the leaves still wait.
+                tracing::error!(store = %self.store_id, error = %e, "could not update the Merkle tree");
+                Err(e)
+            }
+        }
+    }
+
+    /// The root of the tree over every key's heads.
+    pub(crate) fn merkle_root(&mut self) -> Result<Digest, StoreError> {
+        self.settle_tree()?;
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        Ok(root_slot(&tx.open_table(tables::META)?)?.hash())
+    }
+
+    /// This node's signed attestation of the store's root as of the entries it holds now, with
+    /// that frontier.
+    pub(crate) fn attestation(&mut self) -> Result<(Attestation, SyncState), StoreError> {
+        self.settle_tree()?;
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let root = root_slot(&tx.open_table(tables::META)?)?.hash();
+        let state = frontier(&tx)?;
+        Ok((self.sign_root(root, &state), state))
+    }
+
+    fn sign_root(&self, root: Digest, state: &SyncState) -> Attestation {
+        let last = self.clock.last();
+        let now = self.now();
+        let hlc = if now > last.wall_ms { Hlc::new(now, 0) } else { last };
+        Attestation::sign(&self.identity, self.store_id, root, state, hlc)
+    }
+
+    /// A proof of `key` (its heads, or its absence) against the current root, with this node's
+    /// attestation of that root: everything read in one transaction.
+    pub(crate) fn prove(&mut self, key: &[u8]) -> Result<KeyProof, StoreError> {
+        self.settle_tree()?;
+        let tx = self.state.begin_read().map_err(redb::Error::from)?;
+        let root = root_slot(&tx.open_table(tables::META)?)?;
+        let nodes = tx.open_table(MERKLE_NODES)?;
+        let path = walk(&nodes, root, merkle::key_path(key))?;
+        let heads = match tx.open_table(tables::KV)?.get(key)? {
+            Some(v) => decode_heads(v.value())?,
+            None => Vec::new(),
+        };
+        let state = frontier(&tx)?;
+        let attestation = self.sign_root(root.hash(), &state);
+        Ok(KeyProof { key: key.to_vec(), heads, path, attestation })
+    }
+
+    /// Builds the tree of a store indexed before the tree existed, from its heads (once, at
+    /// open), in runs of [`PENDING_MAX`] keys.
+    pub(super) fn build_tree(&mut self) -> Result<(), StoreError> {
+        let tx = self.state.begin_write()?;
+        if tx.open_table(tables::META)?.get(META_MERKLE_ROOT)?.is_some() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut keys = 0u64;
+        {
+            let kv = tx.open_table(tables::KV)?;
+            let mut run = Vec::with_capacity(PENDING_MAX);
+            for item in kv.iter()? {
+                let (k, v) = item?;
+                let heads = decode_heads(v.value())?;
+                run.push((merkle::key_path(k.value()), Some(merkle::heads_digest(k.value(), &heads))));
+                if run.len() == PENDING_MAX {
+                    keys += run.len() as u64;
+                    update_tree(&tx, std::mem::take(&mut run))?;
+                }
+            }
+            keys += run.len() as u64;
+            update_tree(&tx, run)?;
+        }
+        tx.commit()?;
+        if keys > 0 {
+            tracing::info!(store = %self.store_id, keys, elapsed_ms = started.elapsed().as_millis() as u64, "built the Merkle tree of the store's keys");
+        }
+        Ok(())
+    }
+}
+
+/// The frontier (last entry of every author) as the transaction sees it.
+fn frontier(tx: &redb::ReadTransaction) -> Result<SyncState, StoreError> {
+    let mut state = SyncState::default();
+    for item in tx.open_table(tables::AUTHORS)?.iter()? {
+        let (author, row) = item?;
+        let row = AuthorRow::read(row.value())?;
+        state.authors.insert(lattice_core::AuthorId(author.value()), AuthorSyncState { seq: row.seq, hash: row.hash });
+    }
+    Ok(state)
+}
+
+/// The root slot (empty if the tree was never written).
+fn root_slot(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Slot, StoreError> {
+    match meta.get(META_MERKLE_ROOT)? {
+        Some(v) => Ok(Slot::decode(v.value())?.0),
+        None => Ok(Slot::Empty),
+    }
+}
+
+/// The path from `root` to where `path` ends.
+fn walk(
+    nodes: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    root: Slot,
+    path: Digest,
+) -> Result<MerklePath, StoreError> {
+    let mut siblings = Vec::new();
+    let mut slot = root;
+    loop {
+        let depth = siblings.len();
+        match slot {
+            Slot::Empty => return Ok(MerklePath { path, siblings, terminal: Terminal::Empty }),
+            Slot::Leaf { path: at, digest } => {
+                return Ok(MerklePath { path, siblings, terminal: Terminal::Leaf { path: at, digest } });
+            }
+            Slot::Node(_) => {
+                let row = read_node(nodes, depth, &path)?;
+                let child = nibble(&path, depth);
+                siblings.push(merkle::node_siblings(&row.hashes(), child));
+                slot = row.children[child];
+            }
+        }
+    }
+}
+
+fn read_node(
+    nodes: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    depth: usize,
+    path: &Digest,
+) -> Result<NodeRow, StoreError> {
+    if depth >= merkle::MAX_DEPTH {
+        return Err(StoreError::CorruptIndex("merkle tree deeper than a path".into()));
+    }
+    match nodes.get(node_key(depth, path).as_slice())? {
+        Some(v) => NodeRow::decode(v.value()),
+        None => Err(StoreError::CorruptIndex(format!("merkle node missing at depth {depth}"))),
+    }
+}
+
+/// Applies `changes` (any order, one per path) to the tree in `state`.
+pub(super) fn update_tree(state: &WriteTransaction, mut changes: Vec<Change>) -> Result<(), StoreError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    changes.sort_unstable_by_key(|(path, _)| *path);
+    let mut meta = state.open_table(tables::META)?;
+    let mut nodes = state.open_table(MERKLE_NODES)?;
+    let root = root_slot(&meta)?;
+    let root = update_slot(&mut nodes, 0, root, &changes)?;
+    meta.insert(META_MERKLE_ROOT, root.encode().as_slice())?;
+    Ok(())
+}
+
+type Nodes<'t> = Table<'t, &'static [u8], &'static [u8]>;
+
+/// The new content of the slot at `depth` (on the paths of `changes`, sorted, all sharing the
+/// slot's prefix) after `changes`.
+fn update_slot(nodes: &mut Nodes<'_>, depth: usize, slot: Slot, changes: &[Change]) -> Result<Slot, StoreError> {
+    let Some((first, _)) = changes.first() else { return Ok(slot) };
+    match slot {
+        Slot::Node(_) => {
+            let mut row = read_node(nodes, depth, first)?;
+            let mut rest = changes;
+            while let Some((first, _)) = rest.first() {
+                let child = nibble(first, depth);
+                let len = rest.iter().take_while(|(p, _)| nibble(p, depth) == child).count();
+                row.children[child] = update_slot(nodes, depth + 1, row.children[child], &rest[..len])?;
+                rest = &rest[len..];
+            }
+            store_node(nodes, depth, first, row)
+        }
+        Slot::Empty | Slot::Leaf { .. } => {
+            // At most one key here so far: the subtree is rebuilt from its keys.
+            let mut leaves: Vec<(Digest, Digest)> = changes.iter().filter_map(|(p, d)| d.map(|d| (*p, d))).collect();
+            if let Slot::Leaf { path, digest } = slot
+                && !changes.iter().any(|(p, _)| *p == path)
+            {
+                let at = leaves.partition_point(|(p, _)| *p < path);
+                leaves.insert(at, (path, digest));
+            }
+            build(nodes, depth, &leaves)
+        }
+    }
+}
+
+/// The subtree at `depth` holding `leaves` (sorted, sharing the prefix), written.
+fn build(nodes: &mut Nodes<'_>, depth: usize, leaves: &[(Digest, Digest)]) -> Result<Slot, StoreError> {
+    match leaves {
+        [] => Ok(Slot::Empty),
+        [(path, digest)] => Ok(Slot::Leaf { path: *path, digest: *digest }),
+        [(first, _), ..] => {
+            if depth >= merkle::MAX_DEPTH {
+                return Err(StoreError::CorruptIndex("two keys with one path".into()));
+            }
+            let mut row = NodeRow::default();
+            let mut rest = leaves;
+            while let Some((p, _)) = rest.first() {
+                let child = nibble(p, depth);
+                let len = rest.iter().take_while(|(p, _)| nibble(p, depth) == child).count();
+                row.children[child] = build(nodes, depth + 1, &rest[..len])?;
+                rest = &rest[len..];
+            }
+            store_node(nodes, depth, first, row)
+        }
+    }
+}
+
+/// Writes the node at `depth` on `path` in canonical form: no key left, its row goes and the
+/// slot is empty; one leaf left, its row goes and the leaf moves up; else the row is written.
+fn store_node(nodes: &mut Nodes<'_>, depth: usize, path: &Digest, row: NodeRow) -> Result<Slot, StoreError> {
+    let key = node_key(depth, path);
+    let mut occupied = row.children.iter().filter(|c| **c != Slot::Empty);
+    let only = match (occupied.next(), occupied.next()) {
+        (None, _) => Some(Slot::Empty),
+        (Some(leaf @ Slot::Leaf { .. }), None) => Some(*leaf),
+        _ => None,
+    };
+    if let Some(slot) = only {
+        nodes.remove(key.as_slice())?;
+        return Ok(slot);
+    }
+    let hash = merkle::node_hash(&row.hashes());
+    nodes.insert(key.as_slice(), row.encode().as_slice())?;
+    Ok(Slot::Node(hash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lattice_core::merkle::root_of;
+    use proptest::prelude::*;
+
+    fn root_after(db: &redb::Database, changes: Vec<Change>) -> Digest {
+        let tx = db.begin_write().unwrap();
+        update_tree(&tx, changes).unwrap();
+        tx.commit().unwrap();
+        let tx = db.begin_read().unwrap();
+        match tx.open_table(tables::META) {
+            Ok(meta) => root_slot(&meta).unwrap().hash(),
+            Err(_) => merkle::EMPTY,
+        }
+    }
+
+    fn node_rows(db: &redb::Database) -> usize {
+        let tx = db.begin_read().unwrap();
+        let Ok(nodes) = tx.open_table(MERKLE_NODES) else { return 0 };
+        nodes.iter().unwrap().count()
+    }
+
+    proptest! {
+        #![proptest_config(lattice_testkit::proptest_config("merkle tree updates", 64))]
+
+        /// Any sequence of batched upserts and removals leaves the tree the reference computes
+        /// from the final leaf set; proofs walk to that root; removing every key leaves no row.
+        #[test]
+        fn incremental_updates_match_the_reference(
+            batches in proptest::collection::vec(
+                proptest::collection::vec((0u16..400, proptest::option::weighted(0.8, any::<u8>())), 0..60),
+                1..12,
+            ),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let db = redb::Database::create(dir.path().join("t.db")).unwrap();
+            let mut model: HashMap<Digest, Digest> = HashMap::new();
+            for batch in batches {
+                let mut changes: HashMap<Digest, Option<Digest>> = HashMap::new();
+                for (key, digest) in batch {
+                    let path = merkle::key_path(&key.to_be_bytes());
+                    let digest = digest.map(|d| [d; 32]);
+                    changes.insert(path, digest);
+                    match digest {
+                        Some(d) => { model.insert(path, d); }
+                        None => { model.remove(&path); }
+                    }
+                }
+                let root = root_after(&db, changes.into_iter().collect());
+                let leaves: Vec<_> = model.iter().map(|(p, d)| (*p, *d)).collect();
+                prop_assert_eq!(root, root_of(&leaves));
+                let tx = db.begin_read().unwrap();
+                if let (Ok(meta), Ok(nodes)) = (tx.open_table(tables::META), tx.open_table(MERKLE_NODES)) {
+                    let slot = root_slot(&meta).unwrap();
+                    for probe in 0u16..20 {
+                        let key = probe.to_be_bytes();
+                        let proof = walk(&nodes, slot, merkle::key_path(&key)).unwrap();
+                        let expect = model.get(&merkle::key_path(&key)).copied();
+                        prop_assert_eq!(proof.verify(&key, &root), Ok(expect));
+                    }
+                }
+            }
+            let all: Vec<Change> = model.keys().map(|p| (*p, None)).collect();
+            prop_assert_eq!(root_after(&db, all), merkle::EMPTY);
+            prop_assert_eq!(node_rows(&db), 0);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The Merkle tree's rows in `state.db` (the hashes are lattice-core's `merkle`). Like every
+//! derived table, it is dropped and rebuilt from the logs by a rebuild.
+
+use lattice_core::merkle::{self, Digest, EMPTY};
+use redb::TableDefinition;
+
+use crate::error::StoreError;
+
+/// Key: [`node_key`] (depth, then the path's first `depth` nibbles). Value: [`NodeRow`]: the
+/// node's 16 child slots. A node exists where two or more keys share the prefix.
+pub const MERKLE_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("merkle_nodes_v1");
+
+/// In `meta_v1`: the root slot ([`Slot::encode`]); absent in a store indexed before the tree
+/// existed (the open then builds it from the heads).
+pub const META_MERKLE_ROOT: &str = "merkle_root";
+
+/// One slot of the tree: nothing, one key's leaf, or a node (whose row holds its children).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Slot {
+    /// No key under this prefix.
+    #[default]
+    Empty,
+    /// Exactly one key under this prefix: its path and heads digest.
+    Leaf {
+        /// `blake3(key)`.
+        path: Digest,
+        /// The digest of the key's heads.
+        digest: Digest,
+    },
+    /// Two or more keys: a node, with its hash.
+    Node(Digest),
+}
+
+impl Slot {
+    /// The slot's hash in its parent.
+    pub fn hash(&self) -> Digest {
+        match self {
+            Slot::Empty => EMPTY,
+            Slot::Leaf { path, digest } => merkle::leaf_hash(path, digest),
+            Slot::Node(hash) => *hash,
+        }
+    }
+
+    /// `0` | `1 ‖ path ‖ digest` | `2 ‖ hash`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(65);
+        self.encode_into(&mut out);
+        out
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Slot::Empty => out.push(0),
+            Slot::Leaf { path, digest } => {
+                out.push(1);
+                out.extend_from_slice(path);
+                out.extend_from_slice(digest);
+            }
+            Slot::Node(hash) => {
+                out.push(2);
+                out.extend_from_slice(hash);
+            }
+        }
+    }
+
+    /// Reads a slot back; returns it and the bytes it took.
+    pub fn decode(b: &[u8]) -> Result<(Slot, usize), StoreError> {
+        let corrupt = || StoreError::CorruptIndex("merkle slot".into());
+        let arr = |at: usize| -> Result<Digest, StoreError> {
+            b.get(at..at + 32).and_then(|s| s.try_into().ok()).ok_or_else(corrupt)
+        };
+        match b.first() {
+            Some(0) => Ok((Slot::Empty, 1)),
+            Some(1) => Ok((Slot::Leaf { path: arr(1)?, digest: arr(33)? }, 65)),
+            Some(2) => Ok((Slot::Node(arr(1)?), 33)),
+            _ => Err(corrupt()),
+        }
+    }
+}
+
+/// A node's 16 child slots. Row: `u16` bitmap of the non-empty slots (bit i = slot i), then
+/// each non-empty slot in order ([`Slot::encode`]).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodeRow {
+    pub children: [Slot; 16],
+}
+
+impl NodeRow {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 + 16 * 65);
+        let bitmap =
+            self.children.iter().enumerate().filter(|(_, c)| **c != Slot::Empty).fold(0u16, |m, (i, _)| m | 1 << i);
+        out.extend_from_slice(&bitmap.to_be_bytes());
+        for child in self.children.iter().filter(|c| **c != Slot::Empty) {
+            child.encode_into(&mut out);
+        }
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<NodeRow, StoreError> {
+        let bitmap = u16::from_be_bytes(
+            b.get(..2).and_then(|s| s.try_into().ok()).ok_or_else(|| StoreError::CorruptIndex("merkle node".into()))?,
+        );
+        let mut row = NodeRow::default();
+        let mut at = 2;
+        for (i, child) in row.children.iter_mut().enumerate() {
+            if bitmap & (1 << i) != 0 {
+                let (slot, len) = Slot::decode(&b[at.min(b.len())..])?;
+                *child = slot;
+                at += len;
+            }
+        }
+        Ok(row)
+    }
+
+    /// The hashes of the 16 slots.
+    pub fn hashes(&self) -> [Digest; 16] {
+        std::array::from_fn(|i| self.children[i].hash())
+    }
+}
+
+/// The row key of the node at `depth` on `path`: the depth, then the path's first `depth`
+/// nibbles packed two to a byte (an odd last nibble in the high half).
+pub fn node_key(depth: usize, path: &Digest) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + depth.div_ceil(2));
+    key.push(depth as u8);
+    key.extend_from_slice(&path[..depth.div_ceil(2)]);
+    if depth % 2 == 1
+        && let Some(last) = key.last_mut()
+    {
+        *last &= 0xf0;
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_round_trip() {
+        let mut row = NodeRow::default();
+        row.children[0] = Slot::Leaf { path: [1; 32], digest: [2; 32] };
+        row.children[7] = Slot::Node([3; 32]);
+        row.children[15] = Slot::Leaf { path: [4; 32], digest: [5; 32] };
+        assert_eq!(NodeRow::decode(&row.encode()).unwrap(), row);
+        assert_eq!(NodeRow::decode(&NodeRow::default().encode()).unwrap(), NodeRow::default());
+        assert!(NodeRow::decode(&[0xff, 0xff, 1]).is_err());
+        for slot in [Slot::Empty, Slot::Node([9; 32]), Slot::Leaf { path: [1; 32], digest: [2; 32] }] {
+            assert_eq!(Slot::decode(&slot.encode()).unwrap().0, slot);
+        }
+    }
+
+    #[test]
+    fn node_keys_keep_only_the_prefix() {
+        let path = [0xab; 32];
+        assert_eq!(node_key(0, &path), vec![0]);
+        assert_eq!(node_key(1, &path), vec![1, 0xa0]);
+        assert_eq!(node_key(2, &path), vec![2, 0xab]);
+        assert_eq!(node_key(3, &path), vec![3, 0xab, 0xa0]);
+    }
+}
