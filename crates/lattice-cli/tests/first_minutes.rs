@@ -87,6 +87,7 @@ fn demo_json_reports_every_step_succeeded() {
 
     // 20 gossip keys, color, 1,000 catch-up keys, visits and tags, the HTTP write.
     assert_eq!(step("converged")["keys"], 1024, "{summary}");
+    assert_eq!(step("converged")["root"].as_str().map(str::len), Some(64), "{summary}");
     let dir = std::path::Path::new(summary["data_dir"].as_str().unwrap());
     assert_eq!(summary["kept"], false);
     assert!(!dir.exists(), "the demo's temporary data dirs are removed: {}", dir.display());

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::process::Child;
-
-use common::{Lattice, wait_until};
+use common::{Lattice, Serving, wait_until};
 
 fn status(l: &Lattice) -> serde_json::Value {
     l.run(&["--json", "status"]).ok().json()
@@ -17,17 +15,6 @@ fn root(l: &Lattice) -> String {
     let s = status(l);
     let store = s["stores"].as_array().unwrap().iter().find(|s| s["name"] == "default").unwrap().clone();
     store["root"].as_str().unwrap().to_string()
-}
-
-struct Serving(Vec<Child>);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 #[test]

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::process::Child;
-
-use common::{Lattice, signal, wait_exit, wait_until};
+use common::{Lattice, Serving, signal, wait_exit, wait_until};
 
 fn status(l: &Lattice) -> serde_json::Value {
     l.run(&["--json", "status"]).ok().json()
@@ -35,17 +33,6 @@ fn incr_batch(l: &Lattice, key: &str, n: usize, name: &str) {
     let line = format!("{{\"op\":\"incr\",\"key\":\"{key}\",\"by\":1}}\n");
     std::fs::write(&file, line.repeat(n)).unwrap();
     l.run(&["batch", file.to_str().unwrap()]).ok();
-}
-
-struct Serving(Vec<Child>);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 #[test]

@@ -128,3 +128,42 @@ async fn an_equivocation_proof_reaches_a_gossip_only_peer() {
         s.shutdown().await;
     }
 }
+
+/// Gossip carries attestations (issue 18): an entry that gossip never carries (A received it
+/// from a third party: only local entries are broadcast) reaches B without anti-entropy, because
+/// A's attestation counts it and B, still without it a moment later, syncs with A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attestation_of_entries_gossip_lost_makes_the_peer_sync() {
+    use lattice_core::{EntryBuilder, Hlc, Identity, Op};
+    use lattice_store::{KvStore, SyncStore};
+
+    let root = StoreId::new_random();
+    let mut config = mesh_config();
+    config.mesh.anti_entropy_interval = Duration::from_secs(3600);
+    let (nodes, servers) = full_mesh(2, root, config).await;
+    let (a, b) = (nodes[0].store(root).unwrap(), nodes[1].store(root).unwrap());
+    // Gossip is up both ways: a live write arrives.
+    write_many(&a, "live", 1).await;
+    eventually("gossip reaches b", Duration::from_secs(20), || {
+        let b = b.clone();
+        async move { b.status().await.unwrap().entries == 1 }
+    })
+    .await;
+    // An entry of a third author, handed to A directly: A's commit broadcasts nothing, but its
+    // attestation (1 s later) counts 2 entries.
+    let outsider = Identity::generate();
+    let entry =
+        EntryBuilder::new(root, 1).timestamp(Hlc::new(1_000, 0)).op(Op::put("aside", "v")).sign(&outsider).unwrap();
+    for r in a.ingest_batch(vec![entry.bytes().to_vec()]).await.unwrap() {
+        r.unwrap();
+    }
+    eventually("the attestation makes b sync with a", Duration::from_secs(20), || {
+        let b = b.clone();
+        async move { b.get(b"aside").await.unwrap().is_some() }
+    })
+    .await;
+    assert_eq!(a.status().await.unwrap().root, b.status().await.unwrap().root);
+    for s in servers {
+        s.shutdown().await;
+    }
+}

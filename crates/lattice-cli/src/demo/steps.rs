@@ -311,10 +311,24 @@ pub async fn converged(cluster: &Cluster) -> anyhow::Result<Report> {
     })
     .await?;
     let keys = cluster.contents(cluster.node(0)).await?.len();
+    let roots = || async move {
+        let mut roots = Vec::new();
+        for node in &cluster.nodes {
+            let status = node.node.status().await.ok()?;
+            roots.push(status.stores.iter().find(|(s, _)| s.id == cluster.store.id).map(|(_, f)| f.root)?);
+        }
+        Some(roots)
+    };
+    until("every node to hold the same Merkle root", || async move {
+        roots().await.is_some_and(|r| r.windows(2).all(|w| w[0] == w[1]))
+    })
+    .await?;
+    let roots = roots().await.ok_or_else(|| anyhow!("the demo store is not in a node's status"))?;
+    let root = hex::encode(roots[0]);
     Ok(Report {
-        summary: format!("all three nodes hold the same {keys} keys and values"),
+        summary: format!("all three nodes hold the same {keys} keys and values, under one Merkle root {}", &root[..12]),
         details: Vec::new(),
-        figures: json!({"keys": keys, "waited_ms": ms(took)}),
+        figures: json!({"keys": keys, "waited_ms": ms(took), "root": root}),
     })
 }
 

@@ -202,3 +202,15 @@ impl Lines {
         }
     }
 }
+
+/// `serve` processes, killed when dropped (a failed assertion must not leave them running).
+pub struct Serving(pub Vec<Child>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -4,12 +4,12 @@
 //!
 //! Each node also gossips its signed attestation of the store's Merkle root (DESIGN.md §10),
 //! [`ATTEST_DELAY`] after a commit or a new neighbour (so at most once per delay, and never
-//! while the store is idle). A member's attestation that says it held more entries than we
-//! hold now, [`ATTEST_DELAY`] after we heard it, means gossip lost something: we sync with
-//! that member rather than wait for anti-entropy.
+//! while the store is idle). A member's attestation of more entries than we hold, if we still
+//! hold fewer [`ATTEST_DELAY`] later (gossip in flight has had its time), means gossip lost
+//! something: we sync with that member rather than wait for anti-entropy.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -30,10 +30,10 @@ use crate::endpoint::PeerAddr;
 /// How long after a commit (or a new neighbour) a node gossips its attestation.
 pub(crate) const ATTEST_DELAY: Duration = Duration::from_secs(1);
 
-/// The latest attestation heard of a member for a store, and when.
-pub(crate) struct Heard {
-    pub(crate) attestation: Attestation,
-    pub(crate) at: Instant,
+/// A member attested more entries than we held: checked again [`ATTEST_DELAY`] later.
+struct Behind {
+    signer: AuthorId,
+    entries: u64,
 }
 
 /// The gossip topic of a store: `blake3("lattice/{store_uuid}")`.
@@ -74,6 +74,8 @@ impl<C: NodeContext> Mesh<C> {
         let mut peers = self.peers.subscribe();
         // When our attestation goes out next (`None`: nothing changed since the last one).
         let mut attest_at: Option<tokio::time::Instant> = None;
+        // A member's attestation to check against what we hold then.
+        let mut behind: Option<(tokio::time::Instant, Behind)> = None;
         'subscribe: while !cancel.is_cancelled() {
             let bootstrap: Vec<EndpointId> = self.active_peers().into_iter().filter_map(endpoint_id).collect();
             let sub = match self.gossip.subscribe(topic, bootstrap).await {
@@ -92,6 +94,11 @@ impl<C: NodeContext> Mesh<C> {
                     _ = sleep_until(attest_at) => {
                         attest_at = None;
                         self.attest(&sender, &store).await;
+                    }
+                    _ = sleep_until(behind.as_ref().map(|(at, _)| *at)) => {
+                        if let Some((_, b)) = behind.take() {
+                            self.check_behind(&store, b).await;
+                        }
                     }
                     commit = commits.recv() => match commit {
                         Ok(entries) => {
@@ -119,7 +126,9 @@ impl<C: NodeContext> Mesh<C> {
                                 continue;
                             }
                             self.heard_from(from);
-                            self.receive(&store, from, msg.content).await;
+                            if let Some(b) = self.receive(&store, from, msg.content).await {
+                                behind.get_or_insert_with(|| (tokio::time::Instant::now() + ATTEST_DELAY, b));
+                            }
                         }
                         Some(Ok(Event::NeighborUp(peer))) => {
                             self.note_neighbours(id, events.neighbors());
@@ -148,9 +157,6 @@ impl<C: NodeContext> Mesh<C> {
         if let Ok(mut n) = self.neighbours.lock() {
             n.remove(&id);
         }
-        if let Ok(mut heard) = self.attestations.lock() {
-            heard.retain(|(store, _), _| *store != id);
-        }
     }
 
     /// Gossips our signed attestation of the store's root.
@@ -165,36 +171,40 @@ impl<C: NodeContext> Mesh<C> {
     }
 
     /// Takes a member's attestation (relayed or not: the signer need not be the neighbour that
-    /// delivered it): if the one we heard before from that member, at least [`ATTEST_DELAY`]
-    /// ago, counted more entries than we hold now, gossip lost some; sync with the signer.
-    async fn receive_attestation(&self, store: &C::Store, from: AuthorId, attestation: proto::Attestation) {
+    /// delivered it): `Some` if it counts more entries than we hold now.
+    async fn receive_attestation(
+        &self,
+        store: &C::Store,
+        from: AuthorId,
+        attestation: proto::Attestation,
+    ) -> Option<Behind> {
         let id = store.store_id();
         let Some(attestation) = Attestation::from_proto(&attestation) else {
             tracing::debug!(%from, store = %id, "malformed attestation in gossip");
-            return;
+            return None;
         };
         let signer = attestation.signer;
-        if attestation.store != id || signer == self.me() || !self.takes_gossip_from(id, signer, "attestation") {
-            return;
+        // The deliverer passed the gate; the signer must be a member too (the node's list).
+        if attestation.store != id || signer == self.me() || !self.active_peers().contains(&signer) {
+            return None;
         }
         if attestation.verify().is_err() {
             tracing::warn!(%from, %signer, store = %id, "gossiped attestation with a bad signature");
-            return;
+            return None;
         }
-        let now = Instant::now();
-        let before = match self.attestations.lock() {
-            Ok(mut heard) => heard.insert((id, signer), Heard { attestation, at: now }),
-            Err(_) => return,
-        };
-        let Some(before) = before.filter(|b| now.duration_since(b.at) >= ATTEST_DELAY) else { return };
-        let held = match store.sync_state().await {
-            Ok(state) => state.total_entries(),
-            Err(_) => return,
-        };
-        if held < before.attestation.entries {
-            tracing::debug!(store = %id, %signer, held, attested = before.attestation.entries,
+        let held = store.sync_state().await.ok()?.total_entries();
+        (held < attestation.entries).then_some(Behind { signer, entries: attestation.entries })
+    }
+
+    /// A member attested more entries than we held, [`ATTEST_DELAY`] ago: still fewer now, and
+    /// gossip lost some; sync with it.
+    async fn check_behind(&self, store: &C::Store, behind: Behind) {
+        let Ok(state) = store.sync_state().await else { return };
+        let held = state.total_entries();
+        if held < behind.entries {
+            tracing::debug!(store = %store.store_id(), signer = %behind.signer, held, attested = behind.entries,
                 "a member attested entries we still lack: syncing with it");
-            self.submit(Some(id), Some(signer), true);
+            self.submit(Some(store.store_id()), Some(behind.signer), true);
         }
     }
 
@@ -263,22 +273,24 @@ impl<C: NodeContext> Mesh<C> {
         }
     }
 
-    async fn receive(&self, store: &C::Store, from: AuthorId, content: Bytes) {
+    /// Takes one gossip message; `Some` if it carried an attestation of more than we hold.
+    async fn receive(&self, store: &C::Store, from: AuthorId, content: Bytes) -> Option<Behind> {
         let id = store.store_id();
         let msg = match proto::GossipMessage::decode(content) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(%from, error = %e, "undecodable gossip message");
-                return;
+                return None;
             }
         };
         // Proofs first: the forked author's entries in the same message are refused at once.
         if !msg.proofs.is_empty() {
             self.receive_proofs(store, from, msg.proofs).await;
         }
-        if let Some(attestation) = msg.attestation {
-            self.receive_attestation(store, from, attestation).await;
-        }
+        let behind = match msg.attestation {
+            Some(attestation) => self.receive_attestation(store, from, attestation).await,
+            None => None,
+        };
         let mut need_sync = false;
         if !msg.entries.is_empty() {
             match store.ingest_batch(msg.entries).await {
@@ -302,6 +314,7 @@ impl<C: NodeContext> Mesh<C> {
         if need_sync {
             self.submit(Some(id), Some(from), true);
         }
+        behind
     }
 }
 

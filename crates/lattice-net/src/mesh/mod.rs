@@ -63,8 +63,6 @@ pub(crate) struct Mesh<C: NodeContext> {
     /// Each open store's gossip neighbours, as iroh-gossip last reported them.
     neighbours: Mutex<HashMap<StoreId, Vec<AuthorId>>>,
     health: Mutex<HashMap<AuthorId, PeerHealth>>,
-    /// The latest attestation each member gossiped for each store (see `gossip`).
-    attestations: Mutex<HashMap<(StoreId, AuthorId), gossip::Heard>>,
     stores: Mutex<HashMap<StoreId, (C::Store, CancellationToken)>>,
     jobs: mpsc::UnboundedSender<Job>,
     jobs_rx: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
@@ -103,7 +101,6 @@ impl<C: NodeContext> Mesh<C> {
             peers: watch::Sender::new(Vec::new()),
             neighbours: Mutex::default(),
             health: Mutex::new(HashMap::new()),
-            attestations: Mutex::new(HashMap::new()),
             stores: Mutex::new(HashMap::new()),
             jobs,
             jobs_rx: Mutex::new(Some(jobs_rx)),
