@@ -2,9 +2,10 @@
 //! entries and proofs in, gap-triggered syncs), the per-message membership check, and
 //! reconnecting gossip with a readmitted peer.
 //!
-//! Each node also gossips its signed attestation of the store's Merkle root (DESIGN.md §10),
-//! [`ATTEST_DELAY`] after a commit or a new neighbour (so at most once per delay, and never
-//! while the store is idle). A member's attestation of more entries than we hold, if we still
+//! Each node also gossips its signed attestation of the store's Merkle root (DESIGN.md §10)
+//! once the store has been quiet for [`ATTEST_DELAY`] after a commit or a new neighbour, or
+//! [`ATTEST_MAX`] after the first of them under constant writes (a root read merges the tree's
+//! waiting leaves, which is cheapest done rarely), and never while the store is idle. A member's attestation of more entries than we hold, if we still
 //! hold fewer [`ATTEST_DELAY`] later (gossip in flight has had its time), means gossip lost
 //! something: we sync with that member rather than wait for anti-entropy.
 
@@ -27,8 +28,11 @@ use crate::admission::Admission;
 use crate::context::{NodeContext, PeerEvent};
 use crate::endpoint::PeerAddr;
 
-/// How long after a commit (or a new neighbour) a node gossips its attestation.
+/// How long a store stays quiet after a commit (or a new neighbour) before its attestation goes
+/// out.
 pub(crate) const ATTEST_DELAY: Duration = Duration::from_secs(1);
+/// The longest an attestation waits under constant writes.
+pub(crate) const ATTEST_MAX: Duration = Duration::from_secs(10);
 
 /// A member attested more entries than we held: checked again [`ATTEST_DELAY`] later.
 struct Behind {
@@ -72,8 +76,8 @@ impl<C: NodeContext> Mesh<C> {
         let topic = topic_for(id);
         let TopicInputs { mut commits, mut gaps } = inputs;
         let mut peers = self.peers.subscribe();
-        // When our attestation goes out next (`None`: nothing changed since the last one).
-        let mut attest_at: Option<tokio::time::Instant> = None;
+        // (first change since the last attestation, when the next goes out); `None`: no change.
+        let mut attest_at: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
         // A member's attestation to check against what we hold then.
         let mut behind: Option<(tokio::time::Instant, Behind)> = None;
         'subscribe: while !cancel.is_cancelled() {
@@ -91,7 +95,7 @@ impl<C: NodeContext> Mesh<C> {
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break 'subscribe,
-                    _ = sleep_until(attest_at) => {
+                    _ = sleep_until(attest_at.map(|(_, at)| at)) => {
                         attest_at = None;
                         self.attest(&sender, &store).await;
                     }
@@ -359,9 +363,12 @@ impl Outbox<'_> {
     }
 }
 
-/// Schedules our next attestation, unless one is already due.
-fn attest_soon(at: &mut Option<tokio::time::Instant>) {
-    at.get_or_insert_with(|| tokio::time::Instant::now() + ATTEST_DELAY);
+/// Puts our next attestation [`ATTEST_DELAY`] from now, but no later than [`ATTEST_MAX`] after
+/// the first change it covers.
+fn attest_soon(at: &mut Option<(tokio::time::Instant, tokio::time::Instant)>) {
+    let now = tokio::time::Instant::now();
+    let first = at.map_or(now, |(first, _)| first);
+    *at = Some((first, (now + ATTEST_DELAY).min(first + ATTEST_MAX)));
 }
 
 /// Sleeps until `at`, or forever if `None`.

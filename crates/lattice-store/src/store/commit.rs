@@ -97,12 +97,9 @@ impl Store {
         // index commit fails, the next open replays them from the logs; until then the store
         // stops, since its index no longer matches its logs.
         let Txn { state, orphans, mut work } = tx;
-        let tree = if self.tree_due(&work, matches!(durability, Durability::Immediate)) {
-            self.update_tree_in(&state, &mut work)
-        } else {
-            self.leaves_committed(std::mem::take(&mut work.leaves));
-            Ok(())
-        };
+        let tree = self.place_leaves(&state, &mut work, matches!(durability, Durability::Immediate));
+        self.leaves_committed(std::mem::take(&mut work.leaves));
+        let dirty = !self.merkle_pending.is_empty();
         let Work { log_lens, changed, kinded, counters, local, remote, gaps, proofs, .. } = work;
         for gap in gaps {
             let _ = self.gaps.send(gap);
@@ -119,9 +116,12 @@ impl Store {
             }
         };
         on_durable(events);
-        if let Err(e) = tree.and_then(|()| self.commit_index(state, orphans, &counters, durability)) {
-            tracing::error!(store = %self.store_id, error = %e, "index commit failed after the logs were synced; stopping the store until it is reopened");
-            self.stopped = Some(e.to_string());
+        match tree.and_then(|()| self.commit_index(state, orphans, &counters, durability, dirty)) {
+            Ok(()) => self.merkle_dirty = dirty,
+            Err(e) => {
+                tracing::error!(store = %self.store_id, error = %e, "index commit failed after the logs were synced; stopping the store until it is reopened");
+                self.stopped = Some(e.to_string());
+            }
         }
         if matches!(durability, Durability::Immediate) {
             self.last_checkpoint = Instant::now();
@@ -134,13 +134,14 @@ impl Store {
     }
 
     /// Commits the index rows of a batch whose logs are durable (meta, then state.db, then
-    /// orphans.db).
+    /// orphans.db); `merkle_dirty`: whether leaves of committed batches wait in memory after it.
     fn commit_index(
         &mut self,
         mut state: WriteTransaction,
         orphans: Option<WriteTransaction>,
         counters: &Counters,
         durability: Durability,
+        merkle_dirty: bool,
     ) -> Result<(), StoreError> {
         #[cfg(test)]
         if std::mem::take(&mut self.fail_next_index_commit) {
@@ -150,6 +151,11 @@ impl Store {
             let mut meta = state.open_table(tables::META)?;
             meta.insert(tables::META_COUNTERS, counters.encode().as_slice())?;
             meta.insert(tables::META_CLOCK, ClockRow { hlc: self.clock.last() }.encode().as_slice())?;
+            match (merkle_dirty, self.merkle_dirty) {
+                (true, false) => drop(meta.insert(tables::META_MERKLE_DIRTY, [1u8].as_slice())?),
+                (false, true) => drop(meta.remove(tables::META_MERKLE_DIRTY)?),
+                _ => {}
+            }
         }
         state.set_durability(durability).map_err(|e| StoreError::Db(e.into()))?;
         state.commit()?;

@@ -87,6 +87,8 @@ pub(crate) struct Store {
     to_recompute: Vec<(AuthorId, u64, u64)>,
     /// Leaves of committed batches not yet in the tree (see `merkle`).
     merkle_pending: HashMap<lattice_core::merkle::Digest, Option<lattice_core::merkle::Digest>>,
+    /// Whether the committed `meta_v1` holds [`tables::META_MERKLE_DIRTY`].
+    merkle_dirty: bool,
     /// Log records read back by the replay at open (0 if the index was up to date).
     pub(crate) replayed: u64,
     /// Set when the index failed to commit after the logs did: the index no longer matches
@@ -178,6 +180,7 @@ impl Store {
             equivocations: Vec::new(),
             to_recompute: Vec::new(),
             merkle_pending: HashMap::new(),
+            merkle_dirty: false,
             replayed: 0,
             stopped: None,
             #[cfg(test)]
@@ -233,6 +236,7 @@ impl Store {
             tx.open_table(tables::KIND_OPS)?;
             tx.open_table(tables::SET_MEMBERS)?;
             tx.open_table(tables::MERKLE_NODES)?;
+            tx.open_table(tables::MERKLE_PENDING)?;
             tx.open_table(tables::POLICY)?;
             tx.open_table(tables::PROOFS)?;
         }

@@ -79,6 +79,7 @@ impl Store {
         tx.delete_table(tables::KIND_OPS)?;
         tx.delete_table(tables::SET_MEMBERS)?;
         tx.delete_table(tables::MERKLE_NODES)?;
+        tx.delete_table(tables::MERKLE_PENDING)?;
         tx.commit()?;
         self.merkle_pending.clear();
         self.counters = Counters::default();
@@ -169,8 +170,8 @@ impl Store {
                     let hash = entry.hash();
                     self.store_entry(t, w, &entry, Some(offset), !refused)?;
                     self.replay_clock(&entry, refused);
-                    if w.leaves.len() >= super::merkle::PENDING_MAX {
-                        self.update_tree_in(t.state_tx, w)?;
+                    if w.leaves.len() >= super::merkle::MEMORY_MAX {
+                        self.place_leaves(t.state_tx, w, false)?;
                     }
                     count += 1;
                     // Unblock authors that waited for this entry.

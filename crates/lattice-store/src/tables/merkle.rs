@@ -10,9 +10,21 @@ use crate::error::StoreError;
 /// node's 16 child slots. A node exists where two or more keys share the prefix.
 pub const MERKLE_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("merkle_nodes_v1");
 
+/// Key: a key's path. Value: its new heads digest (32 bytes), or empty (the key is gone):
+/// leaves not yet merged into [`MERKLE_NODES`], kept here across durable commits (see
+/// lattice-store's `store/merkle`). Emptied by each merge.
+pub const MERKLE_PENDING: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("merkle_pending_v1");
+
 /// In `meta_v1`: the root slot ([`Slot::encode`]); absent in a store indexed before the tree
 /// existed (the open then builds it from the heads).
 pub const META_MERKLE_ROOT: &str = "merkle_root";
+
+/// In `meta_v1`, present (one byte, 1) while leaves of committed batches wait in memory only:
+/// written by the first commit that leaves some there, removed by the commit that places them.
+/// A durable commit never has it (it places every leaf), so a crash never finds it; a process
+/// that ended without its last checkpoint (redb makes the last commit durable when the file
+/// closes) does, and the open then rebuilds the tree from the heads.
+pub const META_MERKLE_DIRTY: &str = "merkle_dirty";
 
 /// One slot of the tree: nothing, one key's leaf, or a node (whose row holds its children).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
