@@ -97,8 +97,12 @@ impl Store {
         // index commit fails, the next open replays them from the logs; until then the store
         // stops, since its index no longer matches its logs.
         let Txn { state, orphans, mut work } = tx;
-        let tree = self.place_leaves(&state, &mut work, matches!(durability, Durability::Immediate));
+        let tree = self.place_leaves(&state, &mut work, matches!(durability, Durability::Immediate), false);
         self.leaves_committed(std::mem::take(&mut work.leaves));
+        let (tree, merge) = match tree {
+            Ok(merge) => (Ok(()), merge),
+            Err(e) => (Err(e), false),
+        };
         let dirty = !self.merkle_pending.is_empty();
         let Work { log_lens, changed, kinded, counters, local, remote, gaps, proofs, .. } = work;
         for gap in gaps {
@@ -117,7 +121,13 @@ impl Store {
         };
         on_durable(events);
         match tree.and_then(|()| self.commit_index(state, orphans, &counters, durability, dirty)) {
-            Ok(()) => self.merkle_dirty = dirty,
+            Ok(()) => {
+                self.merkle_dirty = dirty;
+                // Many leaves wait: merged now, after the commit, in transactions of their own.
+                if merge && let Err(e) = self.merge_waiting() {
+                    tracing::error!(store = %self.store_id, error = %e, "could not merge the Merkle tree's waiting leaves");
+                }
+            }
             Err(e) => {
                 tracing::error!(store = %self.store_id, error = %e, "index commit failed after the logs were synced; stopping the store until it is reopened");
                 self.stopped = Some(e.to_string());

@@ -171,7 +171,7 @@ impl Store {
                     self.store_entry(t, w, &entry, Some(offset), !refused)?;
                     self.replay_clock(&entry, refused);
                     if w.leaves.len() >= super::merkle::MEMORY_MAX {
-                        self.place_leaves(t.state_tx, w, false)?;
+                        self.place_leaves(t.state_tx, w, false, true)?;
                     }
                     count += 1;
                     // Unblock authors that waited for this entry.
