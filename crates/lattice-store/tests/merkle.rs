@@ -60,6 +60,8 @@ async fn history(seed: u64, writers: usize, steps: usize) -> (StoreId, Vec<Verif
             _ => drop(s.put(key.into_bytes(), format!("v{}", rng.random::<u16>()).into_bytes()).await.unwrap()),
         }
     }
+    // At least one entry, whatever the steps drew (a history of syncs alone holds none).
+    stores[0].put(b"k0".to_vec(), b"last".to_vec()).await.unwrap();
     let mut entries = Vec::new();
     for s in &stores {
         for e in all_entries(s).await {
