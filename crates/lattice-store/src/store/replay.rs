@@ -82,6 +82,7 @@ impl Store {
         tx.delete_table(tables::MERKLE_PENDING)?;
         tx.commit()?;
         self.merkle_pending.clear();
+        self.merkle_dirty = false;
         self.counters = Counters::default();
         self.clock = Clock::new(self.config.max_drift_ms);
         self.init_tables().map(drop)
