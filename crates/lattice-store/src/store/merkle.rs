@@ -30,16 +30,16 @@
 //! siblings per node).
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 use lattice_core::merkle::{self, Attestation, Digest, MerklePath, Terminal, nibble};
-use lattice_core::{AuthorSyncState, Head, Hlc, SyncState};
+use lattice_core::{Head, Hlc, SyncState};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
+use super::read::frontier;
 use super::{Store, Work};
 use crate::error::StoreError;
-use crate::tables::{
-    self, AuthorRow, MERKLE_NODES, MERKLE_PENDING, META_MERKLE_ROOT, NodeRow, Slot, decode_heads, node_key,
-};
+use crate::tables::{self, MERKLE_NODES, MERKLE_PENDING, META_MERKLE_ROOT, NodeRow, Slot, decode_heads, node_key};
 use crate::types::KeyProof;
 
 /// Leaves held in memory at most; more go to the waiting table (bounds the memory of a long
@@ -88,7 +88,7 @@ impl Store {
         // A key changed by the batch after it changed in a committed one: the batch's is newer.
         changes.extend(std::mem::take(&mut w.leaves));
         if merge_here && waiting + in_memory >= MERGE_MAX {
-            merge_tree(state, changes, ..=u8::MAX)?;
+            merge_tree(state, changes, 0..=u8::MAX)?;
             return Ok(false);
         }
         let mut table = state.open_table(MERKLE_PENDING)?;
@@ -117,9 +117,10 @@ impl Store {
             let mut tx = self.state.begin_write()?;
             let memory: HashMap<Digest, Option<Digest>> =
                 self.merkle_pending.iter().filter(|(p, _)| bytes.contains(&p[0])).map(|(p, d)| (*p, *d)).collect();
-            let last = nibble == 15;
-            let result = merge_tree(&tx, memory.clone(), bytes.clone()).and_then(|()| {
-                if last && self.merkle_pending.len() == memory.len() {
+            // The last chunk empties memory: the flag goes with it.
+            let empties_memory = nibble == 15 && self.merkle_pending.len() == memory.len();
+            let result = merge_tree(&tx, memory, bytes.clone()).and_then(|()| {
+                if empties_memory {
                     tx.open_table(tables::META)?.remove(tables::META_MERKLE_DIRTY)?;
                 }
                 tx.set_durability(redb::Durability::None).map_err(|e| StoreError::Db(e.into()))?;
@@ -235,17 +236,6 @@ impl Store {
     }
 }
 
-/// The frontier (last entry of every author) as the transaction sees it.
-fn frontier(tx: &redb::ReadTransaction) -> Result<SyncState, StoreError> {
-    let mut state = SyncState::default();
-    for item in tx.open_table(tables::AUTHORS)?.iter()? {
-        let (author, row) = item?;
-        let row = AuthorRow::read(row.value())?;
-        state.authors.insert(lattice_core::AuthorId(author.value()), AuthorSyncState { seq: row.seq, hash: row.hash });
-    }
-    Ok(state)
-}
-
 /// The root slot (empty if the tree was never written).
 fn root_slot(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Slot, StoreError> {
     match meta.get(META_MERKLE_ROOT)? {
@@ -298,18 +288,9 @@ fn read_node(
 fn merge_tree(
     state: &WriteTransaction,
     mut newer: HashMap<Digest, Option<Digest>>,
-    first: impl std::ops::RangeBounds<u8>,
+    first: RangeInclusive<u8>,
 ) -> Result<(), StoreError> {
-    let lo = match first.start_bound() {
-        std::ops::Bound::Included(b) => *b,
-        _ => 0,
-    };
-    let hi = match first.end_bound() {
-        std::ops::Bound::Included(b) => *b,
-        _ => u8::MAX,
-    };
-    let (from, to) = ([lo; 1], [hi; 1]);
-    let range = pad(from, 0)..=pad(to, 0xff);
+    let range = pad(*first.start(), 0)..=pad(*first.end(), 0xff);
     let mut changes: Vec<Change> = Vec::new();
     {
         let mut table = state.open_table(MERKLE_PENDING)?;
@@ -331,10 +312,10 @@ fn merge_tree(
     update_tree(state, changes)
 }
 
-/// A path whose first byte is `first[0]` and every other byte `fill`.
-fn pad(first: [u8; 1], fill: u8) -> Digest {
+/// A path whose first byte is `first` and every other byte `fill`.
+fn pad(first: u8, fill: u8) -> Digest {
     let mut path = [fill; 32];
-    path[0] = first[0];
+    path[0] = first;
     path
 }
 

@@ -15,6 +15,18 @@ use crate::missing::{History, MissingEntries};
 use crate::tables::{self, AuthorRow, EntryRow, UsageRow, decode_heads};
 use crate::types::{Change, KvPairs, KvValues, StoreStatus, Value, WatchEvent};
 
+/// The last entry of every author, as the transaction sees it (the sync state; attestations read
+/// it in the transaction that reads the root).
+pub(super) fn frontier(tx: &redb::ReadTransaction) -> Result<SyncState, StoreError> {
+    let mut state = SyncState::default();
+    for item in tx.open_table(tables::AUTHORS)?.iter()? {
+        let (author, row) = item?;
+        let row = AuthorRow::read(row.value())?;
+        state.authors.insert(AuthorId(author.value()), AuthorSyncState { seq: row.seq, hash: row.hash });
+    }
+    Ok(state)
+}
+
 impl Store {
     pub(crate) fn get_heads(&self, key: &[u8]) -> Result<Vec<Head>, StoreError> {
         let tx = self.state.begin_read().map_err(redb::Error::from)?;
@@ -151,9 +163,7 @@ impl Store {
     }
 
     pub(crate) fn sync_state(&self) -> Result<SyncState, StoreError> {
-        let authors =
-            self.author_rows()?.into_iter().map(|(a, r)| (a, AuthorSyncState { seq: r.seq, hash: r.hash })).collect();
-        Ok(SyncState { authors })
+        frontier(&self.state.begin_read().map_err(redb::Error::from)?)
     }
 
     /// A reader of the entries `remote` lacks, per author in seq order, merged in HLC order.
