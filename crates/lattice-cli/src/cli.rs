@@ -116,8 +116,18 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         key: OsString,
         /// Show every head with its author, HLC and hash
-        #[arg(short, long)]
+        #[arg(short, long, conflicts_with = "at")]
         verbose: bool,
+        /// The value as of then (time travel): an RFC 3339 time with its offset
+        /// (2026-12-03T17:00:00Z) or an HLC as `history` shows it
+        #[arg(long, value_name = "TIME|HLC")]
+        at: Option<String>,
+    },
+    /// Every version of KEY this node holds, oldest first: time, HLC, author, hash, what it
+    /// wrote, and which are heads now
+    History {
+        #[arg(allow_hyphen_values = true)]
+        key: OsString,
     },
     /// Add N (default 1) to the counter at KEY; prints its value after the write
     Incr {

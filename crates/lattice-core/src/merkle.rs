@@ -6,10 +6,10 @@
 //! Its shape is a function of the set of paths alone, so two nodes holding the same head sets
 //! hold the same tree, byte for byte, whatever order they learned them in:
 //! - a subtree with no key is empty ([`EMPTY`]);
-//! - a subtree with one key is that key's leaf, `blake3(0x00 ‖ path ‖ digest)`, where `digest`
+//! - a subtree with one key is that key's leaf, `blake3_keyed(LEAF_KEY, path ‖ digest)`, where `digest`
 //!   is [`heads_digest`] of the key's heads (every head, so a fork shows in the root);
 //! - a subtree with two or more keys is a node with 16 child slots (the next nibble); its hash
-//!   is a binary Merkle tree over the 16 child hashes, `branch(l, r) = blake3(0x01 ‖ l ‖ r)`
+//!   is a binary Merkle tree over the 16 child hashes, `branch(l, r) = blake3_keyed(BRANCH_KEY, l ‖ r)`
 //!   (`EMPTY` if both are empty), so a proof carries 4 sibling hashes per node, not 15.
 //!
 //! A proof of a key is the 4 siblings of each node from the root down to the slot where the
@@ -33,6 +33,15 @@ pub type Digest = [u8; 32];
 /// The hash of an empty subtree (and the root of an empty store).
 pub const EMPTY: Digest = [0; 32];
 
+/// The blake3 keys that keep the three kinds of hash apart. Keys, not a prefix byte: a leaf's and a
+/// branch's input is then 64 bytes, one blake3 block, so each costs one compression, not two (the
+/// tree's hashing is most of what a merge costs).
+pub const LEAF_KEY: [u8; 32] = *b"lattice/merkle/leaf/v2\0\0\0\0\0\0\0\0\0\0";
+/// See [`LEAF_KEY`].
+pub const BRANCH_KEY: [u8; 32] = *b"lattice/merkle/branch/v2\0\0\0\0\0\0\0\0";
+/// See [`LEAF_KEY`].
+pub const HEADS_KEY: [u8; 32] = *b"lattice/merkle/heads/v2\0\0\0\0\0\0\0\0\0";
+
 /// Nibbles in a path (a path is 32 bytes): the deepest a node can sit.
 pub const MAX_DEPTH: usize = 64;
 
@@ -51,8 +60,7 @@ pub fn nibble(path: &Digest, depth: usize) -> usize {
 /// covers, per head, the entry hash, HLC, author, kind, whether it is a tombstone and the
 /// blake3 of its value, so a proof can show the value and who wrote it.
 pub fn heads_digest(key: &[u8], heads: &[Head]) -> Digest {
-    let mut h = blake3::Hasher::new();
-    h.update(b"lattice/merkle/heads/v1\0");
+    let mut h = blake3::Hasher::new_keyed(&HEADS_KEY);
     h.update(&(key.len() as u64).to_be_bytes());
     h.update(key);
     h.update(&(heads.len() as u32).to_be_bytes());
@@ -69,11 +77,14 @@ pub fn heads_digest(key: &[u8], heads: &[Head]) -> Digest {
 
 /// The hash of a leaf: a key's path and the digest of its heads.
 pub fn leaf_hash(path: &Digest, digest: &Digest) -> Digest {
-    let mut h = blake3::Hasher::new();
-    h.update(&[0x00]);
-    h.update(path);
-    h.update(digest);
-    *h.finalize().as_bytes()
+    keyed_pair(&LEAF_KEY, path, digest)
+}
+
+fn keyed_pair(key: &[u8; 32], a: &Digest, b: &Digest) -> Digest {
+    let mut input = [0u8; 64];
+    input[..32].copy_from_slice(a);
+    input[32..].copy_from_slice(b);
+    *blake3::keyed_hash(key, &input).as_bytes()
 }
 
 /// Two sibling subtrees joined; two empty ones stay empty (so empty slots cost nothing).
@@ -81,11 +92,7 @@ pub fn branch(left: &Digest, right: &Digest) -> Digest {
     if left == &EMPTY && right == &EMPTY {
         return EMPTY;
     }
-    let mut h = blake3::Hasher::new();
-    h.update(&[0x01]);
-    h.update(left);
-    h.update(right);
-    *h.finalize().as_bytes()
+    keyed_pair(&BRANCH_KEY, left, right)
 }
 
 /// The hash of a node from the hashes of its 16 child slots.
@@ -122,20 +129,53 @@ pub fn root_of(leaves: &[(Digest, Digest)]) -> Digest {
 
 /// The hash of the subtree at `depth` holding `leaves` (sorted by path, all sharing the first
 /// `depth` nibbles).
-fn subtree_hash(leaves: &[(Digest, Digest)], depth: usize) -> Digest {
+pub fn subtree_hash(leaves: &[(Digest, Digest)], depth: usize) -> Digest {
     match leaves {
         [] => EMPTY,
         [(path, digest)] => leaf_hash(path, digest),
+        // Two leaves with one path (not a set: the caller's slip) end where paths do.
+        [(path, digest), ..] if depth >= MAX_DEPTH => leaf_hash(path, digest),
+        _ => node_hash(&child_hashes(leaves, depth)),
+    }
+}
+
+/// The hashes of the 16 child slots of the node at `depth` holding `leaves` (sorted, sharing
+/// the prefix).
+fn child_hashes(leaves: &[(Digest, Digest)], depth: usize) -> [Digest; 16] {
+    let mut children = [EMPTY; 16];
+    for (slot, run) in by_nibble(leaves, depth) {
+        children[slot] = subtree_hash(run, depth + 1);
+    }
+    children
+}
+
+/// `leaves` (sorted) cut into runs of one nibble at `depth`: `(nibble, run)`.
+fn by_nibble(leaves: &[(Digest, Digest)], depth: usize) -> impl Iterator<Item = (usize, &[(Digest, Digest)])> {
+    let mut rest = leaves;
+    std::iter::from_fn(move || {
+        let (first, _) = rest.first()?;
+        let slot = nibble(first, depth);
+        let len = rest.iter().take_while(|(p, _)| nibble(p, depth) == slot).count();
+        let (run, tail) = rest.split_at(len);
+        rest = tail;
+        Some((slot, run))
+    })
+}
+
+/// The rest of the proof of `path` inside the subtree at `depth` holding `leaves` (sorted,
+/// sharing the prefix), computed from the leaves: pushes the siblings of each node on the way
+/// and returns where the path ends. The store keeps the tree's deepest levels as lists of
+/// leaves and proves inside them with this.
+pub fn path_in(leaves: &[(Digest, Digest)], depth: usize, path: &Digest, siblings: &mut Vec<[Digest; 4]>) -> Terminal {
+    match leaves {
+        [] => Terminal::Empty,
+        [(at, digest)] => Terminal::Leaf { path: *at, digest: *digest },
+        [(at, digest), ..] if depth >= MAX_DEPTH => Terminal::Leaf { path: *at, digest: *digest },
         _ => {
-            let mut children = [EMPTY; 16];
-            let mut rest = leaves;
-            while let Some((first, _)) = rest.first() {
-                let slot = nibble(first, depth);
-                let len = rest.iter().take_while(|(p, _)| nibble(p, depth) == slot).count();
-                children[slot] = subtree_hash(&rest[..len], depth + 1);
-                rest = &rest[len..];
-            }
-            node_hash(&children)
+            let slot = nibble(path, depth);
+            siblings.push(node_siblings(&child_hashes(leaves, depth), slot));
+            let run = by_nibble(leaves, depth).find(|(s, _)| *s == slot).map_or(&[][..], |(_, run)| run);
+            path_in(run, depth + 1, path, siblings)
         }
     }
 }

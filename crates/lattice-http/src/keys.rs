@@ -19,13 +19,28 @@ use crate::{conditional, cursor};
 const DEFAULT_LIST_LIMIT: usize = 100;
 const MAX_LIST_LIMIT: usize = 1000;
 
+#[derive(Deserialize)]
+pub(crate) struct GetQuery {
+    at: Option<String>,
+}
+
 /// 200 with the value and its `ETag`, or 304 (the ETag, no body) when `If-None-Match` matches.
+/// With `?at=`, the register's value as of then (time travel, no ETag).
 pub(crate) async fn get_key(
     State(api): Shared,
     Path((store, key)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let store = api.authorise(&headers, &store, Access::Read).await?;
+    let Query(query) = Query::<GetQuery>::try_from_uri(&uri).map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    if let Some(at) = query.at {
+        let at = lattice_node::parse_at(&at)?;
+        let value = api.node.get_at(&store, key.as_bytes(), at).await?.ok_or_else(|| not_found(&key))?;
+        return Ok(
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))], value).into_response()
+        );
+    }
     let lookup = api.node.lookup(&store, key.as_bytes()).await?;
     let (Some(value), Some(winner)) = (lookup.typed, lattice_core::visible(&lookup.heads)) else {
         return Err(not_found(&key));

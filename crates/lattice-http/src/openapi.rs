@@ -95,6 +95,10 @@ pub(crate) fn document() -> Value {
         "security": security,
         "parameters": [store_param(), key_param(),
             param("If-None-Match", "header", false, "`*`, an ETag or a list of them: 304 if one matches",
+                  json!({ "type": "string" })),
+            param("at", "query", false,
+                  "Time travel: the register's value as of an RFC 3339 time with its offset or an HLC \
+                   (`WALL_MS.COUNTER`); 404 if it had none then, 400 for a counter or a set. No ETag",
                   json!({ "type": "string" }))],
         "responses": with_errors(json!({
             "200": { "description": "A register's raw value; a counter or a set as JSON",

@@ -52,7 +52,7 @@ pub use meta::{LocalState, MetaDb, PeerRecord};
 pub use network::{Network, NodeCtx, PeerSync, StoreSync, join};
 pub use node::{DEFAULT_STORE_NAME, Lookup, Node, NodeStatus, StoreInfo, StoreRef};
 pub use own_log::NodeStore;
-pub use time::{now_ms, rfc3339};
+pub use time::{now_ms, parse_at, rfc3339};
 pub use tokens::{
     MAX_RATE, Permissions, TokenRecord, TokenRejected, format_rate, parse_duration, parse_rate, split_token,
 };

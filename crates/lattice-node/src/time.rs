@@ -4,6 +4,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jiff::Timestamp;
+use lattice_core::Hlc;
+
+use crate::error::NodeError;
 
 /// How [`rfc3339`] writes a time, e.g. `2026-11-25T17:15:59.123Z`.
 const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
@@ -36,6 +39,22 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<u64> {
     u64::try_from(at.as_millisecond()).ok()
 }
 
+/// A point in time for `get --at` / `?at=`: an RFC 3339 time with its offset (any precision;
+/// the whole millisecond it names is included) or an HLC (`WALL_MS.COUNTER`, as `history` shows).
+pub fn parse_at(text: &str) -> Result<Hlc, NodeError> {
+    if let Ok(hlc) = text.parse::<Hlc>() {
+        return Ok(hlc);
+    }
+    let at: Timestamp = text.parse().map_err(|_| {
+        NodeError::Invalid(format!(
+            "{text:?} is not a time: give an RFC 3339 time with its offset (2026-12-03T17:00:00.000Z) or an HLC (1796318083000.0)"
+        ))
+    })?;
+    let ms = u64::try_from(at.as_millisecond())
+        .map_err(|_| NodeError::Invalid(format!("{text:?} is before 1970: no entry is that old")))?;
+    Ok(Hlc::new(ms, u32::MAX))
+}
+
 fn has_shape(text: &str, shape: &str) -> bool {
     text.len() == shape.len()
         && text.bytes().zip(shape.bytes()).all(|(c, s)| if s == b'0' { c.is_ascii_digit() } else { c == s })
@@ -44,6 +63,17 @@ fn has_shape(text: &str, shape: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_to_travel_to() {
+        assert_eq!(parse_at("1796318083000.7").unwrap(), Hlc::new(1_796_318_083_000, 7));
+        assert_eq!(parse_at("1970-01-01T00:00:01.250Z").unwrap(), Hlc::new(1_250, u32::MAX));
+        assert_eq!(parse_at("1970-01-01T01:00:01+01:00").unwrap(), Hlc::new(1_000, u32::MAX));
+        for bad in ["yesterday", "2026-12-03 17:00", "2026-12-03T17:00:00", "", "1.2.3", "1969-12-31T23:59:59Z"] {
+            let err = parse_at(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
 
     #[test]
     fn known_dates() {

@@ -20,8 +20,8 @@ use crate::error::{IngestError, StoreError};
 use crate::missing::{History, MissingEntries};
 use crate::store::Store;
 use crate::types::{
-    Authorisation, IngestOutcome, KeyProof, KvPairs, KvValues, ProofBytes, StoreStatus, Transaction, Value, WatchEvent,
-    WriteReceipt,
+    Authorisation, IngestOutcome, KeyProof, KvPairs, KvValues, ProofBytes, StoreStatus, Transaction, Value, Version,
+    WatchEvent, WriteReceipt,
 };
 
 /// Commands queued before the sender waits.
@@ -91,6 +91,8 @@ pub(crate) enum ReadCommand {
     History { since: Hlc, reply: Reply<History> },
     Attest { reply: Reply<(Attestation, SyncState)> },
     Prove { key: Vec<u8>, reply: Reply<KeyProof> },
+    Versions { key: Vec<u8>, reply: Reply<Vec<Version>> },
+    VersionAt { key: Vec<u8>, at: Hlc, reply: Reply<Option<Version>> },
 }
 
 impl From<WriteCommand> for Command {
@@ -138,6 +140,8 @@ impl ReadCommand {
             ReadCommand::History { reply, .. } => drop(reply.send(Err(err()))),
             ReadCommand::Attest { reply } => drop(reply.send(Err(err()))),
             ReadCommand::Prove { reply, .. } => drop(reply.send(Err(err()))),
+            ReadCommand::Versions { reply, .. } => drop(reply.send(Err(err()))),
+            ReadCommand::VersionAt { reply, .. } => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -393,6 +397,8 @@ impl Actor {
             ReadCommand::Prove { key, reply } => drop(reply.send(s.prove(&key))),
             ReadCommand::Get { key, reply } => drop(reply.send(s.value(&key))),
             ReadCommand::Heads { key, reply } => drop(reply.send(s.get_heads(&key))),
+            ReadCommand::Versions { key, reply } => drop(reply.send(s.versions(&key))),
+            ReadCommand::VersionAt { key, at, reply } => drop(reply.send(s.version_at(&key, at))),
             ReadCommand::List { prefix, after, limit, reply } => {
                 drop(reply.send(s.list(&prefix, after.as_deref(), limit)))
             }

@@ -18,7 +18,7 @@ use crate::store::Store;
 use crate::traits::{KvStore, SyncStore, Verified};
 use crate::types::{
     Authorisation, Committed, GapInfo, IngestOutcome, KeyProof, KvPairs, KvValues, ProofBytes, StoreConfig,
-    StoreStatus, Transaction, Value, WatchEvent, WriteReceipt,
+    StoreStatus, Transaction, Value, Version, WatchEvent, WriteReceipt,
 };
 
 /// The async handle to a store. Clone it freely; every clone talks to the same actor.
@@ -138,6 +138,19 @@ impl StoreHandle {
     pub async fn prove(&self, key: &[u8]) -> Result<KeyProof, StoreError> {
         let key = key.to_vec();
         self.request(|reply| ReadCommand::Prove { key, reply }).await?
+    }
+
+    /// Every version of `key` this node holds (each applied entry that touched it), oldest
+    /// first, with which are heads now (DESIGN.md §11).
+    pub async fn versions(&self, key: &[u8]) -> Result<Vec<Version>, StoreError> {
+        let key = key.to_vec();
+        self.request(|reply| ReadCommand::Versions { key, reply }).await?
+    }
+
+    /// The version of `key` that won as of `at` (the last at or before it), if any.
+    pub async fn version_at(&self, key: &[u8], at: Hlc) -> Result<Option<Version>, StoreError> {
+        let key = key.to_vec();
+        self.request(|reply| ReadCommand::VersionAt { key, at, reply }).await?
     }
 
     /// Drops orphans older than the configured TTL now (the actor also does it periodically).

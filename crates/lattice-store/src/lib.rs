@@ -50,5 +50,5 @@ pub use missing::{Coverage, History, MissingEntries};
 pub use traits::{EntrySource, KvStore, SyncStore, Verified};
 pub use types::{
     Authorisation, Change, Committed, Condition, Cutoff, GapInfo, IngestOutcome, KeyProof, KvPairs, KvValues,
-    ProofBytes, StoreConfig, StoreStatus, Transaction, Value, WatchEvent, WriteReceipt,
+    ProofBytes, StoreConfig, StoreStatus, Transaction, Value, Version, WatchEvent, WriteReceipt,
 };

@@ -174,9 +174,8 @@ impl AuthorLog {
     }
 }
 
-/// Reads and checks the record at `offset` of an open log file.
-#[cfg(test)]
-fn read_record_at(file: &File, path: &Path, offset: u64) -> Result<Vec<u8>, LogError> {
+/// Reads and checks the record at `offset` of an open log file (a version `history` shows).
+pub fn read_record_at(file: &File, path: &Path, offset: u64) -> Result<Vec<u8>, LogError> {
     let mut header = [0u8; HEADER_LEN as usize];
     file.read_exact_at(&mut header, offset).map_err(io(path))?;
     let (len, sum) = parse_header(&header);

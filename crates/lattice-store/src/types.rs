@@ -255,6 +255,21 @@ pub struct StoreStatus {
     pub root: lattice_core::merkle::Digest,
 }
 
+/// One version of a key (DESIGN.md §11 `history`): an applied entry that touched it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// The entry's HLC.
+    pub hlc: lattice_core::Hlc,
+    /// Who wrote it.
+    pub author: lattice_core::AuthorId,
+    /// The entry's hash.
+    pub hash: lattice_core::Hash,
+    /// Its ops on the key, in order (the last one is the head it left).
+    pub ops: Vec<lattice_core::Op>,
+    /// Whether the entry is one of the key's heads now.
+    pub head: bool,
+}
+
 /// A Merkle proof of one key against this node's current root (DESIGN.md §10): its heads
 /// (empty if absent), the path from the root, and this node's signed attestation of that root.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,15 +5,13 @@
 
 mod common;
 
-use common::{all_entries, fast_tempdir, open, sync_into};
+use common::{KEYS, fast_tempdir, history, open};
 use lattice_core::merkle::{self, Digest};
 use lattice_core::{Identity, Op, StoreId, VerifiedEntry};
 use lattice_store::{KvStore, StoreHandle, SyncStore};
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-
-const KEYS: u8 = 12;
 
 /// The root over every key's heads, computed from scratch (the reference).
 async fn reference_root(store: &StoreHandle) -> Digest {
@@ -30,50 +28,6 @@ async fn reference_root(store: &StoreHandle) -> Digest {
 
 async fn root(store: &StoreHandle) -> Digest {
     store.status().await.unwrap().root
-}
-
-/// Writers put, delete and increment keys (and sync now and then, so entries cite other
-/// writers' heads and keys conflict); returns every entry made.
-async fn history(seed: u64, writers: usize, steps: usize) -> (StoreId, Vec<VerifiedEntry>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let id = StoreId::new_random();
-    let dirs: Vec<_> = (0..writers).map(|_| fast_tempdir()).collect();
-    let stores: Vec<StoreHandle> = dirs.iter().map(|d| open(d.path(), id, &Identity::generate())).collect();
-    for _ in 0..steps {
-        let w = rng.random_range(0..writers);
-        let key = format!("k{}", rng.random_range(0..KEYS));
-        let s = &stores[w];
-        match rng.random_range(0..10) {
-            0 => {
-                let from = rng.random_range(0..writers);
-                if from != w {
-                    sync_into(&stores[from], s).await;
-                }
-            }
-            1 => drop(s.delete(key.into_bytes()).await.unwrap()),
-            // Counters live on their own keys, so no op of another kind is refused.
-            2 => drop(s.incr(format!("c{}", rng.random_range(0..2)).into_bytes(), 1).await.unwrap()),
-            3 => {
-                let ops = vec![Op::put(key.clone(), "batch"), Op::put(format!("k{}", rng.random_range(0..KEYS)), "b2")];
-                s.batch(ops).await.unwrap();
-            }
-            _ => drop(s.put(key.into_bytes(), format!("v{}", rng.random::<u16>()).into_bytes()).await.unwrap()),
-        }
-    }
-    // At least one entry, whatever the steps drew (a history of syncs alone holds none).
-    stores[0].put(b"k0".to_vec(), b"last".to_vec()).await.unwrap();
-    let mut entries = Vec::new();
-    for s in &stores {
-        for e in all_entries(s).await {
-            if e.author() == s.author() {
-                entries.push(e);
-            }
-        }
-    }
-    for s in &stores {
-        s.close().await.unwrap();
-    }
-    (id, entries)
 }
 
 /// A fresh store that receives `entries` in the given order, in batches of random sizes.
@@ -173,6 +127,53 @@ async fn proofs_verify_against_the_signed_root() {
     assert_eq!(attestation.frontier, merkle::frontier_digest(&state));
 }
 
+/// Enough keys that many share the tree's bucket prefixes (4 nibbles): the root stays the
+/// reference's and proofs verify, as buckets fill and as deletions rewrite them (the unit tests
+/// of the tree cover buckets emptying back to single leaves).
+#[tokio::test]
+async fn buckets_of_leaves_prove_and_empty() {
+    let dir = fast_tempdir();
+    let store = open(dir.path(), StoreId::new_random(), &Identity::generate());
+    let keys: Vec<Vec<u8>> = (0..3_000).map(|i| format!("bucket-key-{i}").into_bytes()).collect();
+    for chunk in keys.chunks(500) {
+        store.batch(chunk.iter().map(|k| Op::put(k.clone(), "v")).collect()).await.unwrap();
+    }
+    let reference = |present: &[Vec<u8>], heads: &[Vec<lattice_core::Head>]| {
+        let leaves: Vec<_> =
+            present.iter().zip(heads).map(|(k, h)| (merkle::key_path(k), merkle::heads_digest(k, h))).collect();
+        merkle::root_of(&leaves)
+    };
+    let mut heads = Vec::new();
+    for key in &keys {
+        heads.push(store.get_heads(key).await.unwrap());
+    }
+    assert_eq!(root(&store).await, reference(&keys, &heads));
+    let mut deepest = 0;
+    for key in keys.iter().step_by(7) {
+        let proof = store.prove(key).await.unwrap();
+        let digest = merkle::heads_digest(key, &proof.heads);
+        assert_eq!(proof.path.verify(key, &proof.attestation.root), Ok(Some(digest)));
+        deepest = deepest.max(proof.path.siblings.len());
+    }
+    assert!(deepest > 4, "some proofs reach inside a bucket (deepest {deepest})");
+    for absent in 0..50 {
+        let key = format!("absent-{absent}").into_bytes();
+        let proof = store.prove(&key).await.unwrap();
+        assert_eq!(proof.path.verify(&key, &proof.attestation.root), Ok(None));
+    }
+    // Deleting most keys rewrites the buckets (a tombstone is a head: its key stays a leaf).
+    store.batch(keys[..2_900].iter().map(|k| Op::delete(k.clone())).collect()).await.unwrap();
+    let mut heads = Vec::new();
+    for key in &keys {
+        heads.push(store.get_heads(key).await.unwrap());
+    }
+    assert_eq!(root(&store).await, reference(&keys, &heads));
+    for key in keys.iter().step_by(97) {
+        let proof = store.prove(key).await.unwrap();
+        assert!(proof.path.verify(key, &proof.attestation.root).unwrap().is_some());
+    }
+}
+
 /// A store indexed before the tree existed gets it built at open, equal to the one a store
 /// maintains as it goes.
 #[tokio::test]
@@ -186,13 +187,23 @@ async fn the_tree_is_built_for_a_store_indexed_without_it() {
     }
     let expected = root(&store).await;
     store.close().await.unwrap();
-    // What an older build left: no tree rows, no root row.
+    // What an older build left: no tree rows, no root row; or the tree's first layout (a row
+    // per node, its root under another name).
+    let legacy = redb::TableDefinition::<&[u8], &[u8]>::new("merkle_nodes_v1");
+    let meta = redb::TableDefinition::<&str, &[u8]>::new("meta_v1");
     let db = redb::Database::open(dir.path().join("state.db")).unwrap();
     let tx = db.begin_write().unwrap();
-    tx.delete_table(redb::TableDefinition::<&[u8], &[u8]>::new("merkle_nodes_v1")).unwrap();
-    tx.open_table(redb::TableDefinition::<&str, &[u8]>::new("meta_v1")).unwrap().remove("merkle_root").unwrap();
+    assert!(tx.delete_table(redb::TableDefinition::<&[u8], &[u8]>::new("merkle_nodes_v2")).unwrap());
+    tx.open_table(meta).unwrap().remove("merkle_root_v2").unwrap();
+    tx.open_table(legacy).unwrap().insert([0u8].as_slice(), [0u8, 0].as_slice()).unwrap();
+    tx.open_table(meta).unwrap().insert("merkle_root", [2u8; 33].as_slice()).unwrap();
     tx.commit().unwrap();
     drop(db);
     let store = open(dir.path(), store_id, &id);
     assert_eq!(root(&store).await, expected);
+    store.close().await.unwrap();
+    let db = redb::Database::open(dir.path().join("state.db")).unwrap();
+    let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+    assert!(tx.open_table(legacy).is_err(), "the first layout's rows are gone");
+    assert!(tx.open_table(meta).unwrap().get("merkle_root").unwrap().is_none());
 }

@@ -3,7 +3,7 @@
 //!
 //! - `merkle.build_1m`: the tree built from scratch over every key's heads, as the first open
 //!   of a store indexed before the tree existed does (its rows deleted, then the store opened):
-//!   keys per second, and the nodes it wrote.
+//!   keys per second, and the rows it wrote.
 //! - `merkle.proof_1m`: proofs of random keys (present, and absent) against the signed root:
 //!   proofs made per second through `StoreHandle::prove`, their depth, their size (binary: 4
 //!   sibling hashes per node, the leaf, the attestation; and as the JSON `lattice proof` prints).
@@ -79,8 +79,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
         Row::from_rate("merkle.build_1m", "key/s", build)
             .param("keys", keys)
             .param("build_ms", (build.elapsed.as_secs_f64() * 1000.0).round())
-            .param("tree_nodes", count_nodes(&big.dir)?)
-            .param("tree_nodes_before", nodes_before),
+            .param("tree_rows", count_nodes(&big.dir)?)
+            .param("tree_rows_before", nodes_before),
         Row::from_rate("merkle.proof_1m", "proof/s", prove)
             .param("keys", keys)
             .param("absent_share", 0.1)
@@ -97,17 +97,18 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Row>> {
     ])
 }
 
-const NODES: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("merkle_nodes_v1");
+/// The tree's rows (a node's 16 slots above the bucket depth, a bucket's leaves at it).
+const NODES: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("merkle_nodes_v2");
 const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta_v1");
 
 /// Deletes the tree's rows and root from the closed store's state.db, as a store indexed before
-/// the tree had them; returns how many nodes there were.
+/// the tree had them; returns how many rows there were.
 fn drop_tree(dir: &std::path::Path) -> Result<u64> {
     let nodes = count_nodes(dir)?;
     let db = redb::Database::open(dir.join("state.db")).context("opening state.db")?;
     let tx = db.begin_write()?;
     tx.delete_table(NODES)?;
-    tx.open_table(META)?.remove("merkle_root")?;
+    tx.open_table(META)?.remove("merkle_root_v2")?;
     tx.commit()?;
     Ok(nodes)
 }

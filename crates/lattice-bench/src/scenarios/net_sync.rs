@@ -93,6 +93,9 @@ pub fn receive(args: &ReceiverArgs) -> Result<ReceiverReport> {
         let cpu = cpu_seconds();
         let started = Instant::now();
         let result = server.sync_stores(&peer, vec![store.clone()], None).await;
+        // Until the receiver's index is whole: its Merkle root current (the status merges the
+        // leaves still waiting), as the next sync session or attestation would need it.
+        let entries = store.status().await.map(|s| s.entries);
         let seconds = started.elapsed().as_secs_f64();
         let cpu_seconds = cpu_seconds() - cpu;
         server.shutdown().await;
@@ -100,7 +103,7 @@ pub fn receive(args: &ReceiverArgs) -> Result<ReceiverReport> {
             Some((_, outcome)) => outcome.context("the sync session failed")?,
             None => bail!("sync_stores ran no session"),
         };
-        let entries = store.status().await?.entries;
+        let entries = entries?;
         anyhow::Ok((
             ReceiverReport { applied: outcome.applied, seconds, peak_rss_kb: 0, rss_before_kb, cpu_seconds },
             entries,

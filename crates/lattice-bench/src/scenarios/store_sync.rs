@@ -157,12 +157,13 @@ pub fn rebuild(ctx: &Ctx) -> Result<Vec<Row>> {
     let state = big.dir.join("state.db");
     std::fs::remove_file(&state).with_context(|| format!("removing {}", state.display()))?;
 
+    // Until the index is whole: the open replays the logs, and the status reads the Merkle root,
+    // which merges the leaves still waiting (a rebuild is not done before its tree is).
+    let rt = runtime(1)?;
     let started = Instant::now();
     let store = open(&big.dir, big.store_id)?;
-    let rate = Rate { ops: n, elapsed: started.elapsed() };
-
-    let rt = runtime(1)?;
     let entries = rt.block_on(store.status())?.entries;
+    let rate = Rate { ops: n, elapsed: started.elapsed() };
     ensure!(entries == n, "rebuilt {entries} entries of {n}");
     // Reading and decoding every record, merged across authors, without touching the index.
     let missing = rt.block_on(store.missing_entries(SyncState::default())).context("missing_entries")?;

@@ -83,6 +83,43 @@ pub(super) async fn get(ctx: &Context<'_>, key: &OsStr, verbose: bool) -> Result
     Ok(0)
 }
 
+/// `get KEY --at TIME|HLC`: the value as of then ("not found" and exit 1 if it had none).
+pub(super) async fn get_at(ctx: &Context<'_>, key: &OsStr, at: &str) -> Result<i32, Failure> {
+    let at = lattice_node::parse_at(at)?;
+    let (node, store) = ctx.target().await?;
+    let key = key.as_bytes();
+    let value = node.get_at(&store, key, at).await?;
+    if ctx.json {
+        ctx.out.json(&render::json::value_at(key, at, value.as_deref()));
+        return Ok(if value.is_some() { 0 } else { 1 });
+    }
+    match value {
+        Some(value) => {
+            ctx.out.bytes(render::raw_value(value, 1, ctx.opts.terminal, ctx.palette()));
+            Ok(0)
+        }
+        None => {
+            ctx.out.err("not found");
+            Ok(1)
+        }
+    }
+}
+
+/// `history KEY`: every version this node holds ("not found" and exit 1 if none).
+pub(super) async fn history(ctx: &Context<'_>, key: &OsStr) -> Result<i32, Failure> {
+    let (node, store) = ctx.target().await?;
+    let key = key.as_bytes();
+    let versions = node.versions(&store, key).await?;
+    if ctx.json {
+        ctx.out.json(&render::json::history(key, &versions));
+    } else if versions.is_empty() {
+        ctx.out.err("not found");
+    } else {
+        ctx.out.bytes(render::text::history(&versions, ctx.palette()).into_bytes());
+    }
+    Ok(if versions.is_empty() { 1 } else { 0 })
+}
+
 pub(super) async fn delete(ctx: &Context<'_>, key: &OsStr) -> Result<i32, Failure> {
     let (node, store) = ctx.target().await?;
     let key = key.as_bytes();

@@ -108,7 +108,9 @@ async fn dispatch(ctx: &Context<'_>, command: &Command, stdin: Option<Vec<u8>>) 
             keys::put(ctx, key, value, (if_match.as_deref(), *if_absent), stdin).await
         }
         Command::Batch { .. } => keys::batch(ctx, stdin).await,
-        Command::Get { key, verbose } => keys::get(ctx, key, *verbose).await,
+        Command::Get { key, at: Some(at), .. } => keys::get_at(ctx, key, at).await,
+        Command::Get { key, verbose, at: None } => keys::get(ctx, key, *verbose).await,
+        Command::History { key } => keys::history(ctx, key).await,
         Command::Delete { key } => keys::delete(ctx, key).await,
         Command::Incr { key, by } => kinds::incr(ctx, key, Some(*by)).await,
         Command::Decr { key, by } => kinds::incr(ctx, key, by.checked_neg()).await,

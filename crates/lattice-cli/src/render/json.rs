@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use lattice_core::{AuthorId, Head, MemberStatus, StoreId};
+use lattice_core::{AuthorId, Head, MemberStatus, Op, StoreId};
 use lattice_node::{PeerSync, StoreInfo, StoreRef, TokenRecord};
 use lattice_store::WriteReceipt;
 use serde_json::{Map, Value, json};
@@ -135,6 +135,70 @@ fn head(h: &Head) -> Value {
         obj.remove("value");
         obj.remove("encoding");
     }
+    Value::Object(obj)
+}
+
+/// `history`: every version of the key, oldest first.
+pub fn history(key: &[u8], versions: &[lattice_store::Version]) -> Value {
+    let mut obj = Map::new();
+    lattice_http::insert_bytes(&mut obj, "key", "key_encoding", key);
+    obj.insert("versions".into(), json!(versions.iter().map(version).collect::<Vec<_>>()));
+    Value::Object(obj)
+}
+
+/// One version: when, who, which entry, whether it is a head now, and what it wrote (its last op
+/// on the key; a counter's increments summed, a set's members listed).
+fn version(v: &lattice_store::Version) -> Value {
+    let mut obj = Map::new();
+    obj.insert("hlc".into(), json!(v.hlc.to_string()));
+    obj.insert("time".into(), json!(lattice_node::rfc3339(v.hlc.wall_ms)));
+    obj.insert("author".into(), json!(v.author.to_hex()));
+    obj.insert("hash".into(), json!(v.hash.to_hex()));
+    obj.insert("head".into(), json!(v.head));
+    match v.ops.last() {
+        Some(Op::Put { value, .. }) => {
+            obj.insert("op".into(), json!("put"));
+            lattice_http::insert_bytes(&mut obj, "value", "encoding", value);
+        }
+        Some(Op::Delete { .. }) | None => {
+            obj.insert("op".into(), json!("delete"));
+            obj.insert("value".into(), Value::Null);
+            obj.insert("tombstone".into(), json!(true));
+        }
+        Some(Op::CounterAdd { .. }) => {
+            let by: i128 =
+                v.ops.iter().map(|op| if let Op::CounterAdd { delta, .. } = op { *delta as i128 } else { 0 }).sum();
+            obj.insert("op".into(), json!("incr"));
+            obj.insert("by".into(), json!(by));
+        }
+        Some(last @ (Op::SetAdd { .. } | Op::SetRemove { .. })) => {
+            let name = if matches!(last, Op::SetAdd { .. }) { "sadd" } else { "srem" };
+            let members: Vec<Vec<u8>> = v
+                .ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::SetAdd { member, .. } | Op::SetRemove { member, .. } => Some(member.clone()),
+                    _ => None,
+                })
+                .collect();
+            lattice_http::insert_members(&mut obj, &members);
+            obj.insert("op".into(), json!(name));
+        }
+    }
+    Value::Object(obj)
+}
+
+/// `get --at`: the value as of then (`null`: none then).
+pub fn value_at(key: &[u8], at: lattice_core::Hlc, value: Option<&[u8]>) -> Value {
+    let mut obj = Map::new();
+    lattice_http::insert_bytes(&mut obj, "key", "key_encoding", key);
+    match value {
+        Some(value) => lattice_http::insert_bytes(&mut obj, "value", "encoding", value),
+        None => {
+            obj.insert("value".into(), Value::Null);
+        }
+    }
+    obj.insert("at".into(), json!(at.to_string()));
     Value::Object(obj)
 }
 

@@ -195,6 +195,32 @@ pub fn heads(heads: &[Head], palette: Palette) -> String {
     text
 }
 
+/// `history`: a line per version, oldest first: time and HLC, what it wrote, author and hash;
+/// `head` marks the entries that are heads now.
+pub fn history(versions: &[lattice_store::Version], palette: Palette) -> String {
+    let mut text = String::new();
+    for v in versions {
+        let change = match v.ops.last() {
+            Some(lattice_core::Op::Put { value, .. }) => format!("put {}", super::text(value)),
+            Some(lattice_core::Op::Delete { .. }) | None => "delete".to_string(),
+            Some(lattice_core::Op::CounterAdd { .. }) => {
+                let by: i128 = v
+                    .ops
+                    .iter()
+                    .map(|op| if let lattice_core::Op::CounterAdd { delta, .. } = op { *delta as i128 } else { 0 })
+                    .sum();
+                format!("incr {by:+}")
+            }
+            Some(lattice_core::Op::SetAdd { member, .. }) => format!("sadd {}", super::text(member)),
+            Some(lattice_core::Op::SetRemove { member, .. }) => format!("srem {}", super::text(member)),
+        };
+        let head = if v.head { format!("  {}", palette.green("head")) } else { String::new() };
+        let at = super::time::hlc(v.hlc);
+        text.push_str(&format!("{at}  {change}  author {}  hash {}{head}\n", v.author, v.hash));
+    }
+    text
+}
+
 /// `get -v` of a counter or a set: the key's kind and value, above its heads (each an op).
 pub fn kinded(value: &lattice_store::Value) -> String {
     format!("{}: {}\n", value.kind().name(), typed(value))

@@ -171,6 +171,15 @@ proptest! {
         }
         let proof = prove(&leaves, absent.as_bytes());
         prop_assert_eq!(proof.verify(absent.as_bytes(), &root), Ok(None));
+        // `path_in` (the store's prover inside a bucket of leaves) gives the reference's proofs.
+        let mut sorted = leaves.clone();
+        sorted.sort_unstable();
+        for key in keys.iter().take(5).chain(std::iter::once(&absent)) {
+            let path = key_path(key.as_bytes());
+            let mut siblings = Vec::new();
+            let terminal = path_in(&sorted, 0, &path, &mut siblings);
+            prop_assert_eq!(MerklePath { path, siblings, terminal }, prove(&leaves, key.as_bytes()));
+        }
         prop_assert!(!proof.proves_presence());
         // The proof of one key is not a proof of another.
         if let Some(key) = keys.first() {

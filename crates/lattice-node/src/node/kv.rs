@@ -9,7 +9,7 @@
 
 use lattice_core::entry::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use lattice_core::{Head, Hlc, Kind, Op};
-use lattice_store::{History, KeyProof, KvStore, StoreError, Transaction, Value, WatchEvent, WriteReceipt};
+use lattice_store::{History, KeyProof, KvStore, StoreError, Transaction, Value, Version, WatchEvent, WriteReceipt};
 use tokio::sync::mpsc;
 
 use super::{Node, StoreRef};
@@ -147,6 +147,30 @@ impl Node {
     pub async fn prove(&self, store: &StoreRef, key: &[u8]) -> Result<KeyProof, NodeError> {
         validate_key(key)?;
         Ok(self.store_handle(store.id).await?.prove(key).await?)
+    }
+
+    /// Every version of `key` in `store` this node holds, oldest first, heads marked (raw, as
+    /// [`get_heads`](Self::get_heads), even for a reserved key of the root store).
+    pub async fn versions(&self, store: &StoreRef, key: &[u8]) -> Result<Vec<Version>, NodeError> {
+        validate_key(key)?;
+        Ok(self.store_handle(store.id).await?.versions(key).await?)
+    }
+
+    /// The value of `key` as of `at` (time travel): the register the winner then held, `None`
+    /// if the key had none then (never written yet, or deleted). Reads registers only: a counter
+    /// or a set then is an error that points at `history`, which lists its changes.
+    pub async fn get_at(&self, store: &StoreRef, key: &[u8], at: Hlc) -> Result<Option<Vec<u8>>, NodeError> {
+        validate_key(key)?;
+        let Some(version) = self.store_handle(store.id).await?.version_at(key, at).await? else { return Ok(None) };
+        match version.ops.last() {
+            Some(Op::Put { value, .. }) => Ok(Some(value.clone())),
+            Some(Op::Delete { .. }) | None => Ok(None),
+            Some(op) => Err(NodeError::Invalid(format!(
+                "time travel reads registers; {} held a {} then (`history` lists its changes)",
+                String::from_utf8_lossy(key),
+                op.kind().map_or("value", Kind::name)
+            ))),
+        }
     }
 
     /// What `get` shows of `key`: its visible value (as [`get`](Self::get)) and its raw heads.

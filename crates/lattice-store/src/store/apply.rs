@@ -1,6 +1,6 @@
 //! Applying an entry whose predecessor and parents are held (local, received or replayed): log
-//! append, entry and author rows, the heads of every key it touches and (see `kinds`) the state
-//! of its counters and sets. A refused entry is stored the same way, without heads or state.
+//! append, entry and author rows, the heads and a version row of every key it touches and (see
+//! `kinds`) the state of its counters and sets. A refused entry is stored the same way, without heads or state.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -128,6 +128,7 @@ impl Store {
             let head_count = heads.len();
             w.leaf_changed(key, &heads);
             t.set_heads(key, heads)?;
+            t.add_version(key, entry.hlc(), author, entry.hash())?;
             match (before_visible.is_some(), after.is_some()) {
                 (false, true) => w.counters.live_keys += 1,
                 (true, false) => w.counters.live_keys = w.counters.live_keys.saturating_sub(1),

@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::collections::HashSet;
 
 use lattice_core::heads::Head;
-use lattice_core::{AuthorId, Hash, VerifiedEntry};
+use lattice_core::{AuthorId, Hash, Hlc, VerifiedEntry};
 use redb::{Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
 
 use super::kinds::KindTables;
 use super::orphans::OrphanTables;
 use crate::error::StoreError;
-use crate::tables::{self, AuthorRow, Counters, EntryRow, decode_heads, encode_heads};
+use crate::tables::{self, AuthorRow, Counters, EntryRow, VersionKey, decode_heads, encode_heads};
 use crate::types::{Change, GapInfo, ProofBytes};
 
 /// A key's visible head before a transaction, and after it its visible head and its winner.
@@ -47,6 +47,7 @@ pub(crate) struct Tables<'t> {
     kv: Table<'t, &'static [u8], &'static [u8]>,
     authors: Table<'t, [u8; 32], &'static [u8]>,
     entries: Table<'t, [u8; 32], &'static [u8]>,
+    versions: Table<'t, VersionKey<'static>, [u8; 32]>,
     /// Counters and sets (see `kinds`).
     pub(super) kinds: KindTables<'t>,
     /// For the tables of state.db a batch rarely touches (meta, policy, proofs), opened on use.
@@ -69,9 +70,14 @@ struct Deferred {
     kv: HashMap<Vec<u8>, Vec<Head>>,
     /// Tip of each touched author (looked up for every entry, so kept out of the B-tree too).
     authors: HashMap<AuthorId, AuthorRow>,
-    /// Rough bytes held in `kv` (keys and values).
+    /// Version rows: (key, hlc wall, hlc counter, author, entry hash).
+    versions: Vec<DeferredVersion>,
+    /// Rough bytes held in `kv` and `versions` (keys and values).
     kv_bytes: usize,
 }
+
+/// A [`tables::VERSIONS`] row held back: its key's parts, then the entry hash.
+type DeferredVersion = (Vec<u8>, u64, u32, [u8; 32], [u8; 32]);
 
 /// Deferred rows (see [`Deferred`]) are written once this many entries rows or this many bytes of
 /// heads wait.
@@ -114,6 +120,7 @@ impl<'t> Tables<'t> {
             kv: state.open_table(tables::KV)?,
             authors: state.open_table(tables::AUTHORS)?,
             entries: state.open_table(tables::ENTRIES)?,
+            versions: state.open_table(tables::VERSIONS)?,
             kinds: KindTables {
                 state: state.open_table(tables::KIND_STATE)?,
                 ops: state.open_table(tables::KIND_OPS)?,
@@ -148,6 +155,28 @@ impl<'t> Tables<'t> {
         }
         for (author, row) in deferred.authors.drain() {
             self.authors.insert(author.0, row.encode().as_slice())?;
+        }
+        deferred.versions.sort_unstable();
+        for (key, wall, counter, author, hash) in deferred.versions.drain(..) {
+            self.versions.insert((key.as_slice(), wall, counter, author), hash)?;
+        }
+        Ok(())
+    }
+
+    /// Records that the entry `hash` of `author` stamped `hlc` touched `key` (see
+    /// [`tables::VERSIONS`]).
+    pub(super) fn add_version(&mut self, key: &[u8], hlc: Hlc, author: AuthorId, hash: Hash) -> Result<(), StoreError> {
+        match &mut self.deferred {
+            Some(deferred) => {
+                deferred.kv_bytes += key.len() + 80;
+                deferred.versions.push((key.to_vec(), hlc.wall_ms, hlc.counter, author.0, hash.0));
+                if deferred.kv_bytes >= DEFERRED_KV_BYTES_MAX {
+                    self.flush_deferred()?;
+                }
+            }
+            None => {
+                self.versions.insert((key, hlc.wall_ms, hlc.counter, author.0), hash.0)?;
+            }
         }
         Ok(())
     }

@@ -6,7 +6,9 @@
 //! wait in memory ([`Store::merkle_pending`], those of committed batches), then, at each durable
 //! commit or past [`MEMORY_MAX`], in the waiting table ([`tables::MERKLE_PENDING`], small: it
 //! stays in the page cache), and are merged into the tree
-//! - when [`MERGE_MAX`] leaves wait in all, or
+//! - when [`MERGE_MAX`] leaves wait in all (fixed, not growing with the store: a merge costs
+//!   about the size of the tree, and it runs on the actor, so a status after a large sync waits
+//!   for one merge of at most that many leaves), or
 //! - before any read of the root (status, an attestation, a proof).
 //!
 //! A merge walks down the trie once over the sorted changed paths and rewrites each node on a
@@ -25,9 +27,13 @@
 //! order give the same bytes), paths are uniformly distributed whatever the keys (no adversarial
 //! deep spine from chosen keys short of blake3 collisions), absence proofs come for free (the
 //! path ends at an empty slot or at another key's leaf), and subtrees are ranges of hashed keys,
-//! so two trees diff by descending into the slots whose hashes differ. The 16-ary layout keeps
-//! rows few (about n/3 nodes, each holding its leaf children) while proofs stay binary (4
-//! siblings per node).
+//! so two trees diff by descending into the slots whose hashes differ. Nodes are 16-ary (short
+//! updates) while proofs stay binary (4 siblings per node).
+//!
+//! Rows: a node per row above [`BUCKET_DEPTH`]; at it, a bucket holding the leaves of every key
+//! under its prefix, whose lower levels are hashed from them when wanted (`merkle::subtree_hash`,
+//! `merkle::path_in`). About n/16 rows at a million keys instead of a row per node (n/3), so a
+//! merge rewrites far fewer rows; the hashes are the same either way.
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
@@ -39,7 +45,10 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, WriteT
 use super::read::frontier;
 use super::{Store, Work};
 use crate::error::StoreError;
-use crate::tables::{self, MERKLE_NODES, MERKLE_PENDING, META_MERKLE_ROOT, NodeRow, Slot, decode_heads, node_key};
+use crate::tables::{
+    self, BUCKET_DEPTH, Bucket, MERKLE_NODES, MERKLE_PENDING, META_MERKLE_ROOT, NodeRow, Slot, decode_heads,
+    decode_pending, encode_pending, node_key,
+};
 use crate::types::KeyProof;
 
 /// Leaves held in memory at most; more go to the waiting table (bounds the memory of a long
@@ -87,7 +96,8 @@ impl Store {
         w.taken_pending.extend(changes.iter().map(|(p, d)| (*p, *d)));
         // A key changed by the batch after it changed in a committed one: the batch's is newer.
         changes.extend(std::mem::take(&mut w.leaves));
-        if merge_here && waiting + in_memory >= MERGE_MAX {
+        let due = waiting + in_memory >= MERGE_MAX;
+        if merge_here && due {
             merge_tree(state, changes, 0..=u8::MAX)?;
             return Ok(false);
         }
@@ -95,9 +105,10 @@ impl Store {
         let mut sorted: Vec<Change> = changes.into_iter().collect();
         sorted.sort_unstable_by_key(|(path, _)| *path);
         for (path, digest) in sorted {
-            table.insert(path, digest.as_ref().map_or(&[][..], |d| d.as_slice()))?;
+            self.merkle_placed += 1;
+            table.insert((path[0], self.merkle_placed), encode_pending(&path, digest.as_ref()).as_slice())?;
         }
-        Ok(waiting + in_memory >= MERGE_MAX)
+        Ok(due)
     }
 
     /// Moves a committed batch's leaves to the waiting set in memory.
@@ -195,22 +206,30 @@ impl Store {
         Ok(KeyProof { key: key.to_vec(), heads, path, attestation })
     }
 
-    /// Builds the tree of a store indexed before the tree existed, from its heads (once, at
-    /// open), in runs of [`MERGE_MAX`] keys.
+    /// Builds the tree from the heads (once, at open) where it is not current: a store indexed
+    /// before the tree or before its present layout, or one whose last leaves were in memory only
+    /// when its process ended. In runs of [`MERGE_MAX`] keys.
     pub(super) fn build_tree(&mut self) -> Result<(), StoreError> {
         let tx = self.state.begin_write()?;
-        if tx.open_table(tables::META)?.get(tables::META_MERKLE_DIRTY)?.is_some() {
-            // Leaves of the last commits were in memory when the process ended: rebuilt.
-            tracing::warn!(store = %self.store_id, "the store was not closed cleanly after its last commits; rebuilding its Merkle tree");
-            tx.delete_table(MERKLE_NODES)?;
-            tx.delete_table(MERKLE_PENDING)?;
+        {
             let mut meta = tx.open_table(tables::META)?;
+            if meta.get(tables::META_MERKLE_DIRTY)?.is_some() {
+                tracing::warn!(store = %self.store_id, "the store was not closed cleanly after its last commits; rebuilding its Merkle tree");
+            } else if meta.get(META_MERKLE_ROOT)?.is_some() {
+                drop(meta);
+                self.merkle_placed = last_placed(&tx)?;
+                return Ok(());
+            }
             meta.remove(tables::META_MERKLE_DIRTY)?;
             meta.remove(META_MERKLE_ROOT)?;
+            meta.remove(tables::LEGACY_META_MERKLE_ROOT)?;
         }
-        if tx.open_table(tables::META)?.get(META_MERKLE_ROOT)?.is_some() {
-            return Ok(());
-        }
+        tx.delete_table(tables::LEGACY_MERKLE_NODES)?;
+        tx.delete_table(tables::LEGACY_MERKLE_PENDING)?;
+        tx.delete_table(MERKLE_NODES)?;
+        tx.delete_table(MERKLE_PENDING)?;
+        tx.open_table(MERKLE_NODES)?;
+        tx.open_table(MERKLE_PENDING)?;
         let started = std::time::Instant::now();
         let mut keys = 0u64;
         {
@@ -259,6 +278,11 @@ fn walk(
             Slot::Leaf { path: at, digest } => {
                 return Ok(MerklePath { path, siblings, terminal: Terminal::Leaf { path: at, digest } });
             }
+            Slot::Node(_) if depth == BUCKET_DEPTH => {
+                let bucket = read_bucket(nodes, depth, &path)?;
+                let terminal = merkle::path_in(&bucket.leaves, depth, &path, &mut siblings);
+                return Ok(MerklePath { path, siblings, terminal });
+            }
             Slot::Node(_) => {
                 let row = read_node(nodes, depth, &path)?;
                 let child = nibble(&path, depth);
@@ -283,40 +307,56 @@ fn read_node(
     }
 }
 
-/// Merges the waiting table's leaves whose path starts with a byte in `first` and `newer` (which
-/// win over the table's; all in `first` too) into the tree, and takes those rows out of the table.
-fn merge_tree(
-    state: &WriteTransaction,
-    mut newer: HashMap<Digest, Option<Digest>>,
-    first: RangeInclusive<u8>,
-) -> Result<(), StoreError> {
-    let range = pad(*first.start(), 0)..=pad(*first.end(), 0xff);
-    let mut changes: Vec<Change> = Vec::new();
-    {
-        let mut table = state.open_table(MERKLE_PENDING)?;
-        for item in table.range(range.clone())? {
-            let (path, digest) = item?;
-            let path = path.value();
-            let digest = match newer.remove(&path) {
-                Some(newer) => newer,
-                None => match digest.value() {
-                    [] => None,
-                    bytes => Some(bytes.try_into().map_err(|_| StoreError::CorruptIndex("merkle leaf".into()))?),
-                },
-            };
-            changes.push((path, digest));
-        }
-        table.retain_in(range, |_, _| false)?;
+fn read_bucket(
+    nodes: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    depth: usize,
+    path: &Digest,
+) -> Result<Bucket, StoreError> {
+    match nodes.get(node_key(depth, path).as_slice())? {
+        Some(v) => Bucket::decode(v.value()),
+        None => Err(StoreError::CorruptIndex("merkle bucket missing".into())),
     }
-    changes.extend(newer);
-    update_tree(state, changes)
 }
 
-/// A path whose first byte is `first` and every other byte `fill`.
-fn pad(first: u8, fill: u8) -> Digest {
-    let mut path = [fill; 32];
-    path[0] = first;
-    path
+/// Merges the waiting table's leaves whose path starts with a byte in `first` and `newer` (which
+/// win over the table's; all in `first` too) into the tree, and takes those rows out of the table.
+/// One first byte at a time, so memory holds a 256th of the waiting leaves.
+fn merge_tree(
+    state: &WriteTransaction,
+    newer: HashMap<Digest, Option<Digest>>,
+    first: RangeInclusive<u8>,
+) -> Result<(), StoreError> {
+    let mut newer_by_byte: Vec<Vec<Change>> = vec![Vec::new(); 256];
+    for (path, digest) in newer {
+        newer_by_byte[path[0] as usize].push((path, digest));
+    }
+    let mut table = state.open_table(MERKLE_PENDING)?;
+    for byte in first {
+        let range = (byte, 0)..=(byte, u64::MAX);
+        let mut latest: HashMap<Digest, Option<Digest>> = HashMap::new();
+        // In placing order (a path's rows all share its first byte): the last wins.
+        for item in table.range(range.clone())? {
+            let (path, digest) = decode_pending(item?.1.value())?;
+            latest.insert(path, digest);
+        }
+        table.retain_in(range, |_, _| false)?;
+        latest.extend(std::mem::take(&mut newer_by_byte[byte as usize]));
+        update_tree(state, latest.into_iter().collect())?;
+    }
+    Ok(())
+}
+
+/// The last placing number in the waiting table (0 if it is empty): where [`Store::place_leaves`]
+/// goes on numbering.
+pub(super) fn last_placed(state: &WriteTransaction) -> Result<u64, StoreError> {
+    let table = state.open_table(MERKLE_PENDING)?;
+    let mut last = 0;
+    for first in 0..=u8::MAX {
+        if let Some(item) = table.range((first, 0)..=(first, u64::MAX))?.next_back() {
+            last = last.max(item?.0.value().1);
+        }
+    }
+    Ok(last)
 }
 
 /// Applies `changes` (any order, one per path) to the tree in `state`.
@@ -340,6 +380,10 @@ type Nodes<'t> = Table<'t, &'static [u8], &'static [u8]>;
 fn update_slot(nodes: &mut Nodes<'_>, depth: usize, slot: Slot, changes: &[Change]) -> Result<Slot, StoreError> {
     let Some((first, _)) = changes.first() else { return Ok(slot) };
     match slot {
+        Slot::Node(_) if depth == BUCKET_DEPTH => {
+            let leaves = read_bucket(nodes, depth, first)?.leaves;
+            store_bucket(nodes, depth, first, changed(leaves, changes))
+        }
         Slot::Node(_) => {
             let mut row = read_node(nodes, depth, first)?;
             let mut rest = changes;
@@ -353,16 +397,30 @@ fn update_slot(nodes: &mut Nodes<'_>, depth: usize, slot: Slot, changes: &[Chang
         }
         Slot::Empty | Slot::Leaf { .. } => {
             // At most one key here so far: the subtree is rebuilt from its keys.
-            let mut leaves: Vec<(Digest, Digest)> = changes.iter().filter_map(|(p, d)| d.map(|d| (*p, d))).collect();
-            if let Slot::Leaf { path, digest } = slot
-                && !changes.iter().any(|(p, _)| *p == path)
-            {
-                let at = leaves.partition_point(|(p, _)| *p < path);
-                leaves.insert(at, (path, digest));
-            }
-            build(nodes, depth, &leaves)
+            let here = match slot {
+                Slot::Leaf { path, digest } => vec![(path, digest)],
+                _ => Vec::new(),
+            };
+            build(nodes, depth, &changed(here, changes))
         }
     }
+}
+
+/// `leaves` (sorted) after `changes` (sorted, one per path): upserted or removed.
+fn changed(leaves: Vec<(Digest, Digest)>, changes: &[Change]) -> Vec<(Digest, Digest)> {
+    let mut out = Vec::with_capacity(leaves.len() + changes.len());
+    let mut old = leaves.into_iter().peekable();
+    for (path, digest) in changes {
+        while let Some(leaf) = old.next_if(|(p, _)| p < path) {
+            out.push(leaf);
+        }
+        old.next_if(|(p, _)| p == path);
+        if let Some(digest) = digest {
+            out.push((*path, *digest));
+        }
+    }
+    out.extend(old);
+    out
 }
 
 /// The subtree at `depth` holding `leaves` (sorted, sharing the prefix), written.
@@ -370,6 +428,7 @@ fn build(nodes: &mut Nodes<'_>, depth: usize, leaves: &[(Digest, Digest)]) -> Re
     match leaves {
         [] => Ok(Slot::Empty),
         [(path, digest)] => Ok(Slot::Leaf { path: *path, digest: *digest }),
+        [(first, _), ..] if depth == BUCKET_DEPTH => store_bucket(nodes, depth, first, leaves.to_vec()),
         [(first, _), ..] => {
             if depth >= merkle::MAX_DEPTH {
                 return Err(StoreError::CorruptIndex("two keys with one path".into()));
@@ -383,6 +442,28 @@ fn build(nodes: &mut Nodes<'_>, depth: usize, leaves: &[(Digest, Digest)]) -> Re
                 rest = &rest[len..];
             }
             store_node(nodes, depth, first, row)
+        }
+    }
+}
+
+/// Writes the bucket at `depth` on `path` holding `leaves` (sorted): with two or more, its row
+/// and a node slot; else no row, and the slot of the one leaf or none.
+fn store_bucket(
+    nodes: &mut Nodes<'_>,
+    depth: usize,
+    path: &Digest,
+    leaves: Vec<(Digest, Digest)>,
+) -> Result<Slot, StoreError> {
+    let key = node_key(depth, path);
+    match leaves.as_slice() {
+        [] | [_] => {
+            nodes.remove(key.as_slice())?;
+            Ok(leaves.first().map_or(Slot::Empty, |(path, digest)| Slot::Leaf { path: *path, digest: *digest }))
+        }
+        _ => {
+            let hash = merkle::subtree_hash(&leaves, depth);
+            nodes.insert(key.as_slice(), Bucket { leaves }.encode().as_slice())?;
+            Ok(Slot::Node(hash))
         }
     }
 }
@@ -477,7 +558,7 @@ mod tests {
         store.checkpoint().unwrap();
         write(&mut store, 0..3);
         store.checkpoint().unwrap();
-        assert_eq!(waiting_rows(&store), 20, "a durable commit moves memory to the table (k0..k2 again)");
+        assert_eq!(waiting_rows(&store), 23, "a durable commit moves memory to the table (k0..k2 again: 2 rows)");
         write(&mut store, 20..70);
         assert_eq!(waiting_rows(&store), 0, "past MERGE_MAX: merged");
         assert_eq!(store.merkle_pending.len(), 0);
@@ -493,11 +574,24 @@ mod tests {
         // Closed without its checkpoint: redb makes the last commit durable as the file closes,
         // while its leaves were in memory only. The open finds the dirty flag and rebuilds.
         drop(store);
-        let mut store = Store::open(dir.path(), sid, id, config).unwrap();
+        let mut store = Store::open(dir.path(), sid, id.clone(), config.clone()).unwrap();
         assert!(!store.merkle_dirty);
         assert_eq!(store.merkle_root().unwrap(), reference(&store));
         assert_ne!(store.merkle_root().unwrap(), root);
         assert_eq!(store.get(b"k84").unwrap(), Some(b"v".to_vec()));
+
+        // Leaves waiting in the table across a clean close: the numbering goes on after them.
+        write(&mut store, 85..90);
+        store.checkpoint().unwrap();
+        let placed = store.merkle_placed;
+        assert_eq!((waiting_rows(&store), placed), (5, 5));
+        drop(store);
+        let mut store = Store::open(dir.path(), sid, id, config).unwrap();
+        assert_eq!(store.merkle_placed, placed);
+        write(&mut store, 0..5);
+        store.checkpoint().unwrap();
+        assert_eq!(waiting_rows(&store), 10);
+        assert_eq!(store.merkle_root().unwrap(), reference(&store));
     }
 
     proptest! {

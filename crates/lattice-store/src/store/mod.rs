@@ -33,6 +33,7 @@ mod orphans;
 mod policy;
 mod read;
 mod replay;
+mod versions;
 mod write;
 
 use std::collections::HashMap;
@@ -89,6 +90,8 @@ pub(crate) struct Store {
     merkle_pending: HashMap<lattice_core::merkle::Digest, Option<lattice_core::merkle::Digest>>,
     /// Whether the committed `meta_v1` holds [`tables::META_MERKLE_DIRTY`].
     merkle_dirty: bool,
+    /// The last placing number used in [`tables::MERKLE_PENDING`] (see `merkle`).
+    merkle_placed: u64,
     /// Log records read back by the replay at open (0 if the index was up to date).
     pub(crate) replayed: u64,
     /// Set when the index failed to commit after the logs did: the index no longer matches
@@ -181,6 +184,7 @@ impl Store {
             to_recompute: Vec::new(),
             merkle_pending: HashMap::new(),
             merkle_dirty: false,
+            merkle_placed: 0,
             replayed: 0,
             stopped: None,
             #[cfg(test)]
@@ -222,6 +226,17 @@ impl Store {
                 self.clock = Clock::resume(row.hlc, self.config.max_drift_ms);
             }
             recompute = meta.get(tables::META_RECOMPUTE)?.is_some();
+            if meta.get(tables::META_VERSIONS)?.is_none() {
+                // Either a new index (no author yet: nothing to cover) or one indexed before
+                // the versions table: rebuilt once from the logs, which fills it.
+                if tx.open_table(tables::AUTHORS)?.first()?.is_some() {
+                    tracing::info!(store = %self.store_id, "indexing the versions of every key: rebuilding the index from the logs once");
+                    meta.insert(tables::META_RECOMPUTE, [1u8].as_slice())?;
+                    recompute = true;
+                } else {
+                    meta.insert(tables::META_VERSIONS, [1u8].as_slice())?;
+                }
+            }
             if tx.delete_table(tables::LEGACY_KV)? {
                 // Heads indexed under an older rule (more than one per author): rebuilt from the
                 // logs. The row makes a crash before the rebuild resume it at the next open.
@@ -237,6 +252,7 @@ impl Store {
             tx.open_table(tables::SET_MEMBERS)?;
             tx.open_table(tables::MERKLE_NODES)?;
             tx.open_table(tables::MERKLE_PENDING)?;
+            tx.open_table(tables::VERSIONS)?;
             tx.open_table(tables::POLICY)?;
             tx.open_table(tables::PROOFS)?;
         }

@@ -80,9 +80,13 @@ impl Store {
         tx.delete_table(tables::SET_MEMBERS)?;
         tx.delete_table(tables::MERKLE_NODES)?;
         tx.delete_table(tables::MERKLE_PENDING)?;
+        tx.delete_table(tables::VERSIONS)?;
+        tx.delete_table(tables::LEGACY_MERKLE_NODES)?;
+        tx.delete_table(tables::LEGACY_MERKLE_PENDING)?;
         tx.commit()?;
         self.merkle_pending.clear();
         self.merkle_dirty = false;
+        self.merkle_placed = 0;
         self.counters = Counters::default();
         self.clock = Clock::new(self.config.max_drift_ms);
         self.init_tables().map(drop)

@@ -6,18 +6,64 @@ use redb::TableDefinition;
 
 use crate::error::StoreError;
 
-/// Key: [`node_key`] (depth, then the path's first `depth` nibbles). Value: [`NodeRow`]: the
-/// node's 16 child slots. A node exists where two or more keys share the prefix.
-pub const MERKLE_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("merkle_nodes_v1");
+/// Key: [`node_key`] (depth, then the path's first `depth` nibbles). A node exists where two or
+/// more keys share the prefix. Value: above [`BUCKET_DEPTH`], a [`NodeRow`] (the node's 16 child
+/// slots); at [`BUCKET_DEPTH`], a [`Bucket`]: the leaves of every key under the prefix, the
+/// subtree's lower levels computed from them when needed.
+pub const MERKLE_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("merkle_nodes_v2");
 
-/// Key: a key's path. Value: its new heads digest (32 bytes), or empty (the key is gone):
-/// leaves not yet merged into [`MERKLE_NODES`], kept here across durable commits (see
-/// lattice-store's `store/merkle`). Emptied by each merge.
-pub const MERKLE_PENDING: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("merkle_pending_v1");
+/// The depth at which a subtree is kept as the list of its leaves, not as nodes: 65,536
+/// prefixes, so at a million keys a bucket holds about 16 leaves (1 KiB) and the whole tree is
+/// about 70 Ki rows, not the 360 Ki of a row per node. A merge then rewrites few rows; a bucket's
+/// hash and a proof inside it hash its leaves again (a few microseconds at that size). Shallower
+/// in unit tests, so their few hundred keys fill buckets.
+#[cfg(not(test))]
+pub const BUCKET_DEPTH: usize = 4;
+#[cfg(test)]
+pub const BUCKET_DEPTH: usize = 2;
 
-/// In `meta_v1`: the root slot ([`Slot::encode`]); absent in a store indexed before the tree
-/// existed (the open then builds it from the heads).
-pub const META_MERKLE_ROOT: &str = "merkle_root";
+/// The first layout (`merkle_nodes_v1`, a row per node at every depth, its root in
+/// `meta_v1.merkle_root`): dropped at open, and the tree built again in this one.
+pub const LEGACY_MERKLE_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("merkle_nodes_v1");
+/// The first layout's root slot in `meta_v1`.
+pub const LEGACY_META_MERKLE_ROOT: &str = "merkle_root";
+
+/// Key: (the first byte of a key's path, the order it was placed in). Value: [`encode_pending`]:
+/// the path and its new heads digest, or the path alone (the key is gone). Leaves not yet merged
+/// into [`MERKLE_NODES`], kept here across durable commits (see lattice-store's `store/merkle`);
+/// a path placed twice has two rows, the later one current. Keyed by placing order, not by path,
+/// so placing leaves appends at the end of 256 runs instead of inserting all over the table (by
+/// path, placing cost a 1M-entry rebuild 7%); a merge reads a range of first bytes. Emptied by
+/// each merge.
+pub const MERKLE_PENDING: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("merkle_pending_v2");
+
+/// The waiting leaves keyed by path (the first layout): dropped at open with the tree.
+pub const LEGACY_MERKLE_PENDING: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("merkle_pending_v1");
+
+/// A [`MERKLE_PENDING`] value: `path [32]`, then `digest [32]` unless the key is gone.
+pub fn encode_pending(path: &Digest, digest: Option<&Digest>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(path);
+    if let Some(digest) = digest {
+        out.extend_from_slice(digest);
+    }
+    out
+}
+
+/// Reads a [`MERKLE_PENDING`] value back.
+pub fn decode_pending(b: &[u8]) -> Result<(Digest, Option<Digest>), StoreError> {
+    let corrupt = || StoreError::CorruptIndex("merkle waiting leaf".into());
+    let path: Digest = b.get(..32).and_then(|s| s.try_into().ok()).ok_or_else(corrupt)?;
+    match b.len() {
+        32 => Ok((path, None)),
+        64 => Ok((path, b[32..].try_into().ok())),
+        _ => Err(corrupt()),
+    }
+}
+
+/// In `meta_v1`: the root slot ([`Slot::encode`]); absent in a store indexed before this layout
+/// of the tree existed (the open then builds it from the heads).
+pub const META_MERKLE_ROOT: &str = "merkle_root_v2";
 
 /// In `meta_v1`, present (one byte, 1) while leaves of committed batches wait in memory only:
 /// written by the first commit that leaves some there, removed by the commit that places them.
@@ -131,6 +177,37 @@ impl NodeRow {
     }
 }
 
+/// The leaves of the keys under a prefix at [`BUCKET_DEPTH`] (two or more), sorted by path.
+/// Row: per leaf, `path [32] ‖ digest [32]`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Bucket {
+    pub leaves: Vec<(Digest, Digest)>,
+}
+
+impl Bucket {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.leaves.len() * 64);
+        for (path, digest) in &self.leaves {
+            out.extend_from_slice(path);
+            out.extend_from_slice(digest);
+        }
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Bucket, StoreError> {
+        if !b.len().is_multiple_of(64) {
+            return Err(StoreError::CorruptIndex("merkle bucket".into()));
+        }
+        let digest = |s: &[u8]| -> Digest { s.try_into().unwrap_or(EMPTY) };
+        let leaves: Vec<(Digest, Digest)> =
+            b.chunks_exact(64).map(|leaf| (digest(&leaf[..32]), digest(&leaf[32..]))).collect();
+        if leaves.len() < 2 || !leaves.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            return Err(StoreError::CorruptIndex("merkle bucket not two or more sorted leaves".into()));
+        }
+        Ok(Bucket { leaves })
+    }
+}
+
 /// The row key of the node at `depth` on `path`: the depth, then the path's first `depth`
 /// nibbles packed two to a byte (an odd last nibble in the high half).
 pub fn node_key(depth: usize, path: &Digest) -> Vec<u8> {
@@ -161,6 +238,15 @@ mod tests {
         for slot in [Slot::Empty, Slot::Node([9; 32]), Slot::Leaf { path: [1; 32], digest: [2; 32] }] {
             assert_eq!(Slot::decode(&slot.encode()).unwrap().0, slot);
         }
+        let bucket = Bucket { leaves: vec![([1; 32], [2; 32]), ([3; 32], [4; 32])] };
+        assert_eq!(Bucket::decode(&bucket.encode()).unwrap(), bucket);
+        assert!(Bucket::decode(&[0; 65]).is_err());
+        for digest in [None, Some([7; 32])] {
+            assert_eq!(decode_pending(&encode_pending(&[6; 32], digest.as_ref())).unwrap(), ([6; 32], digest));
+        }
+        assert!(decode_pending(&[0; 40]).is_err());
+        assert!(Bucket::decode(&[0; 128]).is_err(), "one path twice");
+        assert!(Bucket::decode(&bucket.encode()[..64]).is_err(), "one leaf is a leaf slot, not a bucket");
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub const AUTHORS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("auth
 /// Key: entry hash. Value: [`EntryRow`] (52 bytes): where the entry sits in its author's log.
 pub const ENTRIES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("entries_v1");
 
+/// Key: (user key, HLC wall ms, HLC counter, author) of every applied entry that touched the key.
+/// Value: the entry's hash (its ops on the key are read from its log record, via [`ENTRIES`]).
+/// A key's versions in HLC order (then author): `history` lists them, `get --at` takes the last
+/// at or before a time. An author's HLCs rise along its chain, so no two rows share a key.
+pub const VERSIONS: TableDefinition<VersionKey<'static>, [u8; 32]> = TableDefinition::new("versions_v1");
+/// The key of a [`VERSIONS`] row: (user key, HLC wall ms, HLC counter, author).
+pub type VersionKey<'k> = (&'k [u8], u64, u32, [u8; 32]);
+
 /// Key: name. Value: bytes (see the `META_*` names).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta_v1");
 
@@ -44,6 +52,10 @@ pub const META_STORE_ID: &str = "store_id";
 pub const META_CLOCK: &str = "clock";
 /// [`Counters`] (32 bytes): entries, live keys, conflicted keys, refused entries.
 pub const META_COUNTERS: &str = "counters";
+/// Present (one byte, 1) when [`VERSIONS`] covers every applied entry: written by the open of a
+/// new (or just reset) index. A store indexed before the table existed lacks it, and its open
+/// rebuilds the index from the logs once.
+pub const META_VERSIONS: &str = "versions";
 /// Present (one byte, 1) while the index still reflects an older policy than [`POLICY`] holds:
 /// the policy change committed, the recomputation did not yet. The open then rebuilds the index.
 /// The rebuild drops `meta_v1`, and with it this row.

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use lattice_core::{EntryBuilder, Hash, Hlc, Identity, Op, StoreId, SyncState, VerifiedEntry};
 use lattice_store::{KvPairs, KvStore, StoreConfig, StoreHandle, StoreStatus, SyncStore};
+use rand::{Rng, SeedableRng, rngs::StdRng};
 
 pub fn open(dir: &Path, store_id: StoreId, id: &Identity) -> StoreHandle {
     StoreHandle::open(dir, store_id, id.clone(), StoreConfig::default()).unwrap()
@@ -173,4 +174,51 @@ pub async fn sync_all(stores: &[StoreHandle], rounds: usize) {
             return;
         }
     }
+}
+
+/// Keys `k0`.. that [`history`] writes (besides the counters `c0`, `c1`).
+pub const KEYS: u8 = 12;
+
+/// Writers put, delete and increment keys (and sync now and then, so entries cite other
+/// writers' heads and keys conflict); returns every entry made.
+pub async fn history(seed: u64, writers: usize, steps: usize) -> (StoreId, Vec<VerifiedEntry>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let id = StoreId::new_random();
+    let dirs: Vec<_> = (0..writers).map(|_| fast_tempdir()).collect();
+    let stores: Vec<StoreHandle> = dirs.iter().map(|d| open(d.path(), id, &Identity::generate())).collect();
+    for _ in 0..steps {
+        let w = rng.random_range(0..writers);
+        let key = format!("k{}", rng.random_range(0..KEYS));
+        let s = &stores[w];
+        match rng.random_range(0..10) {
+            0 => {
+                let from = rng.random_range(0..writers);
+                if from != w {
+                    sync_into(&stores[from], s).await;
+                }
+            }
+            1 => drop(s.delete(key.into_bytes()).await.unwrap()),
+            // Counters live on their own keys, so no op of another kind is refused.
+            2 => drop(s.incr(format!("c{}", rng.random_range(0..2)).into_bytes(), 1).await.unwrap()),
+            3 => {
+                let ops = vec![Op::put(key.clone(), "batch"), Op::put(format!("k{}", rng.random_range(0..KEYS)), "b2")];
+                s.batch(ops).await.unwrap();
+            }
+            _ => drop(s.put(key.into_bytes(), format!("v{}", rng.random::<u16>()).into_bytes()).await.unwrap()),
+        }
+    }
+    // At least one entry, whatever the steps drew (a history of syncs alone holds none).
+    stores[0].put(b"k0".to_vec(), b"last".to_vec()).await.unwrap();
+    let mut entries = Vec::new();
+    for s in &stores {
+        for e in all_entries(s).await {
+            if e.author() == s.author() {
+                entries.push(e);
+            }
+        }
+    }
+    for s in &stores {
+        s.close().await.unwrap();
+    }
+    (id, entries)
 }
