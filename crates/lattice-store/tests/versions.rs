@@ -146,3 +146,23 @@ async fn every_overwrite_is_a_version() {
     }
     assert!(versions.last().unwrap().head && versions.iter().filter(|v| v.head).count() == 1);
 }
+
+/// A key written once costs no version row (its version is its head); each overwrite writes one,
+/// for the head it displaced.
+#[tokio::test]
+async fn only_displaced_heads_take_a_row() {
+    let dir = fast_tempdir();
+    let store = open(dir.path(), StoreId::new_random(), &Identity::generate());
+    store.batch((0..100).map(|i| Op::put(format!("once/{i}"), "v")).collect()).await.unwrap();
+    for v in ["1", "2", "3"] {
+        store.put(b"thrice".to_vec(), v.as_bytes().to_vec()).await.unwrap();
+    }
+    assert_eq!(store.versions(b"once/7").await.unwrap().len(), 1);
+    assert_eq!(store.versions(b"thrice").await.unwrap().len(), 3);
+    store.close().await.unwrap();
+    let db = redb::Database::open(dir.path().join("state.db")).unwrap();
+    let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let table =
+        tx.open_table(redb::TableDefinition::<(&[u8], u64, u32, [u8; 32]), [u8; 32]>::new("versions_v1")).unwrap();
+    assert_eq!(redb::ReadableTableMetadata::len(&table).unwrap(), 2, "rows for the two displaced heads only");
+}

@@ -1,12 +1,12 @@
 //! Applying an entry whose predecessor and parents are held (local, received or replayed): log
-//! append, entry and author rows, the heads and a version row of every key it touches and (see
-//! `kinds`) the state of its counters and sets. A refused entry is stored the same way, without heads or state.
+//! append, entry and author rows, the heads of every key it touches (a version row for each head
+//! it displaces) and (see `kinds`) the state of its counters and sets. A refused entry is stored the same way, without heads or state.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use lattice_core::heads::{self, Head};
-use lattice_core::{Hash, Kind, Op, VerifiedEntry};
+use lattice_core::{AuthorId, Hash, Hlc, Kind, Op, VerifiedEntry};
 
 use super::batch::VisibleChange;
 use super::{Store, Tables, Work, visible};
@@ -122,13 +122,20 @@ impl Store {
                 Op::SetAdd { .. } | Op::SetRemove { .. } => (Vec::new(), false, Kind::Set),
             };
             let head = Head { value, hlc: entry.hlc(), author, hash: entry.hash(), tombstone, kind };
+            // The key's versions are its heads plus a row for each version no longer one (see
+            // `versions`): rows are written as heads leave, so a key written once has none.
+            let before: Vec<(Hlc, AuthorId, Hash)> = heads.iter().map(|h| (h.hlc, h.author, h.hash)).collect();
             heads::apply(&mut heads, cited, head);
+            for (hlc, by, hash) in before.into_iter().chain([(entry.hlc(), author, entry.hash())]) {
+                if !heads.iter().any(|h| h.hash == hash) {
+                    t.add_version(key, hlc, by, hash)?;
+                }
+            }
             let winner = heads::winner(&heads).cloned();
             let after = visible(&heads);
             let head_count = heads.len();
             w.leaf_changed(key, &heads);
             t.set_heads(key, heads)?;
-            t.add_version(key, entry.hlc(), author, entry.hash())?;
             match (before_visible.is_some(), after.is_some()) {
                 (false, true) => w.counters.live_keys += 1,
                 (true, false) => w.counters.live_keys = w.counters.live_keys.saturating_sub(1),

@@ -1,9 +1,11 @@
-//! The versions of a key (DESIGN.md §11): every applied entry that touched it, from
-//! [`tables::VERSIONS`] (one row per entry and key, in HLC order), each entry's ops on the key
-//! read back from its log record. `history` lists them; `get --at` takes the last one at or
-//! before a time, which is the winner as of then: an entry's HLC is above those of the entries
-//! it cites, so the highest (HLC, author) up to a time was cited by nothing up to it, a head then,
-//! and the highest of the heads wins.
+//! The versions of a key (DESIGN.md §11): every applied entry that touched it. They are its
+//! heads (in `kv_v2`) and a [`tables::VERSIONS`] row for each version that is no longer a head,
+//! written as it stops being one: a key written once costs no row (a bulk load of distinct keys
+//! writes none), an overwrite costs one. Each entry's ops on the key are read back from its log
+//! record. `history` lists them; `get --at` takes the last one at or before a time, which is the
+//! winner as of then: an entry's HLC is above those of the entries it cites, so the highest
+//! (HLC, author) up to a time was cited by nothing up to it, a head then, and the highest of the
+//! heads wins.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -16,6 +18,14 @@ use crate::error::StoreError;
 use crate::log::read_record_at;
 use crate::tables::{self, EntryRow, VersionKey, decode_heads};
 use crate::types::Version;
+
+/// The (HLC, author, hash) of each head of `key` now.
+fn heads_of(tx: &redb::ReadTransaction, key: &[u8]) -> Result<Vec<(Hlc, AuthorId, Hash)>, StoreError> {
+    Ok(match tx.open_table(tables::KV)?.get(key)? {
+        Some(v) => decode_heads(v.value())?.into_iter().map(|h| (h.hlc, h.author, h.hash)).collect(),
+        None => Vec::new(),
+    })
+}
 
 /// The [`tables::VERSIONS`] rows of one key, or of one key up to an HLC.
 type VersionRange<'k> = std::ops::RangeInclusive<VersionKey<'k>>;
@@ -30,33 +40,49 @@ impl Store {
         let tx = self.state.begin_read().map_err(redb::Error::from)?;
         let table = tx.open_table(tables::VERSIONS)?;
         let entries = tx.open_table(tables::ENTRIES)?;
-        let heads: Vec<Hash> = match tx.open_table(tables::KV)?.get(key)? {
-            Some(v) => decode_heads(v.value())?.into_iter().map(|h| h.hash).collect(),
-            None => Vec::new(),
-        };
-        let mut files = HashMap::new();
-        let mut out = Vec::new();
+        let mut found: Vec<(Hlc, AuthorId, Hash, bool)> = Vec::new();
         for item in table.range(versions_of(key, Hlc::new(u64::MAX, u32::MAX)))? {
-            let hash = Hash(item?.1.value());
+            let (row, hash) = item?;
+            let (_, wall, counter, author) = row.value();
+            found.push((Hlc::new(wall, counter), AuthorId(author), Hash(hash.value()), false));
+        }
+        found.extend(heads_of(&tx, key)?.into_iter().map(|(hlc, author, hash)| (hlc, author, hash, true)));
+        found.sort_by_key(|(hlc, author, _, _)| (*hlc, *author));
+        let mut files = HashMap::new();
+        let mut out = Vec::with_capacity(found.len());
+        for (_, _, hash, head) in found {
             let mut version = self.read_version(&entries, &mut files, key, hash)?;
-            version.head = heads.contains(&hash);
+            version.head = head;
             out.push(version);
         }
         Ok(out)
     }
 
-    /// The version of `key` that won as of `at`: the last at or before it, if any.
+    /// The version of `key` that won as of `at`: the last at or before it, if any (a head, or
+    /// the last row up to `at`, whichever is later).
     pub(crate) fn version_at(&self, key: &[u8], at: Hlc) -> Result<Option<Version>, StoreError> {
         let tx = self.state.begin_read().map_err(redb::Error::from)?;
         let table = tx.open_table(tables::VERSIONS)?;
         let entries = tx.open_table(tables::ENTRIES)?;
-        let Some(last) = table.range(versions_of(key, at))?.next_back() else { return Ok(None) };
-        let hash = Hash(last?.1.value());
-        let mut version = self.read_version(&entries, &mut HashMap::new(), key, hash)?;
-        version.head = match tx.open_table(tables::KV)?.get(key)? {
-            Some(v) => decode_heads(v.value())?.iter().any(|h| h.hash == hash),
-            None => false,
+        let row = match table.range(versions_of(key, at))?.next_back() {
+            Some(item) => {
+                let (row, hash) = item?;
+                let (_, wall, counter, author) = row.value();
+                Some((Hlc::new(wall, counter), AuthorId(author), Hash(hash.value()), false))
+            }
+            None => None,
         };
+        let head = heads_of(&tx, key)?
+            .into_iter()
+            .filter(|(hlc, _, _)| *hlc <= at)
+            .max_by_key(|(hlc, author, _)| (*hlc, *author))
+            .map(|(hlc, author, hash)| (hlc, author, hash, true));
+        let Some((_, _, hash, is_head)) = row.into_iter().chain(head).max_by_key(|(hlc, author, _, _)| (*hlc, *author))
+        else {
+            return Ok(None);
+        };
+        let mut version = self.read_version(&entries, &mut HashMap::new(), key, hash)?;
+        version.head = is_head;
         Ok(Some(version))
     }
 

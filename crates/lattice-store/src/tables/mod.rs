@@ -35,10 +35,12 @@ pub const AUTHORS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("auth
 /// Key: entry hash. Value: [`EntryRow`] (52 bytes): where the entry sits in its author's log.
 pub const ENTRIES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("entries_v1");
 
-/// Key: (user key, HLC wall ms, HLC counter, author) of every applied entry that touched the key.
-/// Value: the entry's hash (its ops on the key are read from its log record, via [`ENTRIES`]).
-/// A key's versions in HLC order (then author): `history` lists them, `get --at` takes the last
-/// at or before a time. An author's HLCs rise along its chain, so no two rows share a key.
+/// Key: (user key, HLC wall ms, HLC counter, author) of every applied entry that touched the key
+/// and is no longer one of its heads (the heads, in [`KV`], are its other versions). Value: the
+/// entry's hash (its ops on the key are read from its log record, via [`ENTRIES`]). Written when
+/// a head leaves, so a key written once has no row. `history` lists rows and heads in HLC order;
+/// `get --at` takes the last at or before a time. An author's HLCs rise along its chain, so no
+/// two rows share a key.
 pub const VERSIONS: TableDefinition<VersionKey<'static>, [u8; 32]> = TableDefinition::new("versions_v1");
 /// The key of a [`VERSIONS`] row: (user key, HLC wall ms, HLC counter, author).
 pub type VersionKey<'k> = (&'k [u8], u64, u32, [u8; 32]);
@@ -52,7 +54,7 @@ pub const META_STORE_ID: &str = "store_id";
 pub const META_CLOCK: &str = "clock";
 /// [`Counters`] (32 bytes): entries, live keys, conflicted keys, refused entries.
 pub const META_COUNTERS: &str = "counters";
-/// Present (one byte, 1) when [`VERSIONS`] covers every applied entry: written by the open of a
+/// Present (one byte, 1) when [`VERSIONS`] holds every applied entry that is no longer a head: written by the open of a
 /// new (or just reset) index. A store indexed before the table existed lacks it, and its open
 /// rebuilds the index from the logs once.
 pub const META_VERSIONS: &str = "versions";
