@@ -169,7 +169,8 @@ fn version(v: &lattice_store::Version) -> Value {
             let by: i128 =
                 v.ops.iter().map(|op| if let Op::CounterAdd { delta, .. } = op { *delta as i128 } else { 0 }).sum();
             obj.insert("op".into(), json!("incr"));
-            obj.insert("by".into(), json!(by));
+            // Several increments of one entry can sum past i64 (the counter itself saturates).
+            obj.insert("by".into(), i64::try_from(by).map_or_else(|_| json!(by.to_string()), |by| json!(by)));
         }
         Some(last @ (Op::SetAdd { .. } | Op::SetRemove { .. })) => {
             let name = if matches!(last, Op::SetAdd { .. }) { "sadd" } else { "srem" };
@@ -307,6 +308,35 @@ pub fn sync(results: &[PeerSync], names: &StoreNames) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A version's JSON: what it wrote, by op; increments summed past i64 as a decimal string.
+    #[test]
+    fn versions_say_what_they_wrote() {
+        let v = |ops: Vec<Op>| lattice_store::Version {
+            hlc: lattice_core::Hlc::new(1_000, 2),
+            author: AuthorId([7; 32]),
+            hash: lattice_core::Hash([9; 32]),
+            ops,
+            head: true,
+        };
+        let put = version(&v(vec![Op::put("k", "a"), Op::put("k", "b")]));
+        assert_eq!(
+            (put["op"].clone(), put["value"].clone(), put["head"].clone()),
+            (json!("put"), json!("b"), json!(true))
+        );
+        assert_eq!(put["hlc"], "1000.2");
+        assert_eq!(put["time"], "1970-01-01T00:00:01.000Z");
+        let gone = version(&v(vec![Op::delete("k")]));
+        assert_eq!(
+            (gone["op"].clone(), gone["value"].clone(), gone["tombstone"].clone()),
+            (json!("delete"), Value::Null, json!(true))
+        );
+        let add = |delta| Op::CounterAdd { key: b"k".to_vec(), delta };
+        assert_eq!(version(&v(vec![add(2), add(3)]))["by"], json!(5));
+        assert_eq!(version(&v(vec![add(i64::MAX), add(i64::MAX)]))["by"], json!((2 * i64::MAX as i128).to_string()));
+        let set = version(&v(vec![Op::SetAdd { key: b"k".to_vec(), member: b"x".to_vec() }]));
+        assert_eq!((set["op"].clone(), set["members"].clone()), (json!("sadd"), json!(["x"])));
+    }
 
     #[test]
     fn peers_carry_the_stores_a_node_equivocated_in() {
