@@ -149,9 +149,10 @@ fn child_hashes(leaves: &[(Digest, Digest)], depth: usize) -> [Digest; 16] {
     children
 }
 
-/// `leaves` (sorted) cut into runs of one nibble at `depth`: `(nibble, run)`.
-fn by_nibble(leaves: &[(Digest, Digest)], depth: usize) -> impl Iterator<Item = (usize, &[(Digest, Digest)])> {
-    let mut rest = leaves;
+/// `items` (sorted by path) cut into runs of one nibble at `depth`: `(nibble, run)`. Leaves or
+/// changes (the store's tree walks runs of both).
+pub fn by_nibble<V>(items: &[(Digest, V)], depth: usize) -> impl Iterator<Item = (usize, &[(Digest, V)])> {
+    let mut rest = items;
     std::iter::from_fn(move || {
         let (first, _) = rest.first()?;
         let slot = nibble(first, depth);

@@ -270,6 +270,16 @@ pub struct Version {
     pub head: bool,
 }
 
+impl Version {
+    /// What the entry's counter ops on the key add up to (exact: several can pass the i64 range).
+    pub fn counter_added(&self) -> i128 {
+        self.ops
+            .iter()
+            .map(|op| if let lattice_core::Op::CounterAdd { delta, .. } = op { *delta as i128 } else { 0 })
+            .sum()
+    }
+}
+
 /// A Merkle proof of one key against this node's current root (DESIGN.md §10): its heads
 /// (empty if absent), the path from the root, and this node's signed attestation of that root.
 #[derive(Clone, Debug, PartialEq, Eq)]

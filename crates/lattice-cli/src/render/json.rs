@@ -166,8 +166,7 @@ fn version(v: &lattice_store::Version) -> Value {
             obj.insert("tombstone".into(), json!(true));
         }
         Some(Op::CounterAdd { .. }) => {
-            let by: i128 =
-                v.ops.iter().map(|op| if let Op::CounterAdd { delta, .. } = op { *delta as i128 } else { 0 }).sum();
+            let by = v.counter_added();
             obj.insert("op".into(), json!("incr"));
             // Several increments of one entry can sum past i64 (the counter itself saturates).
             obj.insert("by".into(), i64::try_from(by).map_or_else(|_| json!(by.to_string()), |by| json!(by)));

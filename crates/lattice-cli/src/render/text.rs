@@ -204,11 +204,7 @@ pub fn history(versions: &[lattice_store::Version], palette: Palette) -> String 
             Some(lattice_core::Op::Put { value, .. }) => format!("put {}", super::text(value)),
             Some(lattice_core::Op::Delete { .. }) | None => "delete".to_string(),
             Some(lattice_core::Op::CounterAdd { .. }) => {
-                let by: i128 = v
-                    .ops
-                    .iter()
-                    .map(|op| if let lattice_core::Op::CounterAdd { delta, .. } = op { *delta as i128 } else { 0 })
-                    .sum();
+                let by = v.counter_added();
                 format!("incr {by:+}")
             }
             Some(lattice_core::Op::SetAdd { member, .. }) => format!("sadd {}", super::text(member)),

@@ -1,6 +1,7 @@
 //! Applying an entry whose predecessor and parents are held (local, received or replayed): log
 //! append, entry and author rows, the heads of every key it touches (a version row for each head
-//! it displaces) and (see `kinds`) the state of its counters and sets. A refused entry is stored the same way, without heads or state.
+//! it displaces) and (see `kinds`) the state of its counters and sets. A refused entry is stored
+//! the same way, without heads or state.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};

@@ -298,13 +298,7 @@ fn read_node(
     depth: usize,
     path: &Digest,
 ) -> Result<NodeRow, StoreError> {
-    if depth >= merkle::MAX_DEPTH {
-        return Err(StoreError::CorruptIndex("merkle tree deeper than a path".into()));
-    }
-    match nodes.get(node_key(depth, path).as_slice())? {
-        Some(v) => NodeRow::decode(v.value()),
-        None => Err(StoreError::CorruptIndex(format!("merkle node missing at depth {depth}"))),
-    }
+    read_row(nodes, depth, path, NodeRow::decode)
 }
 
 fn read_bucket(
@@ -312,9 +306,23 @@ fn read_bucket(
     depth: usize,
     path: &Digest,
 ) -> Result<Bucket, StoreError> {
+    read_row(nodes, depth, path, Bucket::decode)
+}
+
+/// The row of the node or bucket at `depth` on `path`, decoded; a missing one is corruption (its
+/// parent's slot names it).
+fn read_row<T>(
+    nodes: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    depth: usize,
+    path: &Digest,
+    decode: fn(&[u8]) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    if depth >= merkle::MAX_DEPTH {
+        return Err(StoreError::CorruptIndex("merkle tree deeper than a path".into()));
+    }
     match nodes.get(node_key(depth, path).as_slice())? {
-        Some(v) => Bucket::decode(v.value()),
-        None => Err(StoreError::CorruptIndex("merkle bucket missing".into())),
+        Some(v) => decode(v.value()),
+        None => Err(StoreError::CorruptIndex(format!("merkle row missing at depth {depth}"))),
     }
 }
 
@@ -386,12 +394,8 @@ fn update_slot(nodes: &mut Nodes<'_>, depth: usize, slot: Slot, changes: &[Chang
         }
         Slot::Node(_) => {
             let mut row = read_node(nodes, depth, first)?;
-            let mut rest = changes;
-            while let Some((first, _)) = rest.first() {
-                let child = nibble(first, depth);
-                let len = rest.iter().take_while(|(p, _)| nibble(p, depth) == child).count();
-                row.children[child] = update_slot(nodes, depth + 1, row.children[child], &rest[..len])?;
-                rest = &rest[len..];
+            for (child, run) in merkle::by_nibble(changes, depth) {
+                row.children[child] = update_slot(nodes, depth + 1, row.children[child], run)?;
             }
             store_node(nodes, depth, first, row)
         }
@@ -434,12 +438,8 @@ fn build(nodes: &mut Nodes<'_>, depth: usize, leaves: &[(Digest, Digest)]) -> Re
                 return Err(StoreError::CorruptIndex("two keys with one path".into()));
             }
             let mut row = NodeRow::default();
-            let mut rest = leaves;
-            while let Some((p, _)) = rest.first() {
-                let child = nibble(p, depth);
-                let len = rest.iter().take_while(|(p, _)| nibble(p, depth) == child).count();
-                row.children[child] = build(nodes, depth + 1, &rest[..len])?;
-                rest = &rest[len..];
+            for (child, run) in merkle::by_nibble(leaves, depth) {
+                row.children[child] = build(nodes, depth + 1, run)?;
             }
             store_node(nodes, depth, first, row)
         }

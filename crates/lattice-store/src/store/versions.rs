@@ -27,6 +27,14 @@ fn heads_of(tx: &redb::ReadTransaction, key: &[u8]) -> Result<Vec<(Hlc, AuthorId
     })
 }
 
+/// A [`tables::VERSIONS`] row as (HLC, author, hash, head: false).
+fn row_version(
+    (row, hash): (redb::AccessGuard<'_, VersionKey<'static>>, redb::AccessGuard<'_, [u8; 32]>),
+) -> (Hlc, AuthorId, Hash, bool) {
+    let (_, wall, counter, author) = row.value();
+    (Hlc::new(wall, counter), AuthorId(author), Hash(hash.value()), false)
+}
+
 /// The [`tables::VERSIONS`] rows of one key, or of one key up to an HLC.
 type VersionRange<'k> = std::ops::RangeInclusive<VersionKey<'k>>;
 
@@ -42,9 +50,7 @@ impl Store {
         let entries = tx.open_table(tables::ENTRIES)?;
         let mut found: Vec<(Hlc, AuthorId, Hash, bool)> = Vec::new();
         for item in table.range(versions_of(key, Hlc::new(u64::MAX, u32::MAX)))? {
-            let (row, hash) = item?;
-            let (_, wall, counter, author) = row.value();
-            found.push((Hlc::new(wall, counter), AuthorId(author), Hash(hash.value()), false));
+            found.push(row_version(item?));
         }
         found.extend(heads_of(&tx, key)?.into_iter().map(|(hlc, author, hash)| (hlc, author, hash, true)));
         found.sort_by_key(|(hlc, author, _, _)| (*hlc, *author));
@@ -64,14 +70,7 @@ impl Store {
         let tx = self.state.begin_read().map_err(redb::Error::from)?;
         let table = tx.open_table(tables::VERSIONS)?;
         let entries = tx.open_table(tables::ENTRIES)?;
-        let row = match table.range(versions_of(key, at))?.next_back() {
-            Some(item) => {
-                let (row, hash) = item?;
-                let (_, wall, counter, author) = row.value();
-                Some((Hlc::new(wall, counter), AuthorId(author), Hash(hash.value()), false))
-            }
-            None => None,
-        };
+        let row = table.range(versions_of(key, at))?.next_back().transpose()?.map(row_version);
         let head = heads_of(&tx, key)?
             .into_iter()
             .filter(|(hlc, _, _)| *hlc <= at)
